@@ -1,0 +1,347 @@
+"""Eqn. (1) of the paper, the per-layer cost report, and budgets.
+
+This module is the one source of truth for costs. Eqn. (1) counts multiply-adds (MACs)
+per image of the conv layers only::
+
+    sum_l  n_{l-1} * s_l^2 * n_l * m_l^2
+
+with ``m_l`` the side of the layer's output map (``H * W`` for non-square maps). FLOPs are
+twice the MACs. fc layers (the implicit classifier included) are counted separately as
+``fc_macs``, and pooling as ``pool_ops`` (window reads); neither enters Eqn. (1).
+
+Example:
+    >>> import budgetnet
+    >>> from search_spaces.paper import MODELS
+    >>> report = budgetnet.complexity(MODELS["J'"], baseline=MODELS["A"])
+    >>> report.conv_macs, round(report.ratio, 2)
+    (827167424, 0.97)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Union
+
+from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, LayerShape, Pool
+from budgetnet.errors import BudgetError
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """One row of a :class:`ComplexityReport`; ``macs`` is Eqn. (1)'s term for convs."""
+
+    name: str
+    kind: str
+    stage: int | None
+    in_channels: int
+    kernel_size: int | None
+    out_channels: int
+    stride: int | None
+    padding: int | None
+    out_size: str
+    macs: int
+    params: int
+    activations: int
+    pool_ops: int
+
+
+def layer_cost(info: LayerShape) -> LayerCost:
+    """The cost of one inferred layer.
+
+    Example:
+        >>> import budgetnet
+        >>> conv = budgetnet.parse("(3,8)", input_shape=(1, 4, 4)).convs[0]
+        >>> layer_cost(conv).macs == 1 * 3**2 * 8 * 4**2
+        True
+    """
+    layer = info.layer
+    in_channels = info.in_shape[0]
+    out_elements = math.prod(info.out_shape)
+    kernel = stride = padding = None
+    macs = params = pool_ops = 0
+    out_channels = info.out_shape[0]
+    if isinstance(layer, Conv):
+        kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
+        macs = in_channels * kernel**2 * layer.out_channels * info.out_shape[1] * info.out_shape[2]
+        params = in_channels * kernel**2 * layer.out_channels + layer.out_channels
+    elif isinstance(layer, Pool):
+        kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
+        pool_ops = out_elements * kernel**2
+    elif isinstance(layer, SPP):
+        pool_ops = in_channels * info.in_shape[1] * info.in_shape[2] * len(layer.levels)
+    elif isinstance(layer, FC):
+        macs = in_channels * layer.out_features
+        params = macs + layer.out_features
+    if len(info.out_shape) == 3:
+        out_size = f"{info.out_shape[1]}x{info.out_shape[2]}"
+    else:
+        out_size = str(info.out_shape[0])
+    if isinstance(layer, (SPP, Flatten)):
+        out_channels = info.in_shape[0]
+    return LayerCost(
+        info.name,
+        layer.kind,
+        info.stage,
+        in_channels,
+        kernel,
+        out_channels,
+        stride,
+        padding,
+        out_size,
+        macs,
+        params,
+        out_elements,
+        pool_ops,
+    )
+
+
+@dataclass(frozen=True)
+class ComplexityReport:
+    """Per-layer costs and totals of one Arch; build it with :func:`complexity`.
+
+    ``conv_macs`` is Eqn. (1); ``ratio`` is ``conv_macs`` over the baseline's (``None``
+    without a baseline). ``rows`` ends with the implicit classifier.
+    """
+
+    notation: str
+    rows: tuple[LayerCost, ...]
+    conv_macs: int
+    fc_macs: int
+    pool_ops: int
+    params: int
+    activations: int
+    baseline_conv_macs: int | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_conv_macs is None:
+            return None
+        return self.conv_macs / self.baseline_conv_macs
+
+    @property
+    def conv_flops(self) -> int:
+        """Eqn. (1) in FLOPs (two per multiply-add)."""
+        return 2 * self.conv_macs
+
+    @property
+    def total_macs(self) -> int:
+        return self.conv_macs + self.fc_macs
+
+    def to_dict(self) -> dict:
+        """Everything as plain JSON-ready values."""
+        return {
+            "notation": self.notation,
+            "layers": [asdict(row) for row in self.rows],
+            "conv_macs": self.conv_macs,
+            "conv_flops": self.conv_flops,
+            "fc_macs": self.fc_macs,
+            "pool_ops": self.pool_ops,
+            "params": self.params,
+            "activations": self.activations,
+            "baseline_conv_macs": self.baseline_conv_macs,
+            "ratio": self.ratio,
+        }
+
+    def table(self) -> str:
+        """A per-layer table with totals, for the terminal (MACs are multiply-adds)."""
+        header = ("layer", "stage", "in", "kernel", "out", "stride", "pad", "size", "MACs", "params", "acts")
+        lines = []
+        for row in self.rows:
+            lines.append(
+                (
+                    row.name,
+                    "" if row.stage is None else str(row.stage),
+                    str(row.in_channels),
+                    "" if row.kernel_size is None else f"{row.kernel_size}x{row.kernel_size}",
+                    str(row.out_channels),
+                    "" if row.stride is None else str(row.stride),
+                    "" if row.padding is None else str(row.padding),
+                    row.out_size,
+                    format_count(row.macs) if row.macs else "",
+                    format_count(row.params) if row.params else "",
+                    format_count(row.activations),
+                )
+            )
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+
+        def render(cells):
+            return "  ".join(
+                cell.ljust(width) if i < 2 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(cells, widths))
+            ).rstrip()
+
+        out = [render(header), render(["-" * w for w in widths])]
+        out += [render(line) for line in lines]
+        out.append("")
+        out.append(f"conv MACs, Eqn. (1): {self.conv_macs:,} ({format_count(self.conv_macs)}; FLOPs = 2 x MACs)")
+        out.append(f"fc MACs:             {self.fc_macs:,} ({format_count(self.fc_macs)})")
+        out.append(f"pooling window ops:  {self.pool_ops:,}")
+        out.append(f"parameters:          {self.params:,} ({format_count(self.params)})")
+        out.append(f"activations:         {self.activations:,} ({format_count(self.activations)})")
+        if self.ratio is not None:
+            out.append(f"ratio to baseline:   {self.ratio:.4f} (baseline {format_count(self.baseline_conv_macs)} MACs)")
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
+    """The cost report of ``arch``: Eqn. (1) per conv, fc MACs, params, activations.
+
+    Args:
+        arch: the architecture.
+        baseline: optional; ``report.ratio`` is then ``arch``'s Eqn. (1) over the baseline's.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 4, 4), num_classes=2)
+        >>> report = budgetnet.complexity(arch)
+        >>> report.conv_macs, report.fc_macs, report.params
+        (1152, 16, 98)
+    """
+    rows = [layer_cost(info) for info in arch.shapes]
+    features = arch.shapes[-1].out_shape[0]
+    classifier_macs = features * arch.num_classes
+    rows.append(
+        LayerCost(
+            f"fc{sum(isinstance(layer, FC) for layer in arch.layers) + 1}",
+            "classifier",
+            None,
+            features,
+            None,
+            arch.num_classes,
+            None,
+            None,
+            str(arch.num_classes),
+            classifier_macs,
+            classifier_macs + arch.num_classes,
+            arch.num_classes,
+            0,
+        )
+    )
+    return ComplexityReport(
+        notation=arch.notation(),
+        rows=tuple(rows),
+        conv_macs=sum(row.macs for row in rows if row.kind == "conv"),
+        fc_macs=sum(row.macs for row in rows if row.kind in ("fc", "classifier")),
+        pool_ops=sum(row.pool_ops for row in rows),
+        params=sum(row.params for row in rows),
+        activations=sum(row.activations for row in rows),
+        baseline_conv_macs=None if baseline is None else conv_macs(baseline),
+    )
+
+
+def conv_macs(arch: Arch) -> int:
+    """Eqn. (1) alone: multiply-adds per image of the conv layers.
+
+    Example:
+        >>> import budgetnet
+        >>> conv_macs(budgetnet.parse("(3,8)", input_shape=(1, 4, 4)))
+        1152
+    """
+    return sum(layer_cost(info).macs for info in arch.convs)
+
+
+_SUFFIXES = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3))
+
+
+def format_count(value: int | float) -> str:
+    """A count with an SI suffix: 854954688 -> '855.0M'.
+
+    Example:
+        >>> format_count(854954688)
+        '855.0M'
+    """
+    for suffix, scale in _SUFFIXES:
+        if abs(value) >= scale:
+            return f"{value / scale:.1f}{suffix}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A ceiling on Eqn. (1): ``target_macs`` with a relative ``tolerance``.
+
+    ``admits(arch)`` is the hard test the search uses: cost <= target * (1 + tolerance).
+    ``matches(arch)`` is the equal-cost test of layer replacement: cost within
+    ``tolerance`` of the target on either side. ``slack(arch)`` is the signed room left
+    under the ceiling, in MACs (negative when over budget).
+
+    Example:
+        >>> import budgetnet
+        >>> from search_spaces.paper import MODELS
+        >>> budget = budgetnet.Budget.relative(MODELS["A"], 1.0, tolerance=0.05)
+        >>> budget.admits(MODELS["J'"]), budget.matches(MODELS["J'"])
+        (True, True)
+        >>> budget.slack(MODELS["C"]) < 0
+        False
+    """
+
+    target_macs: int
+    tolerance: float = 0.0
+    label: str = ""
+
+    def __post_init__(self):
+        if isinstance(self.target_macs, bool) or not isinstance(self.target_macs, (int, float)) or not (
+            self.target_macs > 0 and math.isfinite(self.target_macs)
+        ):
+            raise BudgetError(f"budget target_macs={self.target_macs!r} is invalid; expected a number of MACs > 0")
+        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) or not (
+            0 <= self.tolerance < math.inf
+        ):
+            raise BudgetError(f"budget tolerance={self.tolerance!r} is invalid; expected a number >= 0")
+        object.__setattr__(self, "target_macs", int(round(self.target_macs)))
+
+    @classmethod
+    def relative(cls, baseline: Arch, ratio: float = 1.0, tolerance: float = 0.0) -> "Budget":
+        """``ratio`` times the baseline's Eqn. (1) cost."""
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (ratio > 0 and math.isfinite(ratio)):
+            raise BudgetError(f"budget ratio={ratio!r} is invalid; expected a number > 0 (1.0 = the baseline's cost)")
+        return cls(conv_macs(baseline) * ratio, tolerance, f"{ratio:g}x baseline")
+
+    @classmethod
+    def parse(cls, text: str, baseline: Arch | None = None, tolerance: float = 0.0) -> "Budget":
+        """Read ``"0.9x"`` (of the baseline), ``"850M"``, ``"1.2G"`` or ``"850000000"``.
+
+        Example:
+            >>> Budget.parse("850M").target_macs
+            850000000
+        """
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([xXkKmMgGtT]?)\s*", str(text))
+        if not match:
+            raise BudgetError(
+                f"budget={text!r} is invalid; expected a ratio like 0.9x, or MACs like 850M, 1.2G, 850000000"
+            )
+        value, unit = float(match.group(1)), match.group(2).upper()
+        if unit == "X":
+            if baseline is None:
+                raise BudgetError(f"budget={text!r} is relative; give a baseline to measure it against")
+            return cls.relative(baseline, value, tolerance)
+        scale = dict(_SUFFIXES).get(unit, 1)
+        return cls(value * scale, tolerance, str(text).strip())
+
+    @property
+    def limit_macs(self) -> int:
+        """The hard ceiling, ``target * (1 + tolerance)``."""
+        return int(self.target_macs * (1 + self.tolerance))
+
+    def cost(self, arch: Union[Arch, int]) -> int:
+        return arch if isinstance(arch, int) else conv_macs(arch)
+
+    def admits(self, arch: Union[Arch, int]) -> bool:
+        return self.cost(arch) <= self.limit_macs
+
+    def matches(self, arch: Union[Arch, int]) -> bool:
+        return abs(self.cost(arch) - self.target_macs) <= self.tolerance * self.target_macs
+
+    def slack(self, arch: Union[Arch, int]) -> int:
+        return self.limit_macs - self.cost(arch)
+
+    def __str__(self) -> str:
+        text = f"{format_count(self.target_macs)} MACs"
+        if self.label:
+            text += f" ({self.label})"
+        return text + (f" ±{self.tolerance:.1%}" if self.tolerance else "")

@@ -1,0 +1,56 @@
+"""The errors budgetnet raises on purpose.
+
+Every bad input ends in exactly one subclass of :class:`BudgetNetError`, with a message
+that names the field, the value and what would have been accepted.
+
+Example:
+    >>> import budgetnet
+    >>> try:
+    ...     budgetnet.parse("(3,0)")
+    ... except budgetnet.BudgetNetError as error:
+    ...     print(type(error).__name__)
+    NotationError
+"""
+
+from __future__ import annotations
+
+
+class BudgetNetError(Exception):
+    """Base class of every error budgetnet raises on purpose."""
+
+
+class NotationError(BudgetNetError, ValueError):
+    """A notation string that does not follow the grammar; ``column`` is 1-based."""
+
+    def __init__(self, text: str, column: int, problem: str, field: str | None = None, value=None):
+        self.text = text
+        self.column = column
+        self.field = field
+        self.value = value
+        pointer = " " * (column - 1) + "^"
+        super().__init__(f"notation column {column}: {problem}\n  {text}\n  {pointer}")
+
+
+class LayerSpecError(BudgetNetError, ValueError):
+    """A layer parameter out of range (kernel, filters, stride, padding, repeat count, ...)."""
+
+    def __init__(self, layer: str, field: str, value, expected: str):
+        self.field = field
+        self.value = value
+        super().__init__(f"{layer}: {field}={value!r} is invalid; expected {expected}")
+
+
+class ShapeError(BudgetNetError, ValueError):
+    """A layer whose feature map would be empty, or whose kernel exceeds the padded map."""
+
+
+class ArchError(BudgetNetError, ValueError):
+    """An architecture that is not well formed: layer order, graph shape, JSON content."""
+
+
+class BudgetError(BudgetNetError, ValueError):
+    """A budget that is malformed or that no candidate can meet."""
+
+
+class UnsupportedModuleError(BudgetNetError, TypeError):
+    """A torch module that :meth:`budgetnet.Arch.from_module` cannot express as an Arch."""

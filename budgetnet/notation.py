@@ -1,0 +1,212 @@
+"""Parse and print the paper's table notation (Tables 1-2), e.g. ``(7,64)/2 3/3 (5,128)``.
+
+Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has examples)::
+
+    arch   := item (sep item)*
+    item   := layer [ ("x" | "×") COUNT ]          repetition: (3,256)x3
+    layer  := conv | pool | spp | "gap" | "flat" | fc
+    conv   := "(" KERNEL "," FILTERS ")" ["/" STRIDE] ["p" PAD]
+    pool   := ["max" | "avg"] SIZE ["/" STRIDE] ["p" PAD]   stride defaults to SIZE
+    spp    := ["max" | "avg"] "spp" ["(" LEVEL ("," LEVEL)* ")"]   default (6,3,2,1)
+    fc     := "fc" UNITS | "fc(" UNITS ["," DROPOUT] ")"    dropout defaults to 0.5
+
+A conv without ``pPAD`` gets its padding from the paper's rules (see :mod:`budgetnet.arch`).
+``gap`` is global average pooling (``avgspp(1)``); ``flat`` flattens without pooling. When
+the text has no head (no spp, gap, flat or fc), the paper's head is added: ``spp fc(4096)
+fc(4096)``; printing leaves it out again. The classifier (``num_classes`` units) is implicit.
+
+Example:
+    >>> import budgetnet
+    >>> arch = budgetnet.parse("(7,64)/2 3/3 (5,128) 2/2 (3,256)x3")
+    >>> arch.depth, str(arch)
+    (5, '(7,64)/2 3/3 (5,128) 2/2 (3,256)x3')
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Layer, Pool, paper_head
+from budgetnet.errors import LayerSpecError, NotationError
+
+_SEPARATOR = re.compile(r"[\s+]+")
+_INT = r"(\d+)"
+_CONV = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)(?:/(-?\d+))?(?:p(\d+))?")
+_POOL = re.compile(r"(max|avg)?(\d+)(?:/(-?\d+))?(?:p(\d+))?")
+_SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")
+_FC = re.compile(r"fc(?:(\d+)|\(\s*(-?\d+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
+_KEYWORD = re.compile(r"gap|flat")
+_REPEAT = re.compile(r"[x×](-?\d+)")
+_END = re.compile(r"(?=[\s+]|$)")
+
+
+def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: int = 1000) -> Arch:
+    """Parse the paper's table notation into an :class:`~budgetnet.Arch`.
+
+    Raises :class:`~budgetnet.errors.NotationError` (with the 1-based column of the fault)
+    for text that does not follow the grammar, and :class:`~budgetnet.errors.LayerSpecError`
+    for a value out of range (a zero kernel, a negative stride, ``x0``).
+
+    Example:
+        >>> import budgetnet
+        >>> budgetnet.parse("(3,32) 2/2 (2,64)x2 gap", input_shape=(1, 16, 16)).depth
+        3
+    """
+    if not isinstance(text, str):
+        raise NotationError(repr(text), 1, f"expected a notation string, got {type(text).__name__}")
+    layers: list[Layer] = []
+    position = _skip(text, 0)
+    if position == len(text):
+        raise NotationError(text, 1, "empty notation; expected at least one layer such as (3,64)")
+    while position < len(text):
+        start = position
+        try:
+            layer, position = _parse_layer(text, position)
+            count = 1
+            repeat = _REPEAT.match(text, position)
+            if repeat:
+                start, count = repeat.start(), int(repeat.group(1))
+                if count < 1:
+                    raise LayerSpecError(format_layer(layer), "repeat count", count, "an integer >= 1")
+                position = repeat.end()
+        except LayerSpecError as error:
+            raise NotationError(text, start + 1, str(error), error.field, error.value) from None
+        if not _END.match(text, position):
+            raise NotationError(text, position + 1, f"unexpected {text[position]!r} after a layer")
+        layers.extend([layer] * count)
+        position = _skip(text, position)
+    if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
+        layers.extend(paper_head())
+    return Arch(layers, input_shape, num_classes)
+
+
+def _skip(text: str, position: int) -> int:
+    match = _SEPARATOR.match(text, position)
+    return match.end() if match else position
+
+
+def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
+    column = position + 1
+    if text.startswith("(", position):
+        match = _CONV.match(text, position)
+        if not match:
+            raise NotationError(text, column, "malformed conv; expected (KERNEL,FILTERS) like (3,256)")
+        kernel, filters, stride, padding = match.groups()
+        layer = Conv(
+            int(kernel),
+            int(filters),
+            1 if stride is None else int(stride),
+            None if padding is None else int(padding),
+        )
+        return layer, match.end()
+    match = _SPP.match(text, position)
+    if match:
+        mode, levels = match.groups()
+        if levels is None:
+            return SPP(mode=mode or "max"), match.end()
+        items = [item.strip() for item in levels.split(",")]
+        if not all(re.fullmatch(r"-?\d+", item) for item in items):
+            raise NotationError(text, column, "malformed spp levels; expected spp(6,3,2,1)")
+        return SPP(tuple(int(item) for item in items), mode or "max"), match.end()
+    match = _KEYWORD.match(text, position)
+    if match:
+        layer = SPP((1,), "avg") if match.group() == "gap" else Flatten()
+        return layer, match.end()
+    if text.startswith("fc", position):
+        match = _FC.match(text, position)
+        if not match:
+            raise NotationError(text, column, "malformed fc; expected fc4096 or fc(4096,0.5)")
+        units = int(match.group(1) or match.group(2))
+        dropout = match.group(3)
+        if dropout is not None:
+            try:
+                value = float(dropout)
+            except ValueError:
+                raise NotationError(text, match.start(3) + 1, f"dropout {dropout!r} is not a number") from None
+            return FC(units, value), match.end()
+        return FC(units), match.end()
+    match = _POOL.match(text, position)
+    if match:
+        mode, size, stride, padding = match.groups()
+        layer = Pool(
+            int(size),
+            None if stride is None else int(stride),
+            0 if padding is None else int(padding),
+            mode or "max",
+        )
+        return layer, match.end()
+    word = re.match(r"[^\s+]+", text[position:]).group()
+    raise NotationError(
+        text,
+        column,
+        f"unknown layer {word!r}; expected a conv (3,256), a pool 2/2, spp, gap, flat or fc4096",
+    )
+
+
+def format_layer(layer: Layer) -> str:
+    """One layer in the notation.
+
+    Example:
+        >>> format_layer(Conv(2, 256, stride=2))
+        '(2,256)/2'
+    """
+    if isinstance(layer, Conv):
+        text = f"({layer.kernel_size},{layer.out_channels})"
+        if layer.stride != 1:
+            text += f"/{layer.stride}"
+        if layer.padding is not None:
+            text += f"p{layer.padding}"
+        return text
+    if isinstance(layer, Pool):
+        text = ("avg" if layer.mode == "avg" else "") + f"{layer.kernel_size}/{layer.stride}"
+        return text + (f"p{layer.padding}" if layer.padding else "")
+    if isinstance(layer, SPP):
+        if layer.levels == (1,) and layer.mode == "avg":
+            return "gap"
+        prefix = "avg" if layer.mode == "avg" else ""
+        if layer.levels == SPP().levels:
+            return prefix + "spp"
+        return prefix + "spp(" + ",".join(str(level) for level in layer.levels) + ")"
+    if isinstance(layer, Flatten):
+        return "flat"
+    if layer.dropout == FC(1).dropout:
+        return f"fc{layer.out_features}"
+    return f"fc({layer.out_features},{layer.dropout:g})"
+
+
+def format_arch(arch: Arch) -> str:
+    """The notation of a whole Arch: stages joined by pools, ``+`` inside a stage.
+
+    The paper's head (``spp fc4096 fc4096``) is left out, as in Tables 1-2.
+
+    Example:
+        >>> import budgetnet
+        >>> format_arch(budgetnet.parse("(3,160)x5 (3,256)"))
+        '(3,160)x5 + (3,256)'
+    """
+    parts: list[str] = []
+    stage: list[str] = []
+    for layer, count in _runs(arch.layers):
+        text = format_layer(layer) + (f"x{count}" if count > 1 else "")
+        if isinstance(layer, Conv):
+            stage.append(text)
+            continue
+        if stage:
+            parts.append(" + ".join(stage))
+            stage = []
+        if isinstance(layer, Pool) or arch.head != paper_head():
+            parts.append(text)
+    if stage:
+        parts.append(" + ".join(stage))
+    return " ".join(parts)
+
+
+def _runs(layers: Sequence[Layer]) -> list[tuple[Layer, int]]:
+    runs: list[tuple[Layer, int]] = []
+    for layer in layers:
+        if runs and runs[-1][0] == layer and isinstance(layer, (Conv, FC, Pool)):
+            runs[-1] = (layer, runs[-1][1] + 1)
+        else:
+            runs.append((layer, 1))
+    return runs
