@@ -262,7 +262,12 @@ class Arch:
         if isinstance(layers, nx.DiGraph):
             graph = layers.copy()
         else:
-            layers = list(layers)
+            try:
+                layers = list(layers)
+            except TypeError:
+                raise ArchError(
+                    f"arch layers={layers!r} is invalid; expected a list of layer specs or a graph"
+                ) from None
             graph = nx.DiGraph()
             for node, layer in enumerate(layers):
                 graph.add_node(node, layer=layer)
@@ -495,7 +500,7 @@ class Arch:
     def from_json(cls, text: str) -> "Arch":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, TypeError) as error:
             raise ArchError(f"arch JSON: not valid JSON ({error})") from None
         return cls.from_dict(data)
 
@@ -623,10 +628,7 @@ def _infer_shapes(
                     target = [conv_output_size(t, kernel, stride, guess) for t in target]
                 if padding is None:
                     desired = target[0] - (_following_even_convs(layers, index) % 2)
-                    padding = min(
-                        range(kernel),
-                        key=lambda p: (abs(conv_output_size(height, kernel, stride, p) - desired), p),
-                    )
+                    padding = _closest_padding(height, kernel, stride, desired)
             delayed = False
             _check_window(name, layer, size, kernel, padding)
             height, width = (conv_output_size(m, kernel, stride, padding) for m in size)
@@ -651,22 +653,32 @@ def _infer_shapes(
             shape = (channels * height * width,)
         elif isinstance(layer, FC):
             shape = (layer.out_features,)
-        if len(shape) == 3 and min(shape[1:]) < 1:
-            raise ShapeError(
-                f"{name} ({_describe(layer)}) maps {in_shape[1]}x{in_shape[2]} to "
-                f"{shape[1]}x{shape[2]}: the feature map shrinks below 1 pixel"
-            )
         shapes.append(LayerShape(index, node, name, layer, layer_stage, in_shape, shape))
     return tuple(shapes)
 
 
+def _closest_padding(size: int, kernel: int, stride: int, desired: int) -> int:
+    """The smallest pad in ``[0, kernel)`` whose output side is closest to ``desired``.
+
+    The output grows with the pad, so only the pads up to the first one that reaches
+    ``desired`` can win; trying just those keeps a huge kernel from a scan of every pad.
+    """
+    reach = -(-((desired - 1) * stride + kernel - size) // 2)  # first pad giving >= desired
+    high = min(max(reach, 0), kernel - 1)
+    return min(
+        range(max(high - stride - 1, 0), high + 1),
+        key=lambda p: (abs(conv_output_size(size, kernel, stride, p) - desired), p),
+    )
+
+
 def _check_window(name: str, layer: Layer, size: Sequence[int], kernel: int, padding: int) -> None:
+    # By the floor rule this is also the only way a map can shrink below 1 pixel.
     for side in size:
         if side + 2 * padding < kernel:
             raise ShapeError(
                 f"{name} ({_describe(layer)}): kernel_size={kernel} is larger than the padded "
-                f"map ({side} + 2*{padding} = {side + 2 * padding}); expected a kernel of at "
-                f"most {side + 2 * padding}"
+                f"map ({side} + 2*{padding} = {side + 2 * padding}), so the feature map would "
+                f"shrink below 1 pixel; expected a kernel of at most {side + 2 * padding}"
             )
 
 
@@ -691,7 +703,7 @@ def layer_to_dict(layer: Layer) -> dict:
 
 
 def _layer_from_dict(item, index: int) -> Layer:
-    if not isinstance(item, dict) or item.get("type") not in LAYER_TYPES:
+    if not isinstance(item, dict) or not isinstance(item.get("type"), str) or item["type"] not in LAYER_TYPES:
         raise ArchError(
             f"arch JSON: layers[{index}]={item!r}; expected an object with type one of "
             f"{sorted(LAYER_TYPES)}"

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Union
 
 from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, LayerShape, Pool
-from budgetnet.errors import BudgetError
+from budgetnet.errors import ArchError, BudgetError
 
 
 @dataclass(frozen=True)
@@ -202,6 +202,9 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
         >>> report.conv_macs, report.fc_macs, report.params
         (1152, 16, 98)
     """
+    for field, value in (("arch", arch), ("baseline", baseline)):
+        if value is not None and not isinstance(value, Arch):
+            raise ArchError(f"complexity: {field}={value!r} is not a budgetnet.Arch; expected budgetnet.parse(...)")
     rows = [layer_cost(info) for info in arch.shapes]
     features = arch.shapes[-1].out_shape[0]
     classifier_macs = features * arch.num_classes
@@ -298,6 +301,8 @@ class Budget:
     @classmethod
     def relative(cls, baseline: Arch, ratio: float = 1.0, tolerance: float = 0.0) -> "Budget":
         """``ratio`` times the baseline's Eqn. (1) cost."""
+        if not isinstance(baseline, Arch):
+            raise BudgetError(f"budget baseline={baseline!r} is not a budgetnet.Arch; expected budgetnet.parse(...)")
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (ratio > 0 and math.isfinite(ratio)):
             raise BudgetError(f"budget ratio={ratio!r} is invalid; expected a number > 0 (1.0 = the baseline's cost)")
         return cls(conv_macs(baseline) * ratio, tolerance, f"{ratio:g}x baseline")
@@ -329,7 +334,12 @@ class Budget:
         return int(self.target_macs * (1 + self.tolerance))
 
     def cost(self, arch: Union[Arch, int]) -> int:
-        return arch if isinstance(arch, int) else conv_macs(arch)
+        """Eqn. (1) of ``arch``, or ``arch`` itself when it is already a MAC count."""
+        if isinstance(arch, Arch):
+            return conv_macs(arch)
+        if isinstance(arch, bool) or not isinstance(arch, int):
+            raise BudgetError(f"budget: arch={arch!r} is invalid; expected a budgetnet.Arch or a MAC count")
+        return arch
 
     def admits(self, arch: Union[Arch, int]) -> bool:
         return self.cost(arch) <= self.limit_macs

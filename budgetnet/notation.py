@@ -31,14 +31,14 @@ from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Layer, Pool, paper_head
 from budgetnet.errors import LayerSpecError, NotationError
 
 _SEPARATOR = re.compile(r"[\s+]+")
-_INT = r"(\d+)"
-_CONV = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)(?:/(-?\d+))?(?:p(\d+))?")
-_POOL = re.compile(r"(max|avg)?(\d+)(?:/(-?\d+))?(?:p(\d+))?")
+_CONV = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)(?:/(-?\d+))?(?:p(-?\d+))?")
+_POOL = re.compile(r"(max|avg)?(-?\d+)(?:/(-?\d+))?(?:p(-?\d+))?")
 _SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")
-_FC = re.compile(r"fc(?:(\d+)|\(\s*(-?\d+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
+_FC = re.compile(r"fc(?:(-?\d+)|\(\s*(-?\d+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 _KEYWORD = re.compile(r"gap|flat")
 _REPEAT = re.compile(r"[x×](-?\d+)")
 _END = re.compile(r"(?=[\s+]|$)")
+MAX_REPEAT = 1000
 
 
 def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: int = 1000) -> Arch:
@@ -67,11 +67,17 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
             repeat = _REPEAT.match(text, position)
             if repeat:
                 start, count = repeat.start(), int(repeat.group(1))
-                if count < 1:
-                    raise LayerSpecError(format_layer(layer), "repeat count", count, "an integer >= 1")
+                if not 1 <= count <= MAX_REPEAT:
+                    raise LayerSpecError(
+                        format_layer(layer), "repeat count", count, f"an integer from 1 to {MAX_REPEAT}"
+                    )
                 position = repeat.end()
+        except NotationError:
+            raise
         except LayerSpecError as error:
             raise NotationError(text, start + 1, str(error), error.field, error.value) from None
+        except ValueError:  # int() refuses numbers of more than 4300 digits
+            raise NotationError(text, start + 1, "a number has too many digits; expected at most 4300") from None
         if not _END.match(text, position):
             raise NotationError(text, position + 1, f"unexpected {text[position]!r} after a layer")
         layers.extend([layer] * count)
@@ -172,7 +178,10 @@ def format_layer(layer: Layer) -> str:
         return "flat"
     if layer.dropout == FC(1).dropout:
         return f"fc{layer.out_features}"
-    return f"fc({layer.out_features},{layer.dropout:g})"
+    dropout = f"{layer.dropout:g}"
+    if float(dropout) != layer.dropout:  # keep every digit that printing then parsing needs
+        dropout = repr(layer.dropout)
+    return f"fc({layer.out_features},{dropout})"
 
 
 def format_arch(arch: Arch) -> str:
@@ -195,7 +204,7 @@ def format_arch(arch: Arch) -> str:
         if stage:
             parts.append(" + ".join(stage))
             stage = []
-        if isinstance(layer, Pool) or arch.head != paper_head():
+        if isinstance(layer, Pool) or arch.head != paper_head() or not arch.features:
             parts.append(text)
     if stage:
         parts.append(" + ".join(stage))
