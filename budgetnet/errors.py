@@ -54,3 +54,16 @@ class BudgetError(BudgetNetError, ValueError):
 
 class UnsupportedModuleError(BudgetNetError, TypeError):
     """A torch module that :meth:`budgetnet.Arch.from_module` cannot express as an Arch."""
+
+
+class SearchError(BudgetNetError, ValueError):
+    """A search that cannot start or resume: unknown space or objective, a bad trial count,
+    a study resumed with other settings, or a trial that does not exist or never completed."""
+
+
+class StorageError(BudgetNetError, RuntimeError):
+    """A study storage that is malformed or does not connect (the message names host and port)."""
+
+
+class ExportError(BudgetNetError, ValueError):
+    """A trial that cannot be exported in the asked format (no completed result, no weights)."""
