@@ -67,3 +67,23 @@ class StorageError(BudgetNetError, RuntimeError):
 
 class ExportError(BudgetNetError, ValueError):
     """A trial that cannot be exported in the asked format (no completed result, no weights)."""
+
+
+class DataError(BudgetNetError, ValueError):
+    """A dataset that cannot be loaded: unknown source, missing path, wrong format, bad labels."""
+
+
+class DeviceError(BudgetNetError, ValueError):
+    """A device that is not there (``"cuda"`` on a machine without a GPU) or is not understood."""
+
+
+class CheckpointError(BudgetNetError, ValueError):
+    """A checkpoint that cannot be read or belongs to another architecture or recipe."""
+
+
+class TrainingError(BudgetNetError, ValueError):
+    """A training or evaluation setting out of range (recipe, batch size, views, model output)."""
+
+
+class LatencyError(BudgetNetError, ValueError):
+    """A time measurement setting out of range, or a latency table that cannot be read."""
