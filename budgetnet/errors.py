@@ -87,3 +87,16 @@ class TrainingError(BudgetNetError, ValueError):
 
 class LatencyError(BudgetNetError, ValueError):
     """A time measurement setting out of range, or a latency table that cannot be read."""
+
+
+class RewriteError(BudgetNetError, ValueError):
+    """A layer-replacement rewrite that does not apply: the site is not in the Arch, the
+    rule's conditions fail, a width solves to zero, a shape breaks, or the cost moves beyond
+    the tolerance. ``rule``, ``site`` and ``reason`` are kept as attributes."""
+
+    def __init__(self, rule: str, site, reason: str):
+        self.rule = rule
+        self.site = site
+        self.reason = reason
+        where = site if isinstance(site, str) else getattr(site, "where", lambda: repr(site))()
+        super().__init__(f"rewrite {rule} at {where}: {reason}")
