@@ -203,7 +203,7 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
         (1152, 16, 98)
     """
     for field, value in (("arch", arch), ("baseline", baseline)):
-        if value is not None and not isinstance(value, Arch):
+        if not isinstance(value, Arch) and (field == "arch" or value is not None):
             raise ArchError(f"complexity: {field}={value!r} is not a budgetnet.Arch; expected budgetnet.parse(...)")
     rows = [layer_cost(info) for info in arch.shapes]
     features = arch.shapes[-1].out_shape[0]
