@@ -282,7 +282,7 @@ class Arch:
                 (i for i, node in enumerate(order) if isinstance(graph.nodes[node]["layer"], FC)),
                 len(order),
             )
-            new = max(order, default=-1) + 1
+            new = _fresh_node(order)
             graph.add_node(new, layer=Flatten())
             if head > 0:
                 graph.add_edge(order[head - 1], new)
@@ -391,7 +391,7 @@ class Arch:
         graph.remove_nodes_from(self._order[start:stop])
         before = self._order[start - 1] if start > 0 else None
         after = self._order[stop] if stop < count else None
-        next_id = max(self._order, default=-1) + 1
+        next_id = _fresh_node(self._order)
         previous = before
         for layer in new_layers:
             graph.add_node(next_id, layer=layer)
@@ -541,6 +541,11 @@ def _check_input_shape(input_shape) -> tuple[int, int, int]:
             "three integers >= 1"
         )
     return shape
+
+
+def _fresh_node(nodes: Iterable) -> int:
+    """An integer node id above every integer id in use (other ids never collide with it)."""
+    return max((n for n in nodes if isinstance(n, int) and not isinstance(n, bool)), default=-1) + 1
 
 
 def _chain_order(graph: nx.DiGraph) -> list[int]:
