@@ -1,0 +1,287 @@
+"""The search-space interface: an Optuna trial in, one :class:`~budgetnet.Arch` out.
+
+A :class:`SearchSpace` holds a baseline, a budget and the input it designs for. Its
+:meth:`~SearchSpace.suggest` asks the trial for parameters that mean something to the
+sampler (``"stage3_depth"``, ``"stage3_kernel"``, ``"pool_after_stage3"``,
+``"delay_stage2"``, ``"step1"``, ...), never an index into a list, and returns the Arch they
+describe. :meth:`~SearchSpace.check` raises :class:`~budgetnet.errors.BudgetError` before
+the first trial when nothing in the space can meet the budget.
+
+The budget is a hard ceiling, enforced by the study: it calls ``budget.admits(arch)`` on
+every suggestion before training, and a candidate over budget is never trained but recorded
+as infeasible with ``trial.set_constraint``. Each space's ``suggest`` documents when it can
+return such a candidate.
+
+Three spaces are registered in :data:`SPACES` and built by :func:`get_space`:
+
+* ``"small"``: :class:`search_spaces.small.SmallStageSpace`, stages for 8-32 pixel inputs;
+* ``"stage"``: :class:`search_spaces.stage.StageSpace`, the paper's stages at 224 pixels;
+* ``"replacement"``: :class:`search_spaces.replacement.LayerReplacementSpace`, the
+  layer-replacement variants of a baseline.
+
+Example:
+    >>> from search_spaces.base import get_space
+    >>> space = get_space("small")
+    >>> space.check()
+    >>> space.input_shape, space.num_classes, space.budget.target_macs
+    ((1, 16, 16), 10, 2330624)
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from typing import Sequence
+
+from budgetnet.arch import Arch
+from budgetnet.complexity import Budget, format_count
+from budgetnet.errors import BudgetError, BudgetNetError, SearchError
+
+#: The names :func:`get_space` accepts.
+SPACES = ("small", "stage", "replacement")
+
+#: Inputs with a side below this many pixels get the small baseline by default.
+SMALL_INPUT_LIMIT = 64
+
+
+def resolve_budget(budget, baseline: Arch, tolerance: float = 0.05):
+    """Turn what a user gives as a budget into a budget object.
+
+    Args:
+        budget: ``None`` (the baseline's own cost), a :class:`~budgetnet.Budget` (or another
+            object with ``admits(arch)``, such as a latency budget; kept as it is, with its
+            own tolerance), a string for :meth:`budgetnet.Budget.parse` (``"0.9x"``,
+            ``"850M"``) or a number of MACs.
+        baseline: what relative budgets (``None``, ``"0.9x"``) are measured against.
+        tolerance: the relative tolerance of a budget built here.
+
+    Example:
+        >>> import budgetnet
+        >>> base = budgetnet.parse("(3,8)", input_shape=(1, 4, 4))
+        >>> str(resolve_budget("0.5x", base, 0.05))
+        '576 MACs (0.5x baseline) ±5.0%'
+    """
+    if budget is None:
+        return Budget.relative(baseline, 1.0, tolerance)
+    if isinstance(budget, str):
+        return Budget.parse(budget, baseline, tolerance)
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        return Budget(budget, tolerance)
+    if callable(getattr(budget, "admits", None)):
+        return budget
+    raise BudgetError(
+        f"budget={budget!r} is invalid; expected a budgetnet.Budget, a ratio of the baseline "
+        "like '0.9x', MACs like '850M', or a number of MACs"
+    )
+
+
+def budget_to_dict(budget) -> dict:
+    """A JSON-ready description of a budget object (its type and fields).
+
+    Example:
+        >>> budget_to_dict(Budget(1000, 0.05, "1K"))
+        {'type': 'Budget', 'target_macs': 1000, 'tolerance': 0.05, 'label': '1K'}
+    """
+    data = {"type": type(budget).__name__}
+    if dataclasses.is_dataclass(budget):
+        for field in dataclasses.fields(budget):
+            value = getattr(budget, field.name)
+            data[field.name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    else:
+        data["text"] = str(budget)
+    return data
+
+
+def check_int(space: str, field: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, or a SearchError naming the space and field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SearchError(f"{space} space: {field}={value!r} is invalid; expected an integer >= {minimum}")
+    return value
+
+
+class SearchSpace(abc.ABC):
+    """Base class of every search space: a trial in, one Arch out.
+
+    Attributes:
+        name: the registered name (see :data:`SPACES`).
+        baseline: the reference Arch; relative budgets and ratios are measured against it.
+        budget: the hard budget, a :class:`~budgetnet.Budget` (or a latency budget).
+        input_shape: ``(C, H, W)`` of the images every candidate takes.
+        num_classes: width of every candidate's classifier.
+
+    Subclasses implement :meth:`suggest`, :meth:`check`, :meth:`options` and
+    :meth:`summary`.
+    """
+
+    name: str = ""
+
+    def __init__(self, baseline: Arch, budget=None, tolerance: float = 0.05):
+        if not isinstance(baseline, Arch):
+            raise SearchError(
+                f"{self.name} space: baseline={baseline!r} is not a budgetnet.Arch; expected "
+                "budgetnet.parse(...), Arch.load(...) or a model of search_spaces.paper.MODELS"
+            )
+        self.baseline = baseline
+        self.budget = resolve_budget(budget, baseline, tolerance)
+        self.input_shape = baseline.input_shape
+        self.num_classes = baseline.num_classes
+
+    @abc.abstractmethod
+    def suggest(self, trial) -> Arch:
+        """Ask ``trial`` for this space's parameters and return the Arch they describe."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise BudgetError (or SearchError) when no candidate can meet the budget."""
+
+    @abc.abstractmethod
+    def options(self) -> dict:
+        """The space's own settings, JSON-ready (part of :meth:`to_dict`)."""
+
+    @abc.abstractmethod
+    def summary(self) -> str:
+        """What the space varies, in a few words (part of :meth:`describe`)."""
+
+    @property
+    def target_macs(self) -> int | None:
+        """The budget's Eqn. (1) target, or ``None`` for a budget of another kind."""
+        return getattr(self.budget, "target_macs", None)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description; the study stores it to refuse resuming with another space."""
+        return {
+            "space": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "baseline": self.baseline.to_dict(),
+            "budget": budget_to_dict(self.budget),
+            "options": self.options(),
+        }
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        shape = "x".join(str(side) for side in self.input_shape)
+        return f"{self.name} space on {shape} inputs, {self.num_classes} classes: {self.summary()}; budget {self.budget}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+
+def default_baseline(input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Arch:
+    """The baseline a space uses when none is given: model A, or its small cousin.
+
+    Inputs with a side below :data:`SMALL_INPUT_LIMIT` pixels (and no input at all) get
+    :func:`search_spaces.small.baseline`; larger inputs get the paper's model A.
+
+    Example:
+        >>> str(default_baseline((3, 224, 224), 1000))
+        '(7,64)/2 3/3 (5,128) 2/2 (3,256)x3'
+        >>> str(default_baseline((1, 28, 28), 10))
+        '(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64'
+    """
+    from search_spaces import paper, small
+
+    if input_shape is None or min(tuple(input_shape)[1:]) < SMALL_INPUT_LIMIT:
+        return small.baseline(
+            small.DEFAULT_INPUT_SHAPE if input_shape is None else input_shape,
+            small.DEFAULT_NUM_CLASSES if num_classes is None else num_classes,
+        )
+    return retarget(paper.MODELS["A"], input_shape, num_classes)
+
+
+def retarget(baseline: Arch, input_shape=None, num_classes=None) -> Arch:
+    """``baseline`` on another input shape and/or class count, or a SearchError if it does not fit.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> retarget(MODELS["A"], num_classes=10).num_classes
+        10
+    """
+    if input_shape is None and num_classes is None:
+        return baseline
+    try:
+        return baseline.with_input(
+            None if input_shape is None else tuple(input_shape),
+            num_classes,
+        )
+    except BudgetNetError as error:  # ShapeError, ArchError: say which baseline and which input
+        raise SearchError(
+            f"baseline {baseline} does not fit input_shape={input_shape!r}, "
+            f"num_classes={num_classes!r}: {error}"
+        ) from None
+
+
+def get_space(
+    name: str,
+    *,
+    baseline: Arch | None = None,
+    budget=None,
+    tolerance: float = 0.05,
+    input_shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    **options,
+) -> SearchSpace:
+    """Build a registered search space by name.
+
+    Args:
+        name: one of :data:`SPACES`: ``"small"``, ``"stage"`` or ``"replacement"``.
+        baseline: the reference Arch. Defaults: the small baseline for ``"small"``, model A
+            for ``"stage"``, and :func:`default_baseline` of the input for ``"replacement"``.
+        budget: see :func:`resolve_budget`; ``None`` is the baseline's own cost.
+        tolerance: relative tolerance of a budget given as ``None``, text or a number.
+        input_shape: ``(C, H, W)`` of the data; the baseline is moved onto it.
+        num_classes: the data's class count; the baseline's classifier is resized to it.
+        **options: passed to the space's class (``max_steps``, ``kernels``, ...).
+
+    Raises:
+        SearchError: an unknown name (the message lists :data:`SPACES`), or a baseline that
+            does not fit the input.
+
+    Example:
+        >>> get_space("stage", num_classes=10).baseline.notation()
+        '(7,64)/2 3/3 (5,128) 2/2 (3,256)x3'
+        >>> get_space("nas")
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.SearchError: space='nas' is unknown; expected one of small, stage, replacement
+    """
+    if name not in SPACES:
+        raise SearchError(f"space={name!r} is unknown; expected one of {', '.join(SPACES)}")
+    if input_shape is not None:
+        input_shape = _check_shape(input_shape)
+    if num_classes is not None:
+        check_int(name, "num_classes", num_classes)
+    if baseline is not None:
+        baseline = retarget(baseline, input_shape, num_classes)
+    arguments = dict(budget=budget, baseline=baseline, tolerance=tolerance, **options)
+    if name == "small":
+        from search_spaces.small import SmallStageSpace
+
+        return SmallStageSpace(input_shape=input_shape, num_classes=num_classes, **arguments)
+    if name == "stage":
+        from search_spaces.stage import StageSpace
+
+        return StageSpace(input_shape=input_shape, num_classes=num_classes, **arguments)
+    from search_spaces.replacement import LayerReplacementSpace
+
+    if baseline is None:
+        arguments["baseline"] = default_baseline(input_shape, num_classes)
+    return LayerReplacementSpace(**arguments)
+
+
+def _check_shape(input_shape) -> tuple[int, int, int]:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
+        raise SearchError(
+            f"input_shape={input_shape!r} is invalid; expected (channels, height, width), three integers >= 1"
+        )
+    return shape
+
+
+def format_macs(value: int | float) -> str:
+    """MACs with an SI suffix, or ``inf`` (used in messages)."""
+    return "inf" if value == math.inf else f"{format_count(value)} MACs"
