@@ -93,10 +93,15 @@ def budget_to_dict(budget) -> dict:
     return data
 
 
-def check_int(space: str, field: str, value, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, or a SearchError naming the space and field."""
+def check_int(where: str, field: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, or a SearchError naming where, the field and the value.
+
+    Example:
+        >>> check_int("small space", "max_width", 256)
+        256
+    """
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SearchError(f"{space} space: {field}={value!r} is invalid; expected an integer >= {minimum}")
+        raise SearchError(f"{where}: {field}={value!r} is invalid; expected an integer >= {minimum}")
     return value
 
 
@@ -251,7 +256,7 @@ def get_space(
     if input_shape is not None:
         input_shape = _check_shape(input_shape)
     if num_classes is not None:
-        check_int(name, "num_classes", num_classes)
+        check_int(f"{name} space", "num_classes", num_classes)
     if baseline is not None:
         baseline = retarget(baseline, input_shape, num_classes)
     arguments = dict(budget=budget, baseline=baseline, tolerance=tolerance, **options)

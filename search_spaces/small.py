@@ -65,7 +65,7 @@ def baseline(input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int 
         9617408
     """
     input_shape = _check_shape(input_shape)
-    check_int("small", "num_classes", num_classes)
+    check_int("small baseline", "num_classes", num_classes)
     layers = [*SMALL_STEM, SMALL_STAGES[0].pool, Conv(5, 32), SMALL_STAGES[1].pool]
     layers += [Conv(3, SMALL_LAST_WIDTH)] * 3 + list(SMALL_HEAD)
     try:

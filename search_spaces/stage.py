@@ -66,10 +66,10 @@ class StageSpec:
 
     def __post_init__(self):
         if not isinstance(self.pool, Pool):
-            raise SearchError(f"stage: pool={self.pool!r} is invalid; expected a budgetnet.Pool such as Pool(2)")
-        check_int("stage", "width", self.width)
-        check_int("stage", "min_depth", self.min_depth)
-        check_int("stage", "max_depth", self.max_depth, self.min_depth)
+            raise SearchError(f"StageSpec: pool={self.pool!r} is invalid; expected a budgetnet.Pool such as Pool(2)")
+        check_int("StageSpec", "width", self.width)
+        check_int("StageSpec", "min_depth", self.min_depth)
+        check_int("StageSpec", "max_depth", self.max_depth, self.min_depth)
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,10 @@ class StageSpace(SearchSpace):
 
     name = "stage"
 
+    @property
+    def where(self) -> str:
+        return f"{self.name} space"
+
     def __init__(
         self,
         budget=None,
@@ -149,16 +153,16 @@ class StageSpace(SearchSpace):
         self.stem = self._check_layers("stem", stem, (Conv, Pool))
         self.stages = self._check_stages(stages)
         if extra_stage is not None and not isinstance(extra_stage, StageSpec):
-            raise SearchError(f"{self.name} space: extra_stage={extra_stage!r} is invalid; expected a StageSpec or None")
+            raise SearchError(f"{self.where}: extra_stage={extra_stage!r} is invalid; expected a StageSpec or None")
         self.extra_stage = extra_stage
         self.kernels = self._check_kernels(kernels)
-        self.width_multiple = check_int(self.name, "width_multiple", width_multiple)
-        self.min_width = check_int(self.name, "min_width", width_multiple if min_width is None else min_width)
-        self.max_width = check_int(self.name, "max_width", max_width, self.min_width)
-        self.last_width = check_int(self.name, "last_width", last_width)
+        self.width_multiple = check_int(self.where, "width_multiple", width_multiple)
+        self.min_width = check_int(self.where, "min_width", width_multiple if min_width is None else min_width)
+        self.max_width = check_int(self.where, "max_width", max_width, self.min_width)
+        self.last_width = check_int(self.where, "last_width", last_width)
         self.head = self._check_layers("head", paper_head() if head is None else head, REDUCERS + (FC,))
         if not isinstance(delay, bool):
-            raise SearchError(f"{self.name} space: delay={delay!r} is invalid; expected True or False")
+            raise SearchError(f"{self.where}: delay={delay!r} is invalid; expected True or False")
         self.delay = delay
         self.first_stage = 2 + sum(isinstance(layer, Pool) for layer in self.stem)
         self._solved: dict[tuple[StageChoice, ...], Arch] = {}
@@ -393,7 +397,7 @@ class StageSpace(SearchSpace):
             layers = None
         if layers is None or not all(isinstance(layer, kinds) for layer in layers):
             names = ", ".join(kind.__name__ for kind in kinds)
-            raise SearchError(f"{self.name} space: {field}={layers!r} is invalid; expected a list of {names} layers")
+            raise SearchError(f"{self.where}: {field}={layers!r} is invalid; expected a list of {names} layers")
         return layers
 
     def _check_stages(self, stages) -> tuple[StageSpec, ...]:
@@ -402,7 +406,7 @@ class StageSpace(SearchSpace):
         except TypeError:
             stages = ()
         if not stages or not all(isinstance(stage, StageSpec) for stage in stages):
-            raise SearchError(f"{self.name} space: stages={stages!r} is invalid; expected a non-empty list of StageSpec")
+            raise SearchError(f"{self.where}: stages={stages!r} is invalid; expected a non-empty list of StageSpec")
         return stages
 
     def _check_kernels(self, kernels) -> tuple[int, ...]:
@@ -412,27 +416,28 @@ class StageSpace(SearchSpace):
             values = ()
         if not values or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in values):
             raise SearchError(
-                f"{self.name} space: kernels={kernels!r} is invalid; expected a non-empty list of integers >= 1"
+                f"{self.where}: kernels={kernels!r} is invalid; expected a non-empty list of integers >= 1"
             )
         return values
 
     def _check_fits(self) -> None:
-        """Every stage, with every kernel at its least depth (and one more), fits the input."""
+        """Every stage, with every kernel at its least depth (and one more), fits the input
+        (the other stages probed with 1x1 convs, so that an error names the right stage)."""
         counts = [len(self.stages)] + ([len(self.stages) + 1] if self.extra_stage is not None else [])
         for count in counts:
             numbered = self._specs(count)
             for position, (number, spec) in enumerate(numbered):
                 depths = sorted({spec.min_depth, min(spec.min_depth + 1, spec.max_depth)})
                 for kernel, depth in itertools.product(self.kernels, depths):
-                    choices = [StageChoice(s.min_depth, self.kernels[-1]) for _, s in numbered]
+                    choices = [StageChoice(s.min_depth, 1) for _, s in numbered]  # 1x1 always fits
                     choices[position] = StageChoice(depth, kernel)
                     try:
                         self.build(choices, dict.fromkeys(self.free_stages(choices), self.min_width))
                     except ShapeError as error:
                         raise SearchError(
-                            f"{self.name} space: stage{number}_kernel={kernel} (depth {depth}) does not "
+                            f"{self.where}: stage{number}_kernel={kernel} (depth {depth}) does not "
                             f"fit the input {self.input_shape}: {error}; expected kernels that fit, "
                             "fewer stages or a larger input"
                         ) from None
                     except BudgetNetError as error:
-                        raise SearchError(f"{self.name} space: the settings do not make a valid Arch: {error}") from None
+                        raise SearchError(f"{self.where}: the settings do not make a valid Arch: {error}") from None

@@ -1,0 +1,314 @@
+"""Search spaces: every suggestion is a valid Arch inside the budget, parameters mean what
+they say, seeded runs repeat, impossible budgets and bad settings fail before any trial.
+
+Costs are checked with ``budgetnet.conv_macs``; golden costs are hand arithmetic of Eqn. (1)
+written out below, and golden models come from the paper's notation (search_spaces.paper).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import optuna
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from optuna.samplers import RandomSampler
+from optuna.trial import FixedTrial
+
+import budgetnet
+from budgetnet import Budget, Conv, Pool, conv_macs
+from budgetnet.errors import BudgetError, BudgetNetError, SearchError
+from search_spaces import paper, small
+from search_spaces.base import SPACES, SearchSpace, get_space
+from search_spaces.small import SmallStageSpace
+from search_spaces.stage import StageSpace, StageSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+STAGE_PARAM = re.compile(r"(stage\d+_depth|stage\d+_kernel|delay_stage\d+|pool_after_stage\d+)")
+
+
+def sample(space: SearchSpace, n: int, seed: int = 0):
+    """(params, arch) for ``n`` trials of a seeded random sampler."""
+    study = optuna.create_study(sampler=RandomSampler(seed=seed))
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        arch = space.suggest(trial)
+        out.append((trial.params, arch))
+    return out
+
+
+# -- the paper's stage space -------------------------------------------------------------------
+# Trial parameters for the models of Tables 1-2 that have one width per stage: stage 2, stage 3
+# as (depth, kernel, delayed), and stage 4 when a pool follows stage 3.
+PAPER_CHOICES = {
+    "A": ((1, 5, False), (3, 3, False), None),
+    "B": ((1, 5, False), (6, 2, False), None),
+    "C": ((2, 3, False), (3, 3, False), None),
+    "D": ((2, 3, False), (6, 2, False), None),
+    "E": ((4, 2, False), (6, 2, False), None),
+    "J": ((4, 2, False), (4, 2, False), (2, 2, False)),
+    "B'": ((1, 5, True), (6, 2, True), None),
+    "D'": ((2, 3, True), (6, 2, True), None),
+    "E'": ((4, 2, True), (6, 2, True), None),
+    "J'": ((4, 2, True), (4, 2, True), (2, 2, True)),
+}
+
+
+def stage_params(choices) -> dict:
+    params = {}
+    for number, choice in zip((2, 3, 4), choices):
+        if number == 4:
+            params["pool_after_stage3"] = choice is not None
+        if choice is not None:
+            depth, kernel, delay = choice
+            params.update({f"stage{number}_depth": depth, f"stage{number}_kernel": kernel, f"delay_stage{number}": delay})
+    return params
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_CHOICES))
+def test_stage_space_solves_the_papers_widths(name):
+    """With a zero-tolerance budget equal to a model's cost, the solved widths are the paper's."""
+    model = paper.MODELS[name]
+    space = StageSpace(Budget.relative(model, 1.0, tolerance=0.0))
+    arch = space.suggest(FixedTrial(stage_params(PAPER_CHOICES[name])))
+    assert arch == model, f"{arch} != {model}"
+
+
+def test_stage_space_default_is_model_a_budget():
+    space = StageSpace()
+    assert space.baseline == paper.MODELS["A"]
+    assert space.budget.target_macs == 854_954_688  # model A, as pinned by the core tests
+    assert space.budget.tolerance == 0.05
+    assert (space.input_shape, space.num_classes) == ((3, 224, 224), 1000)
+
+
+def widen(arch, skip_first: int, step: int, max_width: int):
+    """``arch`` with every solved width (all convs but the stem's and the last) one step wider."""
+    convs = [i for i, layer in enumerate(arch.layers) if isinstance(layer, Conv)]
+    solved = set(convs[skip_first:-1])
+    layers = [
+        Conv(layer.kernel_size, min(layer.out_channels + step, max_width), layer.stride, layer.padding)
+        if i in solved
+        else layer
+        for i, layer in enumerate(arch.layers)
+    ]
+    return arch.with_layers(layers)
+
+
+def check_suggestions(space: StageSpace, pairs, min_matched: float):
+    """Every suggestion: right input, admitted, parameters mean what the Arch shows."""
+    budget = space.budget
+    matched = 0
+    for params, arch in pairs:
+        assert isinstance(arch, budgetnet.Arch)
+        assert (arch.input_shape, arch.num_classes) == (space.input_shape, space.num_classes)
+        cost = conv_macs(arch)
+        assert cost <= budget.target_macs * (1 + budget.tolerance), (str(arch), params)
+        if abs(cost - budget.target_macs) <= budget.tolerance * budget.target_macs:
+            matched += 1
+        else:
+            # Under the tolerance window only when the width grid allows nothing closer:
+            # one more width step everywhere passes the ceiling.
+            wider = widen(arch, len(space.stem), space.width_multiple, space.max_width)
+            assert wider == arch or conv_macs(wider) > budget.limit_macs, (str(arch), params)
+        assert all(STAGE_PARAM.fullmatch(name) for name in params), params
+        stages = arch.stages[1:]  # stage 1 is the stem
+        assert len(stages) == len(space.stages) + bool(params.get("pool_after_stage3"))
+        for number, convs in enumerate(stages, start=2):
+            assert len(convs) == params[f"stage{number}_depth"]
+            assert {info.layer.kernel_size for info in convs} == {params[f"stage{number}_kernel"]}
+            delayed = params.get(f"delay_stage{number}", False)
+            pool = arch.shapes[convs[0].index - 1].layer
+            assert isinstance(pool, Pool)
+            assert (pool.stride == 1) == delayed and (convs[0].layer.stride > 1) == delayed
+        assert arch.layers[-1 - len(space.head)].out_channels == space.last_width
+        assert arch.head == space.head
+    assert matched >= min_matched * len(pairs), f"{matched}/{len(pairs)} within the tolerance"
+
+
+def test_stage_space_random_trials_are_valid_and_within_budget():
+    space = StageSpace()
+    space.check()
+    check_suggestions(space, sample(space, 30, seed=3), min_matched=0.9)
+
+
+def test_stage_space_is_reproducible_with_a_seed():
+    first = [arch.fingerprint() for _, arch in sample(StageSpace(), 12, seed=11)]
+    again = [arch.fingerprint() for _, arch in sample(StageSpace(), 12, seed=11)]
+    other = [arch.fingerprint() for _, arch in sample(StageSpace(), 12, seed=12)]
+    assert first == again
+    assert first != other
+
+
+def test_stage_space_impossible_budget_fails_before_any_trial():
+    # Cheapest candidate, by hand (Eqn. (1) with output sides): (7,64)/2 on 224 -> 109:
+    # 3*49*64*109^2 = 111,776,448; 3/3 -> 36; (2,16) pad 0 -> 35: 64*4*16*35^2 = 5,017,600;
+    # 2/2 -> 17; (2,16) pad 1 -> 18: 16*4*16*18^2 = 331,776; a 3/3 pool -> 6; (2,256) pad 0
+    # -> 5: 16*4*256*5^2 = 409,600. Total 117,535,424.
+    space = StageSpace(budget="100M")
+    with pytest.raises(BudgetError, match=r"budget 100\.0M MACs .* below every candidate") as error:
+        space.check()
+    assert "117,535,424" in str(error.value)
+    assert "(7,64)/2 3/3 (2,16) 2/2 (2,16) 3/3 (2,256)" in str(error.value)
+
+
+def test_stage_space_budget_out_of_reach_fails_before_any_trial():
+    space = SmallStageSpace(budget=10**12)
+    with pytest.raises(BudgetError, match=r"out of reach of the small space.*max_width \(now 256\)"):
+        space.check()
+
+
+def test_stage_space_over_budget_combination_returns_the_narrowest():
+    """A combination that cannot fit even at min_width comes back over budget (the study
+    then records it as infeasible); it is the narrowest version of those choices."""
+    budget = Budget(200_000_000, 0.0)  # above the cheapest (117.5M), below most deep stacks
+    space = StageSpace(budget)
+    space.check()
+    params = stage_params(((4, 5, False), (8, 5, False), None))
+    arch = space.suggest(FixedTrial(params))
+    assert not budget.admits(arch)
+    assert {info.layer.out_channels for info in arch.convs[1:-1]} == {space.min_width}
+
+
+def test_stage_space_latency_like_budget_solves_by_admits():
+    """A budget with only ``admits`` (as a latency budget) is solved by bisection on it."""
+
+    class Ceiling:
+        tolerance = 0.0
+
+        def admits(self, arch):
+            return budgetnet.conv_macs(arch) <= 600_000_000
+
+    space = StageSpace(Ceiling())
+    space.check()
+    for _, arch in sample(space, 5, seed=1):
+        assert conv_macs(arch) <= 600_000_000
+
+
+# -- the small space ---------------------------------------------------------------------------
+def test_small_baseline_cost_by_hand():
+    arch = small.baseline()
+    assert str(arch) == "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64"
+    # 16x16: 1*9*16*16^2 + 16*25*32*8^2 + 32*9*64*4^2 + 2 * 64*9*64*4^2
+    assert conv_macs(arch) == 36_864 + 819_200 + 294_912 + 2 * 589_824 == 2_330_624
+    # MNIST 28x28: 1*9*16*28^2 + 16*25*32*14^2 + 32*9*64*7^2 + 2 * 64*9*64*7^2
+    assert conv_macs(small.baseline((1, 28, 28))) == 112_896 + 2_508_800 + 903_168 + 2 * 1_806_336
+
+
+def test_small_baseline_builds_and_runs():
+    torch = pytest.importorskip("torch")
+    model = budgetnet.build(small.baseline((3, 32, 32), 10))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (1, 28, 28), (3, 32, 32), (1, 8, 8)])
+def test_small_space_trials_are_valid_and_within_budget(shape):
+    space = SmallStageSpace(input_shape=shape)
+    space.check()
+    assert space.baseline == small.baseline(shape)
+    check_suggestions(space, sample(space, 25, seed=5), min_matched=0.85)
+
+
+def test_small_space_offers_stage4_only_when_it_fits():
+    assert SmallStageSpace(input_shape=(1, 16, 16)).extra_stage is not None
+    assert SmallStageSpace(input_shape=(1, 8, 8)).extra_stage is None
+    names = {name for params, _ in sample(SmallStageSpace(input_shape=(1, 8, 8)), 20) for name in params}
+    assert not any(name.startswith(("pool_after", "stage4")) for name in names)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    channels=st.sampled_from([1, 3]),
+    side=st.integers(8, 32),
+    ratio=st.floats(0.5, 2.0),
+    seed=st.integers(0, 2**16),
+)
+def test_small_space_any_input_and_budget(channels, side, ratio, seed):
+    space = SmallStageSpace(f"{ratio}x", input_shape=(channels, side, side), num_classes=7)
+    space.check()
+    for _, arch in sample(space, 3, seed=seed):
+        assert arch.num_classes == 7 and arch.input_shape == (channels, side, side)
+        assert space.budget.admits(conv_macs(arch))
+
+
+# -- get_space, description, bad settings ------------------------------------------------------
+def test_get_space_names_and_defaults():
+    assert SPACES == ("small", "stage", "replacement")
+    space = get_space("small", input_shape=(1, 28, 28), num_classes=10)
+    assert isinstance(space, SmallStageSpace) and space.name == "small"
+    assert space.input_shape == (1, 28, 28)
+    assert space.budget.target_macs == conv_macs(small.baseline((1, 28, 28)))
+    stage = get_space("stage", budget="0.9x", tolerance=0.02)
+    assert isinstance(stage, StageSpace) and stage.budget.tolerance == 0.02
+    assert stage.budget.target_macs == round(854_954_688 * 0.9)
+
+
+def test_get_space_unknown_name_lists_the_names():
+    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of small, stage, replacement"):
+        get_space("nas")
+
+
+def test_to_dict_is_json_and_tells_spaces_apart():
+    a = get_space("small").to_dict()
+    assert json.loads(json.dumps(a)) == a
+    assert a == get_space("small").to_dict()
+    assert a != get_space("small", budget="0.8x").to_dict()
+    assert a != get_space("small", kernels=(3,)).to_dict()
+    assert a["space"] == "small" and a["budget"]["target_macs"] == 2_330_624
+
+
+def test_describe_is_one_line():
+    text = get_space("stage").describe()
+    assert "\n" not in text
+    assert text.startswith("stage space on 3x224x224 inputs, 1000 classes")
+    assert "855.0M MACs" in text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"kernels": []}, r"kernels=\[\] is invalid; expected a non-empty list of integers >= 1"),
+        ({"kernels": [3, "5"]}, r"kernels=\[3, '5'\] is invalid"),
+        ({"width_multiple": 0}, r"width_multiple=0 is invalid; expected an integer >= 1"),
+        ({"max_width": 8, "min_width": 16}, r"max_width=8 is invalid; expected an integer >= 16"),
+        ({"stages": []}, r"stages=\(\) is invalid; expected a non-empty list of StageSpec"),
+        ({"delay": "yes"}, r"delay='yes' is invalid; expected True or False"),
+        ({"head": [Conv(3, 8)]}, r"head=.* is invalid; expected a list of SPP, Flatten, FC layers"),
+    ],
+)
+def test_bad_settings_name_the_field(options, message):
+    with pytest.raises(SearchError, match=message):
+        StageSpace(**options)
+
+
+def test_bad_stage_spec():
+    with pytest.raises(SearchError, match=r"StageSpec: max_depth=1 is invalid; expected an integer >= 2"):
+        StageSpec(Pool(2), 64, 2, 1)
+    with pytest.raises(SearchError, match=r"StageSpec: pool=3 is invalid; expected a budgetnet.Pool"):
+        StageSpec(3, 64)
+
+
+def test_paper_space_on_a_small_input_says_it_does_not_fit():
+    with pytest.raises(SearchError, match=r"baseline .* does not fit input_shape=\(1, 16, 16\)"):
+        StageSpace(input_shape=(1, 16, 16))
+
+
+def test_kernel_that_does_not_fit_a_stage():
+    with pytest.raises(SearchError, match=r"small space: stage2_kernel=7 \(depth 1\) does not fit the input \(1, 8, 8\)"):
+        SmallStageSpace(input_shape=(1, 8, 8), kernels=(3, 7))
+
+
+def test_bad_budget_and_baseline():
+    with pytest.raises(BudgetError, match=r"budget=\[1\] is invalid; expected a budgetnet.Budget"):
+        SmallStageSpace([1])
+    with pytest.raises(BudgetError, match=r"budget='lots' is invalid"):
+        SmallStageSpace("lots")
+    with pytest.raises(SearchError, match=r"baseline='A' is not a budgetnet.Arch"):
+        StageSpace(baseline="A")
+    with pytest.raises(SearchError, match=r"input_shape=\(16, 16\) is invalid; expected \(channels, height, width\)"):
+        get_space("small", input_shape=(16, 16))
+    assert issubclass(SearchError, BudgetNetError)
