@@ -66,7 +66,8 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
             count = 1
             repeat = _REPEAT.match(text, position)
             if repeat:
-                start, count = repeat.start(), int(repeat.group(1))
+                start = repeat.start()
+                count = int(repeat.group(1))
                 if not 1 <= count <= MAX_REPEAT:
                     raise LayerSpecError(
                         format_layer(layer), "repeat count", count, f"an integer from 1 to {MAX_REPEAT}"
