@@ -98,5 +98,8 @@ class RewriteError(BudgetNetError, ValueError):
         self.rule = rule
         self.site = site
         self.reason = reason
-        where = site if isinstance(site, str) else getattr(site, "where", lambda: repr(site))()
-        super().__init__(f"rewrite {rule} at {where}: {reason}")
+        if site is None:
+            super().__init__(f"rewrite rule {rule!r}: {reason}")
+        else:
+            where = getattr(site, "where", None)
+            super().__init__(f"rewrite {rule} at {where() if callable(where) else site}: {reason}")

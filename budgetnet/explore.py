@@ -1,0 +1,292 @@
+"""Equal-cost variants of a baseline: a breadth-first walk over the rewrite rules.
+
+:func:`variants` applies every site of every rule (:mod:`budgetnet.rewrites`) to the
+baseline, keeps the results whose Eqn. (1) cost matches the budget, and repeats from them,
+up to ``max_steps`` rewrites away. Variants are de-duplicated by
+:meth:`Arch.fingerprint`, so the result is a lineage graph like the paper's Figs. 1-3: a
+networkx ``DiGraph`` whose nodes are architectures and whose edges are rewrites.
+
+Example:
+    >>> import budgetnet
+    >>> from search_spaces.paper import MODELS
+    >>> graph = budgetnet.variants(MODELS["A"], max_steps=1, names=MODELS)
+    >>> sorted(data["name"] for _, data in graph.nodes(data=True) if data["name"])
+    ['A', 'B', 'C', 'F', 'G']
+    >>> [step["rule"] for step in derivation(graph, node_named(graph, "B"))]
+    ['depth_filter']
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable, Mapping
+
+import networkx as nx
+
+from budgetnet.arch import Arch
+from budgetnet.complexity import Budget, conv_macs
+from budgetnet.errors import BudgetError, RewriteError
+from budgetnet.rewrites import Rule, check_tolerance, resolve_rules
+
+
+def variants(
+    baseline: Arch,
+    budget: Budget | str | int | float | None = None,
+    tolerance: float = 0.05,
+    max_steps: int = 2,
+    rules: Iterable[str | Rule] | None = None,
+    max_depth: int | None = None,
+    max_variants: int | None = None,
+    progress: bool = False,
+    names: Mapping[str, Arch] | None = None,
+) -> nx.DiGraph:
+    """Every variant of ``baseline`` within ``max_steps`` rewrites whose cost matches the budget.
+
+    Breadth-first: step 1 applies every site of every rule to the baseline, step 2 to each
+    variant kept at step 1, and so on. A variant is kept when its Eqn. (1) cost is within
+    ``tolerance`` of the budget (:meth:`Budget.matches`, either side); only kept variants
+    are rewritten further. An architecture reached twice is one node with two in-edges.
+
+    Args:
+        baseline: the Arch to start from (always the root, even outside the budget).
+        budget: the target cost: a :class:`Budget` (its ``target_macs``), a string for
+            :meth:`Budget.parse` (``"0.9x"`` of the baseline, ``"850M"``) or MACs; default
+            the baseline's own cost.
+        tolerance: relative distance from the target a variant may have (0.05 = 5%).
+        max_steps: largest number of rewrites from the baseline.
+        rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all five).
+        max_depth: drop variants with more conv layers than this.
+        max_variants: stop once this many variants (baseline excluded) are kept.
+        progress: show a tqdm bar per step on stderr.
+        names: known architectures (e.g. ``search_spaces.paper.MODELS``); a node equal to
+            one gets its name.
+
+    Returns:
+        A ``DiGraph`` keyed by fingerprint. Nodes: ``arch``, ``notation``, ``macs``,
+        ``ratio`` (to the baseline), ``depth``, ``steps`` (rewrites from the baseline),
+        ``matches`` (within the budget) and ``name`` (or ``None``). Edges: ``rule`` (name),
+        ``site`` (:class:`~budgetnet.rewrites.Site`) and ``change`` (relative cost change).
+        ``graph.graph`` holds ``baseline`` (its key), ``budget``, the settings and the
+        counts ``checked`` (sites tried), ``refused`` (by a rule), ``rejected`` (off budget
+        or too deep), ``seconds`` and ``truncated`` (stopped by ``max_variants``).
+
+    Example:
+        >>> import budgetnet
+        >>> from search_spaces.paper import MODELS
+        >>> graph = budgetnet.variants(MODELS["B"], rules=["delay_pool"], max_steps=1, names=MODELS)
+        >>> [graph.nodes[key]["notation"] for key in graph.successors(graph.graph["baseline"])]
+        ['(7,64)/2 3/1 (5,128)/3 2/2 (2,256)x6', '(7,64)/2 3/3 (5,128) 2/1 (2,256)/2 + (2,256)x5', '(7,64)/2 3/1 (5,128)/3 2/1 (2,256)/2 + (2,256)x5']
+        >>> graph.nodes[node_named(graph, "B'")]["ratio"]
+        1.0
+    """
+    if not isinstance(baseline, Arch):
+        raise BudgetError(f"baseline={baseline!r} is invalid; expected an Arch")
+    tolerance = check_tolerance(tolerance)
+    _check_count("max_steps", max_steps, 0)
+    if max_depth is not None:
+        _check_count("max_depth", max_depth, 1)
+    if max_variants is not None:
+        _check_count("max_variants", max_variants, 1)
+    rules = resolve_rules(rules)
+    budget = _budget(baseline, budget, tolerance)
+    known = _known_names(names, baseline)
+
+    base_macs = conv_macs(baseline)
+    root = baseline.fingerprint()
+    graph = nx.DiGraph(
+        baseline=root,
+        budget=budget,
+        tolerance=tolerance,
+        max_steps=max_steps,
+        max_depth=max_depth,
+        max_variants=max_variants,
+        rules=[rule.name for rule in rules],
+        checked=0,
+        refused=0,
+        rejected=0,
+        truncated=False,
+    )
+    _add_node(graph, root, baseline, base_macs, base_macs, 0, budget, known)
+    started = time.perf_counter()
+    frontier = [root]
+    for step in range(1, max_steps + 1):
+        if not frontier or graph.graph["truncated"]:
+            break
+        found = []
+        bar = _progress_bar(len(frontier), step, max_steps, progress)
+        for key in frontier:
+            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known)
+            bar.update(1)
+            bar.set_postfix(variants=graph.number_of_nodes() - 1, refresh=False)
+            if graph.graph["truncated"]:
+                break
+        bar.close()
+        frontier = found
+    graph.graph["seconds"] = time.perf_counter() - started
+    return graph
+
+
+def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known) -> list[str]:
+    """Apply every site of every rule to one node; return the keys of new nodes."""
+    arch = graph.nodes[key]["arch"]
+    new = []
+    for rule in rules:
+        for site in rule.sites(arch):
+            graph.graph["checked"] += 1
+            try:
+                result = rule.rewrite(arch, site, tolerance=None)
+            except RewriteError:
+                graph.graph["refused"] += 1
+                continue
+            child = result.after
+            if (max_depth is not None and child.depth > max_depth) or not budget.matches(result.after_macs):
+                graph.graph["rejected"] += 1
+                continue
+            child_key = child.fingerprint()
+            if child_key == key:
+                continue
+            if child_key not in graph:
+                _add_node(graph, child_key, child, result.after_macs, base_macs, step, budget, known)
+                new.append(child_key)
+            if not graph.has_edge(key, child_key):
+                graph.add_edge(key, child_key, rule=rule.name, site=site, change=result.change)
+            if max_variants is not None and graph.number_of_nodes() - 1 >= max_variants:
+                graph.graph["truncated"] = True
+                return new
+    return new
+
+
+def _add_node(graph, key, arch, macs, base_macs, steps, budget, known) -> None:
+    graph.add_node(
+        key,
+        arch=arch,
+        notation=arch.notation(),
+        macs=macs,
+        ratio=macs / base_macs,
+        depth=arch.depth,
+        steps=steps,
+        matches=budget.matches(macs),
+        name=known.get(key),
+    )
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BudgetError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+
+
+def _budget(baseline: Arch, budget, tolerance: float) -> Budget:
+    if budget is None:
+        return Budget.relative(baseline, 1.0, tolerance)
+    if isinstance(budget, Budget):
+        return Budget(budget.target_macs, tolerance, budget.label)
+    if isinstance(budget, str):
+        return Budget.parse(budget, baseline, tolerance)
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        return Budget(budget, tolerance)
+    raise BudgetError(
+        f"budget={budget!r} is invalid; expected a Budget, a string like 0.9x or 850M, a number of MACs, or None"
+    )
+
+
+def _known_names(names: Mapping[str, Arch] | None, baseline: Arch) -> dict[str, str]:
+    if names is None:
+        return {}
+    if not isinstance(names, Mapping) or not all(isinstance(arch, Arch) for arch in names.values()):
+        raise BudgetError(f"names={names!r} is invalid; expected a mapping from names to Arch objects")
+    return {
+        arch.fingerprint(): str(name)
+        for name, arch in names.items()
+        if arch.input_shape == baseline.input_shape and arch.num_classes == baseline.num_classes
+    }
+
+
+def _progress_bar(total: int, step: int, max_steps: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"step {step}/{max_steps}", unit="arch", disable=not enabled, leave=False)
+
+
+# -- reading the graph ---------------------------------------------------------------------------
+def derivation(graph: nx.DiGraph, key: str) -> list[dict]:
+    """The rewrites on a shortest path from the baseline to ``key``, in order.
+
+    Each step is a dict with ``source``, ``target`` (node keys), ``rule``, ``site`` and
+    ``change``. The baseline's derivation is empty.
+    """
+    if key not in graph:
+        raise BudgetError(f"variant {key!r} is not in the graph; expected a node key (a fingerprint)")
+    path = nx.shortest_path(graph, graph.graph["baseline"], key)
+    return [dict(graph.edges[u, v], source=u, target=v) for u, v in zip(path, path[1:])]
+
+
+def node_named(graph: nx.DiGraph, name: str) -> str:
+    """The key of the node named ``name`` (see ``names`` in :func:`variants`)."""
+    for key, data in graph.nodes(data=True):
+        if data["name"] == name:
+            return key
+    named = sorted(data["name"] for _, data in graph.nodes(data=True) if data["name"])
+    raise BudgetError(f"no variant named {name!r} in the graph; named variants: {named or 'none'}")
+
+
+def records(graph: nx.DiGraph) -> list[dict]:
+    """One JSON-ready row per node, baseline first, then by steps, cost and notation.
+
+    Each row: ``key``, ``name``, ``notation``, ``depth``, ``macs``, ``ratio``, ``steps``,
+    ``matches`` and ``path`` (rule names from the baseline).
+    """
+    rows = []
+    for key, data in graph.nodes(data=True):
+        rows.append(
+            {
+                "key": key,
+                "name": data["name"],
+                "notation": data["notation"],
+                "depth": data["depth"],
+                "macs": data["macs"],
+                "ratio": data["ratio"],
+                "steps": data["steps"],
+                "matches": data["matches"],
+                "path": [step["rule"] for step in derivation(graph, key)],
+            }
+        )
+    return sorted(rows, key=lambda row: (row["steps"], -row["macs"], row["notation"]))
+
+
+def to_dict(graph: nx.DiGraph) -> dict:
+    """The whole graph as JSON-ready data: settings, counts, nodes (with the Arch JSON) and edges."""
+    settings = {key: value for key, value in graph.graph.items() if key != "budget"}
+    budget = graph.graph["budget"]
+    settings["budget"] = {"target_macs": budget.target_macs, "tolerance": budget.tolerance, "label": budget.label}
+    nodes = records(graph)
+    for row in nodes:
+        row["arch"] = graph.nodes[row["key"]]["arch"].to_dict()
+    edges = [
+        {"source": u, "target": v, "rule": data["rule"], "site": data["site"].to_dict(), "change": data["change"]}
+        for u, v, data in graph.edges(data=True)
+    ]
+    return {"settings": settings, "nodes": nodes, "edges": edges}
+
+
+def summary(graph: nx.DiGraph) -> str:
+    """One line: how many variants, steps, sites checked, time.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> summary(variants(MODELS["B"], rules=["delay_pool"], max_steps=1)).split(";")[0]
+        '3 variants within 1 step'
+    """
+    info = graph.graph
+    count = graph.number_of_nodes() - 1
+    steps = max((data["steps"] for _, data in graph.nodes(data=True)), default=0)
+    rate = info["checked"] / info["seconds"] if info["seconds"] > 0 else math.inf
+    text = (
+        f"{count} variant{'s' * (count != 1)} within {steps} step{'s' * (steps != 1)}; "
+        f"{info['checked']} sites checked ({info['refused']} refused by a rule, {info['rejected']} "
+        f"off budget or too deep) in {info['seconds']:.2f} s ({rate:.0f}/s); budget {info['budget']}"
+    )
+    return text + ("; stopped early (max_variants)" if info["truncated"] else "")
+
+
+__all__ = ["derivation", "node_named", "records", "summary", "to_dict", "variants"]

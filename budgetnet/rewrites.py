@@ -1,0 +1,917 @@
+"""The paper's layer-replacement rules (Sec. 4), as first-class objects.
+
+A *rewrite* replaces a few layers of an :class:`~budgetnet.Arch` by others of nearly the
+same Eqn. (1) cost and leaves the rest untouched. Each rule finds its *sites* (every place
+and parameterisation where it applies) and applies one of them as a subgraph replacement
+(:meth:`Arch.replace`). The new convs are written with ``padding=None``, so shape inference
+re-chooses paddings by the paper's rules and the stage map sizes stay as they were.
+
+=====================  ====================  ===============================================
+rule                   paper                 what it does
+=====================  ====================  ===============================================
+``depth_filter``       Sec. 4.1, Eqns. 3-5   each s x s conv -> a cascade of t x t convs
+``depth_width``        Sec. 4.2, Eqns. 6-8   k convs -> k' > k narrower convs, width solved
+``width_filter``       Sec. 4.3, Eqns. 9-10  k convs -> k convs of another size, width solved
+``add_pool``           Sec. 4.5, Eqn. 11     a p/p pool moves the last convs to a new stage
+``delay_pool``         Sec. 4.6              a pool's stride moves to the next conv
+=====================  ====================  ===============================================
+
+Costs come from :mod:`budgetnet.complexity` and shapes from :mod:`budgetnet.arch`; a width
+is solved from the real Eqn. (1) cost of candidate Archs (it is a quadratic in the width,
+since map sizes do not depend on widths), then rounded to a multiple. Every application
+returns a :class:`Rewrite` report (cost before, after, relative change); a rewrite that
+does not apply, breaks a shape or moves the cost beyond ``tolerance`` raises
+:class:`~budgetnet.errors.RewriteError` naming the rule, the site and the reason.
+
+Example:
+    >>> from search_spaces.paper import MODELS
+    >>> from budgetnet.rewrites import DEPTH_FILTER, rewrite
+    >>> site = DEPTH_FILTER.find(MODELS["A"], stage=3, kernel_size=2)
+    >>> site.where()
+    "stage 3 layers 4:7 '(3,256)x3' (kernel_size=2, count=2)"
+    >>> result = rewrite(MODELS["A"], site)
+    >>> result.after == MODELS["B"], f"{result.change:+.1%}"
+    (True, '-3.9%')
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Callable, ClassVar, Iterable, Sequence
+
+from budgetnet.arch import Arch, Conv, Layer, LayerShape, Pool
+from budgetnet.complexity import conv_macs, format_count, layer_cost
+from budgetnet.errors import ArchError, BudgetError, LayerSpecError, RewriteError, ShapeError
+from budgetnet.notation import format_layer
+
+#: Largest relative change of Eqn. (1) a single rewrite may make by default. The paper's
+#: own steps move it by at most 5.7% (D -> I, Eqn. 8).
+DEFAULT_TOLERANCE = 0.1
+#: Solved widths are rounded to a multiple of the largest power of two that divides the
+#: kept output width, at most this (32 gives the paper's 160, 128 and 64).
+MAX_WIDTH_MULTIPLE = 32
+
+
+def check_tolerance(tolerance, allow_none: bool = False) -> float | None:
+    """Validate a relative cost tolerance (``0.05`` = 5%); ``None`` only if allowed.
+
+    Example:
+        >>> check_tolerance(0.05)
+        0.05
+    """
+    if tolerance is None and allow_none:
+        return None
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, (int, float))
+        or not (0 <= tolerance < math.inf)
+    ):
+        accepted = "a number >= 0" + (" or None" if allow_none else "")
+        raise BudgetError(
+            f"tolerance={tolerance!r} is invalid; expected {accepted} (a relative change of "
+            "Eqn. (1), 0.05 = 5%)"
+        )
+    return float(tolerance)
+
+
+def span_notation(layers: Sequence[Layer]) -> str:
+    """The notation of a few layers, repeats grouped: ``(3,256)x3`` or ``2/2 (2,256)``.
+
+    Example:
+        >>> span_notation([Conv(3, 256)] * 3)
+        '(3,256)x3'
+    """
+    parts = []
+    for layer, group in itertools.groupby(layers):
+        count = len(list(group))
+        parts.append(format_layer(layer) + (f"x{count}" if count > 1 else ""))
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where and how a rule applies: layer positions ``start:stop`` and the parameters.
+
+    Positions index ``arch.layers`` (pools included), half-open like :meth:`Arch.replace`.
+    ``layers`` is the notation of the layers found there; :meth:`Rule.rewrite` refuses the
+    site if the Arch has other layers at those positions. Parameters a rule does not use
+    stay ``None``:
+
+    * ``kernel_size``: the new filter size (``depth_filter``, ``width_filter``);
+    * ``count``: convs in each cascade (``depth_filter``);
+    * ``depth``: the new number of convs (``depth_width``);
+    * ``pool_size``: size and stride of the new pool (``add_pool``, which moves the convs
+      ``start:stop`` to the new stage);
+    * ``pools``: positions of the pools whose stride is delayed (``delay_pool``).
+
+    Example:
+        >>> site = Site("depth_width", 3, 4, 7, "(3,256)x3", depth=6)
+        >>> Site.from_dict(site.to_dict()) == site
+        True
+    """
+
+    rule: str
+    stage: int
+    start: int
+    stop: int
+    layers: str
+    kernel_size: int | None = None
+    count: int | None = None
+    depth: int | None = None
+    pool_size: int | None = None
+    pools: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        if self.pools is not None:
+            object.__setattr__(self, "pools", tuple(self.pools))
+
+    @property
+    def length(self) -> int:
+        """Number of layers the site covers (for ``add_pool``: the convs moved)."""
+        return self.stop - self.start
+
+    def params(self) -> dict:
+        """The rule parameters that are set."""
+        names = ("kernel_size", "count", "depth", "pool_size", "pools")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def where(self) -> str:
+        """A one-line description for messages and tables.
+
+        Example:
+            >>> Site("add_pool", 3, 11, 13, "(2,256)x2", pool_size=3).where()
+            "stage 3 layers 11:13 '(2,256)x2' (pool_size=3)"
+        """
+        params = ", ".join(f"{key}={value}" for key, value in self.params().items())
+        text = f"stage {self.stage} layers {self.start}:{self.stop} '{self.layers}'"
+        return text + (f" ({params})" if params else "")
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        data = asdict(self)
+        if self.pools is not None:
+            data["pools"] = list(self.pools)
+        return data
+
+    @classmethod
+    def from_dict(cls, data) -> "Site":
+        """Rebuild a site from :meth:`to_dict` output."""
+        known = {item.name for item in fields(cls)}
+        if not isinstance(data, dict) or not {"rule", "stage", "start", "stop", "layers"} <= set(data):
+            raise RewriteError(
+                "?", repr(data), f"expected a site object with fields {sorted(known)}"
+            )
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RewriteError(data["rule"], repr(data), f"unknown site fields {unknown}; expected {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """The report of one applied rewrite; costs are Eqn. (1) MACs from
+    :func:`budgetnet.complexity.conv_macs` and :func:`~budgetnet.complexity.layer_cost`.
+
+    ``before_macs``/``after_macs`` are whole-network costs; ``replaced_macs`` is the cost
+    of the replaced convs in ``before`` and ``replacement_macs`` that of the new convs in
+    ``after`` (the paper's "complexity involved"). ``detail`` says how a width was solved.
+    """
+
+    rule: str
+    site: Site
+    before: Arch
+    after: Arch
+    before_macs: int
+    after_macs: int
+    replaced_macs: int
+    replacement_macs: int
+    new_layers: str
+    detail: str = ""
+
+    @property
+    def change(self) -> float:
+        """Relative change of the whole network's Eqn. (1) cost (``-0.039`` = -3.9%)."""
+        return self.after_macs / self.before_macs - 1
+
+    @property
+    def local_change(self) -> float:
+        """Relative change of the cost of the replaced layers alone."""
+        return self.replacement_macs / self.replaced_macs - 1 if self.replaced_macs else math.inf
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict."""
+        return {
+            "rule": self.rule,
+            "site": self.site.to_dict(),
+            "before": self.before.notation(),
+            "after": self.after.notation(),
+            "new_layers": self.new_layers,
+            "before_macs": self.before_macs,
+            "after_macs": self.after_macs,
+            "change": self.change,
+            "replaced_macs": self.replaced_macs,
+            "replacement_macs": self.replacement_macs,
+            "local_change": self.local_change,
+            "detail": self.detail,
+        }
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.rule}: '{self.site.layers}' -> '{self.new_layers}' at stage {self.site.stage}; "
+            f"Eqn. (1) {format_count(self.before_macs)} -> {format_count(self.after_macs)} MACs "
+            f"({self.change:+.1%}; replaced layers {self.local_change:+.1%})"
+        )
+        return text + (f"; {self.detail}" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a rule decided for one site: the replacement and how to check shapes."""
+
+    start: int
+    stop: int
+    layers: tuple[Layer, ...]
+    after: Arch
+    detail: str = ""
+
+
+class Rule:
+    """Base of the rewrite rules. Subclasses set ``name``, ``equation`` and implement
+    :meth:`sites` and ``_plan`` (the replacement for one site)."""
+
+    name: ClassVar[str] = ""
+    equation: ClassVar[str] = ""
+    #: Which maps must stay as they were: ``"pools"`` (the map entering every pool and the
+    #: head), ``"head"`` (the map entering the head) or ``"features"`` (only the head's
+    #: input size, e.g. SPP's bins, since the rule changes maps by design).
+    keeps: ClassVar[str] = "pools"
+    #: Multiple the solved widths are rounded to (``None``: automatic); rules that solve set it.
+    width_multiple: int | None = None
+
+    def sites(self, arch: Arch) -> list[Site]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _plan(self, arch: Arch, site: Site) -> _Plan:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- public API ------------------------------------------------------------------------
+    def rewrite(self, arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Rewrite:
+        """Apply ``site`` to ``arch`` and report the cost change.
+
+        Args:
+            arch: the Arch to rewrite.
+            site: one of :meth:`sites` (or a hand-made one for the same layers).
+            tolerance: largest accepted ``abs(change)`` of the whole network's Eqn. (1)
+                cost; ``None`` accepts any change.
+
+        Raises:
+            RewriteError: the site is not in ``arch``, the rule does not apply there, a
+                width solves to zero, a shape breaks, or the cost moves beyond tolerance.
+        """
+        tolerance = check_tolerance(tolerance, allow_none=True)
+        if not isinstance(arch, Arch):
+            raise RewriteError(self.name, site, f"arch={arch!r} is not an Arch")
+        self._check_site(arch, site)
+        plan = self._plan(arch, site)
+        self._check_shapes(arch, site, plan)
+        before_macs, after_macs = conv_macs(arch), conv_macs(plan.after)
+        new_stop = plan.start + len(plan.layers)
+        result = Rewrite(
+            rule=self.name,
+            site=site,
+            before=arch,
+            after=plan.after,
+            before_macs=before_macs,
+            after_macs=after_macs,
+            replaced_macs=_macs(arch.shapes[plan.start : plan.stop]),
+            replacement_macs=_macs(plan.after.shapes[plan.start : new_stop]),
+            new_layers=span_notation(plan.after.layers[plan.start : new_stop]),
+            detail=plan.detail,
+        )
+        if tolerance is not None and abs(result.change) > tolerance:
+            detail = f" ({plan.detail})" if plan.detail else ""
+            raise RewriteError(
+                self.name,
+                site,
+                f"moves Eqn. (1) by {result.change:+.1%} ({format_count(before_macs)} -> "
+                f"{format_count(after_macs)} MACs){detail}, beyond the tolerance ±{tolerance:.1%}",
+            )
+        return result
+
+    def apply(self, arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Arch:
+        """The rewritten Arch (see :meth:`rewrite` for the checks)."""
+        return self.rewrite(arch, site, tolerance).after
+
+    def find(self, arch: Arch, **criteria) -> Site:
+        """The one site of :meth:`sites` whose fields equal ``criteria``.
+
+        Example:
+            >>> from search_spaces.paper import MODELS
+            >>> DEPTH_WIDTH.find(MODELS["A"], stage=3, depth=6).start
+            4
+        """
+        found = [site for site in self.sites(arch) if _matches(site, criteria)]
+        if len(found) != 1:
+            wanted = ", ".join(f"{key}={value!r}" for key, value in criteria.items())
+            problem = "no site" if not found else f"{len(found)} sites"
+            listing = "; ".join(site.where() for site in self.sites(arch)) or "none"
+            raise RewriteError(
+                self.name, None, f"{problem} with {wanted} in '{arch}'; expected exactly one (sites: {listing})"
+            )
+        return found[0]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
+
+    # -- shared checks ---------------------------------------------------------------------
+    def _refuse(self, site, reason: str) -> RewriteError:
+        return RewriteError(self.name, site, reason)
+
+    def _check_site(self, arch: Arch, site: Site) -> None:
+        if not isinstance(site, Site):
+            raise self._refuse(repr(site), "expected a Site (from rule.sites(arch))")
+        if site.rule != self.name:
+            raise self._refuse(site, f"the site belongs to rule {site.rule!r}, not {self.name!r}")
+        count = len(arch.layers)
+        for name in ("start", "stop"):
+            value = getattr(site, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self._refuse(site, f"{name}={value!r} is not an integer layer position")
+        if not 0 <= site.start < site.stop <= count:
+            raise self._refuse(
+                site,
+                f"the site does not exist in this Arch: layers {site.start}:{site.stop} are out of "
+                f"range; expected 0 <= start < stop <= {count} in '{arch}'",
+            )
+        found = span_notation(arch.layers[site.start : site.stop])
+        if site.layers != found:
+            raise self._refuse(
+                site,
+                f"the site does not exist in this Arch: layers {site.start}:{site.stop} are "
+                f"'{found}', the site expects '{site.layers}'",
+            )
+        stage = arch.shapes[site.start].stage
+        if stage != site.stage:
+            raise self._refuse(
+                site, f"the site does not exist in this Arch: layer {site.start} is in stage {stage}"
+            )
+
+    def _build(self, arch: Arch, site: Site, start: int, stop: int, layers: Sequence[Layer]) -> Arch:
+        try:
+            return arch.replace(start, stop, layers)
+        except ShapeError as error:
+            raise self._refuse(site, f"collapses a map: {error}") from None
+        except (ArchError, LayerSpecError) as error:
+            raise self._refuse(site, f"gives an invalid Arch: {error}") from None
+
+    def _check_shapes(self, arch: Arch, site: Site, plan: _Plan) -> None:
+        """Refuse a plan that changes the width after the span, the maps of :attr:`keeps`,
+        or the size of the head's input."""
+        old = arch.shapes[plan.stop - 1].out_shape
+        new = plan.after.shapes[plan.start + len(plan.layers) - 1].out_shape
+        if old[0] != new[0]:
+            raise self._refuse(
+                site, f"breaks a shape: the replaced layers end with {new[0]} channels, was {old[0]}"
+            )
+        if self.keeps != "features":
+            checkpoints = slice(None) if self.keeps == "pools" else slice(-1, None)
+            for before, after in zip(_map_checkpoints(arch)[checkpoints], _map_checkpoints(plan.after)[checkpoints]):
+                if before.in_shape != after.in_shape:
+                    raise self._refuse(
+                        site,
+                        f"breaks a shape: the map entering {after.name} (layer {after.index}) is "
+                        f"{_shape(after.in_shape)}, was {_shape(before.in_shape)}",
+                    )
+        old_head, new_head = _map_checkpoints(arch)[-1], _map_checkpoints(plan.after)[-1]
+        if old_head.out_shape != new_head.out_shape:
+            raise self._refuse(
+                site,
+                f"breaks a shape: the head gets {new_head.out_shape[0]} features instead of "
+                f"{old_head.out_shape[0]} (map {_shape(new_head.in_shape)}, was {_shape(old_head.in_shape)})",
+            )
+
+    def _conv_span(self, arch: Arch, site: Site, same_kernel: bool) -> list[LayerShape]:
+        """The convs ``start:stop`` of a site, checked to be stride-1 convs of one stage."""
+        infos = list(arch.shapes[site.start : site.stop])
+        for info in infos:
+            if info.kind != "conv":
+                raise self._refuse(site, f"layer {info.index} is {format_layer(info.layer)}, not a conv")
+            if info.layer.stride != 1:
+                raise self._refuse(
+                    site,
+                    f"layer {info.index} {format_layer(info.layer)} has stride {info.layer.stride}; "
+                    "the rule replaces stride-1 convs only (a strided conv sets its stage's map size)",
+                )
+        if same_kernel and len({info.layer.kernel_size for info in infos}) > 1:
+            raise self._refuse(site, "the convs have different filter sizes; expected one filter size")
+        return infos
+
+    def _solve_width(
+        self, arch: Arch, site: Site, make: Callable[[int], list[Layer]], out_channels: int
+    ) -> tuple[int, Arch, str]:
+        """Solve the free width ``w`` of ``make(w)`` so that Eqn. (1) stays as it was.
+
+        Map sizes do not depend on widths, so one trial Arch gives every new layer's shape
+        and the cost of any width is :func:`layer_cost` of those shapes with the channel
+        counts set: exactly ``a*w^2 + b*w + c``, whose coefficients three widths give. The
+        root is rounded to the multiple (below or above) whose cost is closest to the old.
+        """
+        target = conv_macs(arch)
+        trial = self._build(arch, site, site.start, site.stop, make(1))
+        self._check_shapes(arch, site, _Plan(site.start, site.stop, tuple(make(1)), trial))
+        infos = trial.shapes[site.start : site.start + len(make(1))]
+        rest = conv_macs(trial) - _macs(infos)
+
+        def cost(width: int) -> int:
+            channels = arch.shapes[site.start].in_shape[0]
+            total = rest
+            for info, layer in zip(infos, make(width)):
+                total += layer_cost(_with_channels(info, layer, channels)).macs
+                channels = layer.out_channels
+            return total
+
+        c1, c2, c3 = cost(1), cost(2), cost(3)
+        a = (c3 - 2 * c2 + c1) / 2
+        b = c2 - c1 - 3 * a
+        c = c1 - a - b - target
+        root = (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a) if a else -c / b
+        multiple = self.width_multiple or _power_of_two_divisor(out_channels, MAX_WIDTH_MULTIPLE)
+        if root < multiple / 2:
+            raise self._refuse(
+                site,
+                f"the new width solves to {root:.1f}, which rounds to 0 at a width multiple of "
+                f"{multiple}; expected a width of at least {multiple / 2:g} (use a smaller "
+                "width_multiple or fewer new layers)",
+            )
+        low = int(root // multiple) * multiple
+        candidates = [w for w in (low, low + multiple) if w > 0]
+        width = min(candidates, key=lambda w: (abs(cost(w) - target), w))
+        after = self._build(arch, site, site.start, site.stop, make(width))
+        return width, after, f"width solved {root:.1f} -> {width} (multiple of {multiple})"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _macs(infos: Iterable[LayerShape]) -> int:
+    return sum(layer_cost(info).macs for info in infos if info.kind == "conv")
+
+
+def _with_channels(info: LayerShape, layer: Conv, in_channels: int) -> LayerShape:
+    """``info`` (a trial layer's inferred shape) with other channel counts; maps stay."""
+    return replace(
+        info,
+        layer=replace(info.layer, out_channels=layer.out_channels),
+        in_shape=(in_channels, *info.in_shape[1:]),
+        out_shape=(layer.out_channels, *info.out_shape[1:]),
+    )
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(value) for value in shape)
+
+
+def _map_checkpoints(arch: Arch) -> list[LayerShape]:
+    """The pools and the head's reducer (spp, gap or flat), in order."""
+    reducer = next(info for info in arch.shapes if info.stage is None)
+    return [info for info in arch.features if info.kind == "pool"] + [reducer]
+
+
+def _matches(site: Site, criteria: dict) -> bool:
+    for key, value in criteria.items():
+        if key == "pools" and value is not None:
+            value = tuple(value)
+        if getattr(site, key, object()) != value:
+            return False
+    return True
+
+
+def _power_of_two_divisor(value: int, limit: int) -> int:
+    multiple = 1
+    while multiple < limit and value % (multiple * 2) == 0:
+        multiple *= 2
+    return multiple
+
+
+def _conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 convs with equal ``key``."""
+    groups = []
+    infos = [info for info in arch.features]
+    for _, run in itertools.groupby(
+        infos,
+        key=lambda info: (
+            (info.stage, key(info)) if info.kind == "conv" and info.layer.stride == 1 else None
+        ),
+    ):
+        run = list(run)
+        if run[0].kind == "conv" and run[0].layer.stride == 1:
+            groups.append((run[0].stage, run[0].index, run[-1].index + 1))
+    return groups
+
+
+def _check_positive_int(rule: str, name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise RewriteError(rule, None, f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+
+
+def _check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = None
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
+        raise RewriteError(rule, None, f"{name}={values!r} is invalid; expected a non-empty list of integers >= {minimum}")
+    return values
+
+
+def _site_param(rule: "Rule", site: Site, name: str, minimum: int) -> int:
+    value = getattr(site, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise rule._refuse(site, f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+    return value
+
+
+# -- the rules -------------------------------------------------------------------------------
+class DepthFilterRule(Rule):
+    """Depth vs filter size (Sec. 4.1, Eqns. 3-5): each s x s conv becomes a cascade of
+    ``count`` t x t convs (t < s); the first maps the conv's input to its width, the rest
+    keep the width. Eqn. (3): ``256*3^2*256 => 256*2^2*256 + 256*2^2*256`` (8/9 of the
+    cost); Eqn. (4): ``64*5^2*128 => 64*3^2*128 + 128*3^2*128``; Eqn. (5): 5x5 -> four 2x2.
+
+    Generalised to any stage, any s and t: the sites are the maximal runs of identical
+    stride-1 convs (the notation's ``(s,n)xk`` groups), every conv of the run replaced, and
+    each t whose cascade of ``count = (s-1)/(t-1)`` convs sees exactly the s x s field
+    (3 -> 2+2, 5 -> 3+3, 5 -> 2x4, 7 -> 4+4, 7 -> 3x3, ...). A hand-made site may use any
+    t < s and any count >= 2.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> [site.where() for site in DepthFilterRule().sites(MODELS["A"])]  # doctest: +NORMALIZE_WHITESPACE
+        ["stage 2 layers 2:3 '(5,128)' (kernel_size=2, count=4)",
+         "stage 2 layers 2:3 '(5,128)' (kernel_size=3, count=2)",
+         "stage 3 layers 4:7 '(3,256)x3' (kernel_size=2, count=2)"]
+    """
+
+    name = "depth_filter"
+    equation = "Eqns. (3)-(5)"
+
+    def sites(self, arch: Arch) -> list[Site]:
+        sites = []
+        for stage, start, stop in _conv_groups(arch, lambda info: arch.layers[info.index]):
+            size = arch.layers[start].kernel_size
+            for kernel in range(2, size):
+                if (size - 1) % (kernel - 1):
+                    continue
+                count = (size - 1) // (kernel - 1)
+                layers = span_notation(arch.layers[start:stop])
+                sites.append(Site(self.name, stage, start, stop, layers, kernel_size=kernel, count=count))
+        return sites
+
+    def _plan(self, arch: Arch, site: Site) -> _Plan:
+        kernel = _site_param(self, site, "kernel_size", 1)
+        count = _site_param(self, site, "count", 2)
+        layers: list[Layer] = []
+        for info in self._conv_span(arch, site, same_kernel=False):
+            if info.layer.kernel_size <= kernel:
+                raise self._refuse(
+                    site,
+                    f"layer {info.index} {format_layer(info.layer)} is not larger than "
+                    f"{kernel}x{kernel}; expected a filter size above kernel_size={kernel}",
+                )
+            layers += [Conv(kernel, info.layer.out_channels)] * count
+        after = self._build(arch, site, site.start, site.stop, layers)
+        return _Plan(site.start, site.stop, tuple(layers), after)
+
+
+class DepthWidthRule(Rule):
+    """Depth vs width (Sec. 4.2, Eqns. 6-8): k convs of one filter size become ``depth``
+    k' > k convs of that size; the first input and the last output width are kept and the
+    k'-1 others take one width solved from Eqn. (1). Eqn. (6): A's three 3x3 convs ->
+    ``(3,160)x5 + (3,256)`` (F); Eqn. (7): -> ``(3,128)x8 + (3,256)`` (G); Eqn. (8):
+    ``(3,128)x2`` -> ``(3,64)x3 + (3,128)`` (H, I).
+
+    Generalised to any stage and filter size: the sites are the maximal runs of stride-1
+    convs of one filter size in a stage, with the depth multiplied by each of
+    ``depth_factors`` (the paper doubles and triples); a hand-made site may use any depth
+    above k.
+
+    Args:
+        depth_factors: the new depths the sites offer, as multiples of the old (2 gives F
+            and H, 3 gives G).
+        width_multiple: round the solved width to this multiple; ``None`` uses the largest
+            power of two up to 32 that divides the kept output width.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> site = DepthWidthRule().find(MODELS["A"], stage=3, depth=6)
+        >>> DepthWidthRule().apply(MODELS["A"], site) == MODELS["F"]
+        True
+    """
+
+    name = "depth_width"
+    equation = "Eqns. (6)-(8)"
+
+    def __init__(self, depth_factors: Sequence[int] = (2, 3), width_multiple: int | None = None):
+        self.depth_factors = _check_sizes(self.name, "depth_factors", depth_factors, 2)
+        if width_multiple is not None:
+            _check_positive_int(self.name, "width_multiple", width_multiple, 1)
+        self.width_multiple = width_multiple
+
+    def sites(self, arch: Arch) -> list[Site]:
+        sites = []
+        for stage, start, stop in _conv_groups(arch, lambda info: info.layer.kernel_size):
+            layers = span_notation(arch.layers[start:stop])
+            for factor in self.depth_factors:
+                sites.append(Site(self.name, stage, start, stop, layers, depth=factor * (stop - start)))
+        return sites
+
+    def _plan(self, arch: Arch, site: Site) -> _Plan:
+        infos = self._conv_span(arch, site, same_kernel=True)
+        depth = _site_param(self, site, "depth", len(infos) + 1)
+        kernel, out = infos[0].layer.kernel_size, infos[-1].layer.out_channels
+
+        def make(width: int) -> list[Layer]:
+            return [Conv(kernel, width)] * (depth - 1) + [Conv(kernel, out)]
+
+        width, after, detail = self._solve_width(arch, site, make, out)
+        return _Plan(site.start, site.stop, tuple(make(width)), after, detail)
+
+
+class WidthFilterRule(Rule):
+    """Width vs filter size (Sec. 4.3, Eqns. 9-10): k convs of one filter size become k
+    convs of another (``kernel_size``); the last output width is kept and the k-1 others
+    take one width solved from Eqn. (1). B's ``(2,256)x6`` <-> F's ``(3,160)x5 + (3,256)``
+    (Eqn. 9), and E's ``(2,128)x4`` <-> I's ``(3,64)x3 + (3,128)`` (Tables 1-2; Eqn. 10
+    prints a 96-wide layer that neither table model has).
+
+    Generalised to any stage, k >= 2 and any pair of filter sizes: the sites are the
+    maximal runs of stride-1 convs of one filter size in a stage, with every size in
+    ``kernel_sizes`` other than the current one.
+
+    Args:
+        kernel_sizes: the filter sizes the sites offer (the paper's 2 and 3 by default).
+        width_multiple: as for :class:`DepthWidthRule`.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> site = WidthFilterRule().find(MODELS["B"], stage=3, kernel_size=3)
+        >>> str(WidthFilterRule().apply(MODELS["B"], site))
+        '(7,64)/2 3/3 (5,128) 2/2 (3,160)x5 + (3,256)'
+    """
+
+    name = "width_filter"
+    equation = "Eqns. (9)-(10)"
+
+    def __init__(self, kernel_sizes: Sequence[int] = (2, 3), width_multiple: int | None = None):
+        self.kernel_sizes = _check_sizes(self.name, "kernel_sizes", kernel_sizes, 1)
+        if width_multiple is not None:
+            _check_positive_int(self.name, "width_multiple", width_multiple, 1)
+        self.width_multiple = width_multiple
+
+    def sites(self, arch: Arch) -> list[Site]:
+        sites = []
+        for stage, start, stop in _conv_groups(arch, lambda info: info.layer.kernel_size):
+            if stop - start < 2:
+                continue
+            layers = span_notation(arch.layers[start:stop])
+            for kernel in self.kernel_sizes:
+                if kernel != arch.layers[start].kernel_size:
+                    sites.append(Site(self.name, stage, start, stop, layers, kernel_size=kernel))
+        return sites
+
+    def _plan(self, arch: Arch, site: Site) -> _Plan:
+        infos = self._conv_span(arch, site, same_kernel=True)
+        kernel = _site_param(self, site, "kernel_size", 1)
+        if len(infos) < 2:
+            raise self._refuse(site, "needs at least 2 convs: the last keeps its width, the others take the solved one")
+        if kernel == infos[0].layer.kernel_size:
+            raise self._refuse(site, f"kernel_size={kernel} is the current filter size; expected another")
+        out = infos[-1].layer.out_channels
+
+        def make(width: int) -> list[Layer]:
+            return [Conv(kernel, width)] * (len(infos) - 1) + [Conv(kernel, out)]
+
+        width, after, detail = self._solve_width(arch, site, make, out)
+        return _Plan(site.start, site.stop, tuple(make(width)), after, detail)
+
+
+class AddPoolRule(Rule):
+    """Adding a pooling layer (Sec. 4.5, Eqn. 11): a max pool of size and stride p goes
+    before the last convs of a stage, which form a new stage on a map p times smaller. To
+    keep the cost, the first moved conv is p^2 times wider, the last keeps its width.
+    Eqn. (11): ``256*2^2*256 + 256*2^2*256 = (256*2^2*2304 + 2304*2^2*256)/3^2`` (E -> J).
+
+    Generalised to any stage, p and number of moved convs: every other moved conv (the 1st,
+    3rd, ...) is widened by p^2, which keeps each moved conv's ``n_{l-1} * n_l / p^2`` equal
+    to the old ``n_{l-1} * n_l`` (exact for an even number of convs; with an odd number
+    the last conv, whose width is kept, gets p^2 cheaper). The sites move an even number of
+    convs, leaving at least one before the pool, with each p in ``pool_sizes``. The head's
+    input must keep its size (true for SPP, whose bins do not depend on the map).
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> site = AddPoolRule().find(MODELS["E"], stage=3, pool_size=3, length=2)
+        >>> AddPoolRule().apply(MODELS["E"], site) == MODELS["J"]
+        True
+    """
+
+    name = "add_pool"
+    equation = "Eqn. (11)"
+    keeps = "features"
+
+    def __init__(self, pool_sizes: Sequence[int] = (2, 3)):
+        self.pool_sizes = _check_sizes(self.name, "pool_sizes", pool_sizes, 2)
+
+    def sites(self, arch: Arch) -> list[Site]:
+        sites = []
+        for stage, convs in enumerate(arch.stages, start=1):
+            for moved in range(2, len(convs), 2):
+                if any(info.layer.stride != 1 for info in convs[-moved:]):
+                    continue
+                start, stop = convs[-moved].index, convs[-1].index + 1
+                layers = span_notation(arch.layers[start:stop])
+                for size in self.pool_sizes:
+                    sites.append(Site(self.name, stage, start, stop, layers, pool_size=size))
+        return sites
+
+    def _plan(self, arch: Arch, site: Site) -> _Plan:
+        size = _site_param(self, site, "pool_size", 2)
+        infos = self._conv_span(arch, site, same_kernel=False)
+        if site.start == 0 or arch.shapes[site.start - 1].kind != "conv":
+            raise self._refuse(site, "at least one conv must stay in the stage before the new pool")
+        if site.stop < len(arch.layers) and arch.shapes[site.stop].kind == "conv":
+            raise self._refuse(
+                site, f"layer {site.stop} is a conv of the same stage; expected the site to end its stage"
+            )
+        layers: list[Layer] = [Pool(size)]
+        for position, info in enumerate(infos):
+            widen = position % 2 == 0 and position < len(infos) - 1
+            width = info.layer.out_channels * size * size if widen else info.layer.out_channels
+            layers.append(Conv(info.layer.kernel_size, width))
+        after = self._build(arch, site, site.start, site.stop, layers)
+        return _Plan(site.start, site.stop, tuple(layers), after)
+
+
+class DelayPoolRule(Rule):
+    """Delayed subsampling (Sec. 4.6): a pool keeps its window but takes stride 1, and the
+    conv right after it takes the pool's old stride, so the stage sizes, and Eqn. (1), stay
+    as they were (B -> B', D -> D', E -> E', J -> J'). Paddings are re-chosen: after a
+    strided 2x2 conv a run of 2x2 convs alternates 35, 36, 35 instead of 35, 36, 35, 36
+    (E' costs 0.3% less than E); the map entering the head must stay as it was.
+
+    The sites are each pool with stride > 1 followed by a stride-1 conv, and all such pools
+    at once (``pools`` lists their positions).
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> site = DelayPoolRule().find(MODELS["B"], pools=(1, 3))
+        >>> DelayPoolRule().apply(MODELS["B"], site) == MODELS["B'"]
+        True
+    """
+
+    name = "delay_pool"
+    equation = "Sec. 4.6"
+    keeps = "head"
+
+    def sites(self, arch: Arch) -> list[Site]:
+        eligible = [
+            info.index
+            for info in arch.features[:-1]
+            if info.kind == "pool"
+            and info.layer.stride > 1
+            and arch.shapes[info.index + 1].kind == "conv"
+            and arch.layers[info.index + 1].stride == 1
+        ]
+        choices = [(index,) for index in eligible] + ([tuple(eligible)] if len(eligible) > 1 else [])
+        return [self._site(arch, pools) for pools in choices]
+
+    def _site(self, arch: Arch, pools: tuple[int, ...]) -> Site:
+        start, stop = pools[0], pools[-1] + 2
+        layers = span_notation(arch.layers[start:stop])
+        return Site(self.name, arch.shapes[start].stage, start, stop, layers, pools=pools)
+
+    def _plan(self, arch: Arch, site: Site) -> _Plan:
+        pools = site.pools
+        if not pools or any(isinstance(p, bool) or not isinstance(p, int) for p in pools):
+            raise self._refuse(site, f"pools={pools!r} is invalid; expected the positions of one or more pools")
+        if pools[0] != site.start or pools[-1] + 2 != site.stop or list(pools) != sorted(set(pools)):
+            raise self._refuse(
+                site, f"pools={pools!r} does not match layers {site.start}:{site.stop}; expected "
+                "increasing positions, the first at start and the last at stop - 2"
+            )
+        layers = list(arch.layers[site.start : site.stop])
+        for position in pools:
+            pool = arch.layers[position]
+            following = arch.layers[position + 1] if position + 1 < len(arch.layers) else None
+            if not isinstance(pool, Pool):
+                raise self._refuse(site, f"layer {position} is {format_layer(pool)}, not a pool")
+            if pool.stride == 1:
+                raise self._refuse(site, f"the pool at layer {position} already has stride 1; nothing to delay")
+            if not isinstance(following, Conv):
+                what = "nothing" if following is None else format_layer(following)
+                raise self._refuse(
+                    site,
+                    f"the layer after the pool at layer {position} is {what}, not a conv; "
+                    "expected a conv to take the pool's stride",
+                )
+            if following.stride != 1:
+                raise self._refuse(
+                    site,
+                    f"the conv after the pool at layer {position} already has stride "
+                    f"{following.stride}; expected a stride-1 conv to take the pool's stride",
+                )
+            layers[position - site.start] = Pool(pool.kernel_size, 1, pool.padding, pool.mode)
+            layers[position + 1 - site.start] = Conv(following.kernel_size, following.out_channels, pool.stride)
+        after = self._build(arch, site, site.start, site.stop, layers)
+        return _Plan(site.start, site.stop, tuple(layers), after)
+
+
+DEPTH_FILTER = DepthFilterRule()
+DEPTH_WIDTH = DepthWidthRule()
+WIDTH_FILTER = WidthFilterRule()
+ADD_POOL = AddPoolRule()
+DELAY_POOL = DelayPoolRule()
+
+#: The five rules with default parameters, in the paper's order.
+RULES: tuple[Rule, ...] = (DEPTH_FILTER, DEPTH_WIDTH, WIDTH_FILTER, ADD_POOL, DELAY_POOL)
+
+
+def get_rule(rule: "str | Rule") -> Rule:
+    """A rule object by name (``"depth_filter"``, ...); a Rule is returned as is.
+
+    Example:
+        >>> get_rule("add_pool").equation
+        'Eqn. (11)'
+    """
+    if isinstance(rule, Rule):
+        return rule
+    for candidate in RULES:
+        if candidate.name == rule:
+            return candidate
+    names = ", ".join(candidate.name for candidate in RULES)
+    raise RewriteError(str(rule), None, f"unknown rule; expected one of {names}")
+
+
+def resolve_rules(rules: "Iterable[str | Rule] | None") -> tuple[Rule, ...]:
+    """Rules from names or objects; ``None`` gives :data:`RULES`.
+
+    Example:
+        >>> [rule.name for rule in resolve_rules(["delay_pool", DEPTH_FILTER])]
+        ['delay_pool', 'depth_filter']
+    """
+    if rules is None:
+        return RULES
+    if isinstance(rules, (str, Rule)):
+        rules = [rules]
+    try:
+        resolved = tuple(get_rule(rule) for rule in rules)
+    except TypeError:
+        raise RewriteError(repr(rules), None, "expected a list of rule names or Rule objects") from None
+    if not resolved:
+        raise RewriteError("[]", None, "no rules given; expected at least one rule name or Rule")
+    return resolved
+
+
+def rewrite(arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Rewrite:
+    """Apply a site with the default rule of its name (see :meth:`Rule.rewrite`).
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> site = DEPTH_FILTER.find(MODELS["A"], stage=2, kernel_size=3)
+        >>> result = rewrite(MODELS["A"], site)
+        >>> result.after == MODELS["C"], f"{result.local_change:+.0%}"
+        (True, '+8%')
+    """
+    if not isinstance(site, Site):
+        raise RewriteError("?", repr(site), "expected a Site (from rule.sites(arch))")
+    return get_rule(site.rule).rewrite(arch, site, tolerance)
+
+
+__all__ = [
+    "ADD_POOL",
+    "DEFAULT_TOLERANCE",
+    "DELAY_POOL",
+    "DEPTH_FILTER",
+    "DEPTH_WIDTH",
+    "RULES",
+    "WIDTH_FILTER",
+    "AddPoolRule",
+    "DelayPoolRule",
+    "DepthFilterRule",
+    "DepthWidthRule",
+    "Rewrite",
+    "Rule",
+    "Site",
+    "WidthFilterRule",
+    "get_rule",
+    "resolve_rules",
+    "rewrite",
+    "span_notation",
+]
