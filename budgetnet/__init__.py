@@ -35,6 +35,7 @@ __all__ = [
     "conv_macs",
     "parse",
     "rewrite",
+    "search",
     "variants",
 ]
 
@@ -53,3 +54,22 @@ def build(arch, num_classes=None, norm=None):
     from budgetnet.builder import build as _build
 
     return _build(arch, num_classes=num_classes, norm=norm)
+
+
+def search(space, data, **options):
+    """Search ``space`` for the most accurate architectures inside its budget (an Optuna
+    study); see :func:`budgetnet.study.search` for the options.
+
+    Imported lazily so that ``import budgetnet`` does not import optuna or torch.
+
+    Example:
+        >>> import budgetnet, optuna
+        >>> from budgetnet.data import load_data
+        >>> study = budgetnet.search("small", load_data("digits", limit=60), n_trials=1, epochs=1,
+        ...                          storage=optuna.storages.InMemoryStorage(), progress=False)
+        >>> len(study.trials)
+        1
+    """
+    from budgetnet.study import search as _search
+
+    return _search(space, data, **options)

@@ -15,11 +15,11 @@ import sys
 from typing import Sequence
 
 from budgetnet import __version__
-from budgetnet.cli import show
+from budgetnet.cli import export, results, search, show
 from budgetnet.errors import BudgetNetError
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS = [show]
+COMMANDS = [show, search, results, export]
 
 
 def make_parser() -> argparse.ArgumentParser:

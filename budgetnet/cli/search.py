@@ -1,0 +1,224 @@
+"""Search for the most accurate architecture inside a time budget (Optuna).
+
+Each trial samples one architecture from the search space; one over the budget (Eqn. (1)
+MACs, or measured milliseconds) is never trained and is recorded as infeasible; the others
+are trained and scored on the validation split. Every trial is kept in the storage (an
+SQLite file budgetnet.db in the working directory by default), so running the same command
+again resumes the study, and `budgetnet results` / `budgetnet export` read it later.
+
+With no options: the small space on the bundled digits, budget = the small baseline's cost,
+20 trials of 3 epochs, the baseline trained once for comparison (a few minutes on 2 cores).
+
+--trials N is the number of finished trials the study should hold (completed, infeasible,
+pruned or failed with an error); a trial stopped by --timeout, Ctrl-C or a killed worker is
+queued again and runs when the search resumes. Several workers on one study: a shared
+--storage (PostgreSQL, or a journal file on a shared disk) and the same command on every
+process, GPU (CUDA_VISIBLE_DEVICES) or machine; --workers N starts N local ones.
+
+examples:
+  budgetnet search
+  budgetnet search --trials 50 --epochs 5 --budget 0.8x --objectives accuracy,macs
+  budgetnet search --data idx:data/mnist --baseline "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64"
+  budgetnet search --storage postgresql+psycopg2://me:pw@db:5432/optuna --study mnist-1 --workers 4
+  optuna-dashboard sqlite:///budgetnet.db
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import signal
+import time
+from pathlib import Path
+
+from budgetnet.cli.common import SPEC_HELP, load_arch, print_json
+from budgetnet.errors import SearchError
+
+NAME = "search"
+HELP = "search for the most accurate architecture inside a budget (Optuna study)"
+
+#: What `budgetnet search` runs with no options (measured to take a few minutes on 2 cores).
+DEFAULT_TRIALS = 20
+DEFAULT_EPOCHS = 3
+
+
+def add_arguments(parser) -> None:
+    space = parser.add_argument_group("what to search")
+    space.add_argument(
+        "--space", default="small", metavar="NAME",
+        help="search space: small (stages for 8-32 px inputs; default), stage (the paper's stages, 224 px), "
+        "replacement (the layer-replacement variants of the baseline)",
+    )  # fmt: skip
+    space.add_argument("--baseline", metavar="SPEC", help=f"the reference model: {SPEC_HELP} (default: the space's)")
+    space.add_argument(
+        "--budget", metavar="BUDGET",
+        help="hard ceiling: a ratio of the baseline's Eqn. (1) cost (1.0x), MACs (850M, 2.3e6) or measured "
+        "milliseconds per image (2ms); default: the baseline's cost",
+    )  # fmt: skip
+    space.add_argument("--tolerance", type=float, default=0.05, metavar="F", help="relative budget tolerance (default 0.05)")
+    space.add_argument(
+        "--objectives", default="accuracy", metavar="LIST",
+        help="accuracy (default; validation accuracy, with pruning) or accuracy,macs / accuracy,latency "
+        "(a Pareto set; no pruning)",
+    )  # fmt: skip
+    train = parser.add_argument_group("how to train each candidate")
+    train.add_argument(
+        "--data", default="digits", metavar="SPEC",
+        help="digits (bundled, default), idx:DIR (MNIST-style IDX files), cifar:DIR, folder:DIR",
+    )  # fmt: skip
+    train.add_argument("--limit", type=int, metavar="N", help="use at most N training images (quick runs)")
+    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="E", help=f"epochs per candidate (default {DEFAULT_EPOCHS})")
+    train.add_argument("--recipe", default="quick", metavar="NAME", help="training recipe: quick (default) or paper")
+    train.add_argument("--norm", choices=("batch",), help="add batch norm after every conv (default: the paper's conv + ReLU)")
+    train.add_argument("--pruner", choices=("median", "hyperband", "none"), help="stop poor candidates early (default median; none with several objectives)")
+    train.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument("--seed", type=int, default=0, help="seeds sampling and training (default 0; reproducible on one worker)")
+    train.add_argument("--keep-weights", action="store_true", help="keep every trained candidate's weights (for export --format pt)")
+    train.add_argument("--no-baseline", action="store_true", help="do not train the baseline once for comparison")
+    run = parser.add_argument_group("how long, where, how many workers")
+    run.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N", help=f"finished trials the study should hold (default {DEFAULT_TRIALS})")
+    run.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds of wall-clock time (resume later)")
+    run.add_argument("--storage", metavar="URL", help="sqlite:///FILE.db (default budgetnet.db here), postgresql+psycopg2://..., or journal:FILE")
+    run.add_argument("--study", metavar="NAME", help="study name (default <space>-<data>); an existing study is resumed")
+    run.add_argument("--workers", type=int, default=1, metavar="N", help="start N local worker processes on this study (default 1)")
+    run.add_argument("--heartbeat", type=int, metavar="S", help="seconds between a trial's heartbeats (default 10); a trial silent for 3x this is retried")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the final report as JSON")
+    out.add_argument("--plot-dir", metavar="DIR", help="save pareto.png and history.png in DIR")
+    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--top", type=int, default=10, metavar="K", help="rows in the final table (default 10)")
+    parser.add_argument("--worker-process", action="store_true", help=argparse.SUPPRESS)
+
+
+def run(args) -> int:
+    from budgetnet.data import load_data
+    from budgetnet.storage import describe, storage_url
+    from budgetnet.study import search, setup_search
+    from search_spaces.base import get_space
+
+    if args.trials < 1:
+        raise SearchError(f"--trials {args.trials} is invalid; expected a whole number >= 1 (finished trials to hold)")
+    if args.workers < 1:
+        raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
+    if args.timeout is not None and not args.timeout > 0:
+        raise SearchError(f"--timeout {args.timeout} is invalid; expected seconds > 0")
+    start = time.monotonic()
+    data = load_data(args.data, limit=args.limit)
+    baseline = None if args.baseline is None else load_arch(args.baseline, data.input_shape, data.num_classes)
+    space = get_space(
+        args.space,
+        baseline=baseline,
+        budget=args.budget,
+        tolerance=args.tolerance,
+        input_shape=data.input_shape,
+        num_classes=data.num_classes,
+    )
+    url = storage_url(args.storage)
+    options = dict(
+        n_trials=args.trials,
+        timeout=args.timeout,
+        storage=url,
+        study_name=args.study,
+        objectives=args.objectives,
+        epochs=args.epochs,
+        recipe=args.recipe,
+        pruner=args.pruner,
+        seed=args.seed,
+        device=args.device,
+        keep_weights=args.keep_weights,
+        norm=args.norm,
+        heartbeat_interval=args.heartbeat,
+    )
+    progress = not (args.no_progress or args.worker_process)
+    if not args.worker_process and not args.json:
+        print(space.describe())
+        print(f"data {data}; storage {describe(url)}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    if args.workers == 1:
+        study = search(space, data, progress=progress, train_baseline=not args.no_baseline, **options)
+    else:
+        study = setup_search(space, data, **options)
+        _run_workers(args, study, url, start, progress)
+    if args.worker_process:
+        return 0
+    return report(study, args)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
+    from budgetnet.workers import gpu_environments, run_workers, worker_command
+
+    timeout = None if args.timeout is None else max(args.timeout - (time.monotonic() - start), 1.0)
+    commands = []
+    for index in range(args.workers):
+        arguments = worker_arguments(args, study.study_name, url, timeout)
+        if index == 0 and not args.no_baseline:
+            arguments.remove("--no-baseline")
+        commands.append(worker_command(arguments))
+    codes = run_workers(commands, gpu_environments(args.workers, args.device), study, progress)
+    failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code]
+    if failed:
+        raise SearchError("; ".join(failed) + " (its messages are above); the study keeps every finished trial")
+
+
+def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> list[str]:
+    """The command line of one worker: the parent's settings, its study and storage, one worker."""
+    arguments = [
+        "--space", args.space, "--tolerance", repr(args.tolerance), "--objectives", args.objectives,
+        "--data", args.data, "--epochs", str(args.epochs), "--recipe", args.recipe, "--device", args.device,
+        "--seed", str(args.seed), "--trials", str(args.trials), "--storage", url, "--study", study_name,
+        "--workers", "1", "--worker-process", "--no-baseline",
+    ]  # fmt: skip
+    for flag, value in (
+        ("--baseline", args.baseline),
+        ("--budget", args.budget),
+        ("--limit", args.limit),
+        ("--norm", args.norm),
+        ("--pruner", args.pruner),
+        ("--heartbeat", args.heartbeat),
+        ("--timeout", timeout),
+    ):
+        if value is not None:
+            arguments += [flag, str(value)]
+    if args.keep_weights:
+        arguments.append("--keep-weights")
+    return arguments
+
+
+def report(study, args) -> int:
+    """Print the final report (table or JSON), save plots; 0 when a trial completed in budget."""
+    from budgetnet.results import format_summary, summarize
+
+    summary = summarize(study, top=args.top)
+    if args.plot_dir:
+        summary["plots"] = [str(path) for path in save_plots(study, args.plot_dir)]
+    if args.json:
+        print_json(summary)
+    else:
+        print()
+        print(format_summary(summary))
+        if summary["best"] is not None:
+            print(
+                f"\nexport it: budgetnet export --study {shlex.quote(study.study_name)} --trial best --format py"
+                + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
+            )
+        for path in summary.get("plots", []):
+            print(f"saved {path}")
+    return 0 if summary["best"] is not None else 1
+
+
+def save_plots(study, directory) -> list[Path]:
+    """pareto.png and history.png of ``study`` in ``directory`` (created)."""
+    from budgetnet.plots import optimization_history, pareto_front
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    objectives = study.user_attrs.get("budgetnet", {}).get("objectives", ["accuracy"])
+    x = objectives[1] if len(objectives) > 1 else "macs"
+    paths = [directory / "pareto.png", directory / "history.png"]
+    pareto_front(study, x=x, path=paths[0])
+    optimization_history(study, path=paths[1])
+    return paths

@@ -1,0 +1,270 @@
+"""Export a trial of a search: the Arch as JSON, a standalone ``.py`` model, trained weights.
+
+The ``.py`` file defines ``Net``, a ``torch.nn.Module`` written out layer by layer with every
+padding explicit; it imports only torch, so the found model runs without budgetnet. Its
+parameter names match :func:`budgetnet.build`, so the ``.pt`` weights of the trial load into
+it. Reload it with importlib::
+
+    import importlib.util, torch
+    spec = importlib.util.spec_from_file_location("found", "trial7.py")
+    found = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(found)
+    model = found.Net()
+    model.load_state_dict(torch.load("trial7.pt", weights_only=True))
+
+Example:
+    >>> import budgetnet
+    >>> source = module_source(budgetnet.parse("(3,8) 2/2 (2,16)x2 gap", input_shape=(1, 8, 8), num_classes=10))
+    >>> "import budgetnet" in source, "class Net(nn.Module):" in source
+    (False, True)
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Pool
+from budgetnet.complexity import complexity, format_count
+from budgetnet.errors import ArchError, ExportError
+
+#: The formats :func:`export_trial` writes.
+FORMATS = ("json", "py", "pt")
+
+
+def get_trial(study: optuna.Study, trial: str | int = "best") -> optuna.trial.FrozenTrial:
+    """The trial ``"best"`` (the most accurate inside the budget) or number ``trial``.
+
+    Raises:
+        ExportError: no such trial, or it never completed inside the budget (pruned, failed,
+            running, queued, or over the budget and so never trained).
+    """
+    from budgetnet.results import best_trial, is_feasible
+
+    if trial == "best":
+        found = best_trial(study)
+        if found is None:
+            raise ExportError(
+                f"trial='best': study {study.study_name!r} has no trial completed inside the budget yet; "
+                "expected at least one (see budgetnet results)"
+            )
+        return found
+    try:
+        number = int(trial)
+    except (TypeError, ValueError):
+        raise ExportError(f"trial={trial!r} is invalid; expected 'best' or a trial number") from None
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ExportError(f"trial={number} does not exist; expected 'best' or a number in 0..{len(trials) - 1}")
+    found = trials[number]
+    if found.state != TrialState.COMPLETE:
+        reason = found.user_attrs.get("error") or found.state.name.lower()
+        raise ExportError(
+            f"trial={number} never completed ({found.state.name}: {reason}); expected a completed trial "
+            "inside the budget, such as 'best'"
+        )
+    if not is_feasible(found):
+        raise ExportError(
+            f"trial={number} is over the budget and was never trained; expected a completed trial inside "
+            "the budget, such as 'best'"
+        )
+    return found
+
+
+def trial_arch(trial: optuna.trial.FrozenTrial) -> Arch:
+    """The Arch a trial stored."""
+    try:
+        return Arch.from_dict(trial.user_attrs["arch"])
+    except (KeyError, ArchError) as error:
+        raise ExportError(f"trial {trial.number} holds no readable architecture ({error})") from None
+
+
+def export_trial(
+    study: optuna.Study, trial: str | int = "best", format: str = "json", path: str | Path | None = None
+) -> Path:
+    """Write trial ``trial`` of ``study`` as ``format`` to ``path`` (default ``trialN.<format>``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ExportError: see :func:`get_trial`; an unknown format; ``pt`` for a trial whose
+            weights were not kept (``keep_weights``) or live on another machine.
+    """
+    if format not in FORMATS:
+        raise ExportError(f"format={format!r} is unknown; expected one of {', '.join(FORMATS)}")
+    found = get_trial(study, trial)
+    path = Path(path) if path is not None else Path(f"trial{found.number}.{format}")
+    if path.parent != Path("") and not path.parent.is_dir():
+        raise ExportError(f"output={str(path)!r}: directory {str(path.parent)!r} does not exist")
+    arch = trial_arch(found)
+    if format == "json":
+        arch.save(path)
+    elif format == "py":
+        path.write_text(module_source(arch, norm=found.user_attrs.get("norm"), about=_about(study, found)))
+    else:
+        _copy_weights(found, path)
+    return path
+
+
+def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    attrs = trial.user_attrs
+    text = f"study {study.study_name!r}, trial {trial.number}"
+    if attrs.get("val_accuracy") is not None:
+        text += f": validation accuracy {attrs['val_accuracy']:.4f} after {attrs.get('epochs')} epochs"
+    return text
+
+
+def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
+    import torch
+
+    source = trial.user_attrs.get("weights")
+    if not source:
+        raise ExportError(
+            f"trial {trial.number} kept no weights; expected a search run with keep_weights=True "
+            "(budgetnet search --keep-weights), or export --format py and train it yourself"
+        )
+    if not Path(source).is_file():
+        raise ExportError(
+            f"trial {trial.number}: weights file {source!r} is not on this machine (worker "
+            f"{trial.user_attrs.get('worker')}); expected it where that worker wrote it"
+        )
+    try:
+        torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ExportError(f"trial {trial.number}: weights file {source!r} cannot be read ({error})") from None
+    shutil.copyfile(source, path)
+
+
+# -- the standalone module -------------------------------------------------------------------
+_SPP_CLASS = '''
+
+class SpatialPyramidPool(nn.Module):
+    """Pool the map into an l x l grid for each level and concatenate (He et al., SPP-net)."""
+
+    def __init__(self, levels, mode="max"):
+        super().__init__()
+        self.levels = tuple(levels)
+        self.pool = nn.functional.adaptive_max_pool2d if mode == "max" else nn.functional.adaptive_avg_pool2d
+
+    def forward(self, x):
+        return torch.cat([self.pool(x, level).flatten(1) for level in self.levels], dim=1)
+'''
+
+_INIT = '''
+
+def init_weights(model):
+    """Zero-mean Gaussian weights with std sqrt(2 / fan_in), zero biases (the paper, Sec. 5)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / module.weight[0].numel()))
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+'''
+
+
+def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", about: str = "") -> str:
+    """Python source of a standalone ``torch.nn.Module`` equal to ``budgetnet.build(arch, norm=norm)``.
+
+    Every shape and padding comes from ``arch.shapes``; the parameter names match the
+    builder's, so a state dict of one loads into the other.
+
+    Example:
+        >>> import budgetnet, torch
+        >>> arch = budgetnet.parse("(3,8) 2/2 (2,16)x2 gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> namespace = {}
+        >>> exec(module_source(arch), namespace)
+        >>> namespace["Net"]()(torch.zeros(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+    if norm not in (None, "batch"):
+        raise ExportError(f"norm={norm!r} is invalid; expected None or 'batch'")
+    if not class_name.isidentifier():
+        raise ExportError(f"class_name={class_name!r} is invalid; expected a Python identifier")
+    report = complexity(arch)
+    features, pool, classifier = [], "nn.Flatten()", []
+    uses_spp = False
+    stage = None
+    for info in arch.shapes:
+        layer = info.layer
+        size = "x".join(map(str, info.in_shape)) + " -> " + "x".join(map(str, info.out_shape))
+        if info.stage is not None and info.stage != stage and isinstance(layer, Conv):
+            stage = info.stage
+            features.append(f"# stage {stage}")
+        if isinstance(layer, Conv):
+            bias = "" if norm is None else ", bias=False"
+            features.append(
+                f"nn.Conv2d({info.in_shape[0]}, {layer.out_channels}, kernel_size={layer.kernel_size}, "
+                f"stride={layer.stride}, padding={layer.padding}{bias}),  # {info.name}: {size}"
+            )
+            if norm == "batch":
+                features.append(f"nn.BatchNorm2d({layer.out_channels}),")
+            features.append("nn.ReLU(inplace=True),")
+        elif isinstance(layer, Pool):
+            kind = "MaxPool2d" if layer.mode == "max" else "AvgPool2d"
+            features.append(
+                f"nn.{kind}(kernel_size={layer.kernel_size}, stride={layer.stride}, padding={layer.padding}),"
+                f"  # {info.name}: {size}"
+            )
+        elif isinstance(layer, SPP):
+            uses_spp = True
+            pool = f"SpatialPyramidPool({tuple(layer.levels)!r}, {layer.mode!r})  # {size} features"
+        elif isinstance(layer, Flatten):
+            pool = f"nn.Flatten()  # {size} features"
+        elif isinstance(layer, FC):
+            classifier += [f"nn.Linear({info.in_shape[0]}, {layer.out_features}),", "nn.ReLU(inplace=True),"]
+            if layer.dropout:
+                classifier.append(f"nn.Dropout({layer.dropout!r}),")
+    classifier.append(f"nn.Linear({arch.shapes[-1].out_shape[0]}, num_classes),")
+    shape = "x".join(map(str, arch.input_shape))
+    doc = (
+        f"{arch.notation()}: a CNN found by budgetnet{' (' + about + ')' if about else ''}.\n\n"
+        f"Input {shape}, {arch.num_classes} classes; Eqn. (1) cost {format_count(report.conv_macs)} "
+        f"multiply-adds per image, {format_count(report.params)} parameters"
+        f"{', batch norm' if norm == 'batch' else ''}.\n"
+        "Standalone: needs only torch. Reload it with importlib:\n\n"
+        "    spec = importlib.util.spec_from_file_location(\"found\", PATH_OF_THIS_FILE)\n"
+        "    found = importlib.util.module_from_spec(spec); spec.loader.exec_module(found)\n"
+        "    model = found.Net()  # then model.load_state_dict(torch.load(WEIGHTS, weights_only=True))\n"
+    )
+    indent = " " * 12
+    lines = [
+        f'"""{_docstring_safe(doc)}"""',
+        "",
+        "import math",
+        "",
+        "import torch",
+        "from torch import nn",
+        "",
+        f"INPUT_SHAPE = {tuple(arch.input_shape)!r}",
+        f"NUM_CLASSES = {arch.num_classes}",
+    ]
+    source = "\n".join(lines) + "\n"
+    if uses_spp:
+        source += _SPP_CLASS
+    source += (
+        f"\n\nclass {class_name}(nn.Module):\n"
+        f"    def __init__(self, num_classes: int = NUM_CLASSES):\n"
+        f"        super().__init__()\n"
+        f"        self.features = nn.Sequential(\n"
+        + "".join(f"{indent}{line}\n" for line in features)
+        + "        )\n"
+        f"        self.pool = {pool}\n"
+        f"        self.classifier = nn.Sequential(\n"
+        + "".join(f"{indent}{line}\n" for line in classifier)
+        + "        )\n"
+        "        init_weights(self)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.classifier(self.pool(self.features(x)))\n"
+    )
+    return source + _INIT
+
+
+def _docstring_safe(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')

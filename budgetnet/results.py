@@ -1,0 +1,292 @@
+"""Reading a search's results: trial records, the best trial, the Pareto set, reports.
+
+Every function takes an Optuna study written by :func:`budgetnet.search` and reads only its
+trials and attributes, so a study opened from its storage (``budgetnet results``) reads the
+same as the one a search returns.
+
+Example:
+    >>> import optuna
+    >>> study = optuna.create_study(direction="maximize")
+    >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"status": "ok", "macs": 1000}))
+    >>> best_trial(study).number, trial_counts(study)["complete"]
+    (0, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import optuna
+from optuna.trial import TrialState
+
+from budgetnet.complexity import format_count
+from budgetnet.errors import SearchError
+
+#: Columns of the trial table, in order.
+COLUMNS = ("trial", "accuracy", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
+
+
+def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    """True when the trial was inside the budget (all its constraints <= 0)."""
+    return trial.user_attrs.get("status") != "infeasible" and all(v <= 0 for v in trial.constraints.values())
+
+
+def trial_counts(study: optuna.Study) -> dict:
+    """How many trials are in each state.
+
+    ``complete`` counts feasible completed trials; ``infeasible`` completed ones over the
+    budget (never trained); ``failed`` errors inside a trial; ``lost`` trials stopped by a
+    timeout, Ctrl-C or a dead worker (queued again); ``finished`` what counts toward
+    ``n_trials`` (complete + infeasible + pruned + failed).
+    """
+    counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "running", "waiting"), 0)
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.COMPLETE:
+            counts["complete" if is_feasible(trial) else "infeasible"] += 1
+        elif trial.state == TrialState.PRUNED:
+            counts["pruned"] += 1
+        elif trial.state == TrialState.FAIL:
+            counts["failed" if trial.user_attrs.get("status") == "error" else "lost"] += 1
+        elif trial.state == TrialState.RUNNING:
+            counts["running"] += 1
+        else:
+            counts["waiting"] += 1
+    counts["finished"] = counts["complete"] + counts["infeasible"] + counts["pruned"] + counts["failed"]
+    return counts
+
+
+def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Feasible completed trials, most accurate first (ties: cheaper first)."""
+    trials = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if is_feasible(trial)
+    ]
+    return sorted(trials, key=lambda t: (-t.values[0], t.user_attrs.get("macs", 0), t.number))
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
+    """The most accurate feasible completed trial (with several objectives: the most
+    accurate member of the Pareto set), or ``None`` when there is none."""
+    trials = completed(study)
+    return trials[0] if trials else None
+
+
+def pareto_trials(study: optuna.Study, x: str = "macs") -> list[optuna.trial.FrozenTrial]:
+    """Feasible completed trials not beaten on both accuracy and ``x`` ("macs" or
+    "latency"), most accurate first. With ``accuracy,x`` as objectives this is Optuna's
+    Pareto set; for an accuracy-only study it is the accuracy/cost trade-off it found.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> for value, macs in ((0.9, 100), (0.8, 50), (0.7, 80)):
+        ...     study.add_trial(optuna.create_trial(value=value, user_attrs={"macs": macs, "status": "ok"}))
+        >>> [t.number for t in pareto_trials(study)]
+        [0, 1]
+    """
+    key = {"macs": "macs", "latency": "latency_ms"}.get(x)
+    if key is None:
+        raise SearchError(f"x={x!r} is invalid; expected 'macs' or 'latency'")
+    front, cheapest = [], float("inf")
+    for trial in completed(study):
+        cost = trial.user_attrs.get(key)
+        if cost is not None and cost < cheapest:
+            front.append(trial)
+            cheapest = cost
+    return front
+
+
+def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
+    """One trial as plain JSON-ready values."""
+    attrs = trial.user_attrs
+    accuracy = attrs.get("val_accuracy")
+    if accuracy is None and trial.values and trial.state == TrialState.COMPLETE:
+        accuracy = trial.values[0]
+    return {
+        "trial": trial.number,
+        "state": trial.state.name,
+        "status": attrs.get("status"),
+        "accuracy": accuracy,
+        "values": trial.values,
+        "macs": attrs.get("macs"),
+        "ratio": attrs.get("ratio"),
+        "params": attrs.get("params"),
+        "latency_ms": attrs.get("latency_ms"),
+        "epochs": attrs.get("epochs"),
+        "train_seconds": attrs.get("train_seconds"),
+        "trial_seconds": attrs.get("trial_seconds"),
+        "device": attrs.get("device"),
+        "notation": attrs.get("notation"),
+        "fingerprint": attrs.get("fingerprint"),
+        "params_sampled": trial.params,
+        "duplicate_of": attrs.get("duplicate_of"),
+        "retry_of": attrs.get("retry_of"),
+        "weights": attrs.get("weights"),
+        "worker": attrs.get("worker"),
+        "error": attrs.get("error"),
+    }
+
+
+def summarize(study: optuna.Study, top: int = 10) -> dict:
+    """The report of a search: settings, counts, best trial, Pareto set, top trials, and a
+    plain-words ``message`` (also when nothing completed)."""
+    settings = study.user_attrs.get("budgetnet", {})
+    objectives = settings.get("objectives", ["accuracy"])
+    counts = trial_counts(study)
+    x = objectives[1] if len(objectives) > 1 else "macs"
+    best = best_trial(study)
+    summary = {
+        "study": study.study_name,
+        "objectives": objectives,
+        "n_trials": study.user_attrs.get("n_trials"),
+        "space": settings.get("space", {}).get("space"),
+        "data": settings.get("data", {}).get("name"),
+        "budget": settings.get("budget"),
+        "baseline": settings.get("baseline", {}).get("notation"),
+        "baseline_macs": settings.get("baseline", {}).get("macs"),
+        "baseline_result": study.user_attrs.get("baseline_result"),
+        "counts": counts,
+        "best": None if best is None else trial_record(best),
+        "pareto": [trial_record(trial) for trial in pareto_trials(study, x)],
+        "top": [trial_record(trial) for trial in completed(study)[:top]],
+        "failures": [trial_record(trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))],
+    }
+    summary["message"] = _message(summary)
+    return summary
+
+
+def _message(summary: dict) -> str:
+    counts = summary["counts"]
+    tally = (
+        f"{counts['finished']} finished trials: {counts['complete']} completed inside the budget, "
+        f"{counts['infeasible']} over the budget (not trained), {counts['pruned']} pruned, "
+        f"{counts['failed']} failed"
+    )
+    if counts["lost"] or counts["waiting"] or counts["running"]:
+        tally += f"; {counts['lost']} stopped early and queued again, {counts['waiting']} queued, {counts['running']} running"
+    if summary["best"] is not None:
+        best = summary["best"]
+        text = f"{tally}. Best: trial {best['trial']}, validation accuracy {best['accuracy']:.4f}"
+        if best.get("ratio") is not None:
+            text += f" at {best['ratio']:.2f}x the baseline's Eqn. (1) cost"
+        baseline = summary.get("baseline_result")
+        if baseline:
+            text += f" (baseline {baseline['accuracy']:.4f})"
+        return text + "."
+    reasons = []
+    if counts["finished"] == 0:
+        reasons.append("no trial finished yet; run the same search again to continue it")
+    if counts["pruned"]:
+        reasons.append("every trained candidate was pruned: try pruner='none' or more epochs")
+    if counts["infeasible"]:
+        reasons.append("candidates over the budget are never trained: raise the budget or its tolerance")
+    if counts["failed"]:
+        errors = {failure["error"] for failure in summary["failures"] if failure.get("status") == "error"}
+        reasons.append("trials failed with: " + "; ".join(sorted(e for e in errors if e))[:500])
+    return f"{tally}. No candidate completed inside the budget: " + "; ".join(reasons) + "."
+
+
+def format_table(records: list[dict]) -> str:
+    """Trial records as an aligned terminal table (see :data:`COLUMNS`).
+
+    Example:
+        >>> print(format_table([{"trial": 3, "accuracy": 0.91234, "macs": 2330624, "ratio": 1.0,
+        ...     "params": 12000, "latency_ms": 0.21, "epochs": 2, "train_seconds": 3.5,
+        ...     "notation": "(3,16) 2/2 (3,32)"}]))
+        trial  accuracy  MACs  ratio  params  latency  epochs  seconds  architecture
+        -----  --------  ----  -----  ------  -------  ------  -------  -----------------
+            3    0.9123  2.3M  1.00x   12.0K  0.21 ms       2      3.5  (3,16) 2/2 (3,32)
+    """
+
+    def cell(value, kind):
+        if value is None:
+            return "-"
+        return {
+            "accuracy": lambda v: f"{v:.4f}",
+            "MACs": format_count,
+            "ratio": lambda v: f"{v:.2f}x",
+            "params": format_count,
+            "latency": lambda v: f"{v:.2f} ms",
+            "seconds": lambda v: f"{v:.1f}",
+        }.get(kind, str)(value)
+
+    keys = ("trial", "accuracy", "macs", "ratio", "params", "latency_ms", "epochs", "train_seconds", "notation")
+    rows = [[cell(record.get(key), column) for key, column in zip(keys, COLUMNS)] for record in records]
+    widths = [max(len(column), *(len(row[i]) for row in rows)) if rows else len(column) for i, column in enumerate(COLUMNS)]
+
+    def render(cells):
+        return "  ".join(
+            c.ljust(w) if i == len(COLUMNS) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([render(COLUMNS), render(["-" * w for w in widths])] + [render(row) for row in rows])
+
+
+def format_summary(summary: dict) -> str:
+    """The report printed at the end of ``budgetnet search`` and by ``budgetnet results``."""
+    lines = [
+        f"study {summary['study']!r}: {summary['space']} space on {summary['data']}, "
+        f"objectives {','.join(summary['objectives'])}, budget {summary['budget']}",
+        f"baseline {summary['baseline']}"
+        + (f" ({format_count(summary['baseline_macs'])} MACs)" if summary.get("baseline_macs") else ""),
+    ]
+    baseline = summary.get("baseline_result")
+    if baseline:
+        lines[-1] += f": validation accuracy {baseline['accuracy']:.4f} with the same training"
+    lines.append("")
+    multi = len(summary["objectives"]) > 1
+    records = summary["pareto"] if multi else summary["top"]
+    if records:
+        title = "Pareto set (accuracy vs " + summary["objectives"][1] + ")" if multi else "best trials"
+        lines += [title + ":", format_table(records), ""]
+    lines.append(summary["message"])
+    return "\n".join(lines)
+
+
+class _Bar:
+    """A tqdm bar over finished trials that reads its counts from the study."""
+
+    def __init__(self, study: optuna.Study, enabled: bool):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=study.user_attrs.get("n_trials"),
+            unit="trial",
+            desc="search",
+            disable=not enabled or not sys.stderr.isatty(),
+            dynamic_ncols=True,
+        )
+        self.refresh_from(study)
+
+    @property
+    def active(self) -> bool:
+        """True when the bar is on screen."""
+        return not self._bar.disable
+
+    def refresh_from(self, study: optuna.Study) -> None:
+        if self._bar.disable:
+            return
+        counts = trial_counts(study)
+        best = best_trial(study)
+        self._bar.n = counts["finished"]
+        postfix = {"best": "-" if best is None else f"{best.values[0]:.4f}"}
+        for key in ("infeasible", "pruned", "failed", "running"):
+            if counts[key]:
+                postfix[key] = counts[key]
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@contextlib.contextmanager
+def progress_bar(study: optuna.Study, enabled: bool = True):
+    """A progress bar over the study's finished trials; call ``refresh_from(study)``."""
+    bar = _Bar(study, enabled)
+    try:
+        yield bar
+    finally:
+        bar.close()

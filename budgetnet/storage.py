@@ -1,0 +1,330 @@
+"""Where studies live: storage URLs, the connection check, and race-free study creation.
+
+A storage is given as text (``--storage`` on the command line, ``storage=`` in
+:func:`budgetnet.search`):
+
+* nothing: the SQLite file ``budgetnet.db`` in the working directory (embedded, nothing to
+  start; fine for one worker and a few local ones);
+* ``sqlite:///path.db`` or a path ending in ``.db``, ``.sqlite`` or ``.sqlite3``;
+* ``postgresql+psycopg2://user:password@host:port/database`` (``postgresql://`` is read the
+  same way when psycopg 3 is not installed), or any other SQLAlchemy URL Optuna accepts:
+  the storage for many workers on many machines;
+* ``journal:PATH`` or a path ending in ``.log`` or ``.journal``: Optuna's journal file, for
+  workers that share a file system but no database server (no heartbeats: a killed worker's
+  trial is not retried there).
+
+Database storages get heartbeats: a running trial writes one every ``heartbeat_interval``
+seconds, and a trial silent for ``grace_period`` seconds (its worker was killed) is marked
+failed and queued again with the same parameters.
+
+Example:
+    >>> from budgetnet.storage import storage_url
+    >>> storage_url("runs/study.journal")
+    'journal:runs/study.journal'
+    >>> storage_url("postgresql://me:secret@db.lan/optuna").startswith("postgresql+psycopg2://")
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+
+from budgetnet.errors import SearchError, StorageError
+
+#: The SQLite file a search uses when no storage is given (in the working directory).
+DEFAULT_FILE = "budgetnet.db"
+#: Seconds between two heartbeats of a running trial (database storages).
+DEFAULT_HEARTBEAT = 10
+#: How often a trial lost with its worker is queued again before its slot gets a new sample.
+MAX_RETRY = 2
+
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+_JOURNAL_SUFFIXES = (".log", ".journal")
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
+
+def storage_url(text: str | Path | None = None) -> str:
+    """The canonical URL for a storage given as text; ``None`` is the default SQLite file.
+
+    Relative SQLite paths become absolute, so that workers started elsewhere find the file.
+
+    Example:
+        >>> storage_url("sqlite:////tmp/x.db")
+        'sqlite:////tmp/x.db'
+        >>> storage_url(None).endswith("/budgetnet.db")
+        True
+    """
+    if text is None:
+        text = DEFAULT_FILE
+    text = str(text).strip()
+    if not text:
+        raise StorageError("storage='': expected a URL (sqlite:///FILE, postgresql+psycopg2://...) or a file path")
+    if text.startswith("journal:"):
+        path = text[len("journal:") :]
+        if not path:
+            raise StorageError(f"storage={text!r}: expected journal:PATH with a file path")
+        return f"journal:{path}"
+    if "://" not in text:
+        suffix = Path(text).suffix.lower()
+        if suffix in _JOURNAL_SUFFIXES:
+            return f"journal:{text}"
+        if suffix in _SQLITE_SUFFIXES:
+            return f"sqlite:///{Path(text).expanduser().absolute()}"
+        raise StorageError(
+            f"storage={text!r} is not a URL or a storage file; expected sqlite:///FILE.db, "
+            "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB, journal:PATH, or a path ending "
+            f"in {', '.join(_SQLITE_SUFFIXES + _JOURNAL_SUFFIXES)}"
+        )
+    scheme, rest = text.split("://", 1)
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if path and path != ":memory:" and not Path(path).is_absolute():
+            return f"sqlite:///{Path(path).expanduser().absolute()}"
+        return text
+    if scheme in ("postgresql", "postgres"):
+        driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+        return f"postgresql+{driver}://{rest}"
+    return text
+
+
+def describe(url: str) -> str:
+    """The URL with its password hidden, for messages and the terminal.
+
+    Example:
+        >>> describe("postgresql+psycopg2://me:secret@db.lan:5433/optuna")
+        'postgresql+psycopg2://me:***@db.lan:5433/optuna'
+    """
+    if url.startswith(("journal:", "sqlite:")) or "://" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a malformed URL: say nothing about what it holds
+        return url.split("://", 1)[0] + "://..."
+
+
+def open_storage(
+    url: str | Path | optuna.storages.BaseStorage | None = None,
+    *,
+    heartbeat_interval: int = DEFAULT_HEARTBEAT,
+    grace_period: int | None = None,
+) -> optuna.storages.BaseStorage:
+    """Open (and create where needed) the storage at ``url``, after checking it connects.
+
+    Args:
+        url: see the module docstring; an Optuna storage object is returned unchanged.
+        heartbeat_interval: seconds between heartbeats of a running trial (database storages).
+        grace_period: seconds without a heartbeat after which a trial counts as lost
+            (default ``3 * heartbeat_interval``); it is then queued again.
+
+    Raises:
+        StorageError: the URL is malformed, its driver is missing, or it does not connect
+            (the message names the host and port).
+
+    Example:
+        >>> import tempfile, os
+        >>> storage = open_storage(os.path.join(tempfile.mkdtemp(), "study.db"))
+        >>> type(storage).__name__
+        '_CachedStorage'
+    """
+    if isinstance(url, optuna.storages.BaseStorage):
+        return url
+    if isinstance(heartbeat_interval, bool) or not isinstance(heartbeat_interval, int) or heartbeat_interval < 1:
+        raise StorageError(f"heartbeat_interval={heartbeat_interval!r} is invalid; expected whole seconds >= 1")
+    grace_period = 3 * heartbeat_interval if grace_period is None else grace_period
+    if isinstance(grace_period, bool) or not isinstance(grace_period, int) or grace_period <= heartbeat_interval:
+        raise StorageError(
+            f"grace_period={grace_period!r} is invalid; expected whole seconds > heartbeat_interval "
+            f"({heartbeat_interval})"
+        )
+    url = storage_url(url)
+    if url.startswith("journal:"):
+        return _open_journal(Path(url[len("journal:") :]))
+    engine_kwargs = _check_connection(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = _retry_callback()
+    arguments = dict(
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+    )
+    arguments[_RETRY_ARGUMENT] = callback
+    return optuna.storages.get_storage(_with_retry(lambda: _rdb_storage(url, arguments), url))
+
+
+# -- journal files -----------------------------------------------------------------------------------
+def _open_journal(path: Path) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if not path.parent.is_dir():
+        raise StorageError(
+            f"storage journal:{path}: directory {str(path.parent)!r} does not exist; expected an "
+            "existing directory (shared by every worker)"
+        )
+    try:
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as error:
+        raise StorageError(f"storage journal:{path} cannot be opened: {error}") from None
+
+
+# -- databases ---------------------------------------------------------------------------------------
+try:  # Optuna >= 4.9 renamed the retry callback and the storage argument that takes it.
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
+
+    _RETRY_ARGUMENT = "heartbeat_stale_trial_callback"
+except ImportError:  # pragma: no cover - older Optuna
+    from optuna.storages import RetryFailedTrialCallback as _RetryCallback
+
+    _RETRY_ARGUMENT = "failed_trial_callback"
+
+
+def _retry_callback():
+    return _RetryCallback(max_retry=MAX_RETRY)
+
+
+def _rdb_storage(url: str, arguments: dict) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, **arguments)
+
+
+def _check_connection(url: str) -> dict:
+    """Connect once, so a wrong URL fails here with its host and port; returns engine kwargs."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(
+            f"storage={describe(url)!r} is not a valid database URL; expected "
+            "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///FILE.db"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not Path(database).parent.is_dir():
+            raise StorageError(
+                f"storage {url}: directory {str(Path(database).parent)!r} does not exist; "
+                "expected the SQLite file in an existing directory"
+            )
+        # Several local workers share the file: wait for its lock instead of failing at once.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+        where = database
+    else:
+        engine_kwargs = {"pool_pre_ping": True}
+        if backend == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+        where = f"{parsed.host or 'localhost'}:{parsed.port or _DEFAULT_PORTS.get(backend, '?')}"
+    try:
+        engine = create_engine(parsed, **engine_kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError, ImportError) as error:
+        raise StorageError(
+            f"storage {describe(url)}: the database driver is not installed ({error}); for "
+            "PostgreSQL run pip install 'budgetnet[postgres]' (psycopg2-binary)"
+        ) from None
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        reason = reason[0] if reason else type(error).__name__
+        raise StorageError(
+            f"storage {describe(url)}: cannot connect to {where} ({reason}); expected a running "
+            "database server at that host and port that accepts these credentials"
+        ) from None
+    finally:
+        engine.dispose()
+    return engine_kwargs
+
+
+def _with_retry(make, url: str, attempts: int = 8):
+    """Call ``make()``, retrying the races of several workers creating one schema or study."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return make()
+        except (IntegrityError, ProgrammingError, OperationalError) as error:
+            if attempt == attempts - 1:
+                reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+                raise StorageError(f"storage {describe(url)}: setting up the tables failed ({reason})") from None
+            time.sleep(0.1 + random.random() * 0.4 * (attempt + 1))
+
+
+def create_or_load_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    directions: list[str],
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it when it exists or another process was first; race-free.
+
+    Returns ``(study, created)``: ``created`` is True for the one process that created it.
+    ``directions`` apply to a new study only; the caller checks what a loaded one holds.
+
+    Example:
+        >>> import optuna
+        >>> storage = optuna.storages.InMemoryStorage()
+        >>> create_or_load_study(storage, "s", ["maximize"])[1], create_or_load_study(storage, "s", ["maximize"])[1]
+        (True, False)
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(8):
+        try:
+            study = optuna.create_study(
+                storage=storage, study_name=study_name, directions=directions, sampler=sampler, pruner=pruner
+            )
+            return study, True
+        except optuna.exceptions.DuplicatedStudyError:
+            pass
+        except (IntegrityError, OperationalError):  # two creators at once: the loser loads
+            time.sleep(0.1 + random.random() * 0.3 * (attempt + 1))
+        try:
+            return optuna.load_study(storage=storage, study_name=study_name, sampler=sampler, pruner=pruner), False
+        except KeyError:  # the winner's creation is not visible yet
+            time.sleep(0.1 + random.random() * 0.3 * (attempt + 1))
+    raise StorageError(f"study {study_name!r} could neither be created nor loaded; try again")
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    """The names of the studies in ``storage``, oldest first.
+
+    Example:
+        >>> import optuna
+        >>> storage = optuna.storages.InMemoryStorage()
+        >>> _ = optuna.create_study(storage=storage, study_name="a")
+        >>> study_names(storage)
+        ['a']
+    """
+    return [summary.study_name for summary in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def load_study(storage: optuna.storages.BaseStorage, study_name: str | None) -> optuna.Study:
+    """Load ``study_name``, or the only study in ``storage`` when no name is given.
+
+    Raises:
+        SearchError: no such study, or several studies and no name (the message lists them).
+    """
+    names = study_names(storage)
+    if study_name is None:
+        if len(names) == 1:
+            study_name = names[0]
+        elif not names:
+            raise SearchError("storage holds no study yet; run budgetnet search first")
+        else:
+            raise SearchError(f"study=None is ambiguous; expected one of the studies in this storage: {names}")
+    if study_name not in names:
+        raise SearchError(f"study={study_name!r} does not exist; expected one of {names}")
+    return optuna.load_study(storage=storage, study_name=study_name)

@@ -1,0 +1,784 @@
+"""The search: an Optuna study whose trials are architectures inside a budget.
+
+:func:`search` (public as ``budgetnet.search``) samples one Arch per trial from a search
+space, rejects it before any training when it is over the budget (recorded with
+``trial.set_constraint`` and counted as infeasible), trains the others with
+:func:`budgetnet.train.fit`, and records what a user needs to pick and rebuild a model.
+
+How trials are counted (the same on one worker and on many):
+
+* ``n_trials`` is the number of *finished* trials the study should hold: completed (the
+  infeasible ones included), pruned, and failed with an error inside the trial. When the
+  study is created, ``n_trials`` trial slots are queued; each worker takes the next queued
+  slot, so several workers reach exactly ``n_trials`` and never run a slot twice.
+* A trial lost with its worker (killed; it stops sending heartbeats) or stopped by the
+  ``timeout`` or Ctrl-C does not count: it is marked failed and queued again with the same
+  parameters, and the next worker (or the resumed search) runs it.
+* Running the same search again resumes it: finished trials are kept, queued and lost ones
+  are run, and a larger ``n_trials`` queues the difference.
+
+Example:
+    >>> import budgetnet, optuna
+    >>> from budgetnet.data import load_data
+    >>> study = budgetnet.search("small", load_data("digits", limit=60), n_trials=1, epochs=1,
+    ...                          storage=optuna.storages.InMemoryStorage(), seed=0, progress=False)
+    >>> [trial.state.name for trial in study.trials]
+    ['COMPLETE']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from budgetnet.complexity import complexity
+from budgetnet.errors import BudgetNetError, SearchError
+from budgetnet.storage import create_or_load_study, open_storage
+
+#: The objectives :func:`search` accepts; accuracy always comes first.
+OBJECTIVES = ("accuracy", "macs", "latency")
+#: Optimisation direction of each objective.
+DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "latency": "minimize"}
+#: The pruners :func:`search` accepts (pruning needs accuracy as the only objective).
+PRUNERS = ("median", "hyperband", "none")
+#: Study user attribute holding the search settings.
+SETTINGS_KEY = "budgetnet"
+#: Settings that must match when a study is resumed.
+RESUME_FIELDS = ("space", "objectives", "data", "recipe", "norm")
+#: Timed forward passes (batch 1) behind each trial's latency; more when latency is an objective.
+LATENCY_REPEATS = {"cheap": 5, "objective": 20}
+
+_OPTUNA_OBJECTIVES_ERROR = (
+    "expected 'accuracy' alone, or 'accuracy' with 'macs' or 'latency' (e.g. accuracy,macs)"
+)
+
+
+class _Interrupted(Exception):
+    """The trial stopped before it finished (timeout reached); it is queued again."""
+
+
+@dataclasses.dataclass
+class _Settings:
+    """Everything a worker needs to run trials, and what a resumed study must match."""
+
+    space: object
+    data: object
+    objectives: tuple[str, ...]
+    recipe: object
+    norm: str | None
+    seed: int | None
+    device: str
+    keep_weights: Path | None
+    deadline: float | None
+
+    def to_attrs(self) -> dict:
+        data = self.data.to_dict()
+        return _jsonable(
+            {
+                "space": self.space.to_dict(),
+                "objectives": list(self.objectives),
+                "data": {key: data[key] for key in ("name", "input_shape", "num_classes", "sizes") if key in data},
+                "recipe": self.recipe.to_dict(),
+                "norm": self.norm,
+                "budget": str(self.space.budget),
+                "baseline": {
+                    "notation": self.space.baseline.notation(),
+                    "arch": self.space.baseline.to_dict(),
+                    "macs": complexity(self.space.baseline).conv_macs,
+                },
+            }
+        )
+
+
+def search(
+    space,
+    data,
+    *,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    storage=None,
+    study_name: str | None = None,
+    objectives: Sequence[str] | str = ("accuracy",),
+    epochs: int | None = None,
+    recipe="quick",
+    pruner: str | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    keep_weights: bool | str | Path = False,
+    progress: bool = True,
+    norm: str | None = None,
+    train_baseline: bool = False,
+    heartbeat_interval: int | None = None,
+) -> optuna.Study:
+    """Search ``space`` for the most accurate architectures inside its budget.
+
+    Args:
+        space: a :class:`search_spaces.base.SearchSpace`, or a name of
+            :data:`search_spaces.base.SPACES` (built for the data's input and classes).
+        data: a :class:`budgetnet.data.Dataset` or a spec for :func:`budgetnet.data.load_data`.
+        n_trials: the number of finished trials the study should hold (see the module
+            docstring); at least one of ``n_trials`` and ``timeout`` is required.
+        timeout: wall-clock seconds for this call; a trial still training then is stopped at
+            its next epoch end and queued again.
+        storage: a storage URL or path (see :mod:`budgetnet.storage`), an Optuna storage, or
+            ``None`` for the SQLite file ``budgetnet.db`` in the working directory.
+        study_name: default ``"<space>-<data>"`` (plus the objectives when there are several).
+            An existing study of that name is resumed.
+        objectives: ``("accuracy",)`` (validation accuracy, maximised, with pruning), or
+            accuracy with ``"macs"`` (Eqn. (1)) or ``"latency"`` (measured, batch 1): a
+            multi-objective search whose result is the Pareto set; no pruning there.
+        epochs: training epochs per candidate (default: the recipe's).
+        recipe: a :class:`budgetnet.train.Recipe` or a name of :data:`budgetnet.train.RECIPES`.
+        pruner: ``"median"``, ``"hyperband"`` or ``"none"`` (or an Optuna pruner); default
+            median for accuracy alone and none with several objectives. Pruning decides on
+            the validation accuracy reported after every epoch but the last.
+        seed: seeds the sampler and each trial's training (trial ``k`` trains with
+            ``seed + k``); a seeded search on one worker is reproducible.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        keep_weights: ``True`` keeps each trained candidate's weights in
+            ``budgetnet_weights/<study>/`` (or give the directory); ``budgetnet export
+            --format pt`` needs them.
+        progress: show a progress bar over trials.
+        norm: ``None`` (the paper's conv + ReLU) or ``"batch"``.
+        train_baseline: also train the space's baseline once with the same recipe and store
+            its accuracy on the study (attribute ``baseline_result``), for comparison.
+        heartbeat_interval: seconds between heartbeats on a database storage given as a
+            URL (default :data:`budgetnet.storage.DEFAULT_HEARTBEAT`).
+
+    Returns:
+        The Optuna study (use :func:`budgetnet.results.summarize` for a report).
+
+    Raises:
+        SearchError: an unknown space, objective or pruner, a bad ``n_trials`` or
+            ``timeout``, or a study resumed with other settings.
+        BudgetError: nothing in the space can meet the budget (before the first trial).
+        StorageError: the storage does not connect.
+    """
+    study, settings = _setup(
+        space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
+        objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
+        keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval,
+    )  # fmt: skip
+    if train_baseline and "baseline_result" not in study.user_attrs:
+        study.set_user_attr("baseline_result", train_baseline_once(settings))
+    _Worker(study, settings, progress=progress, unbounded=n_trials is None).run()
+    return study
+
+
+def setup_search(space, data, **options) -> optuna.Study:
+    """Create (or resume and check) the study of a search without running any trial.
+
+    Takes the arguments of :func:`search` except ``progress`` and ``train_baseline``;
+    ``budgetnet search --workers N`` calls it once before it starts the workers, so that they
+    all join one ready study.
+    """
+    return _setup(space, data, **options)[0]
+
+
+def _setup(
+    space,
+    data,
+    *,
+    n_trials=None,
+    timeout=None,
+    storage=None,
+    study_name=None,
+    objectives=("accuracy",),
+    epochs=None,
+    recipe="quick",
+    pruner=None,
+    seed=None,
+    device="auto",
+    keep_weights=False,
+    norm=None,
+    heartbeat_interval=None,
+):
+    objectives = parse_objectives(objectives)
+    _check_limits(n_trials, timeout)
+    data = _resolve_data(data)
+    space = _resolve_space(space, data)
+    space.check()
+    recipe = _resolve_recipe(recipe, epochs)
+    pruner_object = make_pruner(pruner, objectives, recipe.epochs)
+    name = study_name or default_study_name(space, data, objectives)
+    weights_dir = None
+    if keep_weights:
+        weights_dir = Path("budgetnet_weights") / name if keep_weights is True else Path(keep_weights)
+        weights_dir.mkdir(parents=True, exist_ok=True)
+    settings = _Settings(
+        space=space,
+        data=data,
+        objectives=objectives,
+        recipe=recipe,
+        norm=norm,
+        seed=seed,
+        device=device,
+        keep_weights=weights_dir,
+        deadline=None if timeout is None else time.monotonic() + timeout,
+    )
+    if isinstance(storage, optuna.storages.BaseStorage):
+        storage_object = storage
+    else:
+        extra = {} if heartbeat_interval is None else {"heartbeat_interval": heartbeat_interval}
+        storage_object = open_storage(storage, **extra)
+    return prepare_study(storage_object, name, settings, n_trials, pruner_object), settings
+
+
+# -- arguments ------------------------------------------------------------------------------------
+def parse_objectives(objectives: Sequence[str] | str) -> tuple[str, ...]:
+    """Check the objectives; ``"accuracy,macs"`` and ``["accuracy", "macs"]`` are both read.
+
+    Example:
+        >>> parse_objectives("accuracy,latency")
+        ('accuracy', 'latency')
+        >>> parse_objectives(["macs"])
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.SearchError: objectives=('macs',) is invalid; expected 'accuracy' alone, or 'accuracy' with 'macs' or 'latency' (e.g. accuracy,macs)
+    """
+    if isinstance(objectives, str):
+        objectives = [part.strip() for part in objectives.split(",") if part.strip()]
+    try:
+        objectives = tuple(objectives)
+    except TypeError:
+        raise SearchError(f"objectives={objectives!r} is invalid; {_OPTUNA_OBJECTIVES_ERROR}") from None
+    for objective in objectives:
+        if objective not in OBJECTIVES:
+            raise SearchError(
+                f"objective={objective!r} is unknown; expected one of {', '.join(OBJECTIVES)} "
+                f"({_OPTUNA_OBJECTIVES_ERROR})"
+            )
+    if not objectives or objectives[0] != "accuracy" or len(objectives) > 2 or len(set(objectives)) != len(objectives):
+        raise SearchError(f"objectives={objectives!r} is invalid; {_OPTUNA_OBJECTIVES_ERROR}")
+    return objectives
+
+
+def make_pruner(pruner, objectives: Sequence[str], epochs: int) -> optuna.pruners.BasePruner:
+    """The Optuna pruner for a name (an Optuna pruner object is used as it is); several
+    objectives allow none (with a warning if one was asked for by name).
+
+    Example:
+        >>> type(make_pruner(None, ("accuracy",), 5)).__name__
+        'MedianPruner'
+    """
+    if isinstance(pruner, optuna.pruners.BasePruner):
+        if len(objectives) > 1:
+            raise SearchError(f"pruner={pruner!r}: Optuna prunes single-objective studies only; expected 'none'")
+        return pruner
+    if pruner is not None and pruner not in PRUNERS:
+        raise SearchError(f"pruner={pruner!r} is unknown; expected one of {', '.join(PRUNERS)}")
+    if len(objectives) > 1:
+        if pruner not in (None, "none"):
+            warnings.warn(
+                f"pruner={pruner!r} is ignored: Optuna prunes single-objective studies only, so with "
+                f"objectives {','.join(objectives)} every feasible candidate trains for all its epochs",
+                UserWarning,
+                stacklevel=3,
+            )
+        return optuna.pruners.NopPruner()
+    if pruner in (None, "median"):
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def default_study_name(space, data, objectives: Sequence[str]) -> str:
+    """``"<space>-<data>"``, plus the objectives when there are several.
+
+    Example:
+        >>> class Named:
+        ...     name = "small"
+        >>> default_study_name(Named(), Named(), ("accuracy", "macs"))
+        'small-small-accuracy-macs'
+    """
+    name = f"{space.name}-{Path(str(data.name).split(':', 1)[-1]).name or data.name}"
+    if len(objectives) > 1:
+        name += "-" + "-".join(objectives)
+    return name
+
+
+def _check_limits(n_trials, timeout) -> None:
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
+        raise SearchError(f"n_trials={n_trials!r} is invalid; expected a whole number >= 1")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf)
+    ):
+        raise SearchError(f"timeout={timeout!r} is invalid; expected seconds > 0")
+    if n_trials is None and timeout is None:
+        raise SearchError("n_trials=None and timeout=None: the search would never end; give n_trials, timeout or both")
+
+
+def _resolve_data(data):
+    from budgetnet.data import Dataset, load_data
+
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, str):
+        return load_data(data)
+    raise SearchError(f"data={data!r} is invalid; expected a budgetnet.data.Dataset or a spec such as 'digits'")
+
+
+def _resolve_space(space, data):
+    from search_spaces.base import SearchSpace, get_space
+
+    if isinstance(space, str):
+        space = get_space(space, input_shape=data.input_shape, num_classes=data.num_classes)
+    if not isinstance(space, SearchSpace):
+        raise SearchError(
+            f"space={space!r} is invalid; expected a search_spaces SearchSpace or one of the names "
+            "small, stage, replacement"
+        )
+    if tuple(space.input_shape) != tuple(data.input_shape) or space.num_classes != data.num_classes:
+        raise SearchError(
+            f"space {space.name!r} designs for input {tuple(space.input_shape)} and {space.num_classes} "
+            f"classes, but data {data.name!r} has input {tuple(data.input_shape)} and {data.num_classes} "
+            "classes; build the space with input_shape=data.input_shape, num_classes=data.num_classes"
+        )
+    return space
+
+
+def _resolve_recipe(recipe, epochs):
+    from budgetnet.train import Recipe, get_recipe
+
+    if isinstance(recipe, Recipe):
+        return recipe if epochs is None else dataclasses.replace(recipe, epochs=epochs)
+    if isinstance(recipe, str):
+        return get_recipe(recipe, epochs=epochs)
+    raise SearchError(f"recipe={recipe!r} is invalid; expected a budgetnet.train.Recipe or a recipe name")
+
+
+def _jsonable(value):
+    """Plain JSON types (tuples become lists), as a value read back from the storage is."""
+    return json.loads(json.dumps(value, default=str))
+
+
+# -- the study --------------------------------------------------------------------------------------
+def prepare_study(storage, name: str, settings: _Settings, n_trials: int | None, pruner=None) -> optuna.Study:
+    """Create or resume study ``name``, check its settings and queue the missing trial slots.
+
+    The process that creates the study stores the settings and queues ``n_trials`` slots
+    before it marks the study ready; processes that load it meanwhile wait for that.
+
+    Raises:
+        SearchError: the study exists with other settings, or was never set up.
+    """
+    directions = [DIRECTIONS[objective] for objective in settings.objectives]
+    study, created = create_or_load_study(storage, name, directions, pruner=pruner)
+    attrs = settings.to_attrs()
+    if created:
+        study.set_user_attr(SETTINGS_KEY, attrs)
+        _queue_slots(study, n_trials or 0)
+        study.set_user_attr("n_trials", n_trials)
+        study.set_user_attr("ready", True)
+        return study
+    _wait_until_ready(study)
+    stored = study.user_attrs.get(SETTINGS_KEY)
+    stored_directions = [direction.name.lower() for direction in study.directions]
+    if stored.get("objectives") == attrs["objectives"] and stored_directions != directions:
+        raise SearchError(f"study {name!r} optimises directions={stored_directions}; expected {directions}")
+    for field in RESUME_FIELDS:
+        if stored.get(field) != attrs[field]:
+            raise SearchError(
+                f"study {name!r} was created with {field}={_short(stored.get(field))}; this run asks for "
+                f"{field}={_short(attrs[field])}. Resume it with the same {field}, or give another "
+                "study name to start a new study"
+            )
+    previous = study.user_attrs.get("n_trials")
+    if n_trials is not None and (n_trials != previous or not _active(study)):
+        missing = n_trials - len(counted_trials(study)) - len(study.get_trials(deepcopy=False, states=_ACTIVE))
+        _queue_slots(study, missing)
+        study.set_user_attr("n_trials", n_trials)
+    return study
+
+
+def _short(value) -> str:
+    if isinstance(value, dict) and "space" in value:
+        value = {key: value.get(key) for key in ("space", "budget", "options")}
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _wait_until_ready(study: optuna.Study, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not study.user_attrs.get("ready"):
+        if SETTINGS_KEY not in study.user_attrs and study.get_trials(deepcopy=False):
+            raise SearchError(
+                f"study {study.study_name!r} was not created by budgetnet.search; give another study name"
+            )
+        if time.monotonic() > deadline:
+            raise SearchError(
+                f"study {study.study_name!r} exists but was never set up (its creator stopped early); "
+                "give another study name"
+            )
+        time.sleep(0.2)
+
+
+_ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+
+
+def _active(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=_ACTIVE))
+
+
+def _queue_slots(study: optuna.Study, count: int) -> None:
+    for _ in range(max(count, 0)):
+        study.enqueue_trial({}, user_attrs={"slot": True})
+
+
+def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The finished trials that count toward ``n_trials``: completed (infeasible included),
+    pruned, and failed with an error inside the trial (not lost or interrupted ones).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> study.add_trial(optuna.create_trial(value=0.5))
+        >>> len(counted_trials(study))
+        1
+    """
+    return [
+        trial
+        for trial in study.get_trials(deepcopy=False)
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        or (trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error")
+    ]
+
+
+def train_baseline_once(settings: _Settings) -> dict:
+    """Train the space's baseline with the search's recipe; its accuracy, cost and time."""
+    from budgetnet.train import fit
+
+    start = time.perf_counter()
+    result = fit(
+        settings.space.baseline,
+        settings.data,
+        settings.recipe,
+        device=settings.device,
+        seed=0 if settings.seed is None else settings.seed,
+        progress=False,
+        norm=settings.norm,
+    )
+    record = {
+        "notation": settings.space.baseline.notation(),
+        "accuracy": float(result.val_accuracy),
+        "macs": complexity(settings.space.baseline).conv_macs,
+        "params": complexity(settings.space.baseline).params,
+        "epochs": result.epochs_run,
+        "train_seconds": float(result.seconds),
+        "seconds": time.perf_counter() - start,
+        "device": str(result.device),
+    }
+    record["latency_ms"] = _latency(result.model, record["device"], LATENCY_REPEATS["cheap"])
+    return record
+
+
+def _latency(model, device: str, repeats: int) -> float:
+    from budgetnet.latency import measure
+
+    return float(measure(model, device=device, batch_size=1, repeats=repeats).ms_per_image)
+
+
+# -- one worker -----------------------------------------------------------------------------------
+class _Heartbeat:
+    """Record a heartbeat for ``trial_id`` every interval while the trial runs (database storages)."""
+
+    def __init__(self, storage, trial_id: int):
+        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self):
+        if self._interval:
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def _beat(self):
+        while True:
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # a transient database error: the next beat tries again
+                pass
+            if self._stop.wait(self._interval):
+                return
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class _Worker:
+    """Takes queued trial slots one by one until none is queued or running, or time is up.
+
+    ``unbounded`` (a search with a timeout and no ``n_trials``): queue a new slot whenever
+    none is left.
+    """
+
+    def __init__(self, study: optuna.Study, settings: _Settings, progress: bool, unbounded: bool = False):
+        self.study = study
+        self.unbounded = unbounded
+        self.storage = study._storage  # the same (cached) storage object the study writes through
+        self.study_id = self.storage.get_study_id_from_name(study.study_name)
+        self.settings = settings
+        self.progress = progress
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.heartbeat = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+
+    def run(self) -> None:
+        from budgetnet.results import progress_bar
+
+        with progress_bar(self.study, enabled=self.progress) as bar, _quiet_optuna(bar.active):
+            while not self._time_is_up():
+                if self.heartbeat:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                        optuna.storages.fail_stale_trials(self.study)
+                frozen = self._pop()
+                if frozen is None and self.unbounded:
+                    _queue_slots(self.study, 1)
+                    frozen = self._pop()
+                if frozen is None:
+                    # Other workers still run trials: wait, as one of them may die and come back
+                    # as a queued retry once its heartbeats stop.
+                    if self.heartbeat and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                        bar.refresh_from(self.study)
+                        time.sleep(min(self.heartbeat, max(self._remaining(), 0.01)))
+                        continue
+                    break
+                self._run_trial(frozen)
+                bar.refresh_from(self.study)
+
+    def _remaining(self) -> float:
+        if self.settings.deadline is None:
+            return math.inf
+        return max(self.settings.deadline - time.monotonic(), 0.0)
+
+    def _time_is_up(self) -> bool:
+        return self.settings.deadline is not None and time.monotonic() >= self.settings.deadline
+
+    def _pop(self):
+        """Atomically move one queued trial to RUNNING (another worker may win the race)."""
+        for frozen in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING,)):
+            trial_id = frozen._trial_id
+            try:
+                if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    return self.storage.get_trial(trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    def _run_trial(self, frozen) -> None:
+        settings = self.settings
+        self.study.sampler = make_sampler(settings.seed, frozen.number, len(settings.objectives))
+        trial_id = frozen._trial_id
+        start = time.perf_counter()
+        with _Heartbeat(self.storage, trial_id):
+            trial = optuna.Trial(self.study, trial_id)
+            trial.set_user_attr("worker", self.worker)
+            retry_of = frozen.system_attrs.get("failed_trial", frozen.user_attrs.get("retry_of"))
+            if retry_of is not None:
+                trial.set_user_attr("retry_of", retry_of)
+            try:
+                values = _Objective(settings, self.study, trial)()
+            except optuna.TrialPruned:
+                trial.set_user_attr("trial_seconds", time.perf_counter() - start)
+                self.study.tell(trial, state=TrialState.PRUNED)
+                return
+            except (_Interrupted, KeyboardInterrupt) as stop:
+                self._requeue(trial, frozen, "interrupted by Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop))
+                if isinstance(stop, KeyboardInterrupt):
+                    raise
+                return
+            except Exception as error:  # recorded on the trial; the search goes on
+                message = str(error) if isinstance(error, BudgetNetError) else f"{type(error).__name__}: {error}"
+                trial.set_user_attr("status", "error")
+                trial.set_user_attr("error", message[:2000])
+                trial.set_user_attr("trial_seconds", time.perf_counter() - start)
+                self.study.tell(trial, state=TrialState.FAIL)
+                return
+            trial.set_user_attr("trial_seconds", time.perf_counter() - start)
+            self.study.tell(trial, values)
+
+    def _requeue(self, trial, frozen, reason: str) -> None:
+        trial.set_user_attr("status", "interrupted")
+        trial.set_user_attr("error", reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        params = self.storage.get_trial(frozen._trial_id).params
+        self.study.enqueue_trial(params, user_attrs={"slot": True, "retry_of": frozen.number})
+
+
+def make_sampler(seed: int | None, number: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+    """The sampler for trial ``number``: TPE (multi-objective TPE with several objectives).
+
+    It is made afresh for each trial with a seed derived from ``seed`` and the trial number,
+    so a seeded search replays exactly on one worker and workers never share random draws.
+
+    Example:
+        >>> type(make_sampler(0, 3, 1)).__name__
+        'TPESampler'
+    """
+    trial_seed = None if seed is None else (seed * 1_000_003 + number) % 2**32
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=trial_seed,
+            n_startup_trials=10,
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+        )
+
+
+class _quiet_optuna:
+    """Optuna's per-trial INFO lines would break a progress bar on screen: warnings only then."""
+
+    def __init__(self, active: bool):
+        self._active = active
+
+    def __enter__(self):
+        self._level = optuna.logging.get_verbosity()
+        if self._active:
+            optuna.logging.set_verbosity(max(self._level, optuna.logging.WARNING))
+        return self
+
+    def __exit__(self, *exc):
+        optuna.logging.set_verbosity(self._level)
+
+
+# -- one trial ------------------------------------------------------------------------------------
+class _Objective:
+    """Sample, check the budget, train, measure: the values of one trial, in objective order."""
+
+    def __init__(self, settings: _Settings, study: optuna.Study, trial: optuna.Trial):
+        self.settings, self.study, self.trial = settings, study, trial
+
+    def __call__(self) -> list[float]:
+        settings, trial = self.settings, self.trial
+        space = settings.space
+        arch = space.suggest(trial)
+        report = complexity(arch, baseline=space.baseline)
+        attrs = {
+            "arch": arch.to_dict(),
+            "notation": arch.notation(),
+            "fingerprint": arch.fingerprint(),
+            "macs": report.conv_macs,
+            "params": report.params,
+            "ratio": report.ratio,
+            "norm": settings.norm,
+        }
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+        trial.set_constraint("budget", float(-space.budget.slack(arch)))
+        if not space.budget.admits(arch):
+            trial.set_user_attr("status", "infeasible")
+            return self._values(0.0, report.conv_macs, lambda: self._arch_latency(arch))
+        duplicate = self._duplicate_of(attrs["fingerprint"])
+        if duplicate is not None:
+            for key in ("status", "val_accuracy", "latency_ms", "epochs", "train_seconds", "device", "weights"):
+                if key in duplicate.user_attrs:
+                    trial.set_user_attr(key, duplicate.user_attrs[key])
+            trial.set_user_attr("duplicate_of", duplicate.number)
+            return list(duplicate.values)
+        return self._train(arch, report.conv_macs)
+
+    def _values(self, accuracy: float, macs: int, latency) -> list[float]:
+        values = []
+        for objective in self.settings.objectives:
+            if objective == "accuracy":
+                values.append(float(accuracy))
+            elif objective == "macs":
+                values.append(float(macs))
+            else:
+                values.append(latency())
+        return values
+
+    def _arch_latency(self, arch) -> float:
+        latency = _latency_arch(arch, self.settings)
+        self.trial.set_user_attr("latency_ms", latency)
+        return latency
+
+    def _duplicate_of(self, fingerprint: str):
+        for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if other.user_attrs.get("fingerprint") == fingerprint and other.user_attrs.get("status") in ("ok", "diverged"):
+                return other
+        return None
+
+    def _train(self, arch, macs: int) -> list[float]:
+        from budgetnet.train import fit
+
+        settings, trial = self.settings, self.trial
+        prune = len(settings.objectives) == 1
+        epochs = settings.recipe.epochs
+
+        def callback(epoch: int, metrics: dict):
+            trial.set_user_attr("epochs", epoch)
+            last = epoch >= epochs
+            if prune:
+                trial.report(float(metrics["val_accuracy"]), step=epoch)
+                if not last and trial.should_prune():
+                    trial.set_user_attr("status", "pruned")
+                    trial.set_user_attr("val_accuracy", float(metrics["val_accuracy"]))
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+            if not last and settings.deadline is not None and time.monotonic() >= settings.deadline:
+                raise _Interrupted(f"the search's timeout was reached after epoch {epoch} of {epochs}")
+            return None
+
+        seed = trial.number if settings.seed is None else settings.seed + trial.number
+        start = time.perf_counter()
+        result = fit(
+            arch,
+            settings.data,
+            settings.recipe,
+            device=settings.device,
+            seed=seed,
+            callback=callback,
+            progress=False,
+            norm=settings.norm,
+        )
+        trial.set_user_attr("fit_seconds", time.perf_counter() - start)
+        trial.set_user_attr("train_seconds", float(result.seconds))
+        trial.set_user_attr("epochs", int(result.epochs_run))
+        trial.set_user_attr("device", str(result.device))
+        trial.set_user_attr("val_accuracy", float(result.val_accuracy))
+        trial.set_user_attr("status", "diverged" if result.diverged else "ok")
+        if settings.keep_weights is not None:
+            trial.set_user_attr("weights", _save_weights(result.model, settings.keep_weights, trial.number))
+        repeats = LATENCY_REPEATS["objective" if "latency" in settings.objectives else "cheap"]
+        start = time.perf_counter()
+        latency = _latency(result.model, str(result.device), repeats)
+        trial.set_user_attr("latency_seconds", time.perf_counter() - start)
+        trial.set_user_attr("latency_ms", latency)
+        return self._values(result.val_accuracy, macs, lambda: latency)
+
+
+def _latency_arch(arch, settings: _Settings) -> float:
+    """Latency of an untrained candidate (an infeasible one), for the Pareto plot."""
+    from budgetnet.builder import build
+    from budgetnet.train import resolve_device
+
+    device = resolve_device(settings.device)
+    model = build(arch, norm=settings.norm).to(device).eval()
+    return _latency(model, str(device), LATENCY_REPEATS["objective"])
+
+
+def _save_weights(model, directory: Path, number: int) -> str:
+    import torch
+
+    path = (directory / f"trial{number}.pt").absolute()
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    torch.save(state, path)
+    return str(path)

@@ -1,0 +1,94 @@
+"""Local worker processes for one study (``budgetnet search --workers N``).
+
+The parent creates the study first (race-free), then starts ``N`` copies of the same
+``budgetnet search`` command that join it; each takes queued trial slots until none is left.
+With several GPUs and ``--device auto`` or ``cuda``, worker ``i`` sees only GPU
+``i % count`` through ``CUDA_VISIBLE_DEVICES``. Ctrl-C (or SIGTERM to the parent) stops the
+workers; their running trials are queued again for a resumed search.
+
+Example:
+    >>> gpu_environments(3, "cpu", gpus=2)
+    [{}, {}, {}]
+    >>> gpu_environments(3, "auto", gpus=2)
+    [{'CUDA_VISIBLE_DEVICES': '0'}, {'CUDA_VISIBLE_DEVICES': '1'}, {'CUDA_VISIBLE_DEVICES': '0'}]
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Sequence
+
+import optuna
+
+from budgetnet.results import progress_bar
+
+
+def visible_gpus() -> int:
+    """How many CUDA devices this machine shows (0 without torch.cuda)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def gpu_environments(workers: int, device: str, gpus: int | None = None) -> list[dict]:
+    """Extra environment for each worker: one GPU each, round robin, when GPUs are used."""
+    if device not in ("auto", "cuda"):
+        return [{} for _ in range(workers)]
+    gpus = visible_gpus() if gpus is None else gpus
+    if gpus < 1:
+        return [{} for _ in range(workers)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = visible.split(",") if visible else [str(index) for index in range(gpus)]
+    return [{"CUDA_VISIBLE_DEVICES": ids[index % len(ids)]} for index in range(workers)]
+
+
+def run_workers(
+    commands: Sequence[Sequence[str]],
+    environments: Sequence[dict],
+    study: optuna.Study,
+    progress: bool = True,
+    poll_seconds: float = 1.0,
+) -> list[int]:
+    """Start one process per command, show the study's progress until all exit; their exit codes.
+
+    Ctrl-C or SIGTERM is passed on to every worker as SIGINT (each queues its running trial
+    again and exits), then re-raised as KeyboardInterrupt.
+    """
+    processes = [
+        subprocess.Popen(list(command), env={**os.environ, **environment})
+        for command, environment in zip(commands, environments)
+    ]
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        with progress_bar(study, enabled=progress) as bar:
+            while any(process.poll() is None for process in processes):
+                bar.refresh_from(study)
+                time.sleep(poll_seconds)
+            bar.refresh_from(study)
+    except KeyboardInterrupt:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return [process.returncode for process in processes]
+
+
+def worker_command(arguments: Sequence[str]) -> list[str]:
+    """``python -m budgetnet search ARGUMENTS`` with this interpreter."""
+    return [sys.executable, "-m", "budgetnet", "search", *arguments]

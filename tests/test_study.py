@@ -1,0 +1,257 @@
+"""budgetnet.search: trials, budget, pruning, resume, reproducibility, reports and bad input.
+
+Most tests use a tiny stand-in space (one conv width to choose) on 8x8 digits and 1 epoch,
+so each trial takes a fraction of a second; one test runs the real small space end to end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+import budgetnet
+from budgetnet import SPP, Conv, Pool
+from budgetnet.data import load_data
+from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
+from budgetnet.results import format_summary, summarize, trial_counts
+from budgetnet.study import counted_trials
+from search_spaces.base import SearchSpace, get_space
+
+
+class TinySpace(SearchSpace):
+    """Stand-in space: the second conv's width is the only choice; 8x8 inputs."""
+
+    name = "tiny"
+
+    def __init__(self, widths=(4, 6, 8), budget=None, delay=0.0, error=None):
+        super().__init__(budgetnet.parse("(3,4) 2/2 (3,8) gap", input_shape=(1, 8, 8), num_classes=10), budget)
+        self.widths, self.delay, self.error = tuple(widths), delay, error
+
+    def suggest(self, trial):
+        width = trial.suggest_categorical("width", list(self.widths))
+        time.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return self.baseline.with_layers([Conv(3, 4), Pool(2), Conv(3, width), SPP((1,), "avg")])
+
+    def check(self):
+        if not any(self.budget.admits(self.baseline.with_layers(
+                [Conv(3, 4), Pool(2), Conv(3, w), SPP((1,), "avg")])) for w in self.widths):  # fmt: skip
+            raise BudgetError(f"tiny space: no width of {self.widths} meets budget {self.budget}")
+
+    def options(self):
+        return {"widths": list(self.widths)}
+
+    def summary(self):
+        return f"width of conv2 in {self.widths}"
+
+
+def eqn1(arch) -> int:
+    """Eqn. (1) by hand from the layer shapes: n_{l-1} * s^2 * n_l * m_l^2 over the convs."""
+    total = 0
+    for info in arch.shapes:
+        if info.kind == "conv":
+            total += info.in_shape[0] * info.layer.kernel_size**2 * info.out_shape[0] * info.out_shape[1] * info.out_shape[2]
+    return total
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return load_data("digits", image_size=8, limit=60)
+
+
+def memory():
+    return optuna.storages.InMemoryStorage()
+
+
+def run(space=None, data=None, **options):
+    options.setdefault("n_trials", 2)
+    options.setdefault("epochs", 1)
+    options.setdefault("progress", False)
+    options.setdefault("seed", 0)
+    options.setdefault("storage", memory())
+    return budgetnet.search(space or TinySpace(), data, **options)
+
+
+def test_end_to_end_small_space_on_digits(tmp_path):
+    data = load_data("digits", limit=120)
+    study = budgetnet.search("small", data, n_trials=2, epochs=1, storage=str(tmp_path / "s.db"),
+                             seed=0, progress=False, device="cpu")  # fmt: skip
+    assert study.study_name == "small-digits"
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    baseline = budgetnet.Arch.from_dict(study.user_attrs["budgetnet"]["baseline"]["arch"])
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        arch = budgetnet.Arch.from_dict(attrs["arch"])
+        assert arch.notation() == attrs["notation"] and arch.input_shape == (1, 16, 16)
+        assert attrs["macs"] == eqn1(arch)
+        assert attrs["ratio"] == pytest.approx(eqn1(arch) / eqn1(baseline))
+        assert attrs["params"] == sum(p.numel() for p in budgetnet.build(arch).parameters())
+        assert attrs["status"] == "ok" and attrs["epochs"] == 1 and attrs["device"] == "cpu"
+        assert attrs["latency_ms"] > 0 and attrs["train_seconds"] > 0
+        assert trial.values[0] == attrs["val_accuracy"] and 0.0 <= trial.values[0] <= 1.0
+        assert trial.constraints["budget"] <= 0  # inside the budget
+    # The study opens again from its file, with the same trials.
+    again = optuna.load_study(study_name="small-digits", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert [t.values for t in again.trials] == [t.values for t in study.trials]
+
+
+def test_over_budget_candidates_are_recorded_infeasible_and_never_trained(tiny_data):
+    narrow = TinySpace(widths=(4,)).baseline.with_layers([Conv(3, 4), Pool(2), Conv(3, 4), SPP((1,), "avg")])
+    space = TinySpace(widths=(4, 64), budget=eqn1(narrow))  # width 64 is over the budget
+    study = run(space, tiny_data, n_trials=6)
+    over = [t for t in study.trials if t.params["width"] == 64]
+    inside = [t for t in study.trials if t.params["width"] == 4]
+    assert over and inside
+    for trial in over:
+        assert trial.state == TrialState.COMPLETE and trial.user_attrs["status"] == "infeasible"
+        assert trial.constraints["budget"] == eqn1(budgetnet.Arch.from_dict(trial.user_attrs["arch"])) - space.budget.limit_macs
+        assert trial.constraints["budget"] > 0
+        assert "train_seconds" not in trial.user_attrs and trial.values == [0.0]
+    counts = trial_counts(study)
+    assert counts["infeasible"] == len(over) and counts["complete"] == len(inside)
+    assert summarize(study)["best"]["params_sampled"] == {"width": 4}
+
+
+def test_budget_no_candidate_meets_is_an_error_before_any_trial(tiny_data, tmp_path):
+    with pytest.raises(BudgetError, match=r"no width of \(4, 8\) meets budget"):
+        run(TinySpace(widths=(4, 8), budget=10), tiny_data, storage=str(tmp_path / "s.db"))
+    assert not (tmp_path / "s.db").exists()  # refused before the storage was touched
+    small = get_space("small", budget="1K", input_shape=(1, 16, 16), num_classes=10)
+    with pytest.raises(BudgetError, match="1.0K MACs"):
+        run(small, load_data("digits", limit=60))
+
+
+def test_seeded_search_is_reproducible_on_one_worker(tiny_data):
+    first, second = (run(TinySpace(widths=(4, 5, 6, 7, 8)), tiny_data, n_trials=4, seed=3) for _ in range(2))
+    assert [t.params for t in first.trials] == [t.params for t in second.trials]
+    assert [t.values for t in first.trials] == [t.values for t in second.trials]
+
+
+def test_resume_keeps_finished_trials_and_tops_up_to_n_trials(tiny_data, tmp_path):
+    storage = str(tmp_path / "s.db")
+    first = run(TinySpace(widths=tuple(range(4, 12))), tiny_data, n_trials=2, storage=storage, study_name="r")
+    before = [(t.number, t.params, t.values) for t in first.trials]
+    again = run(TinySpace(widths=tuple(range(4, 12))), tiny_data, n_trials=2, storage=storage, study_name="r")
+    assert len(again.trials) == 2  # the same command again: nothing left to do
+    more = run(TinySpace(widths=tuple(range(4, 12))), tiny_data, n_trials=4, storage=storage, study_name="r")
+    assert len(counted_trials(more)) == 4 and len(more.trials) == 4
+    assert [(t.number, t.params, t.values) for t in more.trials[:2]] == before
+
+
+def test_resume_with_other_objectives_or_space_is_an_error(tiny_data, tmp_path):
+    storage = str(tmp_path / "s.db")
+    run(TinySpace(), tiny_data, n_trials=1, storage=storage, study_name="o")
+    with pytest.raises(SearchError, match=r"study 'o' was created with objectives=\[\"accuracy\"\]; this run asks "
+                       r"for objectives=\[\"accuracy\", \"macs\"\]"):  # fmt: skip
+        run(TinySpace(), tiny_data, n_trials=1, storage=storage, study_name="o", objectives=("accuracy", "macs"))
+    with pytest.raises(SearchError, match="study 'o' was created with space="):
+        run(TinySpace(widths=(4, 5)), tiny_data, n_trials=1, storage=storage, study_name="o")
+    with pytest.raises(SearchError, match="study 'o' was created with recipe="):
+        run(TinySpace(), tiny_data, n_trials=1, storage=storage, study_name="o", epochs=2)
+
+
+def test_timeout_stops_a_trial_and_queues_it_again(tiny_data):
+    storage = memory()
+    space = TinySpace(delay=1.5)  # sampling alone outlasts the timeout
+    study = run(space, tiny_data, n_trials=3, epochs=2, timeout=1.0, storage=storage, study_name="t")
+    stopped = study.trials[0]
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs["status"] == "interrupted"
+    assert "timeout was reached after epoch 1 of 2" in stopped.user_attrs["error"]
+    queued = [t for t in study.trials if t.user_attrs.get("retry_of") == stopped.number]
+    assert len(queued) == 1 and queued[0].state == TrialState.WAITING
+    resumed = run(TinySpace(), tiny_data, n_trials=3, epochs=2, storage=storage, study_name="t")
+    retry = resumed.trials[queued[0].number]
+    assert retry.state == TrialState.COMPLETE and retry.params == stopped.params
+    assert len(counted_trials(resumed)) == 3
+
+
+def test_only_pruned_search_ends_with_a_clear_report(tiny_data):
+    always = optuna.pruners.ThresholdPruner(lower=1.01)  # no accuracy reaches 101 %
+    study = run(TinySpace(), tiny_data, n_trials=2, epochs=2, pruner=always)
+    assert [t.state for t in study.trials] == [TrialState.PRUNED] * 2
+    assert all(t.user_attrs["status"] == "pruned" and t.user_attrs["epochs"] == 1 for t in study.trials)
+    summary = summarize(study)
+    assert summary["best"] is None
+    assert "No candidate completed inside the budget: every trained candidate was pruned" in summary["message"]
+    assert "2 pruned" in format_summary(summary)
+
+
+def test_only_failed_search_ends_with_a_clear_report(tiny_data):
+    study = run(TinySpace(error=ShapeError("conv2 maps 1x1 to 0x0")), tiny_data, n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
+    assert trial_counts(study)["failed"] == 2 and len(counted_trials(study)) == 2
+    summary = summarize(study)
+    assert summary["best"] is None
+    assert "2 failed" in summary["message"] and "trials failed with: conv2 maps 1x1 to 0x0" in summary["message"]
+
+
+def test_a_repeated_architecture_reuses_the_first_result(tiny_data):
+    study = run(TinySpace(widths=(6,)), tiny_data, n_trials=3)
+    first, *others = study.trials
+    for trial in others:
+        assert trial.user_attrs["duplicate_of"] == first.number and trial.values == first.values
+
+
+def test_macs_objective_gives_two_values_and_refuses_pruning(tiny_data):
+    with pytest.warns(UserWarning, match="pruner='median' is ignored: Optuna prunes single-objective studies only"):
+        study = run(TinySpace(), tiny_data, n_trials=2, objectives="accuracy,macs", pruner="median")
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for trial in study.trials:
+        assert trial.values[1] == trial.user_attrs["macs"] == eqn1(budgetnet.Arch.from_dict(trial.user_attrs["arch"]))
+
+
+def test_latency_objective_and_kept_weights(tiny_data, tmp_path):
+    study = run(TinySpace(), tiny_data, n_trials=1, objectives=["accuracy", "latency"], keep_weights=tmp_path)
+    trial = study.trials[0]
+    assert trial.values[1] == trial.user_attrs["latency_ms"] > 0
+    state = torch.load(trial.user_attrs["weights"], weights_only=True)
+    arch = budgetnet.Arch.from_dict(trial.user_attrs["arch"])
+    assert state.keys() == budgetnet.build(arch).state_dict().keys()
+
+
+def test_baseline_is_trained_once_for_comparison(tiny_data):
+    study = run(TinySpace(), tiny_data, n_trials=1, train_baseline=True)
+    result = study.user_attrs["baseline_result"]
+    assert result["notation"] == "(3,4) 2/2 (3,8) gap" and 0 <= result["accuracy"] <= 1
+    assert result["macs"] == eqn1(TinySpace().baseline)
+    assert f"(baseline {result['accuracy']:.4f})" in summarize(study)["message"]
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(objectives="accuracy,flops"), "objective='flops' is unknown; expected one of accuracy, macs, latency"),
+        (dict(objectives="macs"), r"objectives=\('macs',\) is invalid; expected 'accuracy' alone"),
+        (dict(objectives="accuracy,macs,latency"), "is invalid; expected 'accuracy' alone, or 'accuracy' with"),
+        (dict(pruner="successive"), "pruner='successive' is unknown; expected one of median, hyperband, none"),
+        (dict(n_trials=0), "n_trials=0 is invalid; expected a whole number >= 1"),
+        (dict(n_trials=None), "n_trials=None and timeout=None: the search would never end"),
+        (dict(timeout=-1), "timeout=-1 is invalid; expected seconds > 0"),
+    ],
+)
+def test_bad_arguments(tiny_data, options, message):
+    with pytest.raises(SearchError, match=message):
+        run(TinySpace(), tiny_data, **options)
+
+
+def test_unknown_space_and_mismatched_data(tiny_data):
+    with pytest.raises(SearchError, match="space='nas' is unknown; expected one of small, stage, replacement"):
+        run("nas", tiny_data)
+    with pytest.raises(SearchError, match=r"space 'tiny' designs for input \(1, 8, 8\) and 10 classes, but data"):
+        run(TinySpace(), load_data("digits", limit=60))
+    with pytest.raises(SearchError, match="data=42 is invalid"):
+        run(TinySpace(), 42)
+    assert issubclass(SearchError, BudgetNetError)
+
+
+def test_import_budgetnet_does_not_import_optuna_or_torch():
+    code = "import sys, budgetnet; print('optuna' in sys.modules, 'torch' in sys.modules, callable(budgetnet.search))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False", "True"]
