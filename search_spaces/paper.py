@@ -47,3 +47,7 @@ PAPER_ERROR = {
 
 #: The 14 models as Arch objects (224x224x3 input, 1000 classes).
 MODELS = {name: parse(text) for name, text in NOTATION.items()}
+
+# The search spaces built on these models (issue 5); imported last, since they use MODELS.
+from search_spaces.stage import StageSpace  # noqa: E402
+from search_spaces.replacement import LayerReplacementSpace  # noqa: E402

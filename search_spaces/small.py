@@ -33,6 +33,7 @@ from typing import Sequence
 from budgetnet.arch import FC, SPP, Arch, Conv, Pool
 from budgetnet.errors import BudgetNetError, SearchError
 from search_spaces.base import _check_shape, check_int
+from search_spaces.replacement import LayerReplacementSpace
 from search_spaces.stage import StageSpace, StageSpec
 
 DEFAULT_INPUT_SHAPE = (1, 16, 16)
@@ -147,3 +148,35 @@ class SmallStageSpace(StageSpace):
     def default_baseline(self, input_shape, num_classes) -> Arch:
         """The small baseline on ``input_shape`` (default 1x16x16) and ``num_classes`` (default 10)."""
         return _default_baseline(input_shape, num_classes)
+
+
+class SmallReplacementSpace(LayerReplacementSpace):
+    """:class:`~search_spaces.replacement.LayerReplacementSpace` from the small baseline.
+
+    Args:
+        budget: the budget; ``None`` is the small baseline's cost.
+        baseline: default :func:`baseline` on ``input_shape`` and ``num_classes``.
+        tolerance: relative tolerance of a budget given as ``None``, text or a number.
+        input_shape: default 1x16x16.
+        num_classes: default 10.
+        **options: as for LayerReplacementSpace (``max_steps``, ``rules``, ...).
+
+    Example:
+        >>> space = SmallReplacementSpace(input_shape=(1, 28, 28))
+        >>> space.baseline.notation(), space.baseline.input_shape
+        ('(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64', (1, 28, 28))
+    """
+
+    def __init__(
+        self,
+        budget=None,
+        baseline: Arch | None = None,
+        tolerance: float = 0.05,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        **options,
+    ):
+        if baseline is None:
+            baseline = _default_baseline(input_shape, num_classes)
+        super().__init__(baseline, budget, tolerance, input_shape=input_shape, num_classes=num_classes, **options)

@@ -22,6 +22,7 @@ from budgetnet import Budget, Conv, Pool, conv_macs
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
 from search_spaces import paper, small
 from search_spaces.base import SPACES, SearchSpace, get_space
+from search_spaces.replacement import LayerReplacementSpace
 from search_spaces.small import SmallStageSpace
 from search_spaces.stage import StageSpace, StageSpec
 
@@ -312,3 +313,131 @@ def test_bad_budget_and_baseline():
     with pytest.raises(SearchError, match=r"input_shape=\(16, 16\) is invalid; expected \(channels, height, width\)"):
         get_space("small", input_shape=(16, 16))
     assert issubclass(SearchError, BudgetNetError)
+
+
+# -- the layer-replacement space ---------------------------------------------------------------
+class ScriptedTrial:
+    """A stand-in for an Optuna trial that answers each categorical from a script of
+    choice positions (0 past the script's end) and records what it was offered."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.offered = []
+        self.params = {}
+
+    def suggest_categorical(self, name, choices):
+        choices = list(choices)
+        position = len(self.offered)
+        self.offered.append((name, choices))
+        value = choices[self.script[position] if position < len(self.script) else 0]
+        self.params[name] = value
+        return value
+
+
+def every_combination(space):
+    """(params, arch, offered) for every combination of parameter values (a depth-first walk
+    over what the space asks, independent of how it asks)."""
+    results, pending = [], [[]]
+    while pending:
+        script = pending.pop()
+        trial = ScriptedTrial(script)
+        arch = space.suggest(trial)
+        results.append((trial.params, arch, trial.offered))
+        for position in range(len(script), len(trial.offered)):
+            prefix = script + [0] * (position - len(script))
+            pending += [prefix + [k] for k in range(1, len(trial.offered[position][1]))]
+    return results
+
+
+RULE_NAMES = ("depth_filter", "depth_width", "width_filter", "add_pool", "delay_pool")
+
+
+def check_replacement_space(space, graph):
+    combos = every_combination(space)
+    reached = {arch.fingerprint() for _, arch, _ in combos}
+    expected = {key for key, data in graph.nodes(data=True) if data["matches"]}
+    assert reached == expected
+    offered = {}
+    for params, arch, asked in combos:
+        assert space.budget.matches(conv_macs(arch)) and space.budget.admits(conv_macs(arch))
+        for name, choices in asked:
+            assert re.fullmatch(r"step1|step[2-9] from \S.*", name), name
+            assert offered.setdefault(name, choices) == choices, f"{name} changed its choices"
+            assert all(choice == "none" or choice.split(" ")[0] in RULE_NAMES for choice in choices)
+    return combos
+
+
+def test_replacement_space_reaches_exactly_the_variants_of_the_small_baseline():
+    base = small.baseline()
+    space = get_space("replacement", max_steps=2)
+    assert space.baseline == base
+    space.check()
+    graph = budgetnet.variants(base, max_steps=2)
+    combos = check_replacement_space(space, graph)
+    assert len({arch.fingerprint() for _, arch, _ in combos}) == graph.number_of_nodes() > 10
+
+
+def test_replacement_space_from_model_a_reaches_the_papers_models():
+    space = get_space("replacement", baseline=paper.MODELS["A"], max_steps=1)
+    space.check()
+    combos = check_replacement_space(space, budgetnet.variants(paper.MODELS["A"], max_steps=1))
+    reached = {arch for _, arch, _ in combos}
+    # Sec. 4: one replacement turns A into B (Eqn. 3), C (Eqn. 4), F (Eqn. 6) and G (Eqn. 7).
+    assert {paper.MODELS[name] for name in "ABCFG"} <= reached
+    step = {params.get("step1"): arch for params, arch, _ in combos}
+    assert step["none"] == paper.MODELS["A"]
+
+
+def test_replacement_space_random_trials_are_reproducible():
+    space = get_space("replacement")
+    first = [(params, arch.fingerprint()) for params, arch in sample(space, 15, seed=4)]
+    again = [(params, arch.fingerprint()) for params, arch in sample(get_space("replacement"), 15, seed=4)]
+    assert first == again
+    assert len({key for _, key in first}) > 3
+    assert all(space.budget.matches(arch) for _, arch in sample(space, 15, seed=4))
+
+
+def test_replacement_space_with_a_budget_away_from_the_baseline():
+    """A budget the baseline misses: no 'none' at step 1, every candidate still matches."""
+    base = small.baseline()
+    budget = Budget(round(conv_macs(base) * 1.028), 0.02)  # [1.007, 1.049] x baseline
+    space = get_space("replacement", budget=budget)
+    assert not budget.matches(base)
+    space.check()
+    assert "none" not in space.choices(base)
+    combos = check_replacement_space(space, budgetnet.variants(base, budget=budget, tolerance=0.02))
+    assert base not in {arch for _, arch, _ in combos}
+
+
+def test_replacement_space_impossible_budget_fails_before_any_trial():
+    space = get_space("replacement", budget="0.5x")
+    with pytest.raises(BudgetError, match=r"budget 1\.2M MACs \(0\.5x baseline\) ±5\.0% is out of reach") as error:
+        space.check()
+    message = str(error.value)
+    cost = int(re.search(r"costs \S+ MACs \(([\d,]+),", message).group(1).replace(",", ""))
+    assert cost > 2_330_624 * 0.5 * 1.05  # the cheapest rewrite, named, does not fit
+
+
+@pytest.mark.parametrize("text", ["(1,8) gap", "(3,8) flat fc16"])
+def test_replacement_space_baseline_it_cannot_rewrite(text):
+    base = budgetnet.parse(text, input_shape=(1, 8, 8), num_classes=10)
+    space = get_space("replacement", baseline=base)
+    with pytest.raises(SearchError, match=r"no layer-replacement rule rewrites the baseline .* into a variant"):
+        space.check()
+
+
+def test_replacement_space_bad_settings():
+    with pytest.raises(SearchError, match=r"rules=\['magic'\] is invalid: .*expected one of depth_filter"):
+        get_space("replacement", rules=["magic"])
+    with pytest.raises(SearchError, match=r"replacement space: max_steps=0 is invalid; expected an integer >= 1"):
+        get_space("replacement", max_steps=0)
+    with pytest.raises(SearchError, match=r"baseline=None is not a budgetnet.Arch"):
+        LayerReplacementSpace(None)
+
+
+def test_spaces_importable_from_paper_and_small():
+    assert paper.StageSpace is StageSpace
+    assert paper.LayerReplacementSpace is LayerReplacementSpace
+    space = small.SmallReplacementSpace(input_shape=(3, 32, 32))
+    assert space.baseline == small.baseline((3, 32, 32))
+    assert get_space("replacement", input_shape=(3, 224, 224), num_classes=1000).baseline == paper.MODELS["A"]
