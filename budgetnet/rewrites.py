@@ -403,12 +403,13 @@ class Rule:
         """The convs ``start:stop`` of a site, checked to be stride-1 convs of one stage."""
         infos = list(arch.shapes[site.start : site.stop])
         for info in infos:
+            written = format_layer(arch.layers[info.index])
             if info.kind != "conv":
-                raise self._refuse(site, f"layer {info.index} is {format_layer(info.layer)}, not a conv")
+                raise self._refuse(site, f"layer {info.index} is {written}, not a conv")
             if info.layer.stride != 1:
                 raise self._refuse(
                     site,
-                    f"layer {info.index} {format_layer(info.layer)} has stride {info.layer.stride}; "
+                    f"layer {info.index} {written} has stride {info.layer.stride}; "
                     "the rule replaces stride-1 convs only (a strided conv sets its stage's map size)",
                 )
         if same_kernel and len({info.layer.kernel_size for info in infos}) > 1:
@@ -582,7 +583,7 @@ class DepthFilterRule(Rule):
             if info.layer.kernel_size <= kernel:
                 raise self._refuse(
                     site,
-                    f"layer {info.index} {format_layer(info.layer)} is not larger than "
+                    f"layer {info.index} {format_layer(arch.layers[info.index])} is not larger than "
                     f"{kernel}x{kernel}; expected a filter size above kernel_size={kernel}",
                 )
             layers += [Conv(kernel, info.layer.out_channels)] * count
