@@ -3,7 +3,7 @@
 Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has examples)::
 
     arch   := item (sep item)*
-    item   := layer [ ("x" | "×") COUNT ]          repetition: (3,256)x3
+    item   := layer [ ("x" | "×") COUNT ]          repetition: (3,256)x3, COUNT in 1..1000
     layer  := conv | pool | spp | "gap" | "flat" | fc
     conv   := "(" KERNEL "," FILTERS ")" ["/" STRIDE] ["p" PAD]
     pool   := ["max" | "avg"] SIZE ["/" STRIDE] ["p" PAD]   stride defaults to SIZE
