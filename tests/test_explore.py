@@ -1,0 +1,165 @@
+"""Tests for budgetnet.explore: the breadth-first walk over the rewrites from a baseline."""
+
+import json
+
+import networkx as nx
+import pytest
+
+import budgetnet
+from budgetnet.complexity import Budget, conv_macs
+from budgetnet.errors import BudgetError, RewriteError
+from budgetnet.explore import derivation, node_named, records, summary, to_dict, variants
+from budgetnet.rewrites import RULES
+from search_spaces.paper import MODELS, PAPER_COMPLEXITY
+
+A = MODELS["A"]
+
+
+@pytest.fixture(scope="module")
+def one_step():
+    return variants(A, max_steps=1, names=MODELS)
+
+
+@pytest.fixture(scope="module")
+def two_steps():
+    return variants(A, max_steps=2, names=MODELS)
+
+
+def names(graph):
+    return {data["name"] for _, data in graph.nodes(data=True) if data["name"]}
+
+
+def test_one_step_from_a_is_every_accepted_rewrite_within_budget(one_step):
+    # the same set, built directly from the rules: distinct results within 5% of A's cost
+    expected = set()
+    for rule in RULES:
+        for site in rule.sites(A):
+            try:
+                after = rule.apply(A, site, tolerance=None)
+            except RewriteError:
+                continue
+            if abs(conv_macs(after) / conv_macs(A) - 1) <= 0.05:
+                expected.add(after.fingerprint())
+    assert set(one_step) - {A.fingerprint()} == expected
+    assert names(one_step) == {"A", "B", "C", "F", "G"}  # Figs. 1-2: one replacement from A
+    assert one_step.graph["checked"] == sum(len(rule.sites(A)) for rule in RULES)
+
+
+def test_node_and_edge_attributes(one_step):
+    root = one_step.graph["baseline"]
+    assert root == A.fingerprint()
+    assert one_step.nodes[root] | {"arch": None} == {
+        "arch": None, "notation": str(A), "macs": 854954688, "ratio": 1.0, "depth": 5, "steps": 0,
+        "matches": True, "name": "A",
+    }  # fmt: skip
+    b = one_step.nodes[node_named(one_step, "B")]
+    assert b["arch"] == MODELS["B"] and b["depth"] == 8 and b["steps"] == 1
+    assert round(b["ratio"], 2) == PAPER_COMPLEXITY["B"]
+    edge = one_step.edges[root, node_named(one_step, "B")]
+    assert edge["rule"] == "depth_filter"
+    assert edge["site"].where() == "stage 3 layers 4:7 '(3,256)x3' (kernel_size=2, count=2)"
+    assert edge["change"] == pytest.approx(b["ratio"] - 1)
+    for _, data in one_step.nodes(data=True):
+        assert abs(data["ratio"] - 1) <= 0.05 and data["matches"]
+
+
+def test_reaching_a_model_twice_gives_one_node_with_two_parents(two_steps):
+    d = node_named(two_steps, "D")
+    parents = {two_steps.nodes[u]["name"]: data["rule"] for u, _, data in two_steps.in_edges(d, data=True)}
+    assert parents == {"B": "depth_filter", "C": "depth_filter"}  # Fig. 1
+    assert two_steps.nodes[d]["steps"] == 2
+    assert names(two_steps) >= {"A", "B", "C", "D", "E", "F", "G", "H", "B'"}
+    assert len({data["arch"] for _, data in two_steps.nodes(data=True)}) == two_steps.number_of_nodes()
+
+
+def test_three_steps_reach_tables_1_and_2_but_j_prime():
+    """I costs 0.93 of A, so the tolerance is 8%; J' is four rewrites away (A->B->E->J->J')."""
+    graph = variants(A, tolerance=0.08, max_steps=3, names=MODELS)
+    assert names(graph) == set(MODELS) - {"J'"}
+    assert [step["rule"] for step in derivation(graph, node_named(graph, "J"))] == [
+        "depth_filter", "depth_filter", "add_pool",
+    ]  # fmt: skip
+    assert len(derivation(graph, node_named(graph, "I"))) == 3
+
+
+def test_four_steps_reach_j_prime():
+    graph = variants(A, tolerance=0.08, max_steps=4, max_depth=11, rules=["depth_filter", "add_pool", "delay_pool"], names=MODELS)
+    assert {"B", "E", "J", "J'", "B'", "E'"} <= names(graph)
+    path = derivation(graph, node_named(graph, "J'"))
+    assert [graph.nodes[step["target"]]["name"] for step in path][1:] == ["E", "J", "J'"]
+    assert [step["rule"] for step in path] == ["depth_filter", "depth_filter", "add_pool", "delay_pool"]
+
+
+def test_budget_forms(one_step):
+    target = conv_macs(A)
+    as_string = variants(A, budget="1x", max_steps=1)
+    as_number = variants(A, budget=target, max_steps=1)
+    as_budget = variants(A, budget=Budget(target, 0.5), max_steps=1)  # its tolerance is not used
+    assert set(as_string) == set(as_number) == set(as_budget) == set(one_step)
+    assert as_budget.graph["budget"].tolerance == 0.05
+    lower = variants(A, budget="0.96x", tolerance=0.005, max_steps=1, names=MODELS)
+    assert names(lower) == {"A", "B"}  # B is 0.961 of A
+    assert not lower.nodes[lower.graph["baseline"]]["matches"]
+
+
+def test_max_depth_and_max_variants():
+    shallow = variants(A, max_steps=2, max_depth=6)
+    assert max(data["depth"] for _, data in shallow.nodes(data=True)) <= 6
+    assert shallow.graph["rejected"] > 0
+    capped = variants(A, max_steps=3, max_variants=7)
+    assert capped.number_of_nodes() == 8 and capped.graph["truncated"]
+    assert summary(capped).endswith("stopped early (max_variants)")
+    assert variants(A, max_steps=0).number_of_nodes() == 1
+
+
+def test_rules_subset_and_progress(capsys):
+    graph = variants(A, rules=["delay_pool"], max_steps=2, progress=True)
+    assert {data["rule"] for *_, data in graph.edges(data=True)} == {"delay_pool"}
+    assert graph.number_of_nodes() == 4  # each pool, or both, delayed
+    assert graph.graph["rules"] == ["delay_pool"]
+
+
+def test_records_and_json(two_steps):
+    rows = records(two_steps)
+    assert rows[0]["name"] == "A" and rows[0]["path"] == []
+    assert [row["steps"] for row in rows] == sorted(row["steps"] for row in rows)
+    d = next(row for row in rows if row["name"] == "D")
+    assert len(d["path"]) == 2 and d["notation"] == str(MODELS["D"])
+    data = json.loads(json.dumps(to_dict(two_steps)))
+    assert len(data["nodes"]) == two_steps.number_of_nodes()
+    assert len(data["edges"]) == two_steps.number_of_edges()
+    assert data["settings"]["budget"]["target_macs"] == conv_macs(A)
+    assert budgetnet.Arch.from_dict(data["nodes"][0]["arch"]) == A
+    assert nx.is_weakly_connected(two_steps)
+
+
+def test_summary_line(one_step):
+    text = summary(one_step)
+    assert text.startswith("11 variants within 1 step; 13 sites checked (1 refused by a rule, 1 off budget")
+    assert text.endswith("budget 855.0M MACs (1x baseline) ±5.0%")
+
+
+def test_bad_input():
+    with pytest.raises(BudgetError, match=r"tolerance=-0.01 is invalid; expected a number >= 0 \(a relative"):
+        variants(A, tolerance=-0.01)
+    with pytest.raises(BudgetError, match="max_steps=-1 is invalid; expected an integer >= 0"):
+        variants(A, max_steps=-1)
+    with pytest.raises(BudgetError, match="max_depth=0 is invalid; expected an integer >= 1"):
+        variants(A, max_depth=0)
+    with pytest.raises(BudgetError, match="max_variants=1.5 is invalid"):
+        variants(A, max_variants=1.5)
+    with pytest.raises(BudgetError, match="budget=\\[1\\] is invalid; expected a Budget, a string"):
+        variants(A, budget=[1])
+    with pytest.raises(BudgetError, match="budget='cheap' is invalid"):
+        variants(A, budget="cheap")
+    with pytest.raises(BudgetError, match="baseline='A' is invalid; expected an Arch"):
+        variants("A")
+    with pytest.raises(BudgetError, match="names=.* is invalid; expected a mapping from names to Arch"):
+        variants(A, names={"A": "A"})
+    with pytest.raises(RewriteError, match="rewrite rule 'deeper': unknown rule"):
+        variants(A, rules=["deeper"])
+    graph = variants(A, max_steps=0)
+    with pytest.raises(BudgetError, match="no variant named 'B' in the graph; named variants: none"):
+        node_named(graph, "B")
+    with pytest.raises(BudgetError, match="variant 'nope' is not in the graph"):
+        derivation(graph, "nope")
