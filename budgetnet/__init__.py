@@ -24,6 +24,8 @@ __all__ = [
     "Conv",
     "FC",
     "Flatten",
+    "LatencyBudget",
+    "LatencyTable",
     "Pool",
     "RULES",
     "Rewrite",
@@ -33,6 +35,10 @@ __all__ = [
     "build",
     "complexity",
     "conv_macs",
+    "evaluate",
+    "fit",
+    "load_data",
+    "measure",
     "parse",
     "rewrite",
     "search",
@@ -73,3 +79,76 @@ def search(space, data, **options):
     from budgetnet.study import search as _search
 
     return _search(space, data, **options)
+
+
+def load_data(spec="digits", **options):
+    """Load a dataset (``"digits"``, ``"idx:DIR"``, ``"cifar:DIR"``, ``"folder:DIR"``); see
+    :func:`budgetnet.data.load_data` for the options. Imported lazily (torch).
+
+    Example:
+        >>> import budgetnet
+        >>> budgetnet.load_data("digits", limit=100).input_shape
+        (1, 16, 16)
+    """
+    from budgetnet.data import load_data as _load_data
+
+    return _load_data(spec, **options)
+
+
+def fit(model_or_arch, data, recipe="quick", **options):
+    """Train an Arch or a torch module on a dataset; see :func:`budgetnet.train.fit` for the
+    options. Imported lazily (torch).
+
+    Example:
+        >>> import budgetnet
+        >>> data = budgetnet.load_data("digits", image_size=8, limit=50)
+        >>> arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> budgetnet.fit(arch, data, epochs=1, progress=False).epochs_run
+        1
+    """
+    from budgetnet.train import fit as _fit
+
+    return _fit(model_or_arch, data, recipe, **options)
+
+
+def evaluate(model, data, **options):
+    """Score a trained model on a split (optionally with the paper's 10 views); see
+    :func:`budgetnet.train.evaluate`. Imported lazily (torch).
+
+    Example:
+        >>> import budgetnet
+        >>> data = budgetnet.load_data("digits", image_size=8, limit=50)
+        >>> model = budgetnet.build(budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10))
+        >>> budgetnet.evaluate(model, data, device="cpu")["images"]
+        359
+    """
+    from budgetnet.train import evaluate as _evaluate
+
+    return _evaluate(model, data, **options)
+
+
+def measure(arch_or_module, device="cpu", batch_size=1, mode="forward", **options):
+    """Measured time of a network on a device (median of several runs); see
+    :func:`budgetnet.latency.measure`. Imported lazily (torch).
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> budgetnet.measure(arch, "cpu", repeats=2, warmup=1).ms_per_image > 0
+        True
+    """
+    from budgetnet.latency import measure as _measure
+
+    return _measure(arch_or_module, device, batch_size, mode, **options)
+
+
+#: Public classes whose modules import torch: loaded on first access.
+_LAZY_CLASSES = {"LatencyBudget": "budgetnet.latency", "LatencyTable": "budgetnet.latency"}
+
+
+def __getattr__(name):
+    if name in _LAZY_CLASSES:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY_CLASSES[name]), name)
+    raise AttributeError(f"module 'budgetnet' has no attribute {name!r}")

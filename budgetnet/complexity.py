@@ -308,17 +308,26 @@ class Budget:
         return cls(conv_macs(baseline) * ratio, tolerance, f"{ratio:g}x baseline")
 
     @classmethod
-    def parse(cls, text: str, baseline: Arch | None = None, tolerance: float = 0.0) -> "Budget":
-        """Read ``"0.9x"`` (of the baseline), ``"850M"``, ``"1.2G"`` or ``"850000000"``.
+    def parse(cls, text: str, baseline: Arch | None = None, tolerance: float = 0.0, device: str = "auto"):
+        """Read ``"0.9x"`` (of the baseline), ``"850M"``, ``"1.2G"`` or ``"850000000"``; a time
+        per image, ``"2.5ms"`` or ``"2.5ms@cuda"`` (on ``device`` unless named), gives a
+        :class:`budgetnet.latency.LatencyBudget`.
 
         Example:
             >>> Budget.parse("850M").target_macs
             850000000
+            >>> type(Budget.parse("2.5ms@cpu")).__name__
+            'LatencyBudget'
         """
+        if re.fullmatch(r"\s*[0-9.eE+-]+\s*ms(@\S+)?\s*", str(text)):
+            from budgetnet.latency import LatencyBudget
+
+            return LatencyBudget.parse(text, device=device, tolerance=tolerance)
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([xXkKmMgGtT]?)\s*", str(text))
         if not match:
             raise BudgetError(
-                f"budget={text!r} is invalid; expected a ratio like 0.9x, or MACs like 850M, 1.2G, 850000000"
+                f"budget={text!r} is invalid; expected a ratio like 0.9x, or MACs like 850M, 1.2G, 850000000, "
+                "or milliseconds per image like 2.5ms or 2.5ms@cuda"
             )
         value, unit = float(match.group(1)), match.group(2).upper()
         if unit == "X":
