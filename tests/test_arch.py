@@ -425,7 +425,7 @@ def test_unreadable_or_invalid_files(tmp_path):
         ([Conv(3, 8), Flatten(), FC(10), Pool(2)], "layer 4 (pool) comes after the map was pooled or flattened"),
         ([Conv(3, 8), SPP(), Flatten()], "layer 3 (flatten): only one spp/gap/flat is allowed"),
         ([Conv(3, 8), "pool"], "arch layer 'pool' is not a budgetnet layer spec"),
-        ([Conv(3, 8), nn_module := object()], f"arch layer {nn_module!r} is not a budgetnet layer spec"),
+        ([Conv(3, 8), {"type": "conv"}], "arch layer {'type': 'conv'} is not a budgetnet layer spec"),
     ],
 )
 def test_wrong_layer_order_or_kind(layers, message):
