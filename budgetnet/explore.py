@@ -230,17 +230,44 @@ def node_named(graph: nx.DiGraph, name: str) -> str:
     raise BudgetError(f"no variant named {name!r} in the graph; named variants: {named or 'none'}")
 
 
-def records(graph: nx.DiGraph) -> list[dict]:
-    """One JSON-ready row per node, baseline first, then by steps, cost and notation.
+def _ordered(graph: nx.DiGraph) -> list[str]:
+    """Node keys, baseline first, then by steps, descending cost and notation."""
+    return sorted(
+        graph,
+        key=lambda key: (
+            key != graph.graph["baseline"],
+            graph.nodes[key]["steps"],
+            -graph.nodes[key]["macs"],
+            graph.nodes[key]["notation"],
+        ),
+    )
 
-    Each row: ``key``, ``name``, ``notation``, ``depth``, ``macs``, ``ratio``, ``steps``,
-    ``matches`` and ``path`` (rule names from the baseline).
+
+def labels(graph: nx.DiGraph) -> dict[str, str]:
+    """A short label per node: its name, else ``v<i>`` by its place in :func:`records`.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> sorted(labels(variants(MODELS["A"], max_steps=1, rules=["depth_filter"], names=MODELS)).values())
+        ['A', 'B', 'C', 'v1']
     """
+    return {key: graph.nodes[key]["name"] or f"v{index}" for index, key in enumerate(_ordered(graph))}
+
+
+def records(graph: nx.DiGraph) -> list[dict]:
+    """One JSON-ready row per node, in the order of :func:`labels`.
+
+    Each row: ``key``, ``label``, ``name``, ``notation``, ``depth``, ``macs``, ``ratio``,
+    ``steps``, ``matches`` and ``path`` (rule names from the baseline).
+    """
+    names = labels(graph)
     rows = []
-    for key, data in graph.nodes(data=True):
+    for key in _ordered(graph):
+        data = graph.nodes[key]
         rows.append(
             {
                 "key": key,
+                "label": names[key],
                 "name": data["name"],
                 "notation": data["notation"],
                 "depth": data["depth"],
@@ -251,7 +278,7 @@ def records(graph: nx.DiGraph) -> list[dict]:
                 "path": [step["rule"] for step in derivation(graph, key)],
             }
         )
-    return sorted(rows, key=lambda row: (row["steps"], -row["macs"], row["notation"]))
+    return rows
 
 
 def to_dict(graph: nx.DiGraph) -> dict:
@@ -289,4 +316,4 @@ def summary(graph: nx.DiGraph) -> str:
     return text + ("; stopped early (max_variants)" if info["truncated"] else "")
 
 
-__all__ = ["derivation", "node_named", "records", "summary", "to_dict", "variants"]
+__all__ = ["derivation", "labels", "node_named", "records", "summary", "to_dict", "variants"]

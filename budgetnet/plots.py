@@ -1,4 +1,5 @@
-"""Figures: the search's Pareto front and optimisation history (PNG via matplotlib's Agg).
+"""Figures: the lineage of layer-replacement variants (the paper's Figs. 1-3), and the
+search's Pareto front and optimisation history (PNG via matplotlib's Agg).
 
 Each function returns a ``matplotlib.figure.Figure`` (made without pyplot, so nothing
 changes the caller's backend) and saves it when given a ``path``.
@@ -124,3 +125,194 @@ def optimization_history(study, path: str | Path | None = None):
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small", loc="lower right")
     return _save(figure, path)
+
+
+# -- lineage of layer-replacement variants (Figs. 1-3) ------------------------------------------
+def lineage(
+    graph,
+    path: str | Path | None = None,
+    nodes=None,
+    max_nodes: int = 40,
+    edge_labels: bool = True,
+    title: str | None = None,
+):
+    """Draw a :func:`budgetnet.variants` graph like the paper's Figs. 1-3.
+
+    Models are boxes (name, cost ratio to the baseline, notation, depth and Eqn. (1) MACs),
+    in columns by the number of rewrites from the baseline; arrows are rewrites, labelled
+    by rule. A box's colour is its cost ratio; named models (``names`` in
+    :func:`~budgetnet.variants`) have a bold frame.
+
+    Args:
+        graph: the graph of :func:`budgetnet.variants`.
+        path: where to save the PNG (optional).
+        nodes: node keys to draw (default: all, or, past ``max_nodes``, the named models and
+            the variants on their derivations, else the ``max_nodes`` closest to the baseline).
+        max_nodes: the most boxes drawn when ``nodes`` is not given.
+        edge_labels: write the rule on every arrow.
+        title: the figure title (default: baseline, counts and budget).
+
+    Example:
+        >>> import budgetnet
+        >>> from search_spaces.paper import MODELS
+        >>> graph = budgetnet.variants(MODELS["A"], max_steps=1, rules=["depth_filter"], names=MODELS)
+        >>> figure = lineage(graph)
+        >>> sorted(text.get_text().split()[0] for text in figure.axes[0].texts if "MACs" in text.get_text())
+        ['A', 'B', 'C', 'v1']
+    """
+    from matplotlib import colormaps
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    from budgetnet.complexity import format_count
+    from budgetnet.explore import labels
+
+    keys = _lineage_nodes(graph, nodes, max_nodes)
+    shown = graph.subgraph(keys)
+    names = labels(graph)
+    positions, columns, rows = _lineage_layout(shown)
+    tolerance = graph.graph.get("tolerance") or 0.05
+    norm = TwoSlopeNorm(vcenter=1.0, vmin=1 - 2 * tolerance, vmax=1 + 2 * tolerance)
+    colours = colormaps["coolwarm"]
+
+    figure = Figure(figsize=(1.0 + 3.9 * columns, 1.6 + 1.05 * rows), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((0.01, 0.01, 0.98, 0.9 if rows > 3 else 0.84))
+    axes.set_xlim(-0.55, columns - 0.45)
+    axes.set_ylim(-rows + 0.45, 0.55)
+    axes.axis("off")
+    boxes = {}
+    for key, (x, y) in positions.items():
+        data = graph.nodes[key]
+        named = bool(data.get("name"))
+        text = (
+            f"{names[key]}   {data['ratio']:.2f}x\n"
+            + "\n".join(_wrap(data["notation"], 38))
+            + f"\nd={data['depth']}, {format_count(data['macs'])} MACs"
+        )
+        red, green, blue, _ = colours(norm(min(max(data["ratio"], norm.vmin), norm.vmax)))
+        boxes[key] = axes.text(
+            x, y, text, ha="center", va="center", fontsize=7.5, family="monospace",
+            fontweight="bold" if named else "normal", zorder=3,
+            bbox=dict(boxstyle="round,pad=0.45", facecolor=(red, green, blue, 0.35),
+                      edgecolor="black" if named else "0.45", linewidth=1.8 if named else 0.8),
+        )  # fmt: skip
+    figure.canvas.draw()  # size the boxes so the arrows can stop at their edges
+    rule_labels = []
+    for source, target, data in shown.edges(data=True):
+        (x0, y0), (x1, y1) = positions[source], positions[target]
+        bend = _bend(axes, boxes[source], (x0, y0), (x1, y1))
+        axes.annotate(
+            "", xy=(x1, y1), xytext=(x0, y0), zorder=2,
+            arrowprops=dict(arrowstyle="-|>", color="0.25", linewidth=0.9, shrinkA=2, shrinkB=2,
+                            patchA=boxes[source].get_bbox_patch(), patchB=boxes[target].get_bbox_patch(),
+                            connectionstyle=f"arc3,rad={bend}"),
+        )  # fmt: skip
+        if edge_labels:
+            lx, ly = _arc_point(axes, (x0, y0), (x1, y1), bend)
+            rule_labels.append(axes.text(
+                lx, ly, data["rule"], ha="center", va="center", fontsize=6.5, color="0.15", zorder=4,
+                bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85),
+            ))  # fmt: skip
+    _spread(figure, axes, rule_labels)
+    for column in range(columns):
+        axes.text(column, 0.5, "baseline" if column == 0 else f"{column} rewrite{'s' * (column > 1)}",
+                  ha="center", va="bottom", fontsize=8, color="0.35")  # fmt: skip
+    root = graph.graph["baseline"]
+    total = graph.number_of_nodes() - 1
+    if title is None:
+        title = f"Variants of {names[root]} at equal cost: {len(keys) - (root in keys)} of {total} shown"
+        if "budget" in graph.graph:
+            title += f"; budget {graph.graph['budget']}"
+    figure.suptitle(title, fontsize=10)
+    figure.text(0.99, 0.995, "box colour: Eqn. (1) cost / baseline (blue cheaper, red dearer)",
+                ha="right", va="top", fontsize=7, color="0.35")  # fmt: skip
+    return _save(figure, path)
+
+
+def _lineage_nodes(graph, nodes, max_nodes: int) -> list:
+    from budgetnet.errors import BudgetError
+    from budgetnet.explore import derivation, records
+
+    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+        raise BudgetError(f"max_nodes={max_nodes!r} is invalid; expected an integer >= 1")
+    root = graph.graph["baseline"]
+    if nodes is not None:
+        keys = list(dict.fromkeys(nodes))
+        missing = [key for key in keys if key not in graph]
+        if missing or not keys:
+            raise BudgetError(f"nodes={missing or keys!r} are not in the graph; expected node keys (fingerprints)")
+        return keys
+    if graph.number_of_nodes() <= max_nodes:
+        return list(graph)
+    named = [key for key, data in graph.nodes(data=True) if data.get("name")]
+    keys = {root}
+    for key in named:
+        keys.add(key)
+        keys.update(step["source"] for step in derivation(graph, key))
+    if len(keys) > 1:
+        return [row["key"] for row in records(graph) if row["key"] in keys]
+    return [row["key"] for row in records(graph)[:max_nodes]]
+
+
+def _lineage_layout(graph) -> tuple[dict, int, int]:
+    """Columns by ``steps``; inside a column, nodes ordered by their parents' rows."""
+    by_step: dict[int, list] = {}
+    for key, data in graph.nodes(data=True):
+        by_step.setdefault(data["steps"], []).append(key)
+    steps = sorted(by_step)
+    rows = max(len(keys) for keys in by_step.values())
+    positions: dict = {}
+    for column, step in enumerate(steps):
+        def order(key):
+            parents = [positions[p][1] for p in graph.predecessors(key) if p in positions]
+            centre = sum(parents) / len(parents) if parents else 0.0
+            data = graph.nodes[key]
+            return (-centre, not data.get("name"), data.get("name") or "", -data["macs"])
+
+        keys = sorted(by_step[step], key=order)
+        offset = (rows - len(keys)) / 2
+        for row, key in enumerate(keys):
+            positions[key] = (column, -(row + offset))
+    return positions, len(steps), rows
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def _bend(axes, box, start, end) -> float:
+    """``arc3`` curvature: straight between columns; an edge inside a column bulges (right
+    going down, left going up) just past the boxes; a backward edge curves a little."""
+    if start[0] != end[0]:
+        return 0.25 if start[0] > end[0] else 0.0
+    (x0, y0), (x1, y1) = axes.transData.transform(start), axes.transData.transform(end)
+    half_width = box.get_bbox_patch().get_window_extent().width / 2
+    # the arc's middle lies bend * distance / 2 off the chord
+    return -max(0.3, 2.6 * half_width / max(abs(y1 - y0), 1.0))
+
+
+def _spread(figure, axes, texts, attempts: int = 8) -> None:
+    """Move each text down until it overlaps none placed before it (in display pixels)."""
+    renderer = figure.canvas.get_renderer()
+    placed = []
+    for text in texts:
+        for _ in range(attempts):
+            extent = text.get_window_extent(renderer).expanded(1.1, 1.25)
+            if not any(extent.overlaps(other) for other in placed):
+                break
+            x, y = axes.transData.transform(text.get_position())
+            text.set_position(axes.transData.inverted().transform((x, y - extent.height)))
+        placed.append(text.get_window_extent(renderer).expanded(1.1, 1.25))
+
+
+def _arc_point(axes, start, end, bend: float) -> tuple[float, float]:
+    """The middle of matplotlib's ``arc3`` curve from ``start`` to ``end``, in data units."""
+    to_display, to_data = axes.transData, axes.transData.inverted()
+    (x0, y0), (x1, y1) = to_display.transform(start), to_display.transform(end)
+    mid_x, mid_y = (x0 + x1) / 2, (y0 + y1) / 2
+    control = (mid_x + bend * (y1 - y0), mid_y - bend * (x1 - x0))
+    return tuple(to_data.transform(((mid_x + control[0]) / 2, (mid_y + control[1]) / 2)))

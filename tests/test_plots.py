@@ -1,0 +1,63 @@
+"""Tests for budgetnet.plots.lineage: the relation graph of the paper's Figs. 1-3 as a PNG."""
+
+import pytest
+
+import budgetnet
+from budgetnet.errors import BudgetError
+from budgetnet.explore import node_named
+from budgetnet.plots import lineage
+from search_spaces.paper import MODELS
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def fig1_graph():
+    """Fig. 1: A, B, C, D, E related by depth vs filter size (Eqns. 3-5)."""
+    return budgetnet.variants(MODELS["A"], max_steps=2, rules=["depth_filter"], names=MODELS)
+
+
+def boxes(figure):
+    return [text for text in figure.axes[0].texts if "MACs" in text.get_text()]
+
+
+def arrows(figure):
+    return [child for child in figure.axes[0].texts if getattr(child, "arrow_patch", None) is not None]
+
+
+def test_lineage_of_fig1_saves_a_png(fig1_graph, tmp_path):
+    keys = [node_named(fig1_graph, name) for name in "ABCDE"]
+    figure = lineage(fig1_graph, tmp_path / "fig1.png", nodes=keys)
+    data = (tmp_path / "fig1.png").read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+    texts = {text.get_text().split()[0]: text.get_text() for text in boxes(figure)}
+    assert set(texts) == set("ABCDE")
+    assert texts["B"].splitlines() == ["B   0.96x", "(7,64)/2 3/3 (5,128) 2/2 (2,256)x6", "d=8, 821.4M MACs"]
+    # A->B, A->C, B->D, C->D, B->E: one arrow per edge, each labelled by its rule
+    assert len(arrows(figure)) == fig1_graph.subgraph(keys).number_of_edges() == 5
+    rules = [text.get_text() for text in figure.axes[0].texts if text.get_text() == "depth_filter"]
+    assert len(rules) == 5
+    assert figure._suptitle.get_text().startswith("Variants of A at equal cost: 4 of 5 shown; budget 855.0M")
+
+
+def test_lineage_defaults_to_named_models_when_the_graph_is_large(fig1_graph):
+    figure = lineage(fig1_graph, max_nodes=5, edge_labels=False, title="Fig. 1")
+    assert fig1_graph.number_of_nodes() == 6  # A .. E and (2,128)x4 + (3,256)x3
+    labels = sorted(text.get_text().split()[0] for text in boxes(figure))
+    assert labels[:5] == ["A", "B", "C", "D", "E"] and len(labels) <= 6  # and variants on their paths
+    assert figure._suptitle.get_text() == "Fig. 1"
+    assert not any(text.get_text() == "depth_filter" for text in figure.axes[0].texts)
+
+
+def test_lineage_without_names_draws_the_closest_variants():
+    graph = budgetnet.variants(MODELS["A"], max_steps=2, rules=["depth_filter", "delay_pool"])
+    figure = lineage(graph, max_nodes=4)
+    assert [text.get_text().split()[0] for text in boxes(figure)].count("v0") == 1
+    assert len(boxes(figure)) == 4
+
+
+def test_lineage_bad_input(fig1_graph):
+    with pytest.raises(BudgetError, match="max_nodes=0 is invalid; expected an integer >= 1"):
+        lineage(fig1_graph, max_nodes=0)
+    with pytest.raises(BudgetError, match=r"nodes=\['nope'\] are not in the graph"):
+        lineage(fig1_graph, nodes=["nope"])
