@@ -231,9 +231,10 @@ def _chain(graph_module: fx.GraphModule) -> list[_Step]:
                 )
             break
         if len(tensors) > 1:
+            origins = "; ".join(_origin(tensor, graph_module) for tensor in tensors)
             raise UnsupportedModuleError(
-                f"{where} combines {len(tensors)} tensors: a branching graph (such as a residual "
-                f"add or a concatenation) cannot be expressed as an Arch; {SUPPORTED}"
+                f"{where} combines {len(tensors)} tensors ({origins}): a branching graph (such as a "
+                f"residual add or a concatenation) cannot be expressed as an Arch; {SUPPORTED}"
             )
         if tensors != [current]:
             source = f"an earlier tensor ({_origin(tensors[0], graph_module)})" if tensors else "no tensor"
@@ -301,7 +302,10 @@ def _functional_pool(node: fx.Node, where: str) -> nn.Module:
         raise UnsupportedModuleError(
             f"{where}: argument(s) {dynamic} depend on the input; expected constant pooling arguments"
         )
-    return cls(**arguments)
+    try:
+        return cls(**arguments)
+    except TypeError as error:
+        raise UnsupportedModuleError(f"{where}: {error}; expected the arguments of {cls.__name__}") from None
 
 
 def _has_node(value) -> bool:

@@ -346,6 +346,15 @@ class Lambda(nn.Module):
         return self.function(x)
 
 
+class Scale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x * self.scale
+
+
 class Pair(nn.Module):
     def __init__(self):
         super().__init__()
@@ -446,8 +455,13 @@ UNSUPPORTED = [
     ),
     pytest.param(
         [Residual(), *_head(3 * 64)],
-        "operator.add() in '0' (Residual) combines 2 tensors: a branching graph",
+        "operator.add() in '0' (Residual) combines 2 tensors (the output of '0.conv' (Conv2d); the input image)",
         id="residual",
+    ),
+    pytest.param(
+        [nn.Conv2d(3, 4, 3), Scale(), *_head(4 * 36)],
+        "operator.mul() in '1' (Scale) combines 2 tensors (the output of '0' (Conv2d); the parameter or buffer '1.scale')",
+        id="parameter",
     ),
     pytest.param(
         [Inception(), *_head(4 * 64)],
