@@ -15,11 +15,11 @@ import sys
 from typing import Sequence
 
 from budgetnet import __version__
-from budgetnet.cli import export, results, search, show
+from budgetnet.cli import export, results, search, show, variants
 from budgetnet.errors import BudgetNetError
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS = [show, search, results, export]
+COMMANDS = [show, search, results, export, variants]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,164 @@
+"""List the equal-cost variants of an architecture: every network the paper's
+layer-replacement rules (Sec. 4) reach from SPEC within --steps rewrites whose Eqn. (1) cost
+stays within --tolerance of the budget (default: SPEC's own cost). Each row shows the zoo
+name (or v<i>), notation, depth d, conv MACs, the cost ratio to SPEC, and the rules on a
+shortest path from SPEC.
+
+rules:
+  depth_filter   Eqns. 3-5: an s x s conv -> a cascade of smaller filters (3 -> 2+2, 5 -> 3+3, 5 -> 2x4)
+  depth_width    Eqns. 6-8: k convs -> 2k or 3k narrower convs, the width solved from Eqn. (1)
+  width_filter   Eqns. 9-10: k convs -> k convs of another filter size, the width solved
+  add_pool       Eqn. 11: a p/p pool before the last convs of a stage, the first moved conv p^2 wider
+  delay_pool     Sec. 4.6: a pool's stride moves to the conv after it
+
+examples:
+  budgetnet variants A
+  budgetnet variants A --steps 3 --tolerance 0.08 --max-depth 11 --plot lineage.png
+  budgetnet variants B --rules delay_pool --steps 1 --json
+  budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.9x
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
+from budgetnet.complexity import format_count
+
+NAME = "variants"
+HELP = "list the equal-cost variants the layer-replacement rules reach from an architecture"
+
+
+def _png_path(text: str) -> Path:
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"plot path {text!r}: expected a file name ending in .png")
+    return Path(text)
+
+
+def _count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser) -> None:
+    from budgetnet.rewrites import RULES
+
+    parser.add_argument("spec", metavar="SPEC", help=SPEC_HELP + " (the baseline)")
+    parser.add_argument(
+        "--budget",
+        metavar="COST",
+        help="target Eqn. (1) cost: a ratio to SPEC such as 0.9x, or MACs such as 850M (default: SPEC's cost)",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        metavar="T",
+        help="keep variants whose cost is within T of the budget, either side (default 0.05 = 5%%)",
+    )
+    parser.add_argument(
+        "--steps", type=_count(0), default=2, metavar="N", help="most rewrites from SPEC (default 2)"
+    )
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        choices=[rule.name for rule in RULES],
+        metavar="RULE",
+        help="rules to apply (default: all five, see 'rules:' above)",
+    )
+    parser.add_argument("--max-depth", type=_count(1), metavar="N", help="drop variants with more than N conv layers")
+    parser.add_argument("--limit", type=_count(1), metavar="N", help="stop once N variants are found")
+    parser.add_argument(
+        "--input", type=parse_shape, metavar="CxHxW", help="input shape (default: the SPEC's, 3x224x224 for notation)"
+    )
+    parser.add_argument("--classes", type=int, metavar="N", help="classifier width (default: the SPEC's, 1000)")
+    parser.add_argument("--json", action="store_true", help="print the variants and rewrites as JSON")
+    parser.add_argument(
+        "--plot", type=_png_path, metavar="PATH.png", help="save the lineage graph (like the paper's Figs. 1-3)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)")
+
+
+def run(args) -> int:
+    from budgetnet.explore import records, summary, to_dict, variants
+    from search_spaces.paper import MODELS
+
+    baseline = load_arch(args.spec, args.input, args.classes)
+    graph = variants(
+        baseline,
+        budget=args.budget,
+        tolerance=args.tolerance,
+        max_steps=args.steps,
+        rules=args.rules,
+        max_depth=args.max_depth,
+        max_variants=args.limit,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        names=MODELS,
+    )
+    if args.plot is not None:
+        from budgetnet.plots import lineage
+
+        try:
+            args.plot.parent.mkdir(parents=True, exist_ok=True)
+            lineage(graph, args.plot)
+        except OSError as error:
+            print(f"budgetnet variants: error: cannot write the plot {str(args.plot)!r}: {error}", file=sys.stderr)
+            return 2
+    if args.json:
+        data = to_dict(graph)
+        data["summary"] = summary(graph)
+        if args.plot is not None:
+            data["plot"] = str(args.plot)
+        print_json(data)
+        return 0
+    print(f"{baseline}   (input {'x'.join(map(str, baseline.input_shape))}, {baseline.num_classes} classes)\n")
+    print(format_table(records(graph)))
+    print()
+    print(summary(graph))
+    if args.plot is not None:
+        print(f"lineage plot: {args.plot}")
+    return 0
+
+
+def format_table(rows: list[dict]) -> str:
+    """The terminal table of :func:`budgetnet.explore.records` rows.
+
+    Example:
+        >>> print(format_table([{"label": "A", "notation": "(3,8)", "depth": 1, "macs": 1152,
+        ...                      "ratio": 1.0, "steps": 0, "path": []}]))
+        name  notation  d  MACs   ratio  steps  path
+        ----  --------  -  ----  ------  -----  ----------
+        A     (3,8)     1  1.2K  1.000x      0  (baseline)
+    """
+    header = ("name", "notation", "d", "MACs", "ratio", "steps", "path")
+    lines = [
+        (
+            row["label"],
+            row["notation"],
+            str(row["depth"]),
+            format_count(row["macs"]),
+            f"{row['ratio']:.3f}x",
+            str(row["steps"]),
+            " > ".join(row["path"]) or "(baseline)",
+        )
+        for row in rows
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    right = {2, 3, 4, 5}
+
+    def render(cells):
+        return "  ".join(
+            cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(cells, widths))
+        ).rstrip()
+
+    return "\n".join([render(header), render(["-" * w for w in widths])] + [render(line) for line in lines])
