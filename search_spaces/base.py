@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 from typing import Sequence
 
 from budgetnet.arch import Arch
-from budgetnet.complexity import Budget, format_count
+from budgetnet.complexity import Budget
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
 
 #: The names :func:`get_space` accepts.
@@ -285,8 +284,3 @@ def _check_shape(input_shape) -> tuple[int, int, int]:
             f"input_shape={input_shape!r} is invalid; expected (channels, height, width), three integers >= 1"
         )
     return shape
-
-
-def format_macs(value: int | float) -> str:
-    """MACs with an SI suffix, or ``inf`` (used in messages)."""
-    return "inf" if value == math.inf else f"{format_count(value)} MACs"
