@@ -237,7 +237,8 @@ def device_name(device: str | torch.device = "cpu") -> str:
                 break
     except OSError:
         pass
-    return f"{model} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{model} ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def default_cache_dir() -> Path:

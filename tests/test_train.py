@@ -1,0 +1,293 @@
+"""budgetnet.train: recipes, fit, evaluate, divergence, checkpoints and resume, devices."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import budgetnet
+from budgetnet.data import from_tensors, load_data
+from budgetnet.errors import CheckpointError, DeviceError, TrainingError
+from budgetnet.train import RECIPES, FitResult, Recipe, evaluate, fit, get_recipe, resolve_device
+
+SPEC = "(3,4) 2/2 (3,8) spp(2,1) fc(16) fc(16)"
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_data("digits", image_size=8, limit=120)
+
+
+@pytest.fixture(scope="module")
+def arch(digits):
+    return budgetnet.parse(SPEC, input_shape=digits.input_shape, num_classes=digits.num_classes)
+
+
+# -- recipes ---------------------------------------------------------------------------------------
+def test_paper_recipe_is_section_5():
+    recipe = get_recipe("paper")
+    assert (recipe.optimizer, recipe.lr, recipe.momentum, recipe.weight_decay, recipe.batch_size) == (
+        "sgd", 0.01, 0.9, 0.0005, 128,
+    )  # fmt: skip
+    assert recipe.epochs == 75
+    assert recipe.milestone_epochs() == (10.0, 70.0)  # 0.01 for 10 epochs, 0.001 for 60, then 0.0001
+    assert [recipe.lr_factor(epoch) for epoch in (0, 9.99, 10, 69.99)] == [1.0, 1.0, 0.1, 0.1]
+    assert recipe.lr_factor(70) == pytest.approx(0.01)
+    assert recipe.label_smoothing == 0.0
+
+
+def test_paper_recipe_scales_to_other_epochs():
+    assert get_recipe("paper", epochs=15).milestone_epochs() == (2.0, 14.0)
+    assert get_recipe("paper", epochs=150).milestone_epochs() == (20.0, 140.0)
+
+
+def test_quick_recipe_is_cosine_with_label_smoothing():
+    recipe = get_recipe("quick", epochs=4)
+    assert recipe.schedule == "cosine" and recipe.label_smoothing == 0.1
+    assert recipe.warmup_epochs == pytest.approx(0.2)
+    assert recipe.lr_factor(0.2) == pytest.approx(1.0)
+    assert recipe.lr_factor(2.1) == pytest.approx(0.5)  # half-way through the cosine after the warm-up
+    assert recipe.lr_factor(4.0) == pytest.approx(0.0, abs=1e-12)
+    assert RECIPES == ("quick", "paper")
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: get_recipe("fast"), r"recipe='fast' is invalid; expected one of \('quick', 'paper'\)"),
+        (lambda: get_recipe("quick", batch_size=0), r"recipe batch_size=0 is invalid; expected an integer >= 1"),
+        (lambda: get_recipe("quick", batch_size=-4), r"recipe batch_size=-4 is invalid"),
+        (lambda: get_recipe("quick", epochs=0), r"recipe epochs=0 is invalid; expected an integer >= 1"),
+        (lambda: get_recipe("paper", lr=0.0), r"recipe lr=0.0 is invalid; expected a number > 0"),
+        (lambda: get_recipe("paper", optimizer="rmsprop"), r"recipe optimizer='rmsprop' is invalid"),
+        (lambda: get_recipe("paper", speed=3), r"recipe field 'speed' is unknown"),
+        (lambda: Recipe("mine", 3, milestones=(1.5,)), r"recipe milestones=1.5 is invalid; expected fractions"),
+    ],
+)
+def test_bad_recipes(make, message):
+    with pytest.raises(TrainingError, match=message):
+        make()
+
+
+def test_batch_size_not_positive_is_an_error(arch, digits):
+    with pytest.raises(TrainingError, match=r"recipe batch_size=0 is invalid; expected an integer >= 1"):
+        fit(arch, digits, "quick", batch_size=0, progress=False)
+
+
+# -- devices ------------------------------------------------------------------------------------------
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(DeviceError, match=r"device='gpu' is not understood; expected 'auto', 'cpu', 'cuda'"):
+        resolve_device("gpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_on_a_cpu_machine_is_a_device_error(arch, digits):
+    with pytest.raises(DeviceError, match=r"device='cuda' is not there: this torch .* sees no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceError, match=r"device='cuda:1' is not there"):
+        fit(arch, digits, device="cuda:1", progress=False)
+
+
+# -- fit -------------------------------------------------------------------------------------------------
+def test_fit_reports_every_epoch_to_the_callback(arch, digits):
+    seen = []
+    result = fit(arch, digits, "quick", epochs=2, batch_size=32, progress=False,
+                 callback=lambda epoch, metrics: seen.append((epoch, metrics)))  # fmt: skip
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    assert set(seen[0][1]) == {"epoch", "train_loss", "val_accuracy", "val_loss", "lr", "seconds"}
+    assert result.history == [metrics for _, metrics in seen]
+    assert result.epochs_run == 2 and not result.diverged and not result.stopped_early
+    assert result.val_accuracy == seen[-1][1]["val_accuracy"]
+    assert result.best_val_accuracy == max(metrics["val_accuracy"] for _, metrics in seen)
+    assert result.images_per_second > 0 and result.device == "cpu"
+    assert result.model.arch == arch
+    json.dumps(result.to_dict())
+
+
+def test_callback_true_stops_and_exceptions_propagate(arch, digits):
+    result = fit(arch, digits, "quick", epochs=5, progress=False, callback=lambda epoch, metrics: epoch == 2)
+    assert result.stopped_early and result.epochs_run == 2
+
+    class Pruned(Exception):
+        pass
+
+    def prune(epoch, metrics):
+        raise Pruned
+
+    with pytest.raises(Pruned):
+        fit(arch, digits, "quick", epochs=3, progress=False, callback=prune)
+
+
+def test_fit_learns_an_easy_task():
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(160) % 2
+    images = torch.rand(160, 1, 8, 8, generator=generator) * 0.2
+    images[labels == 1, :, :4] += 0.8  # class 1: bright top half
+    data = from_tensors(images, labels, augment={"crop": False})
+    model = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2)
+    result = fit(model, data, "quick", epochs=4, batch_size=16, progress=False)
+    assert result.val_accuracy >= 0.9
+    assert evaluate(result.model, data, device="cpu")["accuracy"] >= 0.9
+
+
+def test_step_schedule_reaches_the_optimizer(digits, arch):
+    recipe = Recipe("steps", 2, batch_size=40, optimizer="sgd", lr=0.1, milestones=(0.5,), gamma=0.1)
+    result = fit(arch, digits, recipe, progress=False)
+    assert [round(entry["lr"], 6) for entry in result.history] == [0.01, 0.01]  # stepped after epoch 1
+
+
+def test_divergence_stops_with_a_clear_result(arch, digits):
+    result = fit(arch, digits, get_recipe("paper", epochs=3, lr=1e8), progress=False)
+    assert result.diverged and result.val_accuracy == 0.0 and result.epochs_run < 3
+    assert "training diverged: the loss became" in result.message and "lower learning rate" in result.message
+
+
+def test_fit_a_torch_module_and_reject_mismatched_ones(digits):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    result = fit(model, digits, "quick", epochs=1, progress=False)
+    assert result.model is model and result.epochs_run == 1
+    with pytest.raises(TrainingError, match=r"model output shape \(2, 3\) is invalid; expected \(batch, 10\)"):
+        fit(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), digits, progress=False)
+    with pytest.raises(TrainingError, match=r"model does not accept the data's 1x8x8 images"):
+        fit(nn.Sequential(nn.Flatten(), nn.Linear(50, 10)), digits, progress=False)
+    with pytest.raises(TrainingError, match=r"model_or_arch=str is invalid; expected a budgetnet.Arch"):
+        fit("(3,8)", digits, progress=False)
+    with pytest.raises(TrainingError, match=r"data=list is invalid; expected a budgetnet.data.Dataset"):
+        fit(model, [], progress=False)
+
+
+def test_an_arch_is_adapted_to_the_data(digits):
+    arch = budgetnet.parse("(3,4) gap")  # 3x224x224, 1000 classes
+    result = fit(arch, digits, epochs=1, progress=False)
+    assert result.model.arch.input_shape == (1, 8, 8) and result.model.arch.num_classes == 10
+
+
+def test_fit_leaves_the_global_random_state_alone(arch, digits):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(arch, digits, epochs=1, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_same_seed_same_model_other_seed_other_model(arch, digits):
+    first, again, other = (fit(arch, digits, "quick", epochs=1, seed=seed, progress=False) for seed in (4, 4, 5))
+    assert first.history[0]["train_loss"] == again.history[0]["train_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+    assert first.history[0]["train_loss"] != other.history[0]["train_loss"]
+
+
+# -- checkpoints -------------------------------------------------------------------------------------
+def strip_seconds(history):
+    return [{key: value for key, value in entry.items() if key != "seconds"} for entry in history]
+
+
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, digits, arch):
+    data = from_tensors(torch.rand(96, 3, 8, 8), torch.arange(96) % 3, augment={"flip": True})  # crop, flip, colour
+    arch = arch.with_input(data.input_shape, data.num_classes)
+    options = dict(epochs=3, batch_size=16, seed=7, progress=False)
+    whole = fit(arch, data, "paper", **options)
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(epoch, metrics):
+        if epoch == 2:
+            raise Interrupted
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(Interrupted):
+        fit(arch, data, "paper", checkpoint=path, callback=interrupt, **options)
+    assert torch.load(path, weights_only=True)["epoch"] == 2
+    resumed = fit(arch, data, "paper", checkpoint=path, **options)
+    assert resumed.resumed_from == 2 and resumed.epochs_run == 3
+    assert resumed.val_accuracy == whole.val_accuracy
+    assert strip_seconds(resumed.history) == strip_seconds(whole.history)
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_finished_checkpoint_returns_without_training(tmp_path, arch, digits):
+    path = tmp_path / "done.pt"
+    first = fit(arch, digits, "quick", epochs=1, checkpoint=path, progress=False)
+    again = fit(arch, digits, "quick", epochs=1, checkpoint=path, progress=False)
+    assert again.resumed_from == 1 and again.history == first.history
+    assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+
+
+def test_checkpoint_from_another_architecture(tmp_path, arch, digits):
+    path = tmp_path / "other.pt"
+    fit(arch, digits, "quick", epochs=1, checkpoint=path, progress=False)
+    other = budgetnet.parse("(3,4) 2/2 (2,8)x2 spp(2,1) fc(16) fc(16)", input_shape=(1, 8, 8), num_classes=10)
+    with pytest.raises(CheckpointError, match=r"belongs to another architecture: it holds '\(3,4\) 2/2 \(3,8\)"):
+        fit(other, digits, "quick", epochs=1, checkpoint=path, progress=False)
+
+
+def test_checkpoint_from_another_recipe_or_seed(tmp_path, arch, digits):
+    path = tmp_path / "recipe.pt"
+    fit(arch, digits, "quick", epochs=1, checkpoint=path, progress=False)
+    with pytest.raises(CheckpointError, match=r"was written with recipe=.* expected the same recipe to resume"):
+        fit(arch, digits, "quick", epochs=2, checkpoint=path, progress=False)
+    with pytest.raises(CheckpointError, match=r"was written with seed=0, this run has seed=1"):
+        fit(arch, digits, "quick", epochs=1, seed=1, checkpoint=path, progress=False)
+
+
+def test_checkpoint_that_is_not_one(tmp_path, arch, digits):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"\x00not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"garbage.pt' cannot be read .*expected a file written by budgetnet"):
+        fit(arch, digits, epochs=1, checkpoint=path, progress=False)
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match=r"is not a budgetnet checkpoint"):
+        fit(arch, digits, epochs=1, checkpoint=path, progress=False)
+
+
+# -- evaluate -----------------------------------------------------------------------------------------
+def test_evaluate_matches_a_hand_computation(digits):
+    torch.manual_seed(0)
+    model = budgetnet.build(budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10))
+    scores = evaluate(model, digits, split="val", device="cpu", batch_size=50)
+    with torch.no_grad():
+        logits = model.eval()(digits.val.images)
+    assert scores["accuracy"] == pytest.approx(float((logits.argmax(1) == digits.val.labels).float().mean()))
+    assert scores["loss"] == pytest.approx(float(nn.functional.cross_entropy(logits, digits.val.labels)), rel=1e-4)
+    assert scores["images"] == len(digits.val) and scores["views"] == 1 and scores["split"] == "val"
+
+
+def test_ten_view_evaluation_averages_the_views():
+    data = from_tensors(torch.rand(30, 3, 8, 8), torch.arange(30) % 3, augment={"flip": True})
+    torch.manual_seed(0)
+    model = budgetnet.build(budgetnet.parse("(3,4) gap", input_shape=(3, 8, 8), num_classes=3))
+    scores = evaluate(model, data, views=10, device="cpu")
+    with torch.no_grad():
+        probabilities = sum(torch.softmax(model.eval()(view), 1) for view in data.views(data.test.images, 10)) / 10
+    assert scores["views"] == 10
+    assert scores["accuracy"] == pytest.approx(float((probabilities.argmax(1) == data.test.labels).float().mean()))
+    assert scores["loss"] == pytest.approx(float(-probabilities.log()[range(len(data.test)), data.test.labels].mean()))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"views": 5}, r"views=5 is invalid; expected 1 \(centre\) or 10"),
+        ({"split": "dev"}, r"split='dev' is invalid; expected 'test', 'val' or 'train'"),
+        ({"batch_size": 0}, r"batch_size=0 is invalid; expected an integer >= 1"),
+    ],
+)
+def test_evaluate_bad_options(digits, options, message):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    with pytest.raises(TrainingError, match=message):
+        evaluate(model, digits, **options)
+
+
+def test_evaluate_accepts_a_fit_result(arch, digits):
+    result = fit(arch, digits, epochs=1, progress=False)
+    assert isinstance(result, FitResult)
+    assert evaluate(result, digits, split="val")["accuracy"] == pytest.approx(result.val_accuracy)
+    assert math.isfinite(evaluate(result, digits)["loss"])
