@@ -203,7 +203,7 @@ def _known_names(names: Mapping[str, Arch] | None, baseline: Arch) -> dict[str, 
 
 
 def _progress_bar(total: int, step: int, max_steps: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc=f"step {step}/{max_steps}", unit="arch", disable=not enabled, leave=False)
 
