@@ -174,6 +174,7 @@ class FC:
 
 Layer = Union[Conv, Pool, SPP, Flatten, FC]
 LAYER_TYPES = {cls.kind: cls for cls in (Conv, Pool, SPP, Flatten, FC)}
+_LAYER_CLASSES = tuple(LAYER_TYPES.values())
 FEATURE_LAYERS = (Conv, Pool)
 REDUCERS = (SPP, Flatten)
 
@@ -261,6 +262,7 @@ class Arch:
     ):
         if isinstance(layers, nx.DiGraph):
             graph = layers.copy()
+            order = _chain_order(graph)
         else:
             try:
                 layers = list(layers)
@@ -273,10 +275,11 @@ class Arch:
                 graph.add_node(node, layer=layer)
                 if node:
                     graph.add_edge(node - 1, node)
+            order = list(range(len(layers)))
+            _check_layer_types(layers)
         self._input_shape = _check_input_shape(input_shape)
         _check_int("arch", "num_classes", num_classes, 1)
         self._num_classes = num_classes
-        order = _chain_order(graph)
         if not any(isinstance(graph.nodes[node]["layer"], REDUCERS) for node in order):
             head = next(
                 (i for i, node in enumerate(order) if isinstance(graph.nodes[node]["layer"], FC)),
@@ -298,7 +301,7 @@ class Arch:
         self._layers = tuple(graph.nodes[node]["layer"] for node in order)
         _check_order(self._layers)
         self._shapes = _infer_shapes(self._layers, self._order, self._input_shape)
-        self._key = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"))
+        self._key = (self._input_shape, self._num_classes, self.resolved_layers)
 
     # -- views -------------------------------------------------------------------------
     @property
@@ -442,7 +445,8 @@ class Arch:
             >>> len(budgetnet.parse("(3,8)").fingerprint())
             16
         """
-        return hashlib.sha256(self._key.encode()).hexdigest()[:16]
+        text = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- text and JSON -------------------------------------------------------------------
     def notation(self) -> str:
@@ -555,16 +559,27 @@ def _chain_order(graph: nx.DiGraph) -> list[int]:
         raise ArchError("arch graph: every node needs a 'layer' attribute")
     bad = [n for n in graph if graph.in_degree(n) > 1 or graph.out_degree(n) > 1]
     starts = [n for n in graph if graph.in_degree(n) == 0]
-    if bad or len(starts) != 1 or not nx.is_weakly_connected(graph):
+    order = []
+    if not bad and len(starts) == 1:
+        order.append(starts[0])
+        for _ in range(graph.number_of_nodes() - 1):
+            successors = list(graph.successors(order[-1]))
+            if not successors:
+                break
+            order.append(successors[0])
+    if len(order) != graph.number_of_nodes():
         raise ArchError(
             "arch graph: expected a single path from one input (single-path CNNs only); "
             f"branching nodes {bad}, start nodes {starts}"
         )
-    order = list(nx.topological_sort(graph))
-    for layer in (graph.nodes[n]["layer"] for n in order):
-        if not isinstance(layer, tuple(LAYER_TYPES.values())):
-            raise ArchError(f"arch layer {layer!r} is not a budgetnet layer spec")
+    _check_layer_types(graph.nodes[n]["layer"] for n in order)
     return order
+
+
+def _check_layer_types(layers: Iterable) -> None:
+    for layer in layers:
+        if not isinstance(layer, _LAYER_CLASSES):
+            raise ArchError(f"arch layer {layer!r} is not a budgetnet layer spec")
 
 
 def _check_order(layers: Sequence[Layer]) -> None:
@@ -638,7 +653,8 @@ def _infer_shapes(
             _check_window(name, layer, size, kernel, padding)
             height, width = (conv_output_size(m, kernel, stride, padding) for m in size)
             channels = layer.out_channels
-            layer = replace(layer, padding=padding)
+            if layer.padding != padding:
+                layer = replace(layer, padding=padding)
             shape = (channels, height, width)
         elif isinstance(layer, Pool):
             size = [height, width]
