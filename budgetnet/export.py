@@ -114,7 +114,8 @@ def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     attrs = trial.user_attrs
     text = f"study {study.study_name!r}, trial {trial.number}"
     if attrs.get("val_accuracy") is not None:
-        text += f": validation accuracy {attrs['val_accuracy']:.4f} after {attrs.get('epochs')} epochs"
+        epochs = attrs.get("epochs")
+        text += f": validation accuracy {attrs['val_accuracy']:.4f} after {epochs} epoch{'' if epochs == 1 else 's'}"
     return text
 
 

@@ -3,13 +3,12 @@
 The parent creates the study first (race-free), then starts ``N`` copies of the same
 ``budgetnet search`` command that join it; each takes queued trial slots until none is left.
 With several GPUs and ``--device auto`` or ``cuda``, worker ``i`` sees only GPU
-``i % count`` through ``CUDA_VISIBLE_DEVICES``. Ctrl-C (or SIGTERM to the parent) stops the
+``i % count`` through ``CUDA_VISIBLE_DEVICES``; on the CPU each gets an equal share of the
+cores (``OMP_NUM_THREADS``). Ctrl-C (or SIGTERM to the parent) stops the
 workers; their running trials are queued again for a resumed search.
 
 Example:
-    >>> gpu_environments(3, "cpu", gpus=2)
-    [{}, {}, {}]
-    >>> gpu_environments(3, "auto", gpus=2)
+    >>> worker_environments(3, "auto", gpus=2)
     [{'CUDA_VISIBLE_DEVICES': '0'}, {'CUDA_VISIBLE_DEVICES': '1'}, {'CUDA_VISIBLE_DEVICES': '0'}]
 """
 
@@ -34,16 +33,19 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def gpu_environments(workers: int, device: str, gpus: int | None = None) -> list[dict]:
-    """Extra environment for each worker: one GPU each, round robin, when GPUs are used."""
-    if device not in ("auto", "cuda"):
+def worker_environments(workers: int, device: str, gpus: int | None = None, cpus: int | None = None) -> list[dict]:
+    """Extra environment for each worker: one GPU each (round robin) when GPUs are used;
+    otherwise a share of the CPU cores each (``OMP_NUM_THREADS``), unless already set."""
+    if device in ("auto", "cuda"):
+        gpus = visible_gpus() if gpus is None else gpus
+        if gpus > 0:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            ids = visible.split(",") if visible else [str(index) for index in range(gpus)]
+            return [{"CUDA_VISIBLE_DEVICES": ids[index % len(ids)]} for index in range(workers)]
+    if "OMP_NUM_THREADS" in os.environ:
         return [{} for _ in range(workers)]
-    gpus = visible_gpus() if gpus is None else gpus
-    if gpus < 1:
-        return [{} for _ in range(workers)]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = visible.split(",") if visible else [str(index) for index in range(gpus)]
-    return [{"CUDA_VISIBLE_DEVICES": ids[index % len(ids)]} for index in range(workers)]
+    cpus = (os.cpu_count() or 1) if cpus is None else cpus
+    return [{"OMP_NUM_THREADS": str(max(1, cpus // workers))} for _ in range(workers)]
 
 
 def run_workers(

@@ -133,12 +133,15 @@ def run(args) -> int:
     if not args.worker_process and not args.json:
         print(space.describe())
         print(f"data {data}; storage {describe(url)}")
-    signal.signal(signal.SIGTERM, _interrupt)
-    if args.workers == 1:
-        study = search(space, data, progress=progress, train_baseline=not args.no_baseline, **options)
-    else:
-        study = setup_search(space, data, **options)
-        _run_workers(args, study, url, start, progress)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM queues the running trial again, as Ctrl-C
+    try:
+        if args.workers == 1:
+            study = search(space, data, progress=progress, train_baseline=not args.no_baseline, **options)
+        else:
+            study = setup_search(space, data, **options)
+            _run_workers(args, study, url, start, progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if args.worker_process:
         return 0
     return report(study, args)
@@ -149,7 +152,7 @@ def _interrupt(signum, frame):
 
 
 def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
-    from budgetnet.workers import gpu_environments, run_workers, worker_command
+    from budgetnet.workers import run_workers, worker_command, worker_environments
 
     timeout = None if args.timeout is None else max(args.timeout - (time.monotonic() - start), 1.0)
     commands = []
@@ -158,7 +161,7 @@ def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
         if index == 0 and not args.no_baseline:
             arguments.remove("--no-baseline")
         commands.append(worker_command(arguments))
-    codes = run_workers(commands, gpu_environments(args.workers, args.device), study, progress)
+    codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress)
     failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code]
     if failed:
         raise SearchError("; ".join(failed) + " (its messages are above); the study keeps every finished trial")

@@ -1,0 +1,94 @@
+"""Several workers on one study in a real PostgreSQL server (started by tests/conftest.py):
+an exact trial count with no duplicate or lost trial, and a worker killed mid-trial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from budgetnet.study import counted_trials
+
+QUICK = ["--limit", "60", "--no-baseline", "--no-progress", "--device", "cpu"]
+
+
+def budgetnet_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "budgetnet", "search", *arguments]
+
+
+def test_three_workers_hold_exactly_n_trials(postgres_url, tmp_path):
+    result = subprocess.run(
+        budgetnet_command("--workers", "3", "--trials", "7", "--epochs", "1", "--storage", postgres_url,
+                          "--study", "three", "--json", *QUICK),  # fmt: skip
+        capture_output=True, text=True, timeout=400, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="three", storage=postgres_url)
+    trials = study.trials
+    assert len(trials) == 7 and [t.number for t in trials] == list(range(7))  # nothing extra was created
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # none lost or left queued
+    assert len(counted_trials(study)) == 7
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert len(workers) >= 2  # the slots were shared out, each taken by one worker
+    assert not (tmp_path / "budgetnet.db").exists()
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+
+
+def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgres_url, tmp_path):
+    command = budgetnet_command(
+        "--trials", "3", "--epochs", "8", "--pruner", "none", "--heartbeat", "1", "--storage", postgres_url,
+        "--study", "killed", *QUICK,
+    )  # fmt: skip
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+
+        def mid_trial():
+            try:
+                study = optuna.load_study(study_name="killed", storage=postgres_url)
+            except KeyError:
+                return None
+            done = study.get_trials(states=(TrialState.COMPLETE,))
+            running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+            return (done, running[0]) if done and running else None
+
+        done, running = wait_for(mid_trial, 240, "one completed trial and one in its first epochs")
+        assert len(running.intermediate_values) < 8  # still training
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == -signal.SIGKILL
+    before = {t.number: (t.params, t.values) for t in done}
+    study = optuna.load_study(study_name="killed", storage=postgres_url)
+    assert study.trials[running.number].state == TrialState.RUNNING  # dead, but nobody knows yet
+
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="killed", storage=postgres_url)
+    for number, (params, values) in before.items():  # every completed trial is kept as it was
+        assert (study.trials[number].params, study.trials[number].values) == (params, values)
+    assert study.trials[running.number].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
+    assert len(retries) == 1
+    retry = retries[0]
+    assert retry.state == TrialState.COMPLETE and retry.params == running.params
+    assert retry.user_attrs["retry_of"] == running.number and retry.user_attrs["epochs"] == 8
+    assert len(counted_trials(study)) == 3
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert "3 finished trials" in resumed.stdout
