@@ -1,0 +1,129 @@
+"""Benchmark: ``budgetnet.variants`` from the paper's baseline A (224x224x3, 1000 classes).
+
+For each configuration (steps, tolerance, max depth) the script runs the breadth-first walk
+over all five rewrite rules and reports
+
+* how many equal-cost variants it keeps, and which models of Tables 1-2 are among them;
+* how many sites it checked (each one a rewrite: an Arch built, its Eqn. (1) cost counted,
+  widths solved where the rule needs one), how many a rule refused, and how many landed off
+  the budget or too deep;
+* the wall time (median of ``--repeats`` runs), the sites checked per second and the
+  variants kept per second.
+
+Usage:
+    python bench/variants.py [--config 2:0.05 --config 3:0.05 ...] [--repeats 3] [--markdown PATH]
+
+A config is ``STEPS:TOLERANCE`` or ``STEPS:TOLERANCE:MAX_DEPTH``. The defaults are the
+issue's 2 and 3 steps at 5%, 3 steps at 8% (I costs 0.93 of A) and 4 steps at 8% with
+depth <= 11 (J' is four rewrites from A; 11 is the deepest model of the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import budgetnet
+from budgetnet.explore import summary
+from search_spaces.paper import MODELS
+
+DEFAULT_CONFIGS = ("2:0.05", "3:0.05", "3:0.08", "4:0.08:11")
+
+
+def parse_config(text: str) -> tuple[int, float, int | None]:
+    parts = text.split(":")
+    try:
+        steps, tolerance = int(parts[0]), float(parts[1])
+        depth = int(parts[2]) if len(parts) > 2 else None
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"config {text!r}: expected STEPS:TOLERANCE[:MAX_DEPTH], e.g. 3:0.05") from None
+    if len(parts) > 3 or steps < 0 or tolerance < 0 or (depth is not None and depth < 1):
+        raise argparse.ArgumentTypeError(f"config {text!r}: expected STEPS >= 0, TOLERANCE >= 0, MAX_DEPTH >= 1")
+    return steps, tolerance, depth
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def run(steps: int, tolerance: float, depth: int | None, repeats: int) -> dict:
+    seconds, graph = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        graph = budgetnet.variants(MODELS["A"], tolerance=tolerance, max_steps=steps, max_depth=depth, names=MODELS)
+        seconds.append(time.perf_counter() - start)
+    info = graph.graph
+    found = {data["name"] for _, data in graph.nodes(data=True) if data["name"]} - {"A"}
+    median = statistics.median(seconds)
+    return {
+        "steps": steps,
+        "tolerance": tolerance,
+        "max_depth": depth,
+        "variants": graph.number_of_nodes() - 1,
+        "checked": info["checked"],
+        "refused": info["refused"],
+        "rejected": info["rejected"],
+        "seconds": median,
+        "checks_per_s": info["checked"] / median,
+        "variants_per_s": (graph.number_of_nodes() - 1) / median,
+        "found": [name for name in MODELS if name in found],
+        "missing": [name for name in MODELS if name not in found and name != "A"],
+        "summary": summary(graph),
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| steps | tolerance | max depth | variants | sites checked | refused | off budget / too deep "
+        "| seconds | sites/s | variants/s | paper models missing |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['steps']} | {row['tolerance']:.0%} | {row['max_depth'] or '-'} | {row['variants']:,} | "
+            f"{row['checked']:,} | {row['refused']:,} | {row['rejected']:,} | {row['seconds']:.2f} | "
+            f"{row['checks_per_s']:,.0f} | {row['variants_per_s']:,.0f} | {', '.join(row['missing']) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--config", type=parse_config, action="append", metavar="STEPS:TOL[:DEPTH]",
+        help=f"a configuration to run (repeatable; default: {' '.join(DEFAULT_CONFIGS)})",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median time is kept (default 3)")
+    parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table as markdown to PATH")
+    args = parser.parse_args(argv)
+    configs = args.config or [parse_config(text) for text in DEFAULT_CONFIGS]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CPU: {os.cpu_count()}-core {cpu_model()}; Python {platform.python_version()}; load {load:.1f}")
+    rows = []
+    for steps, tolerance, depth in configs:
+        row = run(steps, tolerance, depth, max(1, args.repeats))
+        rows.append(row)
+        print(f"\nsteps={steps} tolerance={tolerance:g} max_depth={depth}: {row['summary']}")
+        print(f"  paper models found: {' '.join(row['found']) or 'none'}; missing: {' '.join(row['missing']) or 'none'}")
+    table = markdown(rows)
+    print("\n" + table)
+    end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n1-minute load average {load:.1f} at the start, {end_load:.1f} at the end")
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
