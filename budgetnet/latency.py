@@ -495,9 +495,11 @@ class LatencyBudget:
         self.label = label
         if table is True:
             table = LatencyTable(dev, batch_size=batch_size, mode=mode, repeats=repeats, warmup=warmup)
-        if table not in (None, False) and not isinstance(table, LatencyTable):
+        if table is False:
+            table = None
+        if table is not None and not isinstance(table, LatencyTable):
             raise BudgetError(f"budget table={table!r} is invalid; expected a LatencyTable, True or None")
-        self.table = table or None
+        self.table = table
         self._costs: dict[str, float] = {}
 
     @classmethod
