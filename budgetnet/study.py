@@ -487,7 +487,7 @@ def train_baseline_once(settings: _Settings) -> dict:
 def _latency(model, device: str, repeats: int) -> float:
     from budgetnet.latency import measure
 
-    return float(measure(model, device=device, batch_size=1, repeats=repeats).ms_per_image)
+    return float(measure(model, device=device, batch_size=1, repeats=repeats, warmup=1).ms_per_image)
 
 
 # -- one worker -----------------------------------------------------------------------------------
@@ -767,12 +767,12 @@ class _Objective:
 
 def _latency_arch(arch, settings: _Settings) -> float:
     """Latency of an untrained candidate (an infeasible one), for the Pareto plot."""
-    from budgetnet.builder import build
-    from budgetnet.train import resolve_device
+    from budgetnet.latency import measure
 
-    device = resolve_device(settings.device)
-    model = build(arch, norm=settings.norm).to(device).eval()
-    return _latency(model, str(device), LATENCY_REPEATS["objective"])
+    return float(
+        measure(arch, device=settings.device, batch_size=1, repeats=LATENCY_REPEATS["objective"], warmup=1,
+                norm=settings.norm).ms_per_image
+    )  # fmt: skip
 
 
 def _save_weights(model, directory: Path, number: int) -> str:

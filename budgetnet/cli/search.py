@@ -26,6 +26,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import signal
 import time
@@ -105,10 +106,15 @@ def run(args) -> int:
     start = time.monotonic()
     data = load_data(args.data, limit=args.limit)
     baseline = None if args.baseline is None else load_arch(args.baseline, data.input_shape, data.num_classes)
+    budget = args.budget
+    if budget is not None and re.search(r"ms(@\S+)?\s*$", budget):
+        from budgetnet.latency import LatencyBudget
+
+        budget = LatencyBudget.parse(budget, device=args.device, tolerance=args.tolerance)
     space = get_space(
         args.space,
         baseline=baseline,
-        budget=args.budget,
+        budget=budget,
         tolerance=args.tolerance,
         input_shape=data.input_shape,
         num_classes=data.num_classes,
