@@ -182,7 +182,7 @@ def default_baseline(input_shape: Sequence[int] | None = None, num_classes: int 
         >>> str(default_baseline((3, 224, 224), 1000))
         '(7,64)/2 3/3 (5,128) 2/2 (3,256)x3'
         >>> str(default_baseline((1, 28, 28), 10))
-        '(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64'
+        '(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)'
     """
     from search_spaces import paper, small
 

@@ -29,7 +29,7 @@ Example:
     ['none', "depth_filter stage 2 layers 2:3 '(5,32)' (kernel_size=2, count=4)", "depth_filter stage 2 layers 2:3 '(5,32)' (kernel_size=3, count=2)"]
     >>> arch = space.suggest(optuna.trial.FixedTrial({"step1": space.choices(space.baseline)[2]}))
     >>> str(arch)
-    '(3,16) 2/2 (3,32)x2 2/2 (3,64)x3 spp(2,1) fc64'
+    '(3,16) 2/2 (3,32)x2 2/2 (3,64)x3 spp(2,1)'
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class LayerReplacementSpace(SearchSpace):
             >>> from search_spaces import small
             >>> space = LayerReplacementSpace(small.baseline())
             >>> space.parameter(1, space.baseline), space.parameter(2, space.baseline)
-            ('step1', 'step2 from (3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64')
+            ('step1', 'step2 from (3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)')
         """
         return "step1" if step == 1 else f"step{step} from {arch.notation()}"
 

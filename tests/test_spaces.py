@@ -193,7 +193,7 @@ def test_stage_space_latency_like_budget_solves_by_admits():
 # -- the small space ---------------------------------------------------------------------------
 def test_small_baseline_cost_by_hand():
     arch = small.baseline()
-    assert str(arch) == "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64"
+    assert str(arch) == "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)"
     # 16x16: 1*9*16*16^2 + 16*25*32*8^2 + 32*9*64*4^2 + 2 * 64*9*64*4^2
     assert conv_macs(arch) == 36_864 + 819_200 + 294_912 + 2 * 589_824 == 2_330_624
     # MNIST 28x28: 1*9*16*28^2 + 16*25*32*14^2 + 32*9*64*7^2 + 2 * 64*9*64*7^2
