@@ -124,7 +124,7 @@ class Site:
     pools: tuple[int, ...] | None = None
 
     def __post_init__(self):
-        if self.pools is not None:
+        if isinstance(self.pools, (list, tuple)):
             object.__setattr__(self, "pools", tuple(self.pools))
 
     @property
@@ -158,14 +158,14 @@ class Site:
     @classmethod
     def from_dict(cls, data) -> "Site":
         """Rebuild a site from :meth:`to_dict` output."""
-        known = {item.name for item in fields(cls)}
-        if not isinstance(data, dict) or not {"rule", "stage", "start", "stop", "layers"} <= set(data):
-            raise RewriteError(
-                "?", repr(data), f"expected a site object with fields {sorted(known)}"
-            )
-        unknown = sorted(set(data) - known)
+        known = [item.name for item in fields(cls)]
+        required = {"rule", "stage", "start", "stop", "layers"}
+        if not isinstance(data, dict) or not required <= set(data):
+            rule = data.get("rule", "?") if isinstance(data, dict) else "?"
+            raise RewriteError(rule, None, f"site={data!r} is invalid; expected an object with fields {known}")
+        unknown = sorted(set(data) - set(known))
         if unknown:
-            raise RewriteError(data["rule"], repr(data), f"unknown site fields {unknown}; expected {sorted(known)}")
+            raise RewriteError(data["rule"], None, f"site has unknown fields {unknown}; expected {known}")
         return cls(**data)
 
 
@@ -228,7 +228,7 @@ class Rewrite:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a rule decided for one site: the replacement and how to check shapes."""
+    """What a rule decided for one site: the new layers for ``start:stop`` and the Arch."""
 
     start: int
     stop: int
@@ -239,7 +239,7 @@ class _Plan:
 
 class Rule:
     """Base of the rewrite rules. Subclasses set ``name``, ``equation`` and implement
-    :meth:`sites` and ``_plan`` (the replacement for one site)."""
+    ``_sites`` (see :meth:`sites`) and ``_plan`` (the replacement for one site)."""
 
     name: ClassVar[str] = ""
     equation: ClassVar[str] = ""
@@ -250,7 +250,13 @@ class Rule:
     #: Multiple the solved widths are rounded to (``None``: automatic); rules that solve set it.
     width_multiple: int | None = None
 
-    def sites(self, arch: Arch) -> list[Site]:  # pragma: no cover - abstract
+    def sites(self, arch: Arch) -> list[Site]:
+        """Every place and parameterisation where the rule applies in ``arch``."""
+        if not isinstance(arch, Arch):
+            raise RewriteError(self.name, None, f"arch={arch!r} is not an Arch")
+        return self._sites(arch)
+
+    def _sites(self, arch: Arch) -> list[Site]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _plan(self, arch: Arch, site: Site) -> _Plan:  # pragma: no cover - abstract
@@ -563,7 +569,7 @@ class DepthFilterRule(Rule):
     name = "depth_filter"
     equation = "Eqns. (3)-(5)"
 
-    def sites(self, arch: Arch) -> list[Site]:
+    def _sites(self, arch: Arch) -> list[Site]:
         sites = []
         for stage, start, stop in _conv_groups(arch, lambda info: arch.layers[info.index]):
             size = arch.layers[start].kernel_size
@@ -625,7 +631,7 @@ class DepthWidthRule(Rule):
             _check_positive_int(self.name, "width_multiple", width_multiple, 1)
         self.width_multiple = width_multiple
 
-    def sites(self, arch: Arch) -> list[Site]:
+    def _sites(self, arch: Arch) -> list[Site]:
         sites = []
         for stage, start, stop in _conv_groups(arch, lambda info: info.layer.kernel_size):
             layers = span_notation(arch.layers[start:stop])
@@ -676,7 +682,7 @@ class WidthFilterRule(Rule):
             _check_positive_int(self.name, "width_multiple", width_multiple, 1)
         self.width_multiple = width_multiple
 
-    def sites(self, arch: Arch) -> list[Site]:
+    def _sites(self, arch: Arch) -> list[Site]:
         sites = []
         for stage, start, stop in _conv_groups(arch, lambda info: info.layer.kernel_size):
             if stop - start < 2:
@@ -730,7 +736,7 @@ class AddPoolRule(Rule):
     def __init__(self, pool_sizes: Sequence[int] = (2, 3)):
         self.pool_sizes = _check_sizes(self.name, "pool_sizes", pool_sizes, 2)
 
-    def sites(self, arch: Arch) -> list[Site]:
+    def _sites(self, arch: Arch) -> list[Site]:
         sites = []
         for stage, convs in enumerate(arch.stages, start=1):
             for moved in range(2, len(convs), 2):
@@ -781,7 +787,7 @@ class DelayPoolRule(Rule):
     equation = "Sec. 4.6"
     keeps = "head"
 
-    def sites(self, arch: Arch) -> list[Site]:
+    def _sites(self, arch: Arch) -> list[Site]:
         eligible = [
             info.index
             for info in arch.features[:-1]

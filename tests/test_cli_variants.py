@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from budgetnet.cli import COMMANDS, main, variants
-from search_spaces.paper import MODELS, NOTATION
+from search_spaces.paper import NOTATION
 
 B_MACS = 821_400_256  # Table 1's B, by budgetnet.complexity (0.96 of A)
 
@@ -114,4 +114,3 @@ def test_help_lists_rules_and_examples():
     )
     for text in ("--tolerance T", "--plot PATH.png", "depth_filter   Eqns. 3-5", "budgetnet variants A --steps 3"):
         assert text in result.stdout
-    assert MODELS["A"] is not None

@@ -374,10 +374,14 @@ def test_unknown_rules_and_bad_parameters():
         DEPTH_FILTER.find(MODELS["A"], stage=5)
     with pytest.raises(RewriteError, match="2 sites with stage=3 in"):
         ADD_POOL.find(MODELS["A"], stage=3)
-    with pytest.raises(RewriteError, match=r"unknown site fields \['size'\]"):
+    with pytest.raises(RewriteError, match=r"rewrite rule 'add_pool': site has unknown fields \['size'\]"):
         Site.from_dict({"rule": "add_pool", "stage": 3, "start": 5, "stop": 7, "layers": "", "size": 2})
+    with pytest.raises(RewriteError, match=r"site=\[\] is invalid; expected an object with fields \['rule', 'stage'"):
+        Site.from_dict([])
     with pytest.raises(RewriteError, match="is not an Arch"):
         DEPTH_FILTER.rewrite("(3,256)", DEPTH_FILTER.find(MODELS["A"], stage=3, kernel_size=2))
+    with pytest.raises(RewriteError, match="rewrite rule 'add_pool': arch='A' is not an Arch"):
+        ADD_POOL.find("A", stage=3)
 
 
 # -- property: every accepted rewrite is a valid Arch whose cost is what the report says -----
