@@ -90,7 +90,7 @@ def variants(
         _check_count("max_variants", max_variants, 1)
     rules = resolve_rules(rules)
     budget = _budget(baseline, budget, tolerance)
-    known = _known_names(names, baseline)
+    known = _known_names(names)
 
     base_macs = conv_macs(baseline)
     root = baseline.fingerprint()
@@ -190,16 +190,12 @@ def _budget(baseline: Arch, budget, tolerance: float) -> Budget:
     )
 
 
-def _known_names(names: Mapping[str, Arch] | None, baseline: Arch) -> dict[str, str]:
+def _known_names(names: Mapping[str, Arch] | None) -> dict[str, str]:
     if names is None:
         return {}
     if not isinstance(names, Mapping) or not all(isinstance(arch, Arch) for arch in names.values()):
         raise BudgetError(f"names={names!r} is invalid; expected a mapping from names to Arch objects")
-    return {
-        arch.fingerprint(): str(name)
-        for name, arch in names.items()
-        if arch.input_shape == baseline.input_shape and arch.num_classes == baseline.num_classes
-    }
+    return {arch.fingerprint(): str(name) for name, arch in names.items()}
 
 
 def _progress_bar(total: int, step: int, max_steps: int, enabled: bool):
