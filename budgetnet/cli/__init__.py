@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Sequence
 
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BudgetNetError as error:
         print(f"budgetnet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `budgetnet variants A --json | head`
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print(f"budgetnet {args.command}: interrupted", file=sys.stderr)
         return 130
