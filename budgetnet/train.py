@@ -256,7 +256,8 @@ def fit(
         seed: seeds initialisation, data order, augmentation and dropout.
         callback: ``callback(epoch, metrics)`` after every epoch (``epoch`` counts from 1;
             ``metrics`` has ``epoch``, ``train_loss``, ``val_accuracy``, ``val_loss``, ``lr``,
-            ``seconds``); returning True stops training. Its exceptions propagate.
+            ``seconds`` and the training ``images_per_second``); returning True stops
+            training. Its exceptions propagate.
         checkpoint: a file written after every epoch and resumed from when it exists.
         progress: show a tqdm bar with images/s (only on a terminal).
         norm: passed to :func:`budgetnet.build` for an Arch (``None`` or ``"batch"``).
@@ -349,7 +350,8 @@ def fit(
                         break
                 if bar is not None:
                     bar.update(len(index))
-            train_seconds += time.perf_counter() - epoch_started
+            epoch_train_seconds = time.perf_counter() - epoch_started
+            train_seconds += epoch_train_seconds
             train_images += (step + 1) * batch
             if diverged:
                 break
@@ -361,6 +363,7 @@ def fit(
                 "val_loss": scores["loss"],
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - epoch_started,
+                "images_per_second": (step + 1) * batch / epoch_train_seconds,
             }
             history.append(metrics)
             if bar is not None:

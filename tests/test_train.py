@@ -100,7 +100,7 @@ def test_fit_reports_every_epoch_to_the_callback(arch, digits):
     result = fit(arch, digits, "quick", epochs=2, batch_size=32, progress=False,
                  callback=lambda epoch, metrics: seen.append((epoch, metrics)))  # fmt: skip
     assert [epoch for epoch, _ in seen] == [1, 2]
-    assert set(seen[0][1]) == {"epoch", "train_loss", "val_accuracy", "val_loss", "lr", "seconds"}
+    assert set(seen[0][1]) == {"epoch", "train_loss", "val_accuracy", "val_loss", "lr", "seconds", "images_per_second"}
     assert result.history == [metrics for _, metrics in seen]
     assert result.epochs_run == 2 and not result.diverged and not result.stopped_early
     assert result.val_accuracy == seen[-1][1]["val_accuracy"]
@@ -185,7 +185,8 @@ def test_same_seed_same_model_other_seed_other_model(arch, digits):
 
 # -- checkpoints -------------------------------------------------------------------------------------
 def strip_seconds(history):
-    return [{key: value for key, value in entry.items() if key != "seconds"} for entry in history]
+    return [{key: value for key, value in entry.items() if key not in ("seconds", "images_per_second")}
+            for entry in history]  # fmt: skip
 
 
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_run(tmp_path, digits, arch):
