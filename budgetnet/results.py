@@ -249,7 +249,7 @@ class _Bar:
     """A tqdm bar over finished trials that reads its counts from the study."""
 
     def __init__(self, study: optuna.Study, enabled: bool):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         self._bar = tqdm(
             total=study.user_attrs.get("n_trials"),

@@ -288,7 +288,8 @@ def make_pruner(pruner, objectives: Sequence[str], epochs: int) -> optuna.pruner
             )
         return optuna.pruners.NopPruner()
     if pruner in (None, "median"):
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+        # Early epochs rank candidates poorly: no pruning in the first third of the epochs.
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 3)
     if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
@@ -487,7 +488,7 @@ def train_baseline_once(settings: _Settings) -> dict:
 def _latency(model, device: str, repeats: int) -> float:
     from budgetnet.latency import measure
 
-    return float(measure(model, device=device, batch_size=1, repeats=repeats, warmup=1).ms_per_image)
+    return float(measure(model, device=device, batch_size=1, repeats=repeats, warmup=3).ms_per_image)
 
 
 # -- one worker -----------------------------------------------------------------------------------
@@ -770,7 +771,7 @@ def _latency_arch(arch, settings: _Settings) -> float:
     from budgetnet.latency import measure
 
     return float(
-        measure(arch, device=settings.device, batch_size=1, repeats=LATENCY_REPEATS["objective"], warmup=1,
+        measure(arch, device=settings.device, batch_size=1, repeats=LATENCY_REPEATS["objective"], warmup=3,
                 norm=settings.norm).ms_per_image
     )  # fmt: skip
 

@@ -1,0 +1,174 @@
+"""Benchmark the search (``budgetnet.search``); run by hand, never in the tests.
+
+Three parts (``--part``, default all):
+
+* ``overhead``: the digits default of ``budgetnet search`` (small space, budget = the small
+  baseline's cost, ``--trials`` trials of ``--epochs`` epochs, median pruning, SQLite file).
+  Per trial: wall time, time in ``fit`` (training and per-epoch validation), and the
+  search's own overhead = everything else (sampling, budget check, storage writes,
+  latency measurement, bookkeeping), from the wall time of the whole ``search`` call.
+* ``sampling``: candidates sampled per second: ``space.suggest`` + Eqn. (1) + budget check
+  + ``tell`` with no training, on an in-memory study and on an SQLite file.
+* ``mnist``: a search on MNIST (IDX files, ``--mnist``) under the small baseline's budget,
+  then the best candidate and the baseline retrained with the same recipe and seed and
+  evaluated on the 10,000 test images.
+
+Example:
+    python bench/search.py --part overhead
+    python bench/search.py --part mnist --mnist ../shared/data/mnist --limit 12000 --trials 16 --epochs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import torch
+
+import budgetnet
+from budgetnet.complexity import complexity
+from budgetnet.data import load_data
+from budgetnet.results import best_trial, trial_counts
+from budgetnet.study import make_sampler
+from budgetnet.train import evaluate, fit, get_recipe
+from search_spaces.base import get_space
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"CPU: {os.cpu_count()}-core {model}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"optuna {optuna.__version__}; Python {platform.python_version()}; "
+        f"1-minute load average {os.getloadavg()[0]:.1f} at the start"
+    )
+
+
+def overhead(args) -> list[str]:
+    data = load_data("digits")
+    space = get_space("small", input_shape=data.input_shape, num_classes=data.num_classes)
+    with tempfile.TemporaryDirectory() as directory:
+        start = time.perf_counter()
+        study = budgetnet.search(space, data, n_trials=args.trials, epochs=args.epochs, seed=0,
+                                 storage=str(Path(directory) / "b.db"), progress=False, device="cpu")  # fmt: skip
+        wall = time.perf_counter() - start
+    trials = study.trials
+    fit_seconds = [t.user_attrs.get("fit_seconds", 0.0) for t in trials]
+    trial_seconds = [t.user_attrs["trial_seconds"] for t in trials]
+    latency_seconds = [t.user_attrs.get("latency_seconds", 0.0) for t in trials]
+    trained = [t for t in trials if "fit_seconds" in t.user_attrs]
+    outside = wall - sum(fit_seconds)
+    counts = trial_counts(study)
+    best = best_trial(study)
+    n = len(trials)
+    return [
+        f"digits default: {n} trials x {args.epochs} epochs ({counts['complete']} completed, {counts['pruned']} "
+        f"pruned, {counts['infeasible']} infeasible; {len(trained)} trained, "
+        f"{sum(1 for t in trials if 'duplicate_of' in t.user_attrs)} repeats reused)",
+        "",
+        "| measure | value |",
+        "| --- | ---: |",
+        f"| whole search (wall) | {wall:.1f} s |",
+        f"| per trial, wall (mean) | {wall / n * 1000:.0f} ms |",
+        f"| per trial, in fit: training + validation (mean over all trials) | {sum(fit_seconds) / n * 1000:.0f} ms |",
+        f"| per trial, search overhead = wall - fit (mean) | {outside / n * 1000:.0f} ms |",
+        f"| overhead share of the search's wall time | {outside / wall:.1%} |",
+        f"| of which latency measurement, per trained trial (mean) | {statistics.mean(latency_seconds[:len(trained)] or [0]) * 1000:.0f} ms |",
+        f"| trial time inside the trial (median, from trial_seconds) | {statistics.median(trial_seconds) * 1000:.0f} ms |",
+        f"| best validation accuracy | {best.values[0]:.4f} (trial {best.number}) |",
+    ]
+
+
+def sampling(args) -> list[str]:
+    space = get_space("small", input_shape=(1, 16, 16), num_classes=10)
+    rows = ["| storage | candidates | seconds | candidates / s |", "| --- | ---: | ---: | ---: |"]
+    with tempfile.TemporaryDirectory() as directory:
+        for label, storage in (("in memory", None), ("SQLite file", f"sqlite:///{directory}/s.db")):
+            study = optuna.create_study(direction="maximize", storage=storage)
+            start = time.perf_counter()
+            for _ in range(args.samples):
+                study.sampler = make_sampler(0, len(study.trials), 1)
+                trial = study.ask()
+                arch = space.suggest(trial)
+                report = complexity(arch, baseline=space.baseline)
+                trial.set_constraint("budget", float(-space.budget.slack(arch)))
+                study.tell(trial, float(report.conv_macs % 97) / 97)  # a stand-in score, no training
+            seconds = time.perf_counter() - start
+            rows.append(f"| {label} | {args.samples} | {seconds:.2f} | {args.samples / seconds:.1f} |")
+    return rows
+
+
+def mnist(args) -> list[str]:
+    data = load_data(f"idx:{args.mnist}", limit=args.limit)
+    space = get_space("small", input_shape=data.input_shape, num_classes=data.num_classes)
+    recipe = get_recipe("quick", epochs=args.epochs)
+    with tempfile.TemporaryDirectory() as directory:
+        start = time.perf_counter()
+        study = budgetnet.search(space, data, n_trials=args.trials, recipe=recipe, seed=0, progress=False,
+                                 storage=str(Path(directory) / "m.db"), device="cpu")  # fmt: skip
+        search_seconds = time.perf_counter() - start
+    best = best_trial(study)
+    found = budgetnet.Arch.from_dict(best.user_attrs["arch"])
+    rows = ["| model | Eqn. (1) MACs | ratio | val accuracy | test accuracy | train s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for label, arch in (("baseline", space.baseline), (f"best found (trial {best.number})", found)):
+        result = fit(arch, data, recipe, seed=0, progress=False, device="cpu")
+        test = evaluate(result.model, data, split="test", device="cpu")["accuracy"]
+        macs = complexity(arch).conv_macs
+        rows.append(
+            f"| {label}: `{arch.notation()}` | {macs:,} | {macs / complexity(space.baseline).conv_macs:.2f}x | "
+            f"{result.val_accuracy:.4f} | {test:.4f} | {result.seconds:.1f} |"
+        )
+    counts = trial_counts(study)
+    header = [
+        f"MNIST ({len(data.train)} training images after the validation split of the first {args.limit}, "
+        f"{len(data.val)} validation, {len(data.test)} test; 28x28): {args.trials} trials x {args.epochs} epochs "
+        f"({counts['complete']} completed, {counts['pruned']} pruned, {counts['infeasible']} infeasible) in "
+        f"{search_seconds:.0f} s; budget {space.budget}. Both rows retrained with the same recipe and seed 0:",
+        "",
+    ]
+    return header + rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "all"), default="all")
+    parser.add_argument("--trials", type=int, default=30, help="trials of the digits default (default 30)")
+    parser.add_argument("--epochs", type=int, default=15, help="epochs per trial of the digits default (default 15)")
+    parser.add_argument("--samples", type=int, default=300, help="candidates for the sampling rate (default 300)")
+    parser.add_argument("--mnist", default="../shared/data/mnist", help="directory of the MNIST IDX files")
+    parser.add_argument("--limit", type=int, default=12000, help="MNIST training images (default 12000)")
+    parser.add_argument("--mnist-trials", type=int, default=16, dest="mnist_trials")
+    parser.add_argument("--mnist-epochs", type=int, default=4, dest="mnist_epochs")
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(machine())
+    print(f"command: python bench/search.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    if args.part in ("overhead", "all"):
+        print("\n## overhead\n")
+        print("\n".join(overhead(args)))
+    if args.part in ("sampling", "all"):
+        print("\n## sampling\n")
+        print("\n".join(sampling(args)))
+    if args.part in ("mnist", "all"):
+        print("\n## mnist\n")
+        mnist_args = argparse.Namespace(mnist=args.mnist, limit=args.limit, trials=args.mnist_trials, epochs=args.mnist_epochs)
+        print("\n".join(mnist(mnist_args)))
+    print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
