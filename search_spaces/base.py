@@ -76,14 +76,16 @@ def resolve_budget(budget, baseline: Arch, tolerance: float = 0.05):
 
 
 def budget_to_dict(budget) -> dict:
-    """A JSON-ready description of a budget object (its type and fields).
+    """A JSON-ready description of a budget object: its type, and its ``to_dict()`` or fields.
 
     Example:
         >>> budget_to_dict(Budget(1000, 0.05, "1K"))
         {'type': 'Budget', 'target_macs': 1000, 'tolerance': 0.05, 'label': '1K'}
     """
     data = {"type": type(budget).__name__}
-    if dataclasses.is_dataclass(budget):
+    if callable(getattr(budget, "to_dict", None)):
+        data.update(budget.to_dict())
+    elif dataclasses.is_dataclass(budget):
         for field in dataclasses.fields(budget):
             value = getattr(budget, field.name)
             data[field.name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)

@@ -441,3 +441,17 @@ def test_spaces_importable_from_paper_and_small():
     space = small.SmallReplacementSpace(input_shape=(3, 32, 32))
     assert space.baseline == small.baseline((3, 32, 32))
     assert get_space("replacement", input_shape=(3, 224, 224), num_classes=1000).baseline == paper.MODELS["A"]
+
+
+def test_budget_description_uses_to_dict_when_there_is_one():
+    from search_spaces.base import budget_to_dict
+
+    class Latency:
+        def admits(self, arch):
+            return True
+
+        def to_dict(self):
+            return {"ms_per_image": 1.5, "device": "cpu"}
+
+    assert budget_to_dict(Latency()) == {"type": "Latency", "ms_per_image": 1.5, "device": "cpu"}
+    assert budget_to_dict(Budget(1000, 0.05, "1K")) == {"type": "Budget", "target_macs": 1000, "tolerance": 0.05, "label": "1K"}
