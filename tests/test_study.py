@@ -255,3 +255,11 @@ def test_import_budgetnet_does_not_import_optuna_or_torch():
     code = "import sys, budgetnet; print('optuna' in sys.modules, 'torch' in sys.modules, callable(budgetnet.search))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False", "True"]
+
+
+def test_a_journal_file_holds_a_resumable_search(tiny_data, tmp_path):
+    storage = str(tmp_path / "search.journal")
+    run(TinySpace(), tiny_data, n_trials=1, storage=storage, study_name="j")
+    study = run(TinySpace(), tiny_data, n_trials=2, storage=storage, study_name="j")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert (tmp_path / "search.journal").stat().st_size > 0
