@@ -14,7 +14,9 @@ and the time predicted by a :class:`budgetnet.latency.LatencyTable` (every disti
 configuration timed in isolation, kept in a temporary cache so each run starts fresh) for the
 forward and train rows. It prints a markdown table, the Spearman rank correlation of Eqn. (1)
 with each measured column and of the predicted with the measured times, and the table's mean
-and largest absolute relative error.
+and largest absolute relative error. The 14 models have nearly equal Eqn. (1) by design, so a
+last row adds model A with its filters scaled by 0.25, 0.5, 0.75 and 1.5 (conv part only) to
+rank Eqn. (1) against time over a wide range of costs.
 
 Usage:
     python bench/latency.py [--repeats 5] [--warmup 2] [--batch 1] [--train-batch 2] [--threads N]
@@ -36,6 +38,10 @@ import budgetnet
 from budgetnet.latency import LatencyTable, device_name, measure
 from search_spaces.paper import MODELS, NOTATION
 
+#: Model A with its filters scaled, to see Eqn. (1) against time over a wide range of costs.
+WIDTH_SWEEP = "(7,{0})/2 3/3 (5,{1}) 2/2 (3,{2})x3"
+WIDTHS = (0.25, 0.5, 0.75, 1.5)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -52,6 +58,7 @@ def main() -> None:
     print(f"machine: {device_name(args.device)}; torch {torch.__version__}; "
           f"1-min load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     timing = dict(repeats=args.repeats, warmup=args.warmup)
+    measure(MODELS["A"], args.device, args.batch, "forward", **timing)  # warms the allocator and kernels; not reported
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         forward_table = LatencyTable(args.device, batch_size=args.batch, mode="forward", cache_dir=cache, **timing)
@@ -95,6 +102,16 @@ def main() -> None:
         rho = spearmanr(predicted, measured).statistic
         print(f"table, {mode}: mean |error| {statistics.mean(errors):.1%}, largest {max(errors):.1%}, "
               f"Spearman(predicted, measured) = {rho:+.2f}")  # fmt: skip
+    sweep = [(f"A x{width:g}", budgetnet.parse(WIDTH_SWEEP.format(*(int(n * width) for n in (64, 128, 256))) + " gap"))
+             for width in WIDTHS]  # fmt: skip
+    sweep_rows = [(name, budgetnet.conv_macs(arch), measure(arch, args.device, args.batch, "forward", **timing).median_ms)
+                  for name, arch in sweep]  # fmt: skip
+    sweep_rows += [(row["model"], row["macs"], row["conv"]) for row in rows]
+    print("\nconv part, forward, across costs: " + ", ".join(f"{name} {macs / 1e6:.0f}M MACs {ms:.1f} ms"
+                                                          for name, macs, ms in sweep_rows[: len(WIDTHS)]))  # fmt: skip
+    rho = spearmanr([macs for _, macs, _ in sweep_rows], [ms for _, _, ms in sweep_rows]).statistic
+    print(f"Spearman(Eqn. (1), measured conv part) over A at widths {', '.join(f'{w:g}' for w in WIDTHS)} and the "
+          f"14 models = {rho:+.2f}")  # fmt: skip
     print(f"table entries: {entries[0]} forward, {entries[1]} train; wall time {time.perf_counter() - started:.0f} s; "
           f"1-min load average at the end {os.getloadavg()[0]:.1f}")  # fmt: skip
 
