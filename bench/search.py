@@ -100,7 +100,7 @@ def sampling(args) -> list[str]:
             study = optuna.create_study(direction="maximize", storage=storage)
             start = time.perf_counter()
             for _ in range(args.samples):
-                study.sampler = make_sampler(0, len(study.trials), 1)
+                study.sampler = make_sampler(0, len(study.trials))
                 trial = study.ask()
                 arch = space.suggest(trial)
                 report = complexity(arch, baseline=space.baseline)

@@ -32,6 +32,15 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return trial.user_attrs.get("status") != "infeasible" and all(v <= 0 for v in trial.constraints.values())
 
 
+def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
+    """True for a trial that counts toward ``n_trials``: completed (infeasible included),
+    pruned, or failed with an error inside the trial; not one stopped early or lost with its
+    worker (those are queued again)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
+
+
 def trial_counts(study: optuna.Study) -> dict:
     """How many trials are in each state.
 

@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 
 from budgetnet.complexity import complexity
 from budgetnet.errors import BudgetNetError, SearchError
+from budgetnet.results import is_finished, progress_bar
 from budgetnet.storage import create_or_load_study, open_storage
 
 #: The objectives :func:`search` accepts; accuracy always comes first.
@@ -386,9 +387,6 @@ def prepare_study(storage, name: str, settings: _Settings, n_trials: int | None,
         return study
     _wait_until_ready(study)
     stored = study.user_attrs.get(SETTINGS_KEY)
-    stored_directions = [direction.name.lower() for direction in study.directions]
-    if stored.get("objectives") == attrs["objectives"] and stored_directions != directions:
-        raise SearchError(f"study {name!r} optimises directions={stored_directions}; expected {directions}")
     for field in RESUME_FIELDS:
         if stored.get(field) != attrs[field]:
             raise SearchError(
@@ -435,12 +433,11 @@ def _active(study: optuna.Study) -> bool:
 
 def _queue_slots(study: optuna.Study, count: int) -> None:
     for _ in range(max(count, 0)):
-        study.enqueue_trial({}, user_attrs={"slot": True})
+        study.enqueue_trial({})
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The finished trials that count toward ``n_trials``: completed (infeasible included),
-    pruned, and failed with an error inside the trial (not lost or interrupted ones).
+    """The finished trials that count toward ``n_trials`` (see :func:`budgetnet.results.is_finished`).
 
     Example:
         >>> import optuna
@@ -449,12 +446,7 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         >>> len(counted_trials(study))
         1
     """
-    return [
-        trial
-        for trial in study.get_trials(deepcopy=False)
-        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error")
-    ]
+    return [trial for trial in study.get_trials(deepcopy=False) if is_finished(trial)]
 
 
 def train_baseline_once(settings: _Settings) -> dict:
@@ -540,8 +532,6 @@ class _Worker:
         self.heartbeat = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
 
     def run(self) -> None:
-        from budgetnet.results import progress_bar
-
         with progress_bar(self.study, enabled=self.progress) as bar, _quiet_optuna(bar.active):
             while not self._time_is_up():
                 if self.heartbeat:
@@ -577,6 +567,8 @@ class _Worker:
             trial_id = frozen._trial_id
             try:
                 if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    if self.heartbeat:  # at once, so that a worker dying now leaves a stale trial
+                        self.storage.record_heartbeat(trial_id)
                     return self.storage.get_trial(trial_id)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
@@ -584,7 +576,7 @@ class _Worker:
 
     def _run_trial(self, frozen) -> None:
         settings = self.settings
-        self.study.sampler = make_sampler(settings.seed, frozen.number, len(settings.objectives))
+        self.study.sampler = make_sampler(settings.seed, frozen.number)
         trial_id = frozen._trial_id
         start = time.perf_counter()
         with _Heartbeat(self.storage, trial_id):
@@ -619,17 +611,17 @@ class _Worker:
         trial.set_user_attr("error", reason)
         self.study.tell(trial, state=TrialState.FAIL)
         params = self.storage.get_trial(frozen._trial_id).params
-        self.study.enqueue_trial(params, user_attrs={"slot": True, "retry_of": frozen.number})
+        self.study.enqueue_trial(params, user_attrs={"retry_of": frozen.number})
 
 
-def make_sampler(seed: int | None, number: int, n_objectives: int) -> optuna.samplers.BaseSampler:
+def make_sampler(seed: int | None, number: int) -> optuna.samplers.BaseSampler:
     """The sampler for trial ``number``: TPE (multi-objective TPE with several objectives).
 
     It is made afresh for each trial with a seed derived from ``seed`` and the trial number,
     so a seeded search replays exactly on one worker and workers never share random draws.
 
     Example:
-        >>> type(make_sampler(0, 3, 1)).__name__
+        >>> type(make_sampler(0, 3)).__name__
         'TPESampler'
     """
     trial_seed = None if seed is None else (seed * 1_000_003 + number) % 2**32
