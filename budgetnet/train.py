@@ -326,9 +326,9 @@ def fit(
             loss_sum = torch.zeros((), device=dev)
             for step in range(steps_per_epoch):
                 index = order[step * batch : (step + 1) * batch]
-                if images.device != dev:
-                    x = images[index].to(dev, non_blocking=True)
-                    y = labels[index].to(dev, non_blocking=True)
+                if images.device != dev:  # gathered on the host, copied while the GPU is busy
+                    x = images[index].pin_memory().to(dev, non_blocking=True)
+                    y = labels[index].pin_memory().to(dev, non_blocking=True)
                 else:
                     index = index.to(dev, non_blocking=True)
                     x, y = images[index], labels[index]
@@ -529,13 +529,14 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
 
 
 def _place(images: torch.Tensor, labels: torch.Tensor, dev: torch.device):
-    """The training tensors on the GPU when they fit, else pinned CPU memory for async copies."""
+    """The training tensors on the GPU when they fit; otherwise they stay on the host and each
+    batch goes through pinned memory with a non-blocking copy."""
     if dev.type != "cuda":
         return images, labels
     free, _ = torch.cuda.mem_get_info(dev)
     if images.nbytes <= min(RESIDENT_BYTES, free // 4):
         return images.to(dev), labels.to(dev)
-    return images.pin_memory(), labels.pin_memory()
+    return images, labels
 
 
 @contextlib.contextmanager
