@@ -138,9 +138,9 @@ class Dataset:
     def views(self, images: torch.Tensor, count: int = 1) -> list[torch.Tensor]:
         """Test views of a batch: 1 (centre) or 10 (centre and 4 corners, and their flips).
 
-        Corners are taken from the image padded by ``augment["padding"]`` pixels (at least
-        ``H // 8`` when the dataset does not pad) or, when the stored image is larger than
-        the input, from the stored image. Without flips (digits) ``count=10`` gives the 5
+        Corners are taken from the image padded by ``max(augment["padding"], H // 8, 1)``
+        pixels or, when the stored image is larger than the input, from the stored image
+        (padded by ``augment["padding"]``). Without flips (digits) ``count=10`` gives the 5
         crops.
 
         Example:
