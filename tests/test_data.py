@@ -310,6 +310,7 @@ def test_from_tensors_uint8_and_explicit_test():
     data = from_tensors(images, labels, test_images=images[:4], test_labels=labels[:4], val_fraction=0.5)
     assert (len(data.train), len(data.val), len(data.test)) == (10, 10, 4)
     assert torch.allclose(unnormalise(data, data.test.images) * 255, images[:4].float(), atol=1e-3)
+    assert from_tensors(torch.rand(10, 4, 5), torch.arange(10) % 2).input_shape == (1, 4, 5)  # N, H, W
 
 
 def test_from_tensors_label_outside_num_classes():
