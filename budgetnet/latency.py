@@ -132,7 +132,9 @@ def measure(
 
 
 def _time_module(model, shape, dev, mode, repeats, warmup, dtype, loss: bool, input_grad: bool = False) -> list[float]:
-    """Times of ``repeats`` runs of ``model`` on a random batch of ``shape``, in milliseconds."""
+    """Times of ``repeats`` runs of ``model`` on a random batch of ``shape``, in milliseconds
+    (the model is left in the train / eval mode it came in)."""
+    was_training = model.training
     model = model.to(dev)
     cuda = dev.type == "cuda"
     memory_format = torch.channels_last if cuda and len(shape) == 4 else torch.contiguous_format
@@ -180,6 +182,8 @@ def _time_module(model, shape, dev, mode, repeats, warmup, dtype, loss: bool, in
             f"the network cannot run on a {'x'.join(map(str, shape))} batch ({str(error).splitlines()[0]}); expected "
             "an input_shape the network accepts and enough memory for batch_size"
         ) from None
+    finally:
+        model.train(was_training)
     return times
 
 

@@ -34,6 +34,9 @@ def test_measure_train_mode_leaves_a_module_untouched():
     result = measure(module, "cpu", batch_size=2, mode="train", repeats=2, warmup=1, input_shape=(1, 8, 8))
     assert result.mode == "train"
     assert all(torch.equal(a, b) for a, b in zip(before, module.parameters()))
+    module.train()
+    measure(module, "cpu", repeats=1, warmup=0, input_shape=(1, 8, 8))
+    assert module.training  # forward mode times in eval mode and gives the module back as it was
 
 
 @pytest.mark.parametrize(
