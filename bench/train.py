@@ -78,13 +78,18 @@ def main() -> None:
     for round_index in range(args.rounds):
         torch.manual_seed(round_index)
         model = budgetnet.build(arch)
-        speeds["hand loop"].append(hand_loop(model, plain.train.images, plain.train.labels, args.batch_size, round_index))
+        speeds["hand loop"].append(
+            hand_loop(model, plain.train.images, plain.train.labels, args.batch_size, round_index)
+        )
         torch.manual_seed(round_index)
         speeds["fit"].append(fit(budgetnet.build(arch), plain, recipe, device="cpu", seed=round_index,
                                  progress=False).images_per_second)  # fmt: skip
         speeds["fit + augmentation"].append(fit(arch, augmented, recipe, device="cpu", seed=round_index,
                                                 progress=False).images_per_second)  # fmt: skip
-        print(f"round {round_index + 1}: " + ", ".join(f"{name} {values[-1]:,.0f} img/s" for name, values in speeds.items()))
+        print(
+            f"round {round_index + 1}: "
+            + ", ".join(f"{name} {values[-1]:,.0f} img/s" for name, values in speeds.items())
+        )
     hand = statistics.median(speeds["hand loop"])
     print(f"\n| loop | images/s (median of {args.rounds}) | ratio to hand loop |")
     print("| --- | ---: | ---: |")

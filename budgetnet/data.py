@@ -37,7 +37,6 @@ Example:
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import pickle
 import struct
@@ -300,7 +299,9 @@ def load_data(
         if not root.exists():
             raise DataError(f"data path {str(root)!r} does not exist; expected a {kind} directory ({_LAYOUTS[kind]})")
         if not root.is_dir():
-            raise DataError(f"data path {str(root)!r} is not a directory; expected a {kind} directory ({_LAYOUTS[kind]})")
+            raise DataError(
+                f"data path {str(root)!r} is not a directory; expected a {kind} directory ({_LAYOUTS[kind]})"
+            )
         raw = _READERS[kind](root, image_size)
     else:
         raise DataError(f"data={spec!r} is invalid; expected one of {', '.join(SOURCES)}")
@@ -453,7 +454,12 @@ def _check_augment(augment) -> dict:
         "flip": lambda v: isinstance(v, bool),
         "color": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
     }
-    accepted = {"crop": "True or False", "padding": "an integer >= 0", "flip": "True or False", "color": "a number >= 0"}
+    accepted = {
+        "crop": "True or False",
+        "padding": "an integer >= 0",
+        "flip": "True or False",
+        "color": "a number >= 0",
+    }
     for key, value in augment.items():
         if not checks[key](value):
             raise DataError(f"augment[{key!r}]={value!r} is invalid; expected {accepted[key]}")
@@ -568,7 +574,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         if blob[:2] == b"\x1f\x8b":
             blob = gzip.decompress(blob)
     except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(f"IDX file {str(path)!r} cannot be read ({error}); expected an IDX file, gzipped or not") from None
+        raise DataError(
+            f"IDX file {str(path)!r} cannot be read ({error}); expected an IDX file, gzipped or not"
+        ) from None
     if len(blob) < 4 or blob[:2] != b"\x00\x00" or blob[2] not in _IDX_TYPES or blob[3] == 0:
         raise DataError(
             f"IDX file {str(path)!r} has no IDX header (magic {blob[:4].hex() or 'empty'}); expected an MNIST-format "
@@ -696,7 +704,11 @@ def _cifar_batch(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor
 
 def _read_cifar_dir(root: Path, image_size) -> _Raw:
     if sorted(root.glob("data_batch_*")):
-        train_files, test_file, meta_file = sorted(root.glob("data_batch_*")), root / "test_batch", root / "batches.meta"
+        train_files, test_file, meta_file = (
+            sorted(root.glob("data_batch_*")),
+            root / "test_batch",
+            root / "batches.meta",
+        )
         label_key, names_key, num_classes = "labels", "label_names", 10
     elif (root / "train").is_file():
         train_files, test_file, meta_file = [root / "train"], root / "test", root / "meta"
@@ -763,7 +775,9 @@ def _read_folder_dir(root: Path, image_size) -> _Raw:
                     pictures[split].append(image.copy())
                     modes.add(image.mode)
             except (UnidentifiedImageError, OSError) as error:
-                raise DataError(f"image {str(path)!r} cannot be read ({error}); expected an image PIL can open") from None
+                raise DataError(
+                    f"image {str(path)!r} cannot be read ({error}); expected an image PIL can open"
+                ) from None
     mode = "L" if modes <= {"1", "L", "I", "I;16", "F"} else "RGB"
     reference = files["train"][0][0], pictures["train"][0].size
 

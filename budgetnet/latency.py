@@ -117,9 +117,13 @@ def measure(
         input_shape = arch_or_module.input_shape if input_shape is None else input_shape
     elif isinstance(arch_or_module, nn.Module):
         model = copy.deepcopy(arch_or_module) if mode == "train" else arch_or_module
-        input_shape = input_shape if input_shape is not None else getattr(getattr(model, "arch", None), "input_shape", None)
+        input_shape = (
+            input_shape if input_shape is not None else getattr(getattr(model, "arch", None), "input_shape", None)
+        )
         if input_shape is None:
-            raise LatencyError("input_shape=None is invalid for a torch module; expected (C, H, W) such as (3, 224, 224)")
+            raise LatencyError(
+                "input_shape=None is invalid for a torch module; expected (C, H, W) such as (3, 224, 224)"
+            )
     else:
         raise LatencyError(
             f"arch_or_module={type(arch_or_module).__name__} is invalid; expected a budgetnet.Arch or a torch.nn.Module"
@@ -158,7 +162,11 @@ def _time_module(model, shape, dev, mode, repeats, warmup, dtype, loss: bool, in
         def run():
             with autocast:
                 out = model(source)
-                value = F.cross_entropy(out.float(), torch.zeros(len(out), dtype=torch.long, device=dev)) if loss else out.float().sum()
+                value = (
+                    F.cross_entropy(out.float(), torch.zeros(len(out), dtype=torch.long, device=dev))
+                    if loss
+                    else out.float().sum()
+                )
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
             if value.requires_grad:
@@ -270,7 +278,11 @@ class Prediction:
     rows: tuple[LayerTime, ...]
 
     def to_dict(self) -> dict:
-        return {"total_ms": self.total_ms, "ms_per_image": self.ms_per_image, "layers": [asdict(row) for row in self.rows]}
+        return {
+            "total_ms": self.total_ms,
+            "ms_per_image": self.ms_per_image,
+            "layers": [asdict(row) for row in self.rows],
+        }
 
 
 class LatencyTable:
@@ -303,7 +315,9 @@ class LatencyTable:
         repeats: int = 10,
         warmup: int = 3,
     ):
-        self.device, self.batch_size, self.mode, dtype = _check_settings(device, batch_size, mode, repeats, warmup, dtype)
+        self.device, self.batch_size, self.mode, dtype = _check_settings(
+            device, batch_size, mode, repeats, warmup, dtype
+        )
         self.dtype = _dtype_name(dtype)
         self.repeats, self.warmup = repeats, warmup
         self.key = {
@@ -314,7 +328,11 @@ class LatencyTable:
             "mode": mode,
         }
         self.entries: dict[str, float] = {}
-        self.path = None if cache_dir is False else Path(default_cache_dir() if cache_dir in (None, True) else cache_dir) / self.file_name()
+        self.path = (
+            None
+            if cache_dir is False
+            else Path(default_cache_dir() if cache_dir in (None, True) else cache_dir) / self.file_name()
+        )
         if self.path is not None and self.path.exists():
             self._read()
 
@@ -357,7 +375,9 @@ class LatencyTable:
             temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
             os.replace(temporary, self.path)
         except OSError as error:
-            raise LatencyError(f"latency table {str(self.path)!r} cannot be written ({error}); expected a writable cache_dir") from None
+            raise LatencyError(
+                f"latency table {str(self.path)!r} cannot be written ({error}); expected a writable cache_dir"
+            ) from None
         return self.path
 
     def layer_keys(self, arch: Arch, norm: str | None = None) -> list[tuple[str, str]]:
@@ -485,8 +505,10 @@ class LatencyBudget:
         warmup: int = 3,
         label: str = "",
     ):
-        if isinstance(ms_per_image, bool) or not isinstance(ms_per_image, (int, float)) or not (
-            ms_per_image > 0 and math.isfinite(ms_per_image)
+        if (
+            isinstance(ms_per_image, bool)
+            or not isinstance(ms_per_image, (int, float))
+            or not (ms_per_image > 0 and math.isfinite(ms_per_image))
         ):
             raise BudgetError(f"budget ms_per_image={ms_per_image!r} is invalid; expected milliseconds > 0")
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
@@ -507,7 +529,9 @@ class LatencyBudget:
         self._costs: dict[str, float] = {}
 
     @classmethod
-    def parse(cls, text: str, device: str | torch.device = "auto", tolerance: float = 0.0, **options) -> "LatencyBudget":
+    def parse(
+        cls, text: str, device: str | torch.device = "auto", tolerance: float = 0.0, **options
+    ) -> "LatencyBudget":
         """Read ``"2.5ms"`` or ``"2.5ms@cuda"`` (milliseconds per image on a device).
 
         Example:
@@ -563,4 +587,3 @@ class LatencyBudget:
 
     def __repr__(self) -> str:
         return f"LatencyBudget({self.ms_per_image!r}, {self.device!r}, tolerance={self.tolerance!r})"
-

@@ -142,7 +142,9 @@ def get_recipe(name: str = "quick", epochs: int | None = None, **overrides) -> R
         raise TrainingError(f"recipe={name!r} is invalid; expected one of {RECIPES}")
     unknown = set(overrides) - {item.name for item in fields(Recipe)}
     if unknown:
-        raise TrainingError(f"recipe field {sorted(unknown)[0]!r} is unknown; expected one of {[f.name for f in fields(Recipe)]}")
+        raise TrainingError(
+            f"recipe field {sorted(unknown)[0]!r} is unknown; expected one of {[f.name for f in fields(Recipe)]}"
+        )
     if epochs is not None:
         overrides["epochs"] = epochs
     if name == "quick" and "warmup_epochs" not in overrides:
@@ -218,7 +220,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             )
         count = torch.cuda.device_count()
         if resolved.index is not None and resolved.index >= count:
-            raise DeviceError(f"device={device!r} is not there: {count} CUDA GPU(s); expected cuda:0 .. cuda:{count - 1}")
+            raise DeviceError(
+                f"device={device!r} is not there: {count} CUDA GPU(s); expected cuda:0 .. cuda:{count - 1}"
+            )
     elif resolved.type == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
             raise DeviceError(f"device={device!r} is not there; expected 'cpu' or 'auto' on this machine")
@@ -282,7 +286,9 @@ def fit(
     started = time.perf_counter()
     recipe = _resolve_recipe(recipe, epochs, batch_size)
     if not isinstance(data, Dataset):
-        raise TrainingError(f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))")
+        raise TrainingError(
+            f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))"
+        )
     _check_int("seed", seed, 0)
     dev = resolve_device(device)
     cuda = dev.type == "cuda"
@@ -294,9 +300,7 @@ def fit(
         optimizer = _optimizer(model, recipe)
         train = data.train
         steps_per_epoch = max(1, len(train) // recipe.batch_size)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: recipe.lr_factor(step / steps_per_epoch)
-        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: recipe.lr_factor(step / steps_per_epoch))
         order_generator = torch.Generator().manual_seed(seed)
         augment_generator = torch.Generator(device=dev).manual_seed(seed + 1)
         settings = _settings(recipe, seed, data)
@@ -424,7 +428,9 @@ def evaluate(
     if not isinstance(model, nn.Module):
         raise TrainingError(f"model={type(model).__name__} is invalid; expected a torch.nn.Module (or a FitResult)")
     if not isinstance(data, Dataset):
-        raise TrainingError(f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))")
+        raise TrainingError(
+            f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))"
+        )
     if split not in ("val", "test", "train"):
         raise TrainingError(f"split={split!r} is invalid; expected 'test', 'val' or 'train'")
     if views not in VIEWS:
@@ -603,7 +609,9 @@ def _save_checkpoint(path, model, optimizer, scheduler, order_generator, augment
         torch.save(state, temporary)
         os.replace(temporary, path)
     except OSError as error:
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be written ({error}); expected a writable path") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be written ({error}); expected a writable path"
+        ) from None
 
 
 def _load_checkpoint(path, model: nn.Module, settings: dict) -> dict:
@@ -622,7 +630,11 @@ def _load_checkpoint(path, model: nn.Module, settings: dict) -> dict:
             f"checkpoint {str(path)!r} has version {state.get('version')!r}; expected {CHECKPOINT_VERSION}"
         )
     saved, current = state["identity"], _identity(model)
-    same = saved["fingerprint"] == current["fingerprint"] if current["fingerprint"] else saved["shapes"] == current["shapes"]
+    same = (
+        saved["fingerprint"] == current["fingerprint"]
+        if current["fingerprint"]
+        else saved["shapes"] == current["shapes"]
+    )
     if not same:
         raise CheckpointError(
             f"checkpoint {str(path)!r} belongs to another architecture: it holds {saved['notation']!r}, this run "
