@@ -732,17 +732,19 @@ class _Objective:
 
         seed = trial.number if settings.seed is None else settings.seed + trial.number
         start = time.perf_counter()
-        result = fit(
-            arch,
-            settings.data,
-            settings.recipe,
-            device=settings.device,
-            seed=seed,
-            callback=callback,
-            progress=False,
-            norm=settings.norm,
-        )
-        trial.set_user_attr("fit_seconds", time.perf_counter() - start)
+        try:
+            result = fit(
+                arch,
+                settings.data,
+                settings.recipe,
+                device=settings.device,
+                seed=seed,
+                callback=callback,
+                progress=False,
+                norm=settings.norm,
+            )
+        finally:  # pruned and interrupted trials too: the benchmark splits trial time with it
+            trial.set_user_attr("fit_seconds", time.perf_counter() - start)
         trial.set_user_attr("train_seconds", float(result.seconds))
         trial.set_user_attr("epochs", int(result.epochs_run))
         trial.set_user_attr("device", str(result.device))
