@@ -96,7 +96,8 @@ class LayerReplacementSpace(SearchSpace):
         if isinstance(baseline, Arch):
             baseline = retarget(baseline, input_shape, num_classes)
         super().__init__(baseline, budget, tolerance)
-        self.tolerance = getattr(self.budget, "tolerance", tolerance)
+        # The MACs tolerance of the variants: the budget's own, or for a latency budget the argument.
+        self.tolerance = self.budget.tolerance if self.target_macs is not None else tolerance
         self.max_steps = check_int(self.where, "max_steps", max_steps)
         self.max_depth = None if max_depth is None else check_int(self.where, "max_depth", max_depth)
         self.max_variants = None if max_variants is None else check_int(self.where, "max_variants", max_variants)
@@ -193,8 +194,8 @@ class LayerReplacementSpace(SearchSpace):
         """Raise before any trial when the space is empty or nothing in it meets the budget.
 
         Raises:
-            SearchError: no rule rewrites the baseline into a variant within the budget's
-                tolerance while the baseline meets it (a space of one architecture).
+            SearchError: the space holds a single candidate (typically: no rule rewrites the
+                baseline into a variant within the budget's tolerance).
             BudgetError: no candidate meets the budget; the message names the budget and the
                 cost of the cheapest candidate or one-step rewrite.
         """
