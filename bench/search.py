@@ -15,7 +15,7 @@ Three parts (``--part``, default all):
 
 Example:
     python bench/search.py --part overhead
-    python bench/search.py --part mnist --mnist ../shared/data/mnist --limit 12000 --trials 16 --epochs 4
+    python bench/search.py --part mnist --mnist ../shared/data/mnist --limit 20000 --mnist-trials 24 --mnist-epochs 5
 """
 
 from __future__ import annotations
@@ -135,8 +135,8 @@ def mnist(args) -> list[str]:
         )
     counts = trial_counts(study)
     header = [
-        f"MNIST ({len(data.train)} training images after the validation split of the first {args.limit}, "
-        f"{len(data.val)} validation, {len(data.test)} test; 28x28): {args.trials} trials x {args.epochs} epochs "
+        f"MNIST, 28x28: {len(data.train)} training images (--limit), {len(data.val)} validation, "
+        f"{len(data.test)} test; {args.trials} trials x {args.epochs} epochs "
         f"({counts['complete']} completed, {counts['pruned']} pruned, {counts['infeasible']} infeasible) in "
         f"{search_seconds:.0f} s; budget {space.budget}. Both rows retrained with the same recipe and seed 0:",
         "",
@@ -147,13 +147,13 @@ def mnist(args) -> list[str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "all"), default="all")
-    parser.add_argument("--trials", type=int, default=30, help="trials of the digits default (default 30)")
+    parser.add_argument("--trials", type=int, default=50, help="trials of the digits default (default 50)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial of the digits default (default 15)")
     parser.add_argument("--samples", type=int, default=300, help="candidates for the sampling rate (default 300)")
     parser.add_argument("--mnist", default="../shared/data/mnist", help="directory of the MNIST IDX files")
-    parser.add_argument("--limit", type=int, default=12000, help="MNIST training images (default 12000)")
-    parser.add_argument("--mnist-trials", type=int, default=16, dest="mnist_trials")
-    parser.add_argument("--mnist-epochs", type=int, default=4, dest="mnist_epochs")
+    parser.add_argument("--limit", type=int, default=20000, help="MNIST training images (default 20000)")
+    parser.add_argument("--mnist-trials", type=int, default=24, dest="mnist_trials", help="MNIST trials (default 24)")
+    parser.add_argument("--mnist-epochs", type=int, default=5, dest="mnist_epochs", help="MNIST epochs per trial (default 5)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(machine())

@@ -107,6 +107,17 @@ def pareto_trials(study: optuna.Study, x: str = "macs") -> list[optuna.trial.Fro
     return front
 
 
+def _distinct(trials: list) -> list:
+    """The first trial of each architecture (repeats reuse its result: ``duplicate_of``)."""
+    seen, kept = set(), []
+    for trial in trials:
+        key = trial.user_attrs.get("fingerprint", trial.number)
+        if key not in seen:
+            seen.add(key)
+            kept.append(trial)
+    return kept
+
+
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
     """One trial as plain JSON-ready values."""
     attrs = trial.user_attrs
@@ -139,8 +150,8 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
 
 
 def summarize(study: optuna.Study, top: int = 10) -> dict:
-    """The report of a search: settings, counts, best trial, Pareto set, top trials, and a
-    plain-words ``message`` (also when nothing completed)."""
+    """The report of a search: settings, counts, best trial, Pareto set, the ``top`` best
+    distinct architectures, and a plain-words ``message`` (also when nothing completed)."""
     settings = study.user_attrs.get("budgetnet", {})
     objectives = settings.get("objectives", ["accuracy"])
     counts = trial_counts(study)
@@ -159,7 +170,7 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
         "counts": counts,
         "best": None if best is None else trial_record(best),
         "pareto": [trial_record(trial) for trial in pareto_trials(study, x)],
-        "top": [trial_record(trial) for trial in completed(study)[:top]],
+        "top": [trial_record(trial) for trial in _distinct(completed(study))[:top]],
         "failures": [trial_record(trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))],
     }
     summary["message"] = _message(summary)

@@ -197,6 +197,7 @@ def test_a_repeated_architecture_reuses_the_first_result(tiny_data):
     first, *others = study.trials
     for trial in others:
         assert trial.user_attrs["duplicate_of"] == first.number and trial.values == first.values
+    assert [record["trial"] for record in summarize(study)["top"]] == [first.number]  # listed once
 
 
 def test_macs_objective_gives_two_values_and_refuses_pruning(tiny_data):

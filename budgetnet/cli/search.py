@@ -7,7 +7,7 @@ SQLite file budgetnet.db in the working directory by default), so running the sa
 again resumes the study, and `budgetnet results` / `budgetnet export` read it later.
 
 With no options: the small space on the bundled digits, budget = the small baseline's cost,
-30 trials of 15 epochs (median pruning), the baseline trained once for comparison (about a minute on 2 idle cores).
+50 trials of 15 epochs (median pruning), the baseline trained once for comparison (about a minute on 2 idle cores).
 
 --trials N is the number of finished trials the study should hold (completed, infeasible,
 pruned or failed with an error); a trial stopped by --timeout, Ctrl-C or a killed worker is
@@ -39,7 +39,7 @@ NAME = "search"
 HELP = "search for the most accurate architecture inside a budget (Optuna study)"
 
 #: What `budgetnet search` runs with no options (measured to take a few minutes on 2 cores).
-DEFAULT_TRIALS = 30
+DEFAULT_TRIALS = 50
 DEFAULT_EPOCHS = 15
 
 
