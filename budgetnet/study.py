@@ -592,8 +592,9 @@ class _Worker:
                 self.study.tell(trial, state=TrialState.PRUNED)
                 return
             except (_Interrupted, KeyboardInterrupt) as stop:
-                self._requeue(trial, frozen, "interrupted by Ctrl-C" if isinstance(stop, KeyboardInterrupt) else str(stop))
-                if isinstance(stop, KeyboardInterrupt):
+                ctrl_c = isinstance(stop, KeyboardInterrupt)
+                self._requeue(trial, frozen, "interrupted by Ctrl-C" if ctrl_c else str(stop))
+                if ctrl_c:
                     raise
                 return
             except Exception as error:  # recorded on the trial; the search goes on
@@ -706,7 +707,8 @@ class _Objective:
 
     def _duplicate_of(self, fingerprint: str):
         for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if other.user_attrs.get("fingerprint") == fingerprint and other.user_attrs.get("status") in ("ok", "diverged"):
+            attrs = other.user_attrs
+            if attrs.get("fingerprint") == fingerprint and attrs.get("status") in ("ok", "diverged"):
                 return other
         return None
 

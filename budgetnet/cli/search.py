@@ -7,7 +7,8 @@ SQLite file budgetnet.db in the working directory by default), so running the sa
 again resumes the study, and `budgetnet results` / `budgetnet export` read it later.
 
 With no options: the small space on the bundled digits, budget = the small baseline's cost,
-50 trials of 15 epochs (median pruning), the baseline trained once for comparison (about a minute on 2 idle cores).
+50 trials of 15 epochs (median pruning), the baseline trained once for comparison: about a
+minute on 2 idle CPU cores.
 
 --trials N is the number of finished trials the study should hold (completed, infeasible,
 pruned or failed with an error); a trial stopped by --timeout, Ctrl-C or a killed worker is
@@ -56,7 +57,10 @@ def add_arguments(parser) -> None:
         help="hard ceiling: a ratio of the baseline's Eqn. (1) cost (1.0x), MACs (850M, 2.3e6) or measured "
         "milliseconds per image (2ms); default: the baseline's cost",
     )  # fmt: skip
-    space.add_argument("--tolerance", type=float, default=0.05, metavar="F", help="relative budget tolerance (default 0.05)")
+    space.add_argument(
+        "--tolerance", type=float, default=0.05, metavar="F",
+        help="relative budget tolerance (default 0.05)",
+    )
     space.add_argument(
         "--objectives", default="accuracy", metavar="LIST",
         help="accuracy (default; validation accuracy, with pruning) or accuracy,macs / accuracy,latency "
@@ -68,21 +72,60 @@ def add_arguments(parser) -> None:
         help="digits (bundled, default), idx:DIR (MNIST-style IDX files), cifar:DIR, folder:DIR",
     )  # fmt: skip
     train.add_argument("--limit", type=int, metavar="N", help="use at most N training images (quick runs)")
-    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, metavar="E", help=f"epochs per candidate (default {DEFAULT_EPOCHS})")
-    train.add_argument("--recipe", default="quick", metavar="NAME", help="training recipe: quick (default) or paper")
-    train.add_argument("--norm", choices=("batch",), help="add batch norm after every conv (default: the paper's conv + ReLU)")
-    train.add_argument("--pruner", choices=("median", "hyperband", "none"), help="stop poor candidates early (default median; none with several objectives)")
+    train.add_argument(
+        "--epochs", type=int, default=DEFAULT_EPOCHS, metavar="E",
+        help=f"epochs per candidate (default {DEFAULT_EPOCHS})",
+    )
+    train.add_argument(
+        "--recipe", default="quick", metavar="NAME",
+        help="training recipe: quick (default) or paper",
+    )
+    train.add_argument(
+        "--norm", choices=("batch",),
+        help="add batch norm after every conv (default: the paper's conv + ReLU)",
+    )
+    train.add_argument(
+        "--pruner", choices=("median", "hyperband", "none"),
+        help="stop poor candidates early (default median; none with several objectives)",
+    )
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    train.add_argument("--seed", type=int, default=0, help="seeds sampling and training (default 0; reproducible on one worker)")
-    train.add_argument("--keep-weights", action="store_true", help="keep every trained candidate's weights (for export --format pt)")
-    train.add_argument("--no-baseline", action="store_true", help="do not train the baseline once for comparison")
+    train.add_argument(
+        "--seed", type=int, default=0,
+        help="seeds sampling and training (default 0; reproducible on one worker)",
+    )
+    train.add_argument(
+        "--keep-weights", action="store_true",
+        help="keep every trained candidate's weights (for export --format pt)",
+    )
+    train.add_argument(
+        "--no-baseline", action="store_true",
+        help="do not train the baseline once for comparison",
+    )
     run = parser.add_argument_group("how long, where, how many workers")
-    run.add_argument("--trials", type=int, default=DEFAULT_TRIALS, metavar="N", help=f"finished trials the study should hold (default {DEFAULT_TRIALS})")
-    run.add_argument("--timeout", type=float, metavar="S", help="stop after S seconds of wall-clock time (resume later)")
-    run.add_argument("--storage", metavar="URL", help="sqlite:///FILE.db (default budgetnet.db here), postgresql+psycopg2://..., or journal:FILE")
-    run.add_argument("--study", metavar="NAME", help="study name (default <space>-<data>); an existing study is resumed")
-    run.add_argument("--workers", type=int, default=1, metavar="N", help="start N local worker processes on this study (default 1)")
-    run.add_argument("--heartbeat", type=int, metavar="S", help="seconds between a trial's heartbeats (default 10); a trial silent for 3x this is retried")
+    run.add_argument(
+        "--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
+        help=f"finished trials the study should hold (default {DEFAULT_TRIALS})",
+    )
+    run.add_argument(
+        "--timeout", type=float, metavar="S",
+        help="stop after S seconds of wall-clock time (resume later)",
+    )
+    run.add_argument(
+        "--storage", metavar="URL",
+        help="sqlite:///FILE.db (default budgetnet.db here), postgresql+psycopg2://..., or journal:FILE",
+    )
+    run.add_argument(
+        "--study", metavar="NAME",
+        help="study name (default <space>-<data>); an existing study is resumed",
+    )
+    run.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="start N local worker processes on this study (default 1)",
+    )
+    run.add_argument(
+        "--heartbeat", type=int, metavar="S",
+        help="seconds between a trial's heartbeats (default 10); a trial silent for 3x this is retried",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the final report as JSON")
     out.add_argument("--plot-dir", metavar="DIR", help="save pareto.png and history.png in DIR")
