@@ -60,7 +60,7 @@ RESUME_FIELDS = ("space", "objectives", "data", "recipe", "norm")
 #: Timed forward passes (batch 1) behind each trial's latency; more when latency is an objective.
 LATENCY_REPEATS = {"cheap": 5, "objective": 20}
 
-_OPTUNA_OBJECTIVES_ERROR = (
+_OBJECTIVES_EXPECTED = (
     "expected 'accuracy' alone, or 'accuracy' with 'macs' or 'latency' (e.g. accuracy,macs)"
 )
 
@@ -253,15 +253,15 @@ def parse_objectives(objectives: Sequence[str] | str) -> tuple[str, ...]:
     try:
         objectives = tuple(objectives)
     except TypeError:
-        raise SearchError(f"objectives={objectives!r} is invalid; {_OPTUNA_OBJECTIVES_ERROR}") from None
+        raise SearchError(f"objectives={objectives!r} is invalid; {_OBJECTIVES_EXPECTED}") from None
     for objective in objectives:
         if objective not in OBJECTIVES:
             raise SearchError(
                 f"objective={objective!r} is unknown; expected one of {', '.join(OBJECTIVES)} "
-                f"({_OPTUNA_OBJECTIVES_ERROR})"
+                f"({_OBJECTIVES_EXPECTED})"
             )
     if not objectives or objectives[0] != "accuracy" or len(objectives) > 2 or len(set(objectives)) != len(objectives):
-        raise SearchError(f"objectives={objectives!r} is invalid; {_OPTUNA_OBJECTIVES_ERROR}")
+        raise SearchError(f"objectives={objectives!r} is invalid; {_OBJECTIVES_EXPECTED}")
     return objectives
 
 

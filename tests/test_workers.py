@@ -24,16 +24,16 @@ def budgetnet_command(*arguments: str) -> list[str]:
 
 def test_three_workers_hold_exactly_n_trials(postgres_url, tmp_path):
     result = subprocess.run(
-        budgetnet_command("--workers", "3", "--trials", "7", "--epochs", "1", "--storage", postgres_url,
+        budgetnet_command("--workers", "3", "--trials", "9", "--epochs", "2", "--storage", postgres_url,
                           "--study", "three", "--json", *QUICK),  # fmt: skip
         capture_output=True, text=True, timeout=400, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="three", storage=postgres_url)
     trials = study.trials
-    assert len(trials) == 7 and [t.number for t in trials] == list(range(7))  # nothing extra was created
+    assert len(trials) == 9 and [t.number for t in trials] == list(range(9))  # nothing extra was created
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # none lost or left queued
-    assert len(counted_trials(study)) == 7
+    assert len(counted_trials(study)) == 9
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) >= 2  # the slots were shared out, each taken by one worker
     assert not (tmp_path / "budgetnet.db").exists()
