@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from budgetnet.study import counted_trials
 
+EPOCHS = 40
 QUICK = ["--limit", "60", "--no-baseline", "--no-progress", "--device", "cpu"]
 
 
@@ -50,8 +51,9 @@ def wait_for(predicate, seconds: float, what: str):
 
 
 def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgres_url, tmp_path):
+    # Enough epochs that a trial lasts seconds, so the poll below catches one mid-way.
     command = budgetnet_command(
-        "--trials", "3", "--epochs", "8", "--pruner", "none", "--heartbeat", "1", "--storage", postgres_url,
+        "--trials", "3", "--epochs", str(EPOCHS), "--pruner", "none", "--heartbeat", "1", "--storage", postgres_url,
         "--study", "killed", *QUICK,
     )  # fmt: skip
     worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -67,7 +69,7 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
             return (done, running[0]) if done and running else None
 
         done, running = wait_for(mid_trial, 240, "one completed trial and one in its first epochs")
-        assert len(running.intermediate_values) < 8  # still training
+        assert len(running.intermediate_values) < EPOCHS  # still training
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
     finally:
@@ -88,7 +90,7 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
     assert len(retries) == 1
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE and retry.params == running.params
-    assert retry.user_attrs["retry_of"] == running.number and retry.user_attrs["epochs"] == 8
+    assert retry.user_attrs["retry_of"] == running.number and retry.user_attrs["epochs"] == EPOCHS
     assert len(counted_trials(study)) == 3
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert "3 finished trials" in resumed.stdout
