@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 import budgetnet
+from budgetnet.latency import cpu_model
 from search_spaces.paper import MODELS, NOTATION
 
 GOAL = 1000.0
@@ -47,16 +48,6 @@ def median_seconds(function, repeats: int) -> float:
         function()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def fvcore_counts(model: torch.nn.Module, image: torch.Tensor) -> tuple[int, dict[str, int]]:

@@ -35,6 +35,7 @@ import torch
 import budgetnet
 from budgetnet.complexity import complexity
 from budgetnet.data import load_data
+from budgetnet.latency import cpu_model
 from budgetnet.results import best_trial, trial_counts
 from budgetnet.study import make_sampler
 from budgetnet.train import evaluate, fit, get_recipe
@@ -42,16 +43,8 @@ from search_spaces.base import get_space
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (
-        f"CPU: {os.cpu_count()}-core {model}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
+        f"CPU: {os.cpu_count()}-core {cpu_model()}; torch {torch.__version__} ({torch.get_num_threads()} threads); "
         f"optuna {optuna.__version__}; Python {platform.python_version()}; "
         f"1-minute load average {os.getloadavg()[0]:.1f} at the start"
     )

@@ -21,30 +21,19 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import optuna
 import torch
 
 import budgetnet
+from budgetnet.latency import cpu_model
 from search_spaces import small
 from search_spaces.base import SPACES, get_space
 
 EPOCH_IMAGES = 1437
 BATCH = 128
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def train_step_seconds(arch: budgetnet.Arch, batches: int) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import budgetnet
 from budgetnet.explore import summary
+from budgetnet.latency import cpu_model
 from search_spaces.paper import MODELS
 
 DEFAULT_CONFIGS = ("2:0.05", "3:0.05", "3:0.08", "4:0.08:11")
@@ -45,16 +46,6 @@ def parse_config(text: str) -> tuple[int, float, int | None]:
     if len(parts) > 3 or steps < 0 or tolerance < 0 or (depth is not None and depth < 1):
         raise argparse.ArgumentTypeError(f"config {text!r}: expected STEPS >= 0, TOLERANCE >= 0, MAX_DEPTH >= 1")
     return steps, tolerance, depth
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(steps: int, tolerance: float, depth: int | None, repeats: int) -> dict:

@@ -241,16 +241,24 @@ def device_name(device: str | torch.device = "cpu") -> str:
     dev = resolve_device(device)
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    model = platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    return f"{cpu_model()} ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, else what :mod:`platform` knows.
+
+    Example:
+        >>> bool(cpu_model())
+        True
+    """
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    threads = torch.get_num_threads()
-    return f"{model} ({threads} thread{'s' if threads != 1 else ''})"
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def default_cache_dir() -> Path:
