@@ -422,10 +422,9 @@ class Rule:
             raise self._refuse(site, "the convs have different filter sizes; expected one filter size")
         return infos
 
-    def _solve_width(
-        self, arch: Arch, site: Site, make: Callable[[int], list[Layer]], out_channels: int
-    ) -> tuple[int, Arch, str]:
-        """Solve the free width ``w`` of ``make(w)`` so that Eqn. (1) stays as it was.
+    def _solve_width(self, arch: Arch, site: Site, make: Callable[[int], list[Layer]], out_channels: int) -> _Plan:
+        """The plan ``make(w)`` for ``start:stop``, with the free width ``w`` solved so that
+        Eqn. (1) stays as it was.
 
         Map sizes do not depend on widths, so one trial Arch gives every new layer's shape
         and the cost of any width is :func:`layer_cost` of those shapes with the channel
@@ -433,13 +432,15 @@ class Rule:
         root is rounded to the multiple (below or above) whose cost is closest to the old.
         """
         target = conv_macs(arch)
-        trial = self._build(arch, site, site.start, site.stop, make(1))
-        self._check_shapes(arch, site, _Plan(site.start, site.stop, tuple(make(1)), trial))
-        infos = trial.shapes[site.start : site.start + len(make(1))]
+        trial_layers = make(1)
+        trial = self._build(arch, site, site.start, site.stop, trial_layers)
+        self._check_shapes(arch, site, _Plan(site.start, site.stop, tuple(trial_layers), trial))
+        infos = trial.shapes[site.start : site.start + len(trial_layers)]
         rest = conv_macs(trial) - _macs(infos)
+        in_channels = arch.shapes[site.start].in_shape[0]
 
         def cost(width: int) -> int:
-            channels = arch.shapes[site.start].in_shape[0]
+            channels = in_channels
             total = rest
             for info, layer in zip(infos, make(width)):
                 total += layer_cost(_with_channels(info, layer, channels)).macs
@@ -462,8 +463,10 @@ class Rule:
         low = int(root // multiple) * multiple
         candidates = [w for w in (low, low + multiple) if w > 0]
         width = min(candidates, key=lambda w: (abs(cost(w) - target), w))
-        after = self._build(arch, site, site.start, site.stop, make(width))
-        return width, after, f"width solved {root:.1f} -> {width} (multiple of {multiple})"
+        layers = tuple(make(width))
+        after = self._build(arch, site, site.start, site.stop, layers)
+        detail = f"width solved {root:.1f} -> {width} (multiple of {multiple})"
+        return _Plan(site.start, site.stop, layers, after, detail)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -510,9 +513,8 @@ def _power_of_two_divisor(value: int, limit: int) -> int:
 def _conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
     """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 convs with equal ``key``."""
     groups = []
-    infos = [info for info in arch.features]
     for _, run in itertools.groupby(
-        infos,
+        arch.features,
         key=lambda info: (
             (info.stage, key(info)) if info.kind == "conv" and info.layer.stride == 1 else None
         ),
@@ -523,9 +525,10 @@ def _conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[
     return groups
 
 
-def _check_positive_int(rule: str, name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise RewriteError(rule, None, f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+def _check_width_multiple(rule: str, value) -> int | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise RewriteError(rule, None, f"width_multiple={value!r} is invalid; expected an integer >= 1")
+    return value
 
 
 def _check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
@@ -627,9 +630,7 @@ class DepthWidthRule(Rule):
 
     def __init__(self, depth_factors: Sequence[int] = (2, 3), width_multiple: int | None = None):
         self.depth_factors = _check_sizes(self.name, "depth_factors", depth_factors, 2)
-        if width_multiple is not None:
-            _check_positive_int(self.name, "width_multiple", width_multiple, 1)
-        self.width_multiple = width_multiple
+        self.width_multiple = _check_width_multiple(self.name, width_multiple)
 
     def _sites(self, arch: Arch) -> list[Site]:
         sites = []
@@ -647,8 +648,7 @@ class DepthWidthRule(Rule):
         def make(width: int) -> list[Layer]:
             return [Conv(kernel, width)] * (depth - 1) + [Conv(kernel, out)]
 
-        width, after, detail = self._solve_width(arch, site, make, out)
-        return _Plan(site.start, site.stop, tuple(make(width)), after, detail)
+        return self._solve_width(arch, site, make, out)
 
 
 class WidthFilterRule(Rule):
@@ -678,9 +678,7 @@ class WidthFilterRule(Rule):
 
     def __init__(self, kernel_sizes: Sequence[int] = (2, 3), width_multiple: int | None = None):
         self.kernel_sizes = _check_sizes(self.name, "kernel_sizes", kernel_sizes, 1)
-        if width_multiple is not None:
-            _check_positive_int(self.name, "width_multiple", width_multiple, 1)
-        self.width_multiple = width_multiple
+        self.width_multiple = _check_width_multiple(self.name, width_multiple)
 
     def _sites(self, arch: Arch) -> list[Site]:
         sites = []
@@ -705,8 +703,7 @@ class WidthFilterRule(Rule):
         def make(width: int) -> list[Layer]:
             return [Conv(kernel, width)] * (len(infos) - 1) + [Conv(kernel, out)]
 
-        width, after, detail = self._solve_width(arch, site, make, out)
-        return _Plan(site.start, site.stop, tuple(make(width)), after, detail)
+        return self._solve_width(arch, site, make, out)
 
 
 class AddPoolRule(Rule):
