@@ -12,6 +12,8 @@ examples:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from budgetnet.cli.common import print_json
 
 NAME = "results"
@@ -44,19 +46,23 @@ def open_study(args):
 
 
 def _exists(url: str) -> bool:
-    from pathlib import Path
-
     return Path(url[len("sqlite:///") :]).is_file()
 
 
 def run(args) -> int:
-    from budgetnet.cli.search import save_plots
     from budgetnet.errors import SearchError
-    from budgetnet.results import format_summary, summarize
 
     if args.top < 1:
         raise SearchError(f"--top {args.top} is invalid; expected a whole number >= 1")
-    study = open_study(args)
+    return report(open_study(args), args)
+
+
+def report(study, args, next_step: str = "") -> int:
+    """Print the report of ``study`` (a table, or JSON with --json) and save --plot-dir's plots;
+    ``next_step`` follows the table when there is a best trial. 0 when a trial completed in
+    budget, else 1 (shared with `budgetnet search`)."""
+    from budgetnet.results import format_summary, summarize
+
     summary = summarize(study, top=args.top)
     if args.plot_dir:
         summary["plots"] = [str(path) for path in save_plots(study, args.plot_dir)]
@@ -64,6 +70,22 @@ def run(args) -> int:
         print_json(summary)
     else:
         print(format_summary(summary))
+        if next_step and summary["best"] is not None:
+            print(next_step)
         for path in summary.get("plots", []):
             print(f"saved {path}")
     return 0 if summary["best"] is not None else 1
+
+
+def save_plots(study, directory) -> list[Path]:
+    """pareto.png and history.png of ``study`` in ``directory`` (created)."""
+    from budgetnet.plots import optimization_history, pareto_front
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    objectives = study.user_attrs.get("budgetnet", {}).get("objectives", ["accuracy"])
+    x = objectives[1] if len(objectives) > 1 else "macs"
+    paths = [directory / "pareto.png", directory / "history.png"]
+    pareto_front(study, x=x, path=paths[0])
+    optimization_history(study, path=paths[1])
+    return paths

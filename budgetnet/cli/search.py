@@ -31,9 +31,8 @@ import re
 import shlex
 import signal
 import time
-from pathlib import Path
 
-from budgetnet.cli.common import SPEC_HELP, load_arch, print_json
+from budgetnet.cli.common import SPEC_HELP, load_arch
 from budgetnet.errors import SearchError
 
 NAME = "search"
@@ -242,35 +241,12 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
 
 def report(study, args) -> int:
     """Print the final report (table or JSON), save plots; 0 when a trial completed in budget."""
-    from budgetnet.results import format_summary, summarize
+    from budgetnet.cli.results import report as print_report
 
-    summary = summarize(study, top=args.top)
-    if args.plot_dir:
-        summary["plots"] = [str(path) for path in save_plots(study, args.plot_dir)]
-    if args.json:
-        print_json(summary)
-    else:
+    if not args.json:
         print()
-        print(format_summary(summary))
-        if summary["best"] is not None:
-            print(
-                f"\nexport it: budgetnet export --study {shlex.quote(study.study_name)} --trial best --format py"
-                + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
-            )
-        for path in summary.get("plots", []):
-            print(f"saved {path}")
-    return 0 if summary["best"] is not None else 1
-
-
-def save_plots(study, directory) -> list[Path]:
-    """pareto.png and history.png of ``study`` in ``directory`` (created)."""
-    from budgetnet.plots import optimization_history, pareto_front
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    objectives = study.user_attrs.get("budgetnet", {}).get("objectives", ["accuracy"])
-    x = objectives[1] if len(objectives) > 1 else "macs"
-    paths = [directory / "pareto.png", directory / "history.png"]
-    pareto_front(study, x=x, path=paths[0])
-    optimization_history(study, path=paths[1])
-    return paths
+    export = (
+        f"\nexport it: budgetnet export --study {shlex.quote(study.study_name)} --trial best --format py"
+        + (f" --storage {shlex.quote(args.storage)}" if args.storage else "")
+    )
+    return print_report(study, args, next_step=export)
