@@ -36,12 +36,9 @@ def pareto_front(study, x: str = "macs", path: str | Path | None = None):
     """
     from optuna.trial import TrialState
 
-    from budgetnet.errors import SearchError
-    from budgetnet.results import is_feasible, pareto_trials
+    from budgetnet.results import cost_key, is_feasible, pareto_trials
 
-    key = {"macs": "macs", "latency": "latency_ms"}.get(x)
-    if key is None:
-        raise SearchError(f"x={x!r} is invalid; expected 'macs' or 'latency'")
+    key = cost_key(x)
     settings = study.user_attrs.get("budgetnet", {})
     figure = _figure()
     axes = figure.add_subplot()
@@ -68,13 +65,9 @@ def pareto_front(study, x: str = "macs", path: str | Path | None = None):
         axes.scatter([baseline_x], [baseline["accuracy"]], marker="*", s=180, color="black", zorder=5, label="baseline")
     elif baseline_x is not None:
         axes.axvline(baseline_x, color="black", linestyle="--", linewidth=1, label="baseline cost")
-    axes.set_xlabel("Eqn. (1) multiply-adds per image" if x == "macs" else "latency, ms per image (batch 1)")
-    axes.set_ylabel("validation accuracy")
-    axes.set_title(f"{study.study_name}: accuracy vs {'cost' if x == 'macs' else 'latency'}")
-    axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize="small", loc="lower right")
-    return _save(figure, path)
+    xlabel = "Eqn. (1) multiply-adds per image" if x == "macs" else "latency, ms per image (batch 1)"
+    title = f"{study.study_name}: accuracy vs {'cost' if x == 'macs' else 'latency'}"
+    return _finish_accuracy_plot(figure, axes, xlabel, title, path)
 
 
 def optimization_history(study, path: str | Path | None = None):
@@ -118,9 +111,14 @@ def optimization_history(study, path: str | Path | None = None):
             axes.scatter(*zip(*points), s=22, alpha=0.8, label=label, **styles[label])
     if best_line:
         axes.plot(*zip(*best_line), color="tab:red", drawstyle="steps-post", label="best so far")
-    axes.set_xlabel("trial")
+    return _finish_accuracy_plot(figure, axes, "trial", f"{study.study_name}: optimisation history", path)
+
+
+def _finish_accuracy_plot(figure, axes, xlabel: str, title: str, path):
+    """Labels, grid and legend of a plot of validation accuracy; saved when ``path`` is given."""
+    axes.set_xlabel(xlabel)
     axes.set_ylabel("validation accuracy")
-    axes.set_title(f"{study.study_name}: optimisation history")
+    axes.set_title(title)
     axes.grid(alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
         axes.legend(fontsize="small", loc="lower right")
@@ -289,7 +287,7 @@ def _bend(axes, box, start, end) -> float:
     going down, left going up) just past the boxes; a backward edge curves a little."""
     if start[0] != end[0]:
         return 0.25 if start[0] > end[0] else 0.0
-    (x0, y0), (x1, y1) = axes.transData.transform(start), axes.transData.transform(end)
+    y0, y1 = axes.transData.transform(start)[1], axes.transData.transform(end)[1]
     half_width = box.get_bbox_patch().get_window_extent().width / 2
     # the arc's middle lies bend * distance / 2 off the chord
     return -max(0.3, 2.6 * half_width / max(abs(y1 - y0), 1.0))

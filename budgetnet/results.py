@@ -82,6 +82,19 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return trials[0] if trials else None
 
 
+def cost_key(x: str) -> str:
+    """The user attribute that holds a trial's cost ``x`` (``"macs"`` or ``"latency"``).
+
+    Example:
+        >>> cost_key("latency")
+        'latency_ms'
+    """
+    key = {"macs": "macs", "latency": "latency_ms"}.get(x)
+    if key is None:
+        raise SearchError(f"x={x!r} is invalid; expected 'macs' or 'latency'")
+    return key
+
+
 def pareto_trials(study: optuna.Study, x: str = "macs") -> list[optuna.trial.FrozenTrial]:
     """Feasible completed trials not beaten on both accuracy and ``x`` ("macs" or
     "latency"), most accurate first. With ``accuracy,x`` as objectives this is Optuna's
@@ -95,11 +108,14 @@ def pareto_trials(study: optuna.Study, x: str = "macs") -> list[optuna.trial.Fro
         >>> [t.number for t in pareto_trials(study)]
         [0, 1]
     """
-    key = {"macs": "macs", "latency": "latency_ms"}.get(x)
-    if key is None:
-        raise SearchError(f"x={x!r} is invalid; expected 'macs' or 'latency'")
+    return _front(completed(study), x)
+
+
+def _front(ranked: list, x: str) -> list:
+    """The trials of ``ranked`` (most accurate first) that are cheaper in ``x`` than all before them."""
+    key = cost_key(x)
     front, cheapest = [], float("inf")
-    for trial in completed(study):
+    for trial in ranked:
         cost = trial.user_attrs.get(key)
         if cost is not None and cost < cheapest:
             front.append(trial)
@@ -156,7 +172,8 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
     objectives = settings.get("objectives", ["accuracy"])
     counts = trial_counts(study)
     x = objectives[1] if len(objectives) > 1 else "macs"
-    best = best_trial(study)
+    ranked = completed(study)
+    best = ranked[0] if ranked else None
     summary = {
         "study": study.study_name,
         "objectives": objectives,
@@ -169,8 +186,8 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
         "baseline_result": study.user_attrs.get("baseline_result"),
         "counts": counts,
         "best": None if best is None else trial_record(best),
-        "pareto": [trial_record(trial) for trial in pareto_trials(study, x)],
-        "top": [trial_record(trial) for trial in _distinct(completed(study))[:top]],
+        "pareto": [trial_record(trial) for trial in _front(ranked, x)],
+        "top": [trial_record(trial) for trial in _distinct(ranked)[:top]],
         "failures": [trial_record(trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))],
     }
     summary["message"] = _message(summary)
