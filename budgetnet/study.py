@@ -463,11 +463,12 @@ def train_baseline_once(settings: _Settings) -> dict:
         progress=False,
         norm=settings.norm,
     )
+    report = complexity(settings.space.baseline)
     record = {
         "notation": settings.space.baseline.notation(),
         "accuracy": float(result.val_accuracy),
-        "macs": complexity(settings.space.baseline).conv_macs,
-        "params": complexity(settings.space.baseline).params,
+        "macs": report.conv_macs,
+        "params": report.params,
         "epochs": result.epochs_run,
         "train_seconds": float(result.seconds),
         "seconds": time.perf_counter() - start,
@@ -477,10 +478,13 @@ def train_baseline_once(settings: _Settings) -> dict:
     return record
 
 
-def _latency(model, device: str, repeats: int) -> float:
+def _latency(model_or_arch, device: str, repeats: int, norm: str | None = None) -> float:
+    """Milliseconds per image at batch 1 (``norm`` builds an Arch)."""
     from budgetnet.latency import measure
 
-    return float(measure(model, device=device, batch_size=1, repeats=repeats, warmup=3).ms_per_image)
+    return float(
+        measure(model_or_arch, device=device, batch_size=1, repeats=repeats, warmup=3, norm=norm).ms_per_image
+    )
 
 
 # -- one worker -----------------------------------------------------------------------------------
@@ -701,7 +705,8 @@ class _Objective:
         return values
 
     def _arch_latency(self, arch) -> float:
-        latency = _latency_arch(arch, self.settings)
+        """Latency of an untrained candidate (an infeasible one), for the Pareto plot."""
+        latency = _latency(arch, self.settings.device, LATENCY_REPEATS["objective"], self.settings.norm)
         self.trial.set_user_attr("latency_ms", latency)
         return latency
 
@@ -760,16 +765,6 @@ class _Objective:
         trial.set_user_attr("latency_seconds", time.perf_counter() - start)
         trial.set_user_attr("latency_ms", latency)
         return self._values(result.val_accuracy, macs, lambda: latency)
-
-
-def _latency_arch(arch, settings: _Settings) -> float:
-    """Latency of an untrained candidate (an infeasible one), for the Pareto plot."""
-    from budgetnet.latency import measure
-
-    return float(
-        measure(arch, device=settings.device, batch_size=1, repeats=LATENCY_REPEATS["objective"], warmup=3,
-                norm=settings.norm).ms_per_image
-    )  # fmt: skip
 
 
 def _save_weights(model, directory: Path, number: int) -> str:
