@@ -197,6 +197,7 @@ def format_arch(arch: Arch) -> str:
     """
     parts: list[str] = []
     stage: list[str] = []
+    print_head = arch.head != paper_head() or not arch.features
     for layer, count in _runs(arch.layers):
         text = format_layer(layer) + (f"x{count}" if count > 1 else "")
         if isinstance(layer, Conv):
@@ -205,7 +206,7 @@ def format_arch(arch: Arch) -> str:
         if stage:
             parts.append(" + ".join(stage))
             stage = []
-        if isinstance(layer, Pool) or arch.head != paper_head() or not arch.features:
+        if isinstance(layer, Pool) or print_head:
             parts.append(text)
     if stage:
         parts.append(" + ".join(stage))
