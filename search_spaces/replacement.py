@@ -149,7 +149,9 @@ class LayerReplacementSpace(SearchSpace):
     def choices(self, arch: Arch) -> list[str]:
         """What a trial may choose at ``arch``: ``"none"`` where ``arch`` is a candidate,
         then its rewrites (:func:`step_label`), in the order the rules found them."""
-        key = self._key(arch)
+        return self._choices_at(self._key(arch))
+
+    def _choices_at(self, key: str) -> list[str]:
         options = [STOP] if self.graph.nodes[key]["matches"] else []
         return options + [step_label(data["site"]) for _, _, data in self.graph.out_edges(key, data=True)]
 
@@ -171,7 +173,7 @@ class LayerReplacementSpace(SearchSpace):
         key = self.root
         for step in range(1, self.max_steps + 1):
             arch = self.graph.nodes[key]["arch"]
-            options = self.choices(arch)
+            options = self._choices_at(key)
             if not options or options == [STOP]:
                 break
             choice = trial.suggest_categorical(self.parameter(step, arch), options)
