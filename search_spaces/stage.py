@@ -340,8 +340,8 @@ class StageSpace(SearchSpace):
                 f"({cost / conv_macs(self.baseline):.3g}x the baseline)"
             )
         tolerance = getattr(self.budget, "tolerance", 0.0)
-        if self.target_macs is not None and conv_macs(priciest) < self.target_macs * (1 - tolerance):
-            cost = conv_macs(priciest)
+        cost = conv_macs(priciest)
+        if self.target_macs is not None and cost < self.target_macs * (1 - tolerance):
             raise BudgetError(
                 f"budget {self.budget} is out of reach of the {self.name} space: the most "
                 f"expensive candidate, {priciest}, costs {format_count(cost)} MACs ({cost:,}, "
