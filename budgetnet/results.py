@@ -28,14 +28,26 @@ COLUMNS = ("trial", "accuracy", "MACs", "ratio", "params", "latency", "epochs", 
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
-    """True when the trial was inside the budget (all its constraints <= 0)."""
+    """True when the trial was inside the budget (all its constraints <= 0).
+
+    Example:
+        >>> import optuna
+        >>> is_feasible(optuna.create_trial(value=0.0, user_attrs={"status": "infeasible"}))
+        False
+    """
     return trial.user_attrs.get("status") != "infeasible" and all(v <= 0 for v in trial.constraints.values())
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     """True for a trial that counts toward ``n_trials``: completed (infeasible included),
     pruned, or failed with an error inside the trial; not one stopped early or lost with its
-    worker (those are queued again)."""
+    worker (those are queued again).
+
+    Example:
+        >>> import optuna
+        >>> is_finished(optuna.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"status": "interrupted"}))
+        False
+    """
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
@@ -48,6 +60,15 @@ def trial_counts(study: optuna.Study) -> dict:
     budget (never trained); ``failed`` errors inside a trial; ``lost`` trials stopped by a
     timeout, Ctrl-C or a dead worker (queued again); ``finished`` what counts toward
     ``n_trials`` (complete + infeasible + pruned + failed).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.add_trial(optuna.create_trial(value=0.0, user_attrs={"status": "infeasible"}))
+        >>> study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.PRUNED))
+        >>> counts = trial_counts(study)
+        >>> counts["complete"], counts["infeasible"], counts["pruned"], counts["finished"]
+        (0, 1, 1, 2)
     """
     counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "running", "waiting"), 0)
     for trial in study.get_trials(deepcopy=False):
@@ -66,7 +87,16 @@ def trial_counts(study: optuna.Study) -> dict:
 
 
 def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Feasible completed trials, most accurate first (ties: cheaper first)."""
+    """Feasible completed trials, most accurate first (ties: cheaper first).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> for value, macs in ((0.8, 10), (0.9, 20), (0.9, 15)):
+        ...     study.add_trial(optuna.create_trial(value=value, user_attrs={"macs": macs, "status": "ok"}))
+        >>> [trial.number for trial in completed(study)]
+        [2, 1, 0]
+    """
     trials = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -77,7 +107,13 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     """The most accurate feasible completed trial (with several objectives: the most
-    accurate member of the Pareto set), or ``None`` when there is none."""
+    accurate member of the Pareto set), or ``None`` when there is none.
+
+    Example:
+        >>> import optuna
+        >>> best_trial(optuna.create_study()) is None
+        True
+    """
     trials = completed(study)
     return trials[0] if trials else None
 
@@ -135,7 +171,14 @@ def _distinct(trials: list) -> list:
 
 
 def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
-    """One trial as plain JSON-ready values."""
+    """One trial as plain JSON-ready values.
+
+    Example:
+        >>> import optuna
+        >>> record = trial_record(optuna.create_trial(value=0.9, user_attrs={"macs": 1000, "status": "ok"}))
+        >>> record["accuracy"], record["macs"], record["state"]
+        (0.9, 1000, 'COMPLETE')
+    """
     attrs = trial.user_attrs
     accuracy = attrs.get("val_accuracy")
     if accuracy is None and trial.values and trial.state == TrialState.COMPLETE:
@@ -167,7 +210,16 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
 
 def summarize(study: optuna.Study, top: int = 10) -> dict:
     """The report of a search: settings, counts, best trial, Pareto set, the ``top`` best
-    distinct architectures, and a plain-words ``message`` (also when nothing completed)."""
+    distinct architectures, and a plain-words ``message`` (also when nothing completed).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"macs": 1000, "status": "ok"}))
+        >>> summary = summarize(study)
+        >>> summary["best"]["trial"], summary["message"].split(". ")[-1]
+        (0, 'Best: trial 0, validation accuracy 0.9000.')
+    """
     settings = study.user_attrs.get("budgetnet", {})
     objectives = settings.get("objectives", ["accuracy"])
     counts = trial_counts(study)
@@ -262,7 +314,15 @@ def format_table(records: list[dict]) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    """The report printed at the end of ``budgetnet search`` and by ``budgetnet results``."""
+    """The report printed at the end of ``budgetnet search`` and by ``budgetnet results``.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"macs": 1000, "status": "ok"}))
+        >>> format_summary(summarize(study)).splitlines()[3]
+        'best trials:'
+    """
     lines = [
         f"study {summary['study']!r}: {summary['space']} space on {summary['data']}, "
         f"objectives {','.join(summary['objectives'])}, budget {summary['budget']}",
@@ -321,7 +381,16 @@ class _Bar:
 
 @contextlib.contextmanager
 def progress_bar(study: optuna.Study, enabled: bool = True):
-    """A progress bar over the study's finished trials; call ``refresh_from(study)``."""
+    """A progress bar over the study's finished trials; call ``refresh_from(study)``.
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> with progress_bar(study, enabled=False) as bar:
+        ...     bar.refresh_from(study)
+        >>> bar.active
+        False
+    """
     bar = _Bar(study, enabled)
     try:
         yield bar
