@@ -210,6 +210,12 @@ def derivation(graph: nx.DiGraph, key: str) -> list[dict]:
 
     Each step is a dict with ``source``, ``target`` (node keys), ``rule``, ``site`` and
     ``change``. The baseline's derivation is empty.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> graph = variants(MODELS["B"], rules=["delay_pool"], max_steps=1, names=MODELS)
+        >>> [(step["rule"], step["site"].pools) for step in derivation(graph, node_named(graph, "B'"))]
+        [('delay_pool', (1, 3))]
     """
     if key not in graph:
         raise BudgetError(f"variant {key!r} is not in the graph; expected a node key (a fingerprint)")
@@ -218,7 +224,14 @@ def derivation(graph: nx.DiGraph, key: str) -> list[dict]:
 
 
 def node_named(graph: nx.DiGraph, name: str) -> str:
-    """The key of the node named ``name`` (see ``names`` in :func:`variants`)."""
+    """The key of the node named ``name`` (see ``names`` in :func:`variants`).
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> graph = variants(MODELS["B"], rules=["delay_pool"], max_steps=1, names=MODELS)
+        >>> node_named(graph, "B'") == MODELS["B'"].fingerprint()
+        True
+    """
     for key, data in graph.nodes(data=True):
         if data["name"] == name:
             return key
@@ -255,6 +268,12 @@ def records(graph: nx.DiGraph) -> list[dict]:
 
     Each row: ``key``, ``label``, ``name``, ``notation``, ``depth``, ``macs``, ``ratio``,
     ``steps``, ``matches`` and ``path`` (rule names from the baseline).
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> graph = variants(MODELS["B"], rules=["delay_pool"], max_steps=1, names=MODELS)
+        >>> [(row["label"], row["path"]) for row in records(graph)]
+        [('B', []), ("B'", ['delay_pool']), ('v2', ['delay_pool']), ('v3', ['delay_pool'])]
     """
     names = labels(graph)
     rows = []
@@ -278,7 +297,15 @@ def records(graph: nx.DiGraph) -> list[dict]:
 
 
 def to_dict(graph: nx.DiGraph) -> dict:
-    """The whole graph as JSON-ready data: settings, counts, nodes (with the Arch JSON) and edges."""
+    """The whole graph as JSON-ready data: settings, counts, nodes (with the Arch JSON) and edges.
+
+    Example:
+        >>> import json
+        >>> from search_spaces.paper import MODELS
+        >>> data = to_dict(variants(MODELS["B"], rules=["delay_pool"], max_steps=1))
+        >>> len(data["nodes"]), len(data["edges"]), len(json.dumps(data)) > 0
+        (4, 3, True)
+    """
     settings = {key: value for key, value in graph.graph.items() if key != "budget"}
     budget = graph.graph["budget"]
     settings["budget"] = {"target_macs": budget.target_macs, "tolerance": budget.tolerance, "label": budget.label}
