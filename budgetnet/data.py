@@ -209,7 +209,13 @@ def random_crop(
 
 
 def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror a random half of the images left to right (each with probability 0.5)."""
+    """Mirror a random half of the images left to right (each with probability 0.5).
+
+    Example:
+        >>> x = torch.arange(3.).view(1, 1, 1, 3).repeat(4, 1, 1, 1)
+        >>> sorted(row[0, 0].tolist() for row in random_flip(x, torch.Generator().manual_seed(0)))
+        [[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0]]
+    """
     flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
@@ -225,6 +231,12 @@ def pca_lighting(
 
     ``alpha ~ N(0, strength)`` per image and component; ``eigenvalues`` are the standard
     deviations along the principal components of the training pixels (normalised space).
+
+    Example:
+        >>> x = torch.zeros(2, 3, 4, 4)
+        >>> shifted = pca_lighting(x, torch.ones(3), torch.eye(3), 0.1, torch.Generator().manual_seed(0))
+        >>> shifted.shape, bool((shifted[:, :, 0, 0, None, None] == shifted).all())
+        (torch.Size([2, 3, 4, 4]), True)
     """
     alpha = torch.randn(images.shape[0], eigenvalues.shape[0], generator=generator, device=images.device)
     shift = (alpha * strength * eigenvalues.to(images.device)) @ eigenvectors.to(images.device).T
@@ -232,14 +244,25 @@ def pca_lighting(
 
 
 def center_crop(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """The central ``size`` crop (the images unchanged when they already have that size)."""
+    """The central ``size`` crop (the images unchanged when they already have that size).
+
+    Example:
+        >>> center_crop(torch.arange(16.).view(1, 1, 4, 4), (2, 2)).flatten().tolist()
+        [5.0, 6.0, 9.0, 10.0]
+    """
     height, width = images.shape[2:]
     top, left = (height - size[0]) // 2, (width - size[1]) // 2
     return images[:, :, top : top + size[0], left : left + size[1]]
 
 
 def five_crop(images: torch.Tensor, size: Sequence[int]) -> list[torch.Tensor]:
-    """Centre, top-left, top-right, bottom-left and bottom-right ``size`` crops."""
+    """Centre, top-left, top-right, bottom-left and bottom-right ``size`` crops.
+
+    Example:
+        >>> crops = five_crop(torch.arange(16.).view(1, 1, 4, 4), (3, 3))
+        >>> [crop[0, 0, 0, 0].item() for crop in crops]
+        [0.0, 0.0, 1.0, 4.0, 5.0]
+    """
     height, width = images.shape[2:]
     out_height, out_width = size
     bottom, right = height - out_height, width - out_width
@@ -567,6 +590,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (gzipped or not) into a numpy array.
 
     Raises :class:`DataError` naming the file when it is not an IDX file or is truncated.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
+        >>> _ = path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]))  # unsigned bytes, 1 dimension of 3
+        >>> read_idx(path).tolist()
+        [7, 8, 9]
     """
     path = Path(path)
     try:
