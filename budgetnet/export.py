@@ -41,6 +41,12 @@ def get_trial(study: optuna.Study, trial: str | int = "best") -> optuna.trial.Fr
     Raises:
         ExportError: no such trial, or it never completed inside the budget (pruned, failed,
             running, queued, or over the budget and so never trained).
+
+    Example:
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"status": "ok"}))
+        >>> get_trial(study, "best").number
+        0
     """
     from budgetnet.results import best_trial, is_feasible
 
@@ -75,7 +81,14 @@ def get_trial(study: optuna.Study, trial: str | int = "best") -> optuna.trial.Fr
 
 
 def trial_arch(trial: optuna.trial.FrozenTrial) -> Arch:
-    """The Arch a trial stored."""
+    """The Arch a trial stored.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> str(trial_arch(optuna.create_trial(value=0.9, user_attrs={"arch": arch.to_dict()})))
+        '(3,8) gap'
+    """
     try:
         return Arch.from_dict(trial.user_attrs["arch"])
     except (KeyError, ArchError) as error:

@@ -334,6 +334,13 @@ def load_study(storage: optuna.storages.BaseStorage, study_name: str | None) -> 
 
     Raises:
         SearchError: no such study, or several studies and no name (the message lists them).
+
+    Example:
+        >>> import optuna
+        >>> storage = optuna.storages.InMemoryStorage()
+        >>> _ = optuna.create_study(storage=storage, study_name="only")
+        >>> load_study(storage, None).study_name
+        'only'
     """
     names = study_names(storage)
     if study_name is None:

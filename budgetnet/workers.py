@@ -92,5 +92,10 @@ def run_workers(
 
 
 def worker_command(arguments: Sequence[str]) -> list[str]:
-    """``python -m budgetnet search ARGUMENTS`` with this interpreter."""
+    """``python -m budgetnet search ARGUMENTS`` with this interpreter.
+
+    Example:
+        >>> worker_command(["--trials", "4"])[1:]
+        ['-m', 'budgetnet', 'search', '--trials', '4']
+    """
     return [sys.executable, "-m", "budgetnet", "search", *arguments]

@@ -24,6 +24,12 @@ COMMANDS = [show, search, results, export, train, latency, variants]
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The ``budgetnet`` argument parser, one sub-parser per module of :data:`COMMANDS`.
+
+    Example:
+        >>> make_parser().parse_args(["show", "A"]).spec
+        'A'
+    """
     parser = argparse.ArgumentParser(
         prog="budgetnet",
         description=(
