@@ -555,8 +555,9 @@ def _fresh_node(nodes: Iterable) -> int:
 def _chain_order(graph: nx.DiGraph) -> list[int]:
     if graph.number_of_nodes() == 0:
         return []
-    if any("layer" not in data for _, data in graph.nodes(data=True)):
-        raise ArchError("arch graph: every node needs a 'layer' attribute")
+    unlabeled = [node for node, data in graph.nodes(data=True) if "layer" not in data]
+    if unlabeled:
+        raise ArchError(f"arch graph: every node needs a 'layer' attribute; nodes {unlabeled} have none")
     bad = [n for n in graph if graph.in_degree(n) > 1 or graph.out_degree(n) > 1]
     starts = [n for n in graph if graph.in_degree(n) == 0]
     order = []
@@ -579,7 +580,9 @@ def _chain_order(graph: nx.DiGraph) -> list[int]:
 def _check_layer_types(layers: Iterable) -> None:
     for layer in layers:
         if not isinstance(layer, _LAYER_CLASSES):
-            raise ArchError(f"arch layer {layer!r} is not a budgetnet layer spec")
+            raise ArchError(
+                f"arch layer {layer!r} is not a budgetnet layer spec; expected Conv, Pool, SPP, Flatten or FC"
+            )
 
 
 def _check_order(layers: Sequence[Layer]) -> None:
@@ -593,10 +596,16 @@ def _check_order(layers: Sequence[Layer]) -> None:
                 )
         elif isinstance(layer, REDUCERS):
             if phase:
-                raise ArchError(f"layer {index + 1} ({layer.kind}): only one spp/gap/flat is allowed")
+                raise ArchError(
+                    f"layer {index + 1} ({layer.kind}): only one spp/gap/flat is allowed; expected a single "
+                    "reducer between the conv/pool layers and the fc layers"
+                )
             phase = 1
         elif isinstance(layer, FC) and not phase:
-            raise ArchError(f"layer {index + 1} (fc) comes before spp/gap/flat")
+            raise ArchError(
+                f"layer {index + 1} (fc) comes before spp/gap/flat; expected fc layers after the map is "
+                "pooled or flattened"
+            )
 
 
 def _following_even_convs(layers: Sequence[Layer], index: int) -> int:
@@ -741,8 +750,6 @@ def _layer_from_dict(item, index: int) -> Layer:
         return cls(**arguments)
     except TypeError as error:
         raise ArchError(f"arch JSON: layers[{index}]: {error}") from None
-
-
 
 
 __all__ = [
