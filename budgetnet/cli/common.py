@@ -58,6 +58,17 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
 
 
 def print_json(data) -> None:
-    """Write ``data`` as indented JSON to stdout."""
+    """Write ``data`` as indented JSON to stdout (values JSON does not know as their ``str``).
+
+    Example:
+        >>> print_json({"shape": (1, 8, 8)})
+        {
+          "shape": [
+            1,
+            8,
+            8
+          ]
+        }
+    """
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
