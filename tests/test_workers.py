@@ -57,11 +57,12 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
         "--study", "killed", *QUICK,
     )  # fmt: skip
     worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    storage = optuna.storages.RDBStorage(postgres_url)  # one connection pool for all the polls
     try:
 
         def mid_trial():
             try:
-                study = optuna.load_study(study_name="killed", storage=postgres_url)
+                study = optuna.load_study(study_name="killed", storage=storage)
             except KeyError:
                 return None
             done = study.get_trials(states=(TrialState.COMPLETE,))
