@@ -64,7 +64,7 @@ def layer_cost(info: LayerShape) -> LayerCost:
     out_channels = info.out_shape[0]
     if isinstance(layer, Conv):
         kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
-        macs = in_channels * kernel**2 * layer.out_channels * info.out_shape[1] * info.out_shape[2]
+        macs = eqn1_term(info)
         params = in_channels * kernel**2 * layer.out_channels + layer.out_channels
     elif isinstance(layer, Pool):
         kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
@@ -245,7 +245,19 @@ def conv_macs(arch: Arch) -> int:
         >>> conv_macs(budgetnet.parse("(3,8)", input_shape=(1, 4, 4)))
         1152
     """
-    return sum(layer_cost(info).macs for info in arch.convs)
+    return sum(eqn1_term(info) for info in arch.shapes if isinstance(info.layer, Conv))
+
+
+def eqn1_term(info: LayerShape) -> int:
+    """One conv's term of Eqn. (1): ``n_{l-1} * s_l^2 * n_l * m_l^2`` (``H * W`` for ``m_l^2``).
+
+    Example:
+        >>> import budgetnet
+        >>> eqn1_term(budgetnet.parse("(3,8)", input_shape=(1, 4, 4)).convs[0]) == 1 * 3**2 * 8 * 4**2
+        True
+    """
+    layer = info.layer
+    return info.in_shape[0] * layer.kernel_size**2 * layer.out_channels * info.out_shape[1] * info.out_shape[2]
 
 
 _SUFFIXES = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3))
