@@ -134,6 +134,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import optuna
+
     from budgetnet.data import load_data
     from budgetnet.storage import describe, storage_url
     from budgetnet.study import search, setup_search
@@ -145,6 +147,7 @@ def run(args) -> int:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
         raise SearchError(f"--timeout {args.timeout} is invalid; expected seconds > 0")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command prints its own report
     start = time.monotonic()
     data = load_data(args.data, limit=args.limit)
     baseline = None if args.baseline is None else load_arch(args.baseline, data.input_shape, data.num_classes)
