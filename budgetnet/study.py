@@ -165,6 +165,14 @@ def search(
             ``timeout``, or a study resumed with other settings.
         BudgetError: nothing in the space can meet the budget (before the first trial).
         StorageError: the storage does not connect.
+
+    Example:
+        >>> import budgetnet, optuna
+        >>> data = budgetnet.load_data("digits", limit=100)
+        >>> study = budgetnet.search("small", data, n_trials=2, epochs=1, seed=0, progress=False,
+        ...                          storage=optuna.storages.InMemoryStorage())
+        >>> len(study.trials), "notation" in study.trials[0].user_attrs
+        (2, True)
     """
     study, settings = _setup(
         space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
