@@ -1,234 +1,64 @@
-"""Layer specs and :class:`Arch`, the architecture graph, with shape inference.
+""":class:`Arch`, the architecture: top-level layers and blocks of a CNN, their shapes, identity
+and JSON.
 
-This module is the one source of truth for feature-map shapes. An :class:`Arch` is a
-networkx ``DiGraph`` whose nodes carry frozen layer specs (:class:`Conv`, :class:`Pool`,
-:class:`SPP`, :class:`Flatten`, :class:`FC`), chained from a single input of shape
-``(channels, height, width)``. A final classifier of ``num_classes`` units always follows.
-
-Shapes use PyTorch's floor rule, ``out = floor((m + 2p - k) / stride) + 1``. A conv whose
-``padding`` is ``None`` gets it from the paper's rules (Sec. 5, and ``docs/notation.md``):
-
-* odd kernels keep the map: 1 -> 0, 3 -> 1, 5 -> 2; the paper's stem 7x7 takes 0;
-* even kernels alternate: shrink by one pixel (pad ``k/2 - 1``) when the map is at its
-  stage's target size, grow back (pad ``k/2``) when it is below it, so consecutive 2x2
-  convs take pads 0, 1, 0, 1;
-* a strided conv takes the pad that brings its output closest to the stage's target size
-  (one less when an odd number of 2x2 convs follow, so the stage ends on its target). With
-  delayed subsampling (a stride-1 pool, then a strided conv) the target is what the pool
-  would give with the conv's stride, so stages keep the sizes they had before.
+An Arch holds a chain of top-level specs from :mod:`budgetnet.layers` (convs, pools, residual
+and concat blocks, then a reducer and hidden fc layers), from a single input of shape
+``(channels, height, width)``; a final classifier of ``num_classes`` units always follows.
+``arch.graph`` is that chain as a networkx ``DiGraph``; ``arch.dag()`` draws every layer and
+join. Shapes and resolved paddings come from :mod:`budgetnet.shapes` (the paper's padding
+rules live there).
 
 Example:
-    >>> from budgetnet import Arch, Conv, Pool
+    >>> from budgetnet import Arch, Conv, Pool, Residual
     >>> arch = Arch([Conv(3, 16), Pool(2), Conv(2, 32), Conv(2, 32)], input_shape=(1, 8, 8))
     >>> [info.out_shape for info in arch.shapes if info.kind == "conv"]
     [(16, 8, 8), (32, 3, 3), (32, 4, 4)]
+    >>> arch = Arch([Conv(3, 16), Residual((Conv(3, 32, stride=2), Conv(3, 32)))], input_shape=(1, 8, 8))
+    >>> [info.name for info in arch.convs], arch.feature_shape
+    (['conv1', 'res1.conv1', 'res1.conv2', 'res1.short.conv1'], (32, 4, 4))
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Iterator, Sequence
 
 import networkx as nx
 
-from budgetnet.errors import ArchError, LayerSpecError, ShapeError
+from budgetnet.dag import from_graph, is_chain, to_graph
+from budgetnet.errors import ArchError
+from budgetnet.layers import (
+    ACTIVATIONS,
+    BLOCKS,
+    FC,
+    FEATURE_LAYERS,
+    NORMS,
+    PAPER_DROPOUT,
+    PAPER_FC_UNITS,
+    PAPER_SPP_LEVELS,
+    POOL_MODES,
+    REDUCERS,
+    SPP,
+    Add,
+    Cat,
+    Concat,
+    Conv,
+    Flatten,
+    Layer,
+    Pool,
+    Residual,
+    check_int,
+    layer_from_dict,
+    layer_to_dict,
+    paper_head,
+)
+from budgetnet.shapes import LayerShape, conv_output_size, default_padding, infer_shapes
 
-POOL_MODES = ("max", "avg")
-PAPER_SPP_LEVELS = (6, 3, 2, 1)
-PAPER_FC_UNITS = 4096
-PAPER_DROPOUT = 0.5
 JSON_FORMAT = "budgetnet.arch"
 JSON_VERSION = 1
-
-
-def _check_int(layer: str, field: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LayerSpecError(layer, field, value, f"an integer >= {minimum}")
-
-
-@dataclass(frozen=True)
-class Conv:
-    """A square convolution followed by ReLU.
-
-    Args:
-        kernel_size: filter side ``s``.
-        out_channels: number of filters ``n`` (the paper's "width").
-        stride: subsampling factor.
-        padding: pixels on each side, or ``None`` to follow the paper's rules.
-
-    Example:
-        >>> Conv(3, 256)
-        Conv(kernel_size=3, out_channels=256, stride=1, padding=None)
-    """
-
-    kernel_size: int
-    out_channels: int
-    stride: int = 1
-    padding: int | None = None
-
-    kind = "conv"
-
-    def __post_init__(self):
-        _check_int("conv", "kernel_size", self.kernel_size, 1)
-        _check_int("conv", "out_channels", self.out_channels, 1)
-        _check_int("conv", "stride", self.stride, 1)
-        if self.padding is not None:
-            _check_int("conv", "padding", self.padding, 0)
-
-
-@dataclass(frozen=True)
-class Pool:
-    """A square max or average pooling window; ``stride`` defaults to ``kernel_size``.
-
-    Example:
-        >>> Pool(3)
-        Pool(kernel_size=3, stride=3, padding=0, mode='max')
-    """
-
-    kernel_size: int
-    stride: int | None = None
-    padding: int = 0
-    mode: str = "max"
-
-    kind = "pool"
-
-    def __post_init__(self):
-        _check_int("pool", "kernel_size", self.kernel_size, 1)
-        if self.stride is None:
-            object.__setattr__(self, "stride", self.kernel_size)
-        _check_int("pool", "stride", self.stride, 1)
-        _check_int("pool", "padding", self.padding, 0)
-        if self.padding * 2 > self.kernel_size:
-            raise LayerSpecError("pool", "padding", self.padding, "at most half the kernel size")
-        if self.mode not in POOL_MODES:
-            raise LayerSpecError("pool", "mode", self.mode, f"one of {POOL_MODES}")
-
-
-@dataclass(frozen=True)
-class SPP:
-    """Spatial pyramid pooling: one ``l x l`` grid of bins per level, concatenated.
-
-    The paper's is ``SPP((6, 3, 2, 1))``, 50 bins. ``SPP((1,), "avg")`` is global average
-    pooling.
-
-    Example:
-        >>> SPP().bins
-        50
-    """
-
-    levels: tuple[int, ...] = PAPER_SPP_LEVELS
-    mode: str = "max"
-
-    kind = "spp"
-
-    def __post_init__(self):
-        levels = self.levels
-        if isinstance(levels, int) or not isinstance(levels, Iterable):
-            raise LayerSpecError("spp", "levels", levels, "a non-empty list of integers >= 1")
-        levels = tuple(levels)
-        if not levels:
-            raise LayerSpecError("spp", "levels", levels, "a non-empty list of integers >= 1")
-        for level in levels:
-            _check_int("spp", "levels", level, 1)
-        object.__setattr__(self, "levels", levels)
-        if self.mode not in POOL_MODES:
-            raise LayerSpecError("spp", "mode", self.mode, f"one of {POOL_MODES}")
-
-    @property
-    def bins(self) -> int:
-        return sum(level * level for level in self.levels)
-
-
-@dataclass(frozen=True)
-class Flatten:
-    """Flatten the feature map into a vector without pooling."""
-
-    kind = "flatten"
-
-
-@dataclass(frozen=True)
-class FC:
-    """A hidden fully-connected layer with ReLU and dropout (the classifier is implicit).
-
-    Example:
-        >>> FC(4096)
-        FC(out_features=4096, dropout=0.5)
-    """
-
-    out_features: int
-    dropout: float = PAPER_DROPOUT
-
-    kind = "fc"
-
-    def __post_init__(self):
-        _check_int("fc", "out_features", self.out_features, 1)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not (
-            0.0 <= self.dropout < 1.0
-        ):
-            raise LayerSpecError("fc", "dropout", self.dropout, "a number in [0, 1)")
-        object.__setattr__(self, "dropout", float(self.dropout))
-
-
-Layer = Union[Conv, Pool, SPP, Flatten, FC]
-LAYER_TYPES = {cls.kind: cls for cls in (Conv, Pool, SPP, Flatten, FC)}
-_LAYER_CLASSES = tuple(LAYER_TYPES.values())
-FEATURE_LAYERS = (Conv, Pool)
-REDUCERS = (SPP, Flatten)
-
-
-def paper_head() -> tuple[Layer, ...]:
-    """The head of every model in Tables 1-2: SPP {6,3,2,1}, then fc 4096, fc 4096.
-
-    Example:
-        >>> [layer.kind for layer in paper_head()]
-        ['spp', 'fc', 'fc']
-    """
-    return (SPP(PAPER_SPP_LEVELS), FC(PAPER_FC_UNITS), FC(PAPER_FC_UNITS))
-
-
-def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
-    """PyTorch's floor rule for one side of a conv or pool output.
-
-    Example:
-        >>> conv_output_size(224, 7, 2, 0)
-        109
-    """
-    return (size + 2 * padding - kernel_size) // stride + 1
-
-
-def default_padding(kernel_size: int) -> int:
-    """The paper's padding for an odd kernel (Sec. 5): 7 -> 0, otherwise ``(k - 1) // 2``.
-
-    Example:
-        >>> [default_padding(k) for k in (1, 3, 5, 7)]
-        [0, 1, 2, 0]
-    """
-    return 0 if kernel_size == 7 else (kernel_size - 1) // 2
-
-
-@dataclass(frozen=True)
-class LayerShape:
-    """One layer after shape inference.
-
-    ``layer`` has its padding resolved; ``in_shape`` and ``out_shape`` are ``(C, H, W)``
-    for feature layers and ``(features,)`` after the map is pooled or flattened. ``stage``
-    counts from 1 and grows after every pool; head layers have stage ``None``.
-    """
-
-    index: int
-    node: int
-    name: str
-    layer: Layer
-    stage: int | None
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-
-    @property
-    def kind(self) -> str:
-        return self.layer.kind
+_LAYER_CLASSES = (Conv, Pool, SPP, Flatten, FC, Residual, Concat)
 
 
 class Arch:
@@ -260,10 +90,12 @@ class Arch:
         input_shape: Sequence[int] = (3, 224, 224),
         num_classes: int = 1000,
     ):
-        if isinstance(layers, nx.DiGraph):
+        if isinstance(layers, nx.DiGraph) and is_chain(layers):
             graph = layers.copy()
             order = _chain_order(graph)
         else:
+            if isinstance(layers, nx.DiGraph):
+                layers = from_graph(layers)
             try:
                 layers = list(layers)
             except TypeError:
@@ -278,7 +110,7 @@ class Arch:
             order = list(range(len(layers)))
             _check_layer_types(layers)
         self._input_shape = _check_input_shape(input_shape)
-        _check_int("arch", "num_classes", num_classes, 1)
+        check_int("arch", "num_classes", num_classes, 1)
         self._num_classes = num_classes
         if not any(isinstance(graph.nodes[node]["layer"], REDUCERS) for node in order):
             head = next(
@@ -300,14 +132,40 @@ class Arch:
         self._order = tuple(order)
         self._layers = tuple(graph.nodes[node]["layer"] for node in order)
         _check_order(self._layers)
-        self._shapes = _infer_shapes(self._layers, self._order, self._input_shape)
+        self._shapes = infer_shapes(self._layers, self._input_shape, self._order)
         self._key = (self._input_shape, self._num_classes, self.resolved_layers)
 
     # -- views -------------------------------------------------------------------------
     @property
     def graph(self) -> nx.DiGraph:
-        """The frozen graph; node attribute ``layer`` holds the spec as written."""
+        """The frozen chain of top-level layers (a block is one node); node attribute
+        ``layer`` holds the spec as written. :meth:`dag` draws every layer and join."""
         return self._graph
+
+    def dag(self) -> nx.DiGraph:
+        """The graph this Arch computes: every conv, pool and head layer, an ``Add`` per
+        residual add and a ``Cat`` per concatenation, from an ``"input"`` node (resolved
+        specs; see :mod:`budgetnet.dag`). ``Arch(arch.dag(), ...)`` gives back an equal Arch.
+
+        Example:
+            >>> import budgetnet
+            >>> arch = budgetnet.parse("(3,8) res[(3,8)x2] gap", input_shape=(1, 8, 8))
+            >>> arch.dag().number_of_nodes()  # input, conv, two convs, add, gap
+            6
+        """
+        return to_graph(self)
+
+    def walk(self) -> Iterator[LayerShape]:
+        """Every layer and block after shape inference, depth first (a block, then its layers).
+
+        Example:
+            >>> import budgetnet
+            >>> arch = budgetnet.parse("(3,8) res[(3,16)x2] gap", input_shape=(1, 8, 8))
+            >>> [info.name for info in arch.walk()]
+            ['conv1', 'res1', 'res1.conv1', 'res1.conv2', 'res1.short.conv1', 'spp1']
+        """
+        for info in self._shapes:
+            yield from info.walk()
 
     @property
     def layers(self) -> tuple[Layer, ...]:
@@ -339,12 +197,14 @@ class Arch:
 
     @property
     def convs(self) -> tuple[LayerShape, ...]:
-        return tuple(info for info in self._shapes if info.kind == "conv")
+        """Every conv, inside blocks and shortcuts too, in execution order."""
+        return tuple(info for info in self.walk() if info.kind == "conv")
 
     @property
     def depth(self) -> int:
-        """Number of conv layers (the paper's ``d``)."""
-        return len(self.convs)
+        """Number of conv layers off the shortcuts (the paper's ``d``; 49 for ResNet-50, whose
+        name also counts the classifier)."""
+        return sum(1 for info in self.convs if not info.shortcut)
 
     @property
     def features(self) -> tuple[LayerShape, ...]:
@@ -358,10 +218,11 @@ class Arch:
 
     @property
     def stages(self) -> tuple[tuple[LayerShape, ...], ...]:
-        """Conv layers grouped by stage (the layers between two pools), stage 1 first."""
+        """Top-level conv layers and blocks grouped by stage (a stage ends at a pool or at a
+        block that shrinks the map), stage 1 first."""
         count = max((info.stage for info in self.features), default=0)
         return tuple(
-            tuple(info for info in self.convs if info.stage == stage)
+            tuple(info for info in self._shapes if info.stage == stage and info.kind != "pool")
             for stage in range(1, count + 1)
         )
 
@@ -495,7 +356,7 @@ class Arch:
         if not isinstance(layers, list):
             raise ArchError(f"arch JSON: layers={layers!r}; expected a list of layer objects")
         return cls(
-            [_layer_from_dict(item, i) for i, item in enumerate(layers)],
+            [layer_from_dict(item, f"layers[{i}]") for i, item in enumerate(layers)],
             data["input_shape"],
             data.get("num_classes", 1000),
         )
@@ -581,7 +442,8 @@ def _check_layer_types(layers: Iterable) -> None:
     for layer in layers:
         if not isinstance(layer, _LAYER_CLASSES):
             raise ArchError(
-                f"arch layer {layer!r} is not a budgetnet layer spec; expected Conv, Pool, SPP, Flatten or FC"
+                f"arch layer {layer!r} is not a budgetnet layer spec; expected Conv, Pool, Residual, "
+                "Concat, SPP, Flatten or FC"
             )
 
 
@@ -608,152 +470,14 @@ def _check_order(layers: Sequence[Layer]) -> None:
             )
 
 
-def _following_even_convs(layers: Sequence[Layer], index: int) -> int:
-    count = 0
-    for layer in layers[index + 1 :]:
-        if (
-            isinstance(layer, Conv)
-            and layer.stride == 1
-            and layer.padding is None
-            and layer.kernel_size % 2 == 0
-        ):
-            count += 1
-        else:
-            break
-    return count
-
-
-def _infer_shapes(
-    layers: Sequence[Layer], nodes: Sequence[int], input_shape: tuple[int, int, int]
-) -> tuple[LayerShape, ...]:
-    channels, height, width = input_shape
-    target = [height, width]  # the stage's dominant size, per side
-    stage = 1
-    delayed = False  # a stride-1 pool already set the target for this strided conv
-    counters: dict[str, int] = {}
-    shapes = []
-    shape: tuple[int, ...] = input_shape
-    for index, (layer, node) in enumerate(zip(layers, nodes)):
-        counters[layer.kind] = counters.get(layer.kind, 0) + 1
-        name = f"{layer.kind}{counters[layer.kind]}"
-        in_shape = shape
-        layer_stage = stage if isinstance(layer, FEATURE_LAYERS) else None
-        if isinstance(layer, Conv):
-            size = [height, width]
-            kernel, stride = layer.kernel_size, layer.stride
-            padding = layer.padding
-            if stride == 1:
-                if padding is None:
-                    if kernel % 2:
-                        padding = default_padding(kernel)
-                    else:
-                        padding = kernel // 2 - 1 if height >= target[0] else kernel // 2
-                if kernel % 2 or layer.padding is not None:
-                    target = [conv_output_size(t, kernel, 1, padding) for t in target]
-            else:
-                if not delayed:
-                    guess = default_padding(kernel) if kernel % 2 else kernel // 2 - 1
-                    guess = guess if padding is None else padding
-                    target = [conv_output_size(t, kernel, stride, guess) for t in target]
-                if padding is None:
-                    desired = target[0] - (_following_even_convs(layers, index) % 2)
-                    padding = _closest_padding(height, kernel, stride, desired)
-            delayed = False
-            _check_window(name, layer, size, kernel, padding)
-            height, width = (conv_output_size(m, kernel, stride, padding) for m in size)
-            channels = layer.out_channels
-            if layer.padding != padding:
-                layer = replace(layer, padding=padding)
-            shape = (channels, height, width)
-        elif isinstance(layer, Pool):
-            size = [height, width]
-            _check_window(name, layer, size, layer.kernel_size, layer.padding)
-            height, width = (
-                conv_output_size(m, layer.kernel_size, layer.stride, layer.padding) for m in size
-            )
-            following = layers[index + 1] if index + 1 < len(layers) else None
-            delayed = layer.stride == 1 and isinstance(following, Conv) and following.stride > 1
-            step = following.stride if delayed else layer.stride
-            target = [conv_output_size(t, layer.kernel_size, step, layer.padding) for t in target]
-            shape = (channels, height, width)
-            stage += 1
-        elif isinstance(layer, SPP):
-            shape = (channels * layer.bins,)
-        elif isinstance(layer, Flatten):
-            shape = (channels * height * width,)
-        elif isinstance(layer, FC):
-            shape = (layer.out_features,)
-        shapes.append(LayerShape(index, node, name, layer, layer_stage, in_shape, shape))
-    return tuple(shapes)
-
-
-def _closest_padding(size: int, kernel: int, stride: int, desired: int) -> int:
-    """The smallest pad in ``[0, kernel)`` whose output side is closest to ``desired``.
-
-    The output grows with the pad, so only the pads up to the first one that reaches
-    ``desired`` can win; trying just those keeps a huge kernel from a scan of every pad.
-    """
-    reach = -(-((desired - 1) * stride + kernel - size) // 2)  # first pad giving >= desired
-    high = min(max(reach, 0), kernel - 1)
-    return min(
-        range(max(high - stride - 1, 0), high + 1),
-        key=lambda p: (abs(conv_output_size(size, kernel, stride, p) - desired), p),
-    )
-
-
-def _check_window(name: str, layer: Layer, size: Sequence[int], kernel: int, padding: int) -> None:
-    # By the floor rule this is also the only way a map can shrink below 1 pixel.
-    for side in size:
-        if side + 2 * padding < kernel:
-            raise ShapeError(
-                f"{name} ({_describe(layer)}): kernel_size={kernel} is larger than the padded "
-                f"map ({side} + 2*{padding} = {side + 2 * padding}), so the feature map would "
-                f"shrink below 1 pixel; expected a kernel of at most {side + 2 * padding}"
-            )
-
-
-def _describe(layer: Layer) -> str:
-    from budgetnet.notation import format_layer
-
-    return format_layer(layer)
-
-
-def layer_to_dict(layer: Layer) -> dict:
-    """A JSON-ready dict for one layer spec.
-
-    Example:
-        >>> layer_to_dict(Conv(3, 8))
-        {'type': 'conv', 'kernel_size': 3, 'out_channels': 8, 'stride': 1, 'padding': None}
-    """
-    data = {"type": layer.kind}
-    for field in fields(layer):
-        value = getattr(layer, field.name)
-        data[field.name] = list(value) if isinstance(value, tuple) else value
-    return data
-
-
-def _layer_from_dict(item, index: int) -> Layer:
-    if not isinstance(item, dict) or not isinstance(item.get("type"), str) or item["type"] not in LAYER_TYPES:
-        raise ArchError(
-            f"arch JSON: layers[{index}]={item!r}; expected an object with type one of "
-            f"{sorted(LAYER_TYPES)}"
-        )
-    cls = LAYER_TYPES[item["type"]]
-    known = {field.name for field in fields(cls)}
-    unknown = sorted(set(item) - known - {"type"})
-    if unknown:
-        raise ArchError(f"arch JSON: layers[{index}] has unknown fields {unknown}; expected {sorted(known)}")
-    arguments = {key: value for key, value in item.items() if key != "type"}
-    if cls is SPP and isinstance(arguments.get("levels"), list):
-        arguments["levels"] = tuple(arguments["levels"])
-    try:
-        return cls(**arguments)
-    except TypeError as error:
-        raise ArchError(f"arch JSON: layers[{index}]: {error}") from None
-
-
 __all__ = [
+    "ACTIVATIONS",
+    "NORMS",
+    "Add",
     "Arch",
+    "Cat",
+    "Concat",
+    "Residual",
     "Conv",
     "Pool",
     "SPP",

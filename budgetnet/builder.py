@@ -1,7 +1,8 @@
 """Arch -> ``torch.nn.Module`` (``budgetnet.build``; the module is named builder so the
 function keeps the public name).
 
-The builder asks :mod:`budgetnet.arch` for every shape and padding; it computes none.
+The modules come from :mod:`budgetnet.torch_layers`, the description the ``.py`` export
+writes too; every shape and padding comes from :mod:`budgetnet.shapes`.
 
 Example:
     >>> import torch, budgetnet
@@ -12,42 +13,28 @@ Example:
 
 from __future__ import annotations
 
-import math
-from typing import Sequence
-
 import torch
 from torch import nn
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Pool
+from budgetnet.arch import Arch
 from budgetnet.errors import ArchError
+from budgetnet.torch_layers import (
+    NORMS,
+    SpatialPyramidPool,
+    classifier_specs,
+    feature_specs,
+    init_weights,
+    instantiate,
+    pool_spec,
+)
 
-NORMS = (None, "batch")
-
-
-class SpatialPyramidPool(nn.Module):
-    """Max (or average) pooling into an ``l x l`` grid per level, concatenated (Sec. 5).
-
-    Each level is an adaptive pool, which equals the paper's sliding window of size
-    ``ceil(a / l)`` and stride ``floor(a / l)`` whenever ``l`` divides the map side ``a``
-    (as it does for the paper's 18 and 6) and stays defined for every map size.
-    """
-
-    def __init__(self, levels: Sequence[int], mode: str = "max"):
-        super().__init__()
-        self.levels = tuple(levels)
-        self.mode = mode
-        self._pool = nn.functional.adaptive_max_pool2d if mode == "max" else nn.functional.adaptive_avg_pool2d
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._pool(x, level).flatten(1) for level in self.levels], dim=1)
-
-    def extra_repr(self) -> str:
-        return f"levels={self.levels}, mode={self.mode!r}"
+__all__ = ["BudgetNet", "NORMS", "SpatialPyramidPool", "build", "init_weights"]
 
 
 class BudgetNet(nn.Module):
-    """The module :func:`build` returns: ``features`` (convs, ReLUs, pools), ``pool``
-    (SPP, global pooling or flatten) and ``classifier`` (fc layers). ``arch`` is kept."""
+    """The module :func:`build` returns: ``features`` (convs, norms, activations, pools,
+    residual and concat blocks), ``pool`` (SPP, global pooling or flatten) and
+    ``classifier`` (fc layers). ``arch`` is kept."""
 
     def __init__(self, arch: Arch, features: nn.Sequential, pool: nn.Module, classifier: nn.Sequential):
         super().__init__()
@@ -60,13 +47,17 @@ class BudgetNet(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-def build(arch: Arch, num_classes: int | None = None, norm: str | None = None) -> BudgetNet:
+def build(arch: Arch, num_classes: int | None = None, norm: str | None = None, weights_from=None) -> BudgetNet:
     """Build ``arch`` as a ``torch.nn.Module``.
 
     Args:
         arch: the architecture; its hidden fc layers (``fc4096`` ...) set the fc widths.
         num_classes: classifier width; defaults to ``arch.num_classes``.
-        norm: ``None`` (the paper: conv + ReLU) or ``"batch"`` (conv + BatchNorm + ReLU).
+        norm: ``None`` (each conv as written: the paper's conv + ReLU, or ``bn`` where the
+            notation says so) or ``"batch"`` (batch norm after every conv).
+        weights_from: a torch module that ``Arch.from_module`` imports as this same Arch
+            (a torchvision ResNet, say): its weights, biases and batch-norm statistics are
+            copied, so the built model gives the same logits in eval mode.
 
     Weights follow Sec. 5: zero-mean Gaussian (He et al.'s std ``sqrt(2 / fan_in)``, the
     paper's reference [7] scaled for ReLU), zero biases.
@@ -84,50 +75,15 @@ def build(arch: Arch, num_classes: int | None = None, norm: str | None = None) -
         raise ArchError(f"build: norm={norm!r} is invalid; expected one of {NORMS}")
     if num_classes is not None and num_classes != arch.num_classes:
         arch = arch.with_input(num_classes=num_classes)
-    features: list[nn.Module] = []
-    pool: nn.Module = nn.Flatten()
-    classifier: list[nn.Module] = []
-    for info in arch.shapes:
-        layer = info.layer
-        if isinstance(layer, Conv):
-            features.append(
-                nn.Conv2d(
-                    info.in_shape[0],
-                    layer.out_channels,
-                    layer.kernel_size,
-                    layer.stride,
-                    layer.padding,
-                    bias=norm is None,
-                )
-            )
-            if norm == "batch":
-                features.append(nn.BatchNorm2d(layer.out_channels))
-            features.append(nn.ReLU(inplace=True))
-        elif isinstance(layer, Pool):
-            cls = nn.MaxPool2d if layer.mode == "max" else nn.AvgPool2d
-            features.append(cls(layer.kernel_size, layer.stride, layer.padding))
-        elif isinstance(layer, SPP):
-            pool = SpatialPyramidPool(layer.levels, layer.mode)
-        elif isinstance(layer, Flatten):
-            pool = nn.Flatten()
-        elif isinstance(layer, FC):
-            classifier += [nn.Linear(info.in_shape[0], layer.out_features), nn.ReLU(inplace=True)]
-            if layer.dropout:
-                classifier.append(nn.Dropout(layer.dropout))
-    classifier.append(nn.Linear(arch.shapes[-1].out_shape[0], arch.num_classes))
-    model = BudgetNet(arch, nn.Sequential(*features), pool, nn.Sequential(*classifier))
+    model = BudgetNet(
+        arch,
+        nn.Sequential(*(instantiate(spec) for spec in feature_specs(arch, norm))),
+        instantiate(pool_spec(arch)),
+        nn.Sequential(*(instantiate(spec) for spec in classifier_specs(arch))),
+    )
     init_weights(model)
+    if weights_from is not None:
+        from budgetnet.importer import copy_weights
+
+        copy_weights(weights_from, model)
     return model
-
-
-def init_weights(model: nn.Module) -> None:
-    """Zero-mean Gaussian weights (std ``sqrt(2 / fan_in)``) and zero biases (Sec. 5)."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            fan_in = module.weight[0].numel()
-            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_in))
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)

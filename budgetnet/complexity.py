@@ -3,11 +3,14 @@
 This module is the one source of truth for costs. Eqn. (1) counts multiply-adds (MACs)
 per image of the conv layers only::
 
-    sum_l  n_{l-1} * s_l^2 * n_l * m_l^2
+    sum_l  (n_{l-1} / g_l) * s_l^2 * n_l * m_l^2
 
-with ``m_l`` the side of the layer's output map (``H * W`` for non-square maps). FLOPs are
-twice the MACs. fc layers (the implicit classifier included) are counted separately as
-``fc_macs``, and pooling as ``pool_ops`` (window reads); neither enters Eqn. (1).
+with ``m_l`` the side of the layer's output map (``H * W`` for non-square maps) and ``g_l``
+the conv's groups (1 in the paper; the input channels for a depthwise conv). Every conv
+counts, projection shortcuts included. FLOPs are twice the MACs. fc layers (the implicit
+classifier included) are counted separately as ``fc_macs``, pooling as ``pool_ops``
+(window reads) and residual adds as ``add_ops`` (one per output element); none of them,
+nor batch norm or activations, enters Eqn. (1).
 
 Example:
     >>> import budgetnet
@@ -24,7 +27,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Union
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, LayerShape, Pool
+from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
 from budgetnet.errors import ArchError, BudgetError
 
 
@@ -45,10 +48,14 @@ class LayerCost:
     params: int
     activations: int
     pool_ops: int
+    groups: int | None = None
+    add_ops: int = 0
 
 
 def layer_cost(info: LayerShape) -> LayerCost:
-    """The cost of one inferred layer.
+    """The cost of one inferred layer. A block's row carries the Eqn. (1) subtotal of its
+    convs in ``macs`` (for reading; the report's totals add up the conv rows only), its
+    residual add in ``add_ops`` and its output in ``activations``.
 
     Example:
         >>> import budgetnet
@@ -60,12 +67,18 @@ def layer_cost(info: LayerShape) -> LayerCost:
     in_channels = info.in_shape[0]
     out_elements = math.prod(info.out_shape)
     kernel = stride = padding = None
-    macs = params = pool_ops = 0
+    macs = params = pool_ops = add_ops = 0
+    groups = None
     out_channels = info.out_shape[0]
     if isinstance(layer, Conv):
-        kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
+        kernel, stride, padding, groups = layer.kernel_size, layer.stride, layer.padding, layer.groups
         macs = eqn1_term(info)
-        params = in_channels * kernel**2 * layer.out_channels + layer.out_channels
+        # a bias without batch norm; BN's scale and shift with it
+        extra = 2 * layer.out_channels if layer.norm == "batch" else layer.out_channels
+        params = in_channels // layer.groups * kernel**2 * layer.out_channels + extra
+    elif isinstance(layer, BLOCKS):
+        macs = sum(eqn1_term(inner) for inner in info.walk() if inner.kind == "conv")
+        add_ops = out_elements if isinstance(layer, Residual) else 0
     elif isinstance(layer, Pool):
         kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
         pool_ops = out_elements * kernel**2
@@ -94,6 +107,8 @@ def layer_cost(info: LayerShape) -> LayerCost:
         params,
         out_elements,
         pool_ops,
+        groups,
+        add_ops,
     )
 
 
@@ -102,7 +117,8 @@ class ComplexityReport:
     """Per-layer costs and totals of one Arch; build it with :func:`complexity`.
 
     ``conv_macs`` is Eqn. (1); ``ratio`` is ``conv_macs`` over the baseline's (``None``
-    without a baseline). ``rows`` ends with the implicit classifier.
+    without a baseline). ``rows`` has one row per layer, a block's row before its layers
+    (named ``res3.conv1`` ...), and ends with the implicit classifier.
     """
 
     notation: str
@@ -113,6 +129,7 @@ class ComplexityReport:
     params: int
     activations: int
     baseline_conv_macs: int | None = None
+    add_ops: int = 0
 
     @property
     def ratio(self) -> float | None:
@@ -140,6 +157,7 @@ class ComplexityReport:
             "pool_ops": self.pool_ops,
             "params": self.params,
             "activations": self.activations,
+            "add_ops": self.add_ops,
             "baseline_conv_macs": self.baseline_conv_macs,
             "ratio": self.ratio,
         }
@@ -154,7 +172,7 @@ class ComplexityReport:
                     row.name,
                     "" if row.stage is None else str(row.stage),
                     str(row.in_channels),
-                    "" if row.kernel_size is None else f"{row.kernel_size}x{row.kernel_size}",
+                    _kernel_text(row),
                     str(row.out_channels),
                     "" if row.stride is None else str(row.stride),
                     "" if row.padding is None else str(row.padding),
@@ -178,6 +196,8 @@ class ComplexityReport:
         out.append(f"conv MACs, Eqn. (1): {self.conv_macs:,} ({format_count(self.conv_macs)}; FLOPs = 2 x MACs)")
         out.append(f"fc MACs:             {self.fc_macs:,} ({format_count(self.fc_macs)})")
         out.append(f"pooling window ops:  {self.pool_ops:,}")
+        if self.add_ops:
+            out.append(f"residual add ops:    {self.add_ops:,} ({format_count(self.add_ops)})")
         out.append(f"parameters:          {self.params:,} ({format_count(self.params)})")
         out.append(f"activations:         {self.activations:,} ({format_count(self.activations)})")
         if self.ratio is not None:
@@ -205,7 +225,7 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
     for field, value in (("arch", arch), ("baseline", baseline)):
         if not isinstance(value, Arch) and (field == "arch" or value is not None):
             raise ArchError(f"complexity: {field}={value!r} is not a budgetnet.Arch; expected budgetnet.parse(...)")
-    rows = [layer_cost(info) for info in arch.shapes]
+    rows = [layer_cost(info) for info in arch.walk()]
     features = arch.shapes[-1].out_shape[0]
     classifier_macs = features * arch.num_classes
     rows.append(
@@ -234,6 +254,7 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
         params=sum(row.params for row in rows),
         activations=sum(row.activations for row in rows),
         baseline_conv_macs=None if baseline is None else conv_macs(baseline),
+        add_ops=sum(row.add_ops for row in rows),
     )
 
 
@@ -245,11 +266,12 @@ def conv_macs(arch: Arch) -> int:
         >>> conv_macs(budgetnet.parse("(3,8)", input_shape=(1, 4, 4)))
         1152
     """
-    return sum(eqn1_term(info) for info in arch.shapes if isinstance(info.layer, Conv))
+    return sum(eqn1_term(info) for info in arch.walk() if info.kind == "conv")
 
 
 def eqn1_term(info: LayerShape) -> int:
-    """One conv's term of Eqn. (1): ``n_{l-1} * s_l^2 * n_l * m_l^2`` (``H * W`` for ``m_l^2``).
+    """One conv's term of Eqn. (1): ``(n_{l-1} / g) * s_l^2 * n_l * m_l^2`` (``H * W`` for
+    ``m_l^2``, ``g`` the groups).
 
     Example:
         >>> import budgetnet
@@ -257,7 +279,17 @@ def eqn1_term(info: LayerShape) -> int:
         True
     """
     layer = info.layer
-    return info.in_shape[0] * layer.kernel_size**2 * layer.out_channels * info.out_shape[1] * info.out_shape[2]
+    return (
+        info.in_shape[0] // layer.groups * layer.kernel_size**2 * layer.out_channels
+        * info.out_shape[1] * info.out_shape[2]
+    )
+
+
+def _kernel_text(row: LayerCost) -> str:
+    if row.kernel_size is None:
+        return ""
+    text = f"{row.kernel_size}x{row.kernel_size}"
+    return text if not row.groups or row.groups == 1 else f"{text} g{row.groups}"
 
 
 _SUFFIXES = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3))

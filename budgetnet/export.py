@@ -22,12 +22,13 @@ Example:
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Pool
+from budgetnet.arch import Arch
 from budgetnet.complexity import complexity, format_count
 from budgetnet.errors import ArchError, ExportError
 
@@ -154,88 +155,47 @@ def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
 
 
 # -- the standalone module -------------------------------------------------------------------
-_SPP_CLASS = '''
-
-class SpatialPyramidPool(nn.Module):
-    """Pool the map into an l x l grid for each level and concatenate (He et al., SPP-net)."""
-
-    def __init__(self, levels, mode="max"):
-        super().__init__()
-        self.levels = tuple(levels)
-        self.pool = nn.functional.adaptive_max_pool2d if mode == "max" else nn.functional.adaptive_avg_pool2d
-
-    def forward(self, x):
-        return torch.cat([self.pool(x, level).flatten(1) for level in self.levels], dim=1)
-'''
-
-_INIT = '''
-
-def init_weights(model):
-    """Zero-mean Gaussian weights with std sqrt(2 / fan_in), zero biases (the paper, Sec. 5)."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / module.weight[0].numel()))
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-'''
-
-
 def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", about: str = "") -> str:
     """Python source of a standalone ``torch.nn.Module`` equal to ``budgetnet.build(arch, norm=norm)``.
 
-    Every shape and padding comes from ``arch.shapes``; the parameter names match the
-    builder's, so a state dict of one loads into the other.
+    The layers come from :mod:`budgetnet.torch_layers`, the description ``build`` uses, with
+    every shape and padding from ``arch``; the helper classes it needs (SPP, residual and
+    concat blocks) are copied in, so the file imports only torch, and the parameter names
+    match the builder's, so a state dict of one loads into the other.
 
     Example:
         >>> import budgetnet, torch
-        >>> arch = budgetnet.parse("(3,8) 2/2 (2,16)x2 gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> arch = budgetnet.parse("(3,8) 2/2 res[(2,16)x2] gap", input_shape=(1, 8, 8), num_classes=10)
         >>> namespace = {}
         >>> exec(module_source(arch), namespace)
         >>> namespace["Net"]()(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
-    if norm not in (None, "batch"):
+    import inspect
+
+    from budgetnet.torch_layers import (
+        HELPERS,
+        NORMS,
+        classifier_specs,
+        feature_specs,
+        helpers_used,
+        init_weights,
+        pool_spec,
+        render,
+    )
+
+    if norm not in NORMS:
         raise ExportError(f"norm={norm!r} is invalid; expected None or 'batch'")
     if not class_name.isidentifier():
         raise ExportError(f"class_name={class_name!r} is invalid; expected a Python identifier")
     report = complexity(arch)
-    features, pool, classifier = [], "nn.Flatten()", []
-    uses_spp = False
-    stage = None
-    for info in arch.shapes:
-        layer = info.layer
-        size = "x".join(map(str, info.in_shape)) + " -> " + "x".join(map(str, info.out_shape))
-        if info.stage is not None and info.stage != stage and isinstance(layer, Conv):
-            stage = info.stage
-            features.append(f"# stage {stage}")
-        if isinstance(layer, Conv):
-            bias = "" if norm is None else ", bias=False"
-            features.append(
-                f"nn.Conv2d({info.in_shape[0]}, {layer.out_channels}, kernel_size={layer.kernel_size}, "
-                f"stride={layer.stride}, padding={layer.padding}{bias}),  # {info.name}: {size}"
-            )
-            if norm == "batch":
-                features.append(f"nn.BatchNorm2d({layer.out_channels}),")
-            features.append("nn.ReLU(inplace=True),")
-        elif isinstance(layer, Pool):
-            kind = "MaxPool2d" if layer.mode == "max" else "AvgPool2d"
-            features.append(
-                f"nn.{kind}(kernel_size={layer.kernel_size}, stride={layer.stride}, padding={layer.padding}),"
-                f"  # {info.name}: {size}"
-            )
-        elif isinstance(layer, SPP):
-            uses_spp = True
-            pool = f"SpatialPyramidPool({tuple(layer.levels)!r}, {layer.mode!r})  # {size} features"
-        elif isinstance(layer, Flatten):
-            pool = f"nn.Flatten()  # {size} features"
-        elif isinstance(layer, FC):
-            classifier += [f"nn.Linear({info.in_shape[0]}, {layer.out_features}),", "nn.ReLU(inplace=True),"]
-            if layer.dropout:
-                classifier.append(f"nn.Dropout({layer.dropout!r}),")
-    classifier.append(f"nn.Linear({arch.shapes[-1].out_shape[0]}, num_classes),")
+    features, pool, classifier = feature_specs(arch, norm), pool_spec(arch), classifier_specs(arch)
+    classifier[-1] = replace(classifier[-1], args=(classifier[-1].args[0], _Name("num_classes")))
+    indent = " " * 12
+    feature_lines = []
+    for spec in features:
+        comment = f"  # {spec.comment}" if spec.comment else ""
+        feature_lines.append(f"{indent}{render(spec, indent)},{comment}\n")
     shape = "x".join(map(str, arch.input_shape))
     doc = (
         f"{arch.notation()}: a CNN found by budgetnet{' (' + about + ')' if about else ''}.\n\n"
@@ -247,7 +207,6 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
         "    found = importlib.util.module_from_spec(spec); spec.loader.exec_module(found)\n"
         "    model = found.Net()  # then model.load_state_dict(torch.load(WEIGHTS, weights_only=True))\n"
     )
-    indent = " " * 12
     lines = [
         f'"""{_docstring_safe(doc)}"""',
         "",
@@ -260,24 +219,31 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
         f"NUM_CLASSES = {arch.num_classes}",
     ]
     source = "\n".join(lines) + "\n"
-    if uses_spp:
-        source += _SPP_CLASS
+    for name in helpers_used([*features, pool]):
+        source += "\n\n" + inspect.getsource(HELPERS[name])
     source += (
         f"\n\nclass {class_name}(nn.Module):\n"
         f"    def __init__(self, num_classes: int = NUM_CLASSES):\n"
         f"        super().__init__()\n"
         f"        self.features = nn.Sequential(\n"
-        + "".join(f"{indent}{line}\n" for line in features)
+        + "".join(feature_lines)
         + "        )\n"
-        f"        self.pool = {pool}\n"
+        f"        self.pool = {render(pool)}\n"
         f"        self.classifier = nn.Sequential(\n"
-        + "".join(f"{indent}{line}\n" for line in classifier)
+        + "".join(f"{indent}{render(spec, indent)},\n" for spec in classifier)
         + "        )\n"
         "        init_weights(self)\n\n"
         "    def forward(self, x):\n"
         "        return self.classifier(self.pool(self.features(x)))\n"
     )
-    return source + _INIT
+    return source + "\n\n" + inspect.getsource(init_weights)
+
+
+class _Name(str):
+    """A name written as is into the source (``num_classes``), not as a string literal."""
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def _docstring_safe(text: str) -> str:

@@ -41,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten
+from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
+from budgetnet.notation import format_layer
+from budgetnet.torch_layers import Concat, Residual
 from budgetnet.errors import BudgetError, LatencyError
 from budgetnet.train import resolve_device
 
@@ -398,6 +400,10 @@ class LatencyTable:
             if isinstance(layer, Conv):
                 key = (f"conv in={shape} out={layer.out_channels} k={layer.kernel_size} s={layer.stride} "
                        f"p={layer.padding}{' bn' if norm else ''}{first}")  # fmt: skip
+                if (layer.groups, layer.activation, layer.norm) != (1, "relu", None):
+                    key += f" {format_layer(layer)}"
+            elif isinstance(layer, BLOCKS):
+                key = f"{layer.kind} in={shape} {format_layer(layer)}{' bn' if norm else ''}{first}"
             else:
                 key = f"{layer.mode}pool in={shape} k={layer.kernel_size} s={layer.stride} p={layer.padding}{first}"
             pieces.append((info.name, key))
@@ -472,10 +478,10 @@ def _head_text(layer) -> str:
 
 
 def _feature_modules(model) -> list[nn.Module]:
-    """``model.features`` cut into one module per conv (with its norm and ReLU) or pool."""
+    """``model.features`` cut into one module per conv (with its norm and activation), pool or block."""
     groups: list[list[nn.Module]] = []
     for module in model.features:
-        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, Residual, Concat)):
             groups.append([module])
         else:
             groups[-1].append(module)

@@ -27,17 +27,25 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Layer, Pool, paper_head
+from budgetnet.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, paper_head
 from budgetnet.errors import LayerSpecError, NotationError
 
+# Numbers are ASCII digits only: Python's \d and int() also take full-width and other digits.
+_INT = r"(-?[0-9]+)"
 _SEPARATOR = re.compile(r"[\s+]+")
-_CONV = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)(?:/(-?\d+))?(?:p(-?\d+))?")
-_POOL = re.compile(r"(max|avg)?(-?\d+)(?:/(-?\d+))?(?:p(-?\d+))?")
+_ACTIVATION = re.compile(r"@(" + "|".join(ACTIVATIONS) + r")(?![A-Za-z0-9])")
+_CONV = re.compile(
+    rf"\(\s*{_INT}\s*,\s*{_INT}\s*\)(?:/{_INT})?(?:p{_INT})?(?:g{_INT}|(dw))?(bn)?"
+    rf"(?:@({'|'.join(ACTIVATIONS)})(?![A-Za-z0-9]))?"
+)
+_POOL = re.compile(rf"(max|avg)?{_INT}(?:/{_INT})?(?:p{_INT})?")
 _SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")
-_FC = re.compile(r"fc(?:(-?\d+)|\(\s*(-?\d+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
+_FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 _KEYWORD = re.compile(r"gap|flat")
-_REPEAT = re.compile(r"[x×](-?\d+)")
-_END = re.compile(r"(?=[\s+]|$)")
+_REPEAT = re.compile(rf"[x×]{_INT}")
+_TOP_END = re.compile(r"(?=[\s+]|$)")
+_END = re.compile(r"(?=[\s+|\]]|$)")
+_BRANCH_END = re.compile(r"(?=\s*[|\]])")
 MAX_REPEAT = 1000
 
 
@@ -52,14 +60,24 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
         >>> import budgetnet
         >>> budgetnet.parse("(3,32) 2/2 (2,64)x2 gap", input_shape=(1, 16, 16)).depth
         3
+        >>> str(budgetnet.parse("(3,16)bn res[(3,16)bn (3,16)bn@none]x2 gap", input_shape=(1, 8, 8)))
+        '(3,16)bn res[(3,16)bn (3,16)bn@none]x2 gap'
     """
     if not isinstance(text, str):
         raise NotationError(repr(text), 1, f"expected a notation string, got {type(text).__name__}")
-    layers: list[Layer] = []
-    position = _skip(text, 0)
-    if position == len(text):
+    if not _skip(text, 0) < len(text):
         raise NotationError(text, 1, "empty notation; expected at least one layer such as (3,64)")
-    while position < len(text):
+    layers, position = _parse_sequence(text, 0, inside=False)
+    if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
+        layers.extend(paper_head())
+    return Arch(layers, input_shape, num_classes)
+
+
+def _parse_sequence(text: str, position: int, inside: bool) -> tuple[list[Layer], int]:
+    """Items up to the end of the text, or (``inside`` a block) up to ``|`` or ``]``."""
+    layers: list[Layer] = []
+    position = _skip(text, position)
+    while position < len(text) and not (inside and text[position] in "|]"):
         start = position
         try:
             layer, position = _parse_layer(text, position)
@@ -79,13 +97,18 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
             raise NotationError(text, start + 1, str(error), error.field, error.value) from None
         except ValueError:  # int() refuses numbers of more than 4300 digits
             raise NotationError(text, start + 1, "a number has too many digits; expected at most 4300") from None
-        if not _END.match(text, position):
+        if not (_END if inside else _TOP_END).match(text, position):
             raise NotationError(text, position + 1, f"unexpected {text[position]!r} after a layer")
         layers.extend([layer] * count)
-        position = _skip(text, position)
-    if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
-        layers.extend(paper_head())
-    return Arch(layers, input_shape, num_classes)
+        separated = _skip(text, position)
+        if separated > position and "+" in text[position:separated]:
+            if separated == len(text) or (inside and text[separated] in "|]"):
+                plus = position + text[position:separated].index("+")
+                raise NotationError(text, plus + 1, "'+' joins two layers; expected a layer after it")
+        position = separated
+    if not inside and position < len(text):
+        raise NotationError(text, position + 1, f"unexpected {text[position]!r} outside a block")
+    return layers, position
 
 
 def _skip(text: str, position: int) -> int:
@@ -93,18 +116,62 @@ def _skip(text: str, position: int) -> int:
     return match.end() if match else position
 
 
+def _parse_block(text: str, position: int) -> tuple[Layer, int]:
+    """``res[BODY | SHORTCUT]@ACT`` or ``cat[BRANCH | BRANCH ...]``; ``id`` is an empty branch."""
+    column = position + 1
+    kind = "res" if text.startswith("res[", position) else "cat"
+    position += 4
+    branches: list[list[Layer]] = []
+    while True:
+        skipped = _skip(text, position)
+        if text.startswith("id", skipped) and _BRANCH_END.match(text, skipped + 2):
+            branch, position = [], _skip(text, skipped + 2)
+        else:
+            branch, position = _parse_sequence(text, position, inside=True)
+        branches.append(branch)
+        if position >= len(text):
+            raise NotationError(text, column, f"{kind}[ is never closed; expected a matching ]")
+        if text[position] == "]":
+            position += 1
+            break
+        position += 1  # "|"
+    try:
+        if kind == "cat":
+            if len(branches) < 2:
+                raise NotationError(text, column, "cat[...] needs at least 2 branches separated by |")
+            return Concat(tuple(tuple(branch) for branch in branches)), position
+        if len(branches) > 2:
+            raise NotationError(text, column, "res[BODY | SHORTCUT] takes at most one shortcut")
+        if not branches[0]:
+            raise NotationError(text, column, "res[...] has an empty body; expected at least one layer")
+        activation = "relu"
+        suffix = _ACTIVATION.match(text, position)
+        if suffix:
+            activation, position = suffix.group(1), suffix.end()
+        shortcut = tuple(branches[1]) if len(branches) == 2 else None
+        return Residual(tuple(branches[0]), shortcut, activation), position
+    except LayerSpecError as error:
+        raise NotationError(text, column, str(error), error.field, error.value) from None
+
+
 def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
     column = position + 1
+    if text.startswith(("res[", "cat["), position):
+        return _parse_block(text, position)
     if text.startswith("(", position):
         match = _CONV.match(text, position)
         if not match:
             raise NotationError(text, column, "malformed conv; expected (KERNEL,FILTERS) like (3,256)")
-        kernel, filters, stride, padding = match.groups()
+        kernel, filters, stride, padding, groups, depthwise, norm, activation = match.groups()
         layer = Conv(
             int(kernel),
             int(filters),
             1 if stride is None else int(stride),
             None if padding is None else int(padding),
+            groups=1 if groups is None else int(groups),
+            depthwise=depthwise is not None,
+            activation=activation or "relu",
+            norm="batch" if norm else None,
         )
         return layer, match.end()
     match = _SPP.match(text, position)
@@ -113,7 +180,7 @@ def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
         if levels is None:
             return SPP(mode=mode or "max"), match.end()
         items = [item.strip() for item in levels.split(",")]
-        if not all(re.fullmatch(r"-?\d+", item) for item in items):
+        if not all(re.fullmatch(r"-?[0-9]+", item) for item in items):
             raise NotationError(text, column, "malformed spp levels; expected spp(6,3,2,1)")
         return SPP(tuple(int(item) for item in items), mode or "max"), match.end()
     match = _KEYWORD.match(text, position)
@@ -164,7 +231,20 @@ def format_layer(layer: Layer) -> str:
             text += f"/{layer.stride}"
         if layer.padding is not None:
             text += f"p{layer.padding}"
-        return text
+        if layer.depthwise:
+            text += "dw"
+        elif layer.groups != 1:
+            text += f"g{layer.groups}"
+        if layer.norm == "batch":
+            text += "bn"
+        return text + ("" if layer.activation == "relu" else f"@{layer.activation}")
+    if isinstance(layer, Residual):
+        text = "res[" + format_layers(layer.body)
+        if layer.shortcut is not None:
+            text += " | " + (format_layers(layer.shortcut) or "id")
+        return text + "]" + ("" if layer.activation == "relu" else f"@{layer.activation}")
+    if isinstance(layer, Concat):
+        return "cat[" + " | ".join(format_layers(branch) or "id" for branch in layer.branches) + "]"
     if isinstance(layer, Pool):
         text = ("avg" if layer.mode == "avg" else "") + f"{layer.kernel_size}/{layer.stride}"
         return text + (f"p{layer.padding}" if layer.padding else "")
@@ -206,17 +286,27 @@ def format_arch(arch: Arch) -> str:
         if stage:
             parts.append(" + ".join(stage))
             stage = []
-        if isinstance(layer, Pool) or print_head:
+        if isinstance(layer, (Pool, Residual, Concat)) or print_head:
             parts.append(text)
     if stage:
         parts.append(" + ".join(stage))
     return " ".join(parts)
 
 
+def format_layers(layers: Sequence[Layer]) -> str:
+    """A block's branch: its layers with runs as ``xK``, separated by spaces.
+
+    Example:
+        >>> format_layers([Conv(1, 64), Conv(3, 64), Conv(3, 64)])
+        '(1,64) (3,64)x2'
+    """
+    return " ".join(format_layer(layer) + (f"x{count}" if count > 1 else "") for layer, count in _runs(layers))
+
+
 def _runs(layers: Sequence[Layer]) -> list[tuple[Layer, int]]:
     runs: list[tuple[Layer, int]] = []
     for layer in layers:
-        if runs and runs[-1][0] == layer and isinstance(layer, (Conv, FC, Pool)):
+        if runs and runs[-1][0] == layer and isinstance(layer, (Conv, FC, Pool, Residual, Concat)):
             runs[-1] = (layer, runs[-1][1] + 1)
         else:
             runs.append((layer, 1))

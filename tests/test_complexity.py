@@ -32,11 +32,11 @@ def test_small_arch_rows_by_hand(small):
     report = complexity(small)
     # fmt: off
     expected = [
-        # name, kind, stage, in, kernel, out, stride, pad, size, MACs, params, activations, pool ops
-        LayerCost("conv1", "conv", 1, 1, 3, 8, 1, 1, "8x8", 1 * 3**2 * 8 * 8 * 8, 1 * 9 * 8 + 8, 8 * 8 * 8, 0),
+        # name, kind, stage, in, kernel, out, stride, pad, size, MACs, params, activations, pool ops, groups
+        LayerCost("conv1", "conv", 1, 1, 3, 8, 1, 1, "8x8", 1 * 3**2 * 8 * 8 * 8, 1 * 9 * 8 + 8, 8 * 8 * 8, 0, 1),
         LayerCost("pool1", "pool", 1, 8, 2, 8, 2, 0, "4x4", 0, 0, 8 * 4 * 4, 8 * 4 * 4 * 2**2),
-        LayerCost("conv2", "conv", 2, 8, 2, 16, 1, 0, "3x3", 8 * 2**2 * 16 * 3 * 3, 8 * 4 * 16 + 16, 16 * 3 * 3, 0),
-        LayerCost("conv3", "conv", 2, 16, 2, 16, 1, 1, "4x4", 16 * 2**2 * 16 * 4 * 4, 16 * 4 * 16 + 16, 16 * 4 * 4, 0),
+        LayerCost("conv2", "conv", 2, 8, 2, 16, 1, 0, "3x3", 8 * 2**2 * 16 * 3 * 3, 8 * 4 * 16 + 16, 16 * 3 * 3, 0, 1),
+        LayerCost("conv3", "conv", 2, 16, 2, 16, 1, 1, "4x4", 16 * 2**2 * 16 * 4 * 4, 16 * 4 * 16 + 16, 16 * 4 * 4, 0, 1),
         LayerCost("spp1", "spp", None, 16, None, 16, None, None, "16", 0, 0, 16, 16 * 4 * 4 * 1),
         LayerCost("fc1", "classifier", None, 16, None, 10, None, None, "10", 16 * 10, 16 * 10 + 10, 10, 0),
     ]

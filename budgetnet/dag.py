@@ -1,0 +1,198 @@
+"""Between an Arch's nested blocks and a plain ``networkx`` DAG of layers and joins.
+
+:func:`to_graph` draws an Arch as the graph it computes: one node per conv, pool and head
+layer, an :class:`~budgetnet.layers.Add` node per residual add and a
+:class:`~budgetnet.layers.Cat` node per concatenation, from an input node (``layer=None``).
+:func:`from_graph` reads such a graph back into top-level layers and blocks. It takes any
+series-parallel DAG with one input and one output, which covers ResNet, ResNeXt, MobileNet,
+Inception and DenseNet; each fork must close at an Add (two branches) or a Cat. The
+branches of a Cat keep the order of the Cat's incoming edges; at an Add the branch with
+more layers (the first input on a tie) is the body and the other the shortcut.
+
+Example:
+    >>> import budgetnet
+    >>> arch = budgetnet.parse("(3,16) res[(3,16) (3,16)@none]x2 gap", input_shape=(1, 8, 8))
+    >>> graph = to_graph(arch)
+    >>> sum(1 for _, data in graph.nodes(data=True) if data["layer"] is not None and data["layer"].kind == "add")
+    2
+    >>> budgetnet.Arch(graph, input_shape=(1, 8, 8)) == arch
+    True
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from budgetnet.errors import ArchError
+from budgetnet.layers import JOINS, Add, Cat, Concat, Layer, Residual
+
+INPUT = "input"
+
+
+def to_graph(arch) -> nx.DiGraph:
+    """The DAG ``arch`` computes, with resolved layers (paddings, groups, shortcuts explicit)."""
+    graph = nx.DiGraph()
+    graph.add_node(INPUT, layer=None)
+    counter = iter(range(10**9))
+
+    def chain(layers, previous):
+        for layer in layers:
+            if isinstance(layer, Residual):
+                body = chain(layer.body, previous)
+                short = chain(layer.shortcut or (), previous)
+                node = next(counter)
+                graph.add_node(node, layer=Add(layer.activation))
+                graph.add_edge(body, node)
+                graph.add_edge(short, node)
+            elif isinstance(layer, Concat):
+                ends = [chain(branch, previous) for branch in layer.branches]
+                node = next(counter)
+                graph.add_node(node, layer=Cat())
+                for end in ends:
+                    graph.add_edge(end, node)
+            else:
+                node = next(counter)
+                graph.add_node(node, layer=layer)
+                graph.add_edge(previous, node)
+            previous = node
+        return previous
+
+    chain(arch.resolved_layers, INPUT)
+    return graph
+
+
+def is_chain(graph: nx.DiGraph) -> bool:
+    """True for a graph of layer specs that is one unbranched path (the plain-net case)."""
+    return all(
+        graph.in_degree(node) <= 1 and graph.out_degree(node) <= 1 and data.get("layer") is not None
+        and not isinstance(data.get("layer"), JOINS)
+        for node, data in graph.nodes(data=True)
+    )
+
+
+def from_graph(graph: nx.DiGraph) -> list[Layer]:
+    """Top-level layers and blocks of a series-parallel DAG (see the module docstring).
+
+    Raises:
+        ArchError: an unlabeled node, a cycle, more than one input or output, a fork that
+            does not close at an Add or Cat, an Add without exactly two inputs, or branches
+            that cross each other (not series-parallel).
+    """
+    unlabeled = [node for node, data in graph.nodes(data=True) if "layer" not in data]
+    if unlabeled:
+        raise ArchError(f"arch graph: every node needs a 'layer' attribute; nodes {unlabeled} have none")
+    if graph.number_of_nodes() == 0:
+        return []
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = [edge[0] for edge in nx.find_cycle(graph)]
+        raise ArchError(f"arch graph: a cycle through nodes {cycle}; expected a directed acyclic graph")
+    sources = [node for node in graph if graph.in_degree(node) == 0]
+    sinks = [node for node in graph if graph.out_degree(node) == 0]
+    if len(sources) != 1:
+        raise ArchError(
+            f"arch graph: {len(sources)} input nodes {sources}; expected exactly one input (a second "
+            "input has no image to read)"
+        )
+    if len(sinks) != 1:
+        raise ArchError(f"arch graph: {len(sinks)} output nodes {sinks}; expected exactly one output")
+    for node, data in graph.nodes(data=True):
+        if data["layer"] is None and node != sources[0]:
+            raise ArchError(f"arch graph: node {node!r} has layer=None; only the input node may")
+        if isinstance(data["layer"], JOINS) and graph.in_degree(node) < 2:
+            raise ArchError(
+                f"arch graph: node {node!r} ({data['layer'].kind}) has {graph.in_degree(node)} input; "
+                "expected a join of at least two branches"
+            )
+    post_dominators = nx.immediate_dominators(graph.reverse(copy=False), sinks[0])
+    return _Reader(graph, post_dominators).chain(sources[0], None)[0]
+
+
+class _Reader:
+    def __init__(self, graph: nx.DiGraph, post_dominators: dict):
+        self.graph = graph
+        self.post_dominators = post_dominators
+
+    def layer(self, node):
+        return self.graph.nodes[node]["layer"]
+
+    def chain(self, node, stop) -> tuple[list[Layer], object]:
+        """The layers from ``node`` up to (not including) ``stop`` (``None``: to the output),
+        and the node whose edge enters ``stop``."""
+        layers: list[Layer] = []
+        last = node
+        while node != stop:
+            layer = self.layer(node)
+            if isinstance(layer, JOINS):
+                raise ArchError(
+                    f"arch graph: join node {node!r} ({layer.kind}) merges branches that do not fork from "
+                    "one node; expected series-parallel branches (each fork closed by one add or cat)"
+                )
+            if layer is not None:
+                layers.append(layer)
+            last, node = self.after(node, stop, layers)
+            if node is None:
+                if stop is not None:
+                    raise ArchError(f"arch graph: a branch ends before it reaches join node {stop!r}")
+                break
+        return layers, last
+
+    def after(self, node, stop, layers: list[Layer]):
+        """``(node or the last join passed, the node after it)``, appending a block to
+        ``layers`` for every fork on the way."""
+        while True:
+            successors = list(self.graph.successors(node))
+            if not successors:
+                return node, None
+            if len(successors) == 1:
+                following = successors[0]
+                if following != stop and self.graph.in_degree(following) > 1 and not isinstance(
+                    self.layer(following), JOINS
+                ):
+                    raise ArchError(
+                        f"arch graph: node {following!r} has {self.graph.in_degree(following)} inputs; "
+                        "expected one input per layer (merge branches with an Add or Cat node)"
+                    )
+                if following != stop and isinstance(self.layer(following), JOINS):
+                    raise ArchError(
+                        f"arch graph: join node {following!r} ({self.layer(following).kind}) is reached "
+                        f"from node {node!r} without a fork; expected series-parallel branches"
+                    )
+                return node, following
+            join = self.post_dominators.get(node)
+            join_layer = self.layer(join) if join is not None else None
+            if not isinstance(join_layer, JOINS):
+                raise ArchError(
+                    f"arch graph: the branches from node {node!r} meet at {join!r} "
+                    f"({getattr(join_layer, 'kind', join_layer)}); expected them to close at one Add or Cat node"
+                )
+            inputs = list(self.graph.predecessors(join))
+            if len(inputs) != len(successors):
+                raise ArchError(
+                    f"arch graph: join node {join!r} has {len(inputs)} inputs but node {node!r} forks into "
+                    f"{len(successors)} branches; expected series-parallel branches"
+                )
+            branches = {}
+            for successor in successors:
+                branch, end = ([], node) if successor == join else self.chain(successor, join)
+                branches[end] = branch
+            ordered = [branches[end] for end in inputs]
+            if isinstance(join_layer, Cat):
+                layers.append(Concat(tuple(tuple(branch) for branch in ordered)))
+            else:
+                if len(ordered) != 2:
+                    raise ArchError(f"arch graph: add node {join!r} has {len(ordered)} inputs; expected 2")
+                first, second = ordered
+                body, short = (second, first) if _size(second) > _size(first) else (first, second)
+                layers.append(Residual(tuple(body), tuple(short), join_layer.activation))
+            node = join
+
+
+def _size(layers) -> int:
+    count = 0
+    for layer in layers:
+        count += 1
+        if isinstance(layer, Residual):
+            count += _size(layer.body) + _size(layer.shortcut or ())
+        elif isinstance(layer, Concat):
+            count += sum(_size(branch) for branch in layer.branches)
+    return count

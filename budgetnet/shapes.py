@@ -1,0 +1,330 @@
+"""Shape inference: the one source of truth for feature-map shapes and resolved paddings.
+
+Shapes use PyTorch's floor rule, ``out = floor((m + 2p - k) / stride) + 1``. A conv whose
+``padding`` is ``None`` on the main chain gets it from the paper's rules (Sec. 5, and
+``docs/notation.md``):
+
+* odd kernels keep the map: 1 -> 0, 3 -> 1, 5 -> 2; the paper's stem 7x7 takes 0;
+* even kernels alternate: shrink by one pixel (pad ``k/2 - 1``) when the map is at its
+  stage's target size, grow back (pad ``k/2``) when it is below it, so consecutive 2x2
+  convs take pads 0, 1, 0, 1;
+* a strided conv takes the pad that brings its output closest to the stage's target size
+  (one less when an odd number of 2x2 convs follow, so the stage ends on its target). With
+  delayed subsampling (a stride-1 pool, then a strided conv) the target is what the pool
+  would give with the conv's stride, so stages keep the sizes they had before.
+
+Inside a block (:class:`~budgetnet.layers.Residual`, :class:`~budgetnet.layers.Concat`) an
+automatic padding is the "same" padding: ``(k - 1) / 2`` for odd kernels (7x7 too), and for
+even kernels ``k/2 - 1`` then ``k/2`` alternately, so a pair of 2x2 convs keeps the map.
+A residual block's automatic shortcut is the identity when the body keeps the shape, else a
+1x1 projection conv (stride ``ceil(in / out)``, no padding, batch norm when the body has it,
+no activation): He et al. 2016's option B.
+
+Example:
+    >>> from budgetnet.layers import Conv, Pool
+    >>> shapes = infer_shapes((Conv(3, 16), Pool(2), Conv(2, 32), Conv(2, 32)), (1, 8, 8))
+    >>> [info.out_shape for info in shapes if info.kind == "conv"]
+    [(16, 8, 8), (32, 3, 3), (32, 4, 4)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterator, Sequence
+
+from budgetnet.errors import ShapeError
+from budgetnet.layers import FC, FEATURE_LAYERS, SPP, Concat, Conv, Flatten, Layer, Pool, Residual
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
+    """PyTorch's floor rule for one side of a conv or pool output.
+
+    Example:
+        >>> conv_output_size(224, 7, 2, 0)
+        109
+    """
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def default_padding(kernel_size: int) -> int:
+    """The paper's padding for an odd kernel (Sec. 5): 7 -> 0, otherwise ``(k - 1) // 2``.
+
+    Example:
+        >>> [default_padding(k) for k in (1, 3, 5, 7)]
+        [0, 1, 2, 0]
+    """
+    return 0 if kernel_size == 7 else (kernel_size - 1) // 2
+
+
+@dataclass(frozen=True)
+class LayerShape:
+    """One layer (or block) after shape inference.
+
+    ``layer`` has its paddings, groups and shortcut resolved; ``in_shape`` and ``out_shape``
+    are ``(C, H, W)`` for feature layers and ``(features,)`` after the map is pooled or
+    flattened. ``stage`` counts from 1 and grows after every pool and at every block that
+    shrinks the map; head layers have stage ``None``. ``index`` is the position of the
+    top-level layer it belongs to. A block's ``inner`` holds its layers (body first, then the
+    shortcut; or branch by branch), named ``res3.conv1``, ``res3.short.conv1``,
+    ``cat1.b2.conv1``; ``shortcut`` is true on a residual shortcut's layers.
+    """
+
+    index: int
+    node: object
+    name: str
+    layer: Layer
+    stage: int | None
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    inner: tuple["LayerShape", ...] = ()
+    shortcut: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.layer.kind
+
+    def walk(self) -> Iterator["LayerShape"]:
+        """This shape, then every shape inside it, depth first."""
+        yield self
+        for info in self.inner:
+            yield from info.walk()
+
+
+def _check_window(name: str, layer: Layer, size: Sequence[int], kernel: int, padding: int) -> None:
+    # By the floor rule this is also the only way a map can shrink below 1 pixel.
+    for side in size:
+        if side + 2 * padding < kernel:
+            raise ShapeError(
+                f"{name} ({_describe(layer)}): kernel_size={kernel} is larger than the padded "
+                f"map ({side} + 2*{padding} = {side + 2 * padding}), so the feature map would "
+                f"shrink below 1 pixel; expected a kernel of at most {side + 2 * padding}"
+            )
+
+
+def _describe(layer: Layer) -> str:
+    from budgetnet.notation import format_layer
+
+    return format_layer(layer)
+
+
+def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
+    """The conv with ``groups`` set for its input (depthwise: one group per input channel)."""
+    groups = in_channels if layer.depthwise else layer.groups
+    if layer.depthwise and layer.out_channels % in_channels:
+        raise ShapeError(
+            f"{name} ({_describe(layer)}): depthwise conv with out_channels={layer.out_channels} on "
+            f"{in_channels} input channels; expected out_channels a multiple of {in_channels} "
+            "(the channel multiplier times the input channels)"
+        )
+    if in_channels % groups:
+        raise ShapeError(
+            f"{name} ({_describe(layer)}): groups={groups} does not divide the {in_channels} input "
+            f"channels; expected groups dividing both {in_channels} and {layer.out_channels}"
+        )
+    return layer if groups == layer.groups else replace(layer, groups=groups)
+
+
+def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int, int]]:
+    channels, height, width = shape
+    _check_window(name, layer, (height, width), layer.kernel_size, padding)
+    layer = _resolve_groups(name, layer, channels)
+    if layer.padding != padding:
+        layer = replace(layer, padding=padding)
+    size = tuple(conv_output_size(m, layer.kernel_size, layer.stride, padding) for m in (height, width))
+    return layer, (layer.out_channels, *size)
+
+
+def _pool_shape(name, layer: Pool, shape) -> tuple[int, int, int]:
+    channels, height, width = shape
+    _check_window(name, layer, (height, width), layer.kernel_size, layer.padding)
+    return (channels, *(conv_output_size(m, layer.kernel_size, layer.stride, layer.padding) for m in (height, width)))
+
+
+# -- inside blocks ---------------------------------------------------------------------------
+def _infer_branch(layers, shape, prefix, index, stage, shortcut) -> tuple[list[LayerShape], tuple]:
+    """Shapes of a block's branch with the block padding rules; returns (shapes, out shape)."""
+    counters: dict[str, int] = {}
+    shapes = []
+    target = shape[1]  # the size after the last strided layer: even kernels alternate around it
+    for layer in layers:
+        counters[layer.kind] = counters.get(layer.kind, 0) + 1
+        name = f"{prefix}{layer.kind}{counters[layer.kind]}"
+        in_shape = shape
+        inner: tuple = ()
+        if isinstance(layer, Conv):
+            padding = layer.padding
+            kernel = layer.kernel_size
+            if padding is None:
+                if kernel % 2:
+                    padding = (kernel - 1) // 2
+                elif layer.stride > 1 or shape[1] >= target:
+                    padding = kernel // 2 - 1
+                else:
+                    padding = kernel // 2
+            layer, shape = _conv_shape(name, layer, shape, padding)
+            if layer.stride > 1:
+                target = shape[1]
+        elif isinstance(layer, Pool):
+            shape = _pool_shape(name, layer, shape)
+            target = shape[1] if layer.stride > 1 else target
+        else:
+            layer, inner, shape = _infer_block(layer, shape, name, index, stage, shortcut)
+            target = shape[1]
+        shapes.append(LayerShape(index, None, name, layer, stage, in_shape, shape, inner, shortcut))
+    return shapes, shape
+
+
+def projection(body_shapes: Sequence[LayerShape], in_shape, out_shape) -> tuple[Conv, ...]:
+    """The automatic shortcut of a residual block: ``()`` (identity) or a 1x1 projection.
+
+    Example:
+        >>> projection([], (64, 56, 56), (256, 28, 28))
+        (Conv(kernel_size=1, out_channels=256, stride=2, padding=0, groups=1, depthwise=False, activation='none', norm=None),)
+    """
+    if tuple(in_shape) == tuple(out_shape):
+        return ()
+    stride = max(-(-in_shape[1] // out_shape[1]), 1)
+    batch = any(info.kind == "conv" and info.layer.norm == "batch" for b in body_shapes for info in b.walk())
+    return (Conv(1, out_shape[0], stride, 0, activation="none", norm="batch" if batch else None),)
+
+
+def _infer_block(layer, shape, name, index, stage, in_shortcut) -> tuple[Layer, tuple, tuple]:
+    """Resolve a block: (resolved spec, inner shapes, output shape)."""
+    if isinstance(layer, Residual):
+        body, out = _infer_branch(layer.body, shape, f"{name}.", index, stage, in_shortcut)
+        shortcut_layers = layer.shortcut
+        if shortcut_layers is None:
+            shortcut_layers = projection(body, shape, out)
+        short, short_out = _infer_branch(shortcut_layers, shape, f"{name}.short.", index, stage, True)
+        if short_out != out:
+            raise ShapeError(
+                f"{name} ({_describe(layer)}): the body gives {out} but the shortcut gives {short_out}; "
+                "expected equal shapes at the add (an automatic shortcut needs an output side of "
+                "ceil(input side / stride))"
+            )
+        resolved = replace(
+            layer, body=tuple(info.layer for info in body), shortcut=tuple(info.layer for info in short)
+        )
+        return resolved, tuple(body + short), out
+    if isinstance(layer, Concat):
+        inner, outs = [], []
+        for number, branch in enumerate(layer.branches, start=1):
+            shapes, out = _infer_branch(branch, shape, f"{name}.b{number}.", index, stage, in_shortcut)
+            inner += shapes
+            outs.append(out)
+        sizes = {out[1:] for out in outs}
+        if len(sizes) > 1:
+            listing = ", ".join(f"branch {n} gives {out}" for n, out in enumerate(outs, start=1))
+            raise ShapeError(
+                f"{name} ({_describe(layer)}): {listing}; expected the same height and width in every "
+                "branch to concatenate the channels"
+            )
+        resolved_branches, position = [], 0
+        for branch in layer.branches:
+            count = len(branch)
+            resolved_branches.append(tuple(info.layer for info in inner[position : position + count]))
+            position += count
+        resolved = replace(layer, branches=tuple(resolved_branches))
+        return resolved, tuple(inner), (sum(out[0] for out in outs), *outs[0][1:])
+    raise ShapeError(f"{name}: {layer!r} cannot stand inside a block; expected conv, pool, res or concat")
+
+
+# -- the main chain --------------------------------------------------------------------------
+def _following_even_convs(layers: Sequence[Layer], index: int) -> int:
+    count = 0
+    for layer in layers[index + 1 :]:
+        if isinstance(layer, Conv) and layer.stride == 1 and layer.padding is None and layer.kernel_size % 2 == 0:
+            count += 1
+        else:
+            break
+    return count
+
+
+def infer_shapes(
+    layers: Sequence[Layer], input_shape: tuple[int, int, int], nodes: Sequence | None = None
+) -> tuple[LayerShape, ...]:
+    """Every top-level layer after shape inference, in order (blocks hold theirs in ``inner``)."""
+    channels, height, width = input_shape
+    nodes = range(len(layers)) if nodes is None else nodes
+    target = [height, width]  # the stage's dominant size, per side
+    stage = 1
+    delayed = False  # a stride-1 pool already set the target for this strided conv
+    counters: dict[str, int] = {}
+    shapes = []
+    shape: tuple[int, ...] = input_shape
+    for index, (layer, node) in enumerate(zip(layers, nodes)):
+        counters[layer.kind] = counters.get(layer.kind, 0) + 1
+        name = f"{layer.kind}{counters[layer.kind]}"
+        in_shape = shape
+        layer_stage = stage if isinstance(layer, FEATURE_LAYERS) else None
+        inner: tuple = ()
+        if isinstance(layer, Conv):
+            size = [height, width]
+            kernel, stride = layer.kernel_size, layer.stride
+            padding = layer.padding
+            if stride == 1:
+                if padding is None:
+                    if kernel % 2:
+                        padding = default_padding(kernel)
+                    else:
+                        padding = kernel // 2 - 1 if height >= target[0] else kernel // 2
+                if kernel % 2 or layer.padding is not None:
+                    target = [conv_output_size(t, kernel, 1, padding) for t in target]
+            else:
+                if not delayed:
+                    guess = default_padding(kernel) if kernel % 2 else kernel // 2 - 1
+                    guess = guess if padding is None else padding
+                    target = [conv_output_size(t, kernel, stride, guess) for t in target]
+                if padding is None:
+                    desired = target[0] - (_following_even_convs(layers, index) % 2)
+                    padding = _closest_padding(height, kernel, stride, desired)
+            delayed = False
+            layer, shape = _conv_shape(name, layer, (channels, *size), padding)
+            channels, height, width = shape
+        elif isinstance(layer, Pool):
+            shape = _pool_shape(name, layer, (channels, height, width))
+            channels, height, width = shape
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            delayed = layer.stride == 1 and isinstance(following, Conv) and following.stride > 1
+            step = following.stride if delayed else layer.stride
+            target = [conv_output_size(t, layer.kernel_size, step, layer.padding) for t in target]
+            stage += 1
+        elif isinstance(layer, (Residual, Concat)):
+            delayed = False
+            layer, inner, shape = _infer_block(layer, (channels, height, width), name, index, stage, False)
+            if _smaller(shape, (height, width)):
+                stage += 1
+                layer_stage = stage
+                inner = tuple(_restage(info, stage) for info in inner)
+            channels, height, width = shape
+            target = [height, width]
+        elif isinstance(layer, SPP):
+            shape = (channels * layer.bins,)
+        elif isinstance(layer, Flatten):
+            shape = (channels * height * width,)
+        elif isinstance(layer, FC):
+            shape = (layer.out_features,)
+        shapes.append(LayerShape(index, node, name, layer, layer_stage, in_shape, shape, inner))
+    return tuple(shapes)
+
+
+def _smaller(shape, size) -> bool:
+    return shape[1] < size[0] or shape[2] < size[1]
+
+
+def _restage(info: LayerShape, stage: int) -> LayerShape:
+    return replace(info, stage=stage, inner=tuple(_restage(child, stage) for child in info.inner))
+
+
+def _closest_padding(size: int, kernel: int, stride: int, desired: int) -> int:
+    """The smallest pad in ``[0, kernel)`` whose output side is closest to ``desired``.
+
+    The output grows with the pad, so only the pads up to the first one that reaches
+    ``desired`` can win; trying just those keeps a huge kernel from a scan of every pad.
+    """
+    reach = -(-((desired - 1) * stride + kernel - size) // 2)  # first pad giving >= desired
+    high = min(max(reach, 0), kernel - 1)
+    return min(
+        range(max(high - stride - 1, 0), high + 1),
+        key=lambda p: (abs(conv_output_size(size, kernel, stride, p) - desired), p),
+    )
