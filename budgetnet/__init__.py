@@ -7,7 +7,7 @@ Example:
     854954688
 """
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Pool
+from budgetnet.arch import FC, SPP, Arch, Concat, Conv, Flatten, Pool, Residual
 from budgetnet.complexity import Budget, ComplexityReport, complexity, conv_macs
 from budgetnet.errors import BudgetNetError
 from budgetnet.explore import variants
@@ -20,6 +20,7 @@ __all__ = [
     "Arch",
     "Budget",
     "BudgetNetError",
+    "Concat",
     "ComplexityReport",
     "Conv",
     "FC",
@@ -28,6 +29,7 @@ __all__ = [
     "LatencyTable",
     "Pool",
     "RULES",
+    "Residual",
     "Rewrite",
     "Rule",
     "SPP",
@@ -46,7 +48,7 @@ __all__ = [
 ]
 
 
-def build(arch, num_classes=None, norm=None):
+def build(arch, num_classes=None, norm=None, weights_from=None):
     """Build a ``torch.nn.Module`` from an Arch (see :func:`budgetnet.builder.build`).
 
     Imported lazily so that ``import budgetnet`` does not import torch.
@@ -59,7 +61,7 @@ def build(arch, num_classes=None, norm=None):
     """
     from budgetnet.builder import build as _build
 
-    return _build(arch, num_classes=num_classes, norm=norm)
+    return _build(arch, num_classes=num_classes, norm=norm, weights_from=weights_from)
 
 
 def search(space, data, **options):

@@ -21,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
 import networkx as nx
 
 from budgetnet.errors import ArchError
@@ -74,6 +76,16 @@ def from_graph(graph: nx.DiGraph) -> list[Layer]:
     """Top-level layers and blocks of a series-parallel DAG (see the module docstring).
 
     Raises:
+        ArchError: see :func:`read_graph`.
+    """
+    return read_graph(graph)[0]
+
+
+def read_graph(graph: nx.DiGraph) -> tuple[list[Layer], list]:
+    """Top-level layers and blocks of a series-parallel DAG, and the graph node of each leaf
+    layer in :meth:`Arch.walk` order (a block's body before its shortcut).
+
+    Raises:
         ArchError: an unlabeled node, a cycle, more than one input or output, a fork that
             does not close at an Add or Cat, an Add without exactly two inputs, or branches
             that cross each other (not series-parallel).
@@ -104,13 +116,17 @@ def from_graph(graph: nx.DiGraph) -> list[Layer]:
                 "expected a join of at least two branches"
             )
     post_dominators = nx.immediate_dominators(graph.reverse(copy=False), sinks[0])
-    return _Reader(graph, post_dominators).chain(sources[0], None)[0]
+    reader = _Reader(graph, post_dominators)
+    layers, _ = reader.chain(sources[0], None)
+    return layers, [reader.nodes[id(layer)] for layer in _leaves(layers)]
 
 
 class _Reader:
     def __init__(self, graph: nx.DiGraph, post_dominators: dict):
         self.graph = graph
         self.post_dominators = post_dominators
+        self.nodes: dict[int, object] = {}  # id() of each leaf spec object read -> its node
+        self._keep: list = []  # keeps those spec objects alive, so their ids stay unique
 
     def layer(self, node):
         return self.graph.nodes[node]["layer"]
@@ -128,6 +144,9 @@ class _Reader:
                     "one node; expected series-parallel branches (each fork closed by one add or cat)"
                 )
             if layer is not None:
+                layer = copy.copy(layer)  # one object per node, so its id names the node
+                self.nodes[id(layer)] = node
+                self._keep.append(layer)
                 layers.append(layer)
             last, node = self.after(node, stop, layers)
             if node is None:
@@ -185,6 +204,18 @@ class _Reader:
                 body, short = (second, first) if _size(second) > _size(first) else (first, second)
                 layers.append(Residual(tuple(body), tuple(short), join_layer.activation))
             node = join
+
+
+def _leaves(layers):
+    for layer in layers:
+        if isinstance(layer, Residual):
+            yield from _leaves(layer.body)
+            yield from _leaves(layer.shortcut or ())
+        elif isinstance(layer, Concat):
+            for branch in layer.branches:
+                yield from _leaves(branch)
+        else:
+            yield layer
 
 
 def _size(layers) -> int:

@@ -1,31 +1,40 @@
 """torch module -> :class:`~budgetnet.Arch` through torch.fx (``budgetnet.Arch.from_module``).
 
-The module is traced with ``torch.fx`` and must be a single chain, image in, logits out:
+The module is traced with ``torch.fx``; its forward may branch and merge, as residual and
+Inception/DenseNet networks do, as long as the graph is series-parallel (each fork closed by
+one add or concatenation; see :mod:`budgetnet.dag`):
 
-* features: ``Conv2d`` (square kernel, stride and padding, ``groups=1``, no dilation, zero
-  padding), ``MaxPool2d`` / ``AvgPool2d`` (square, ``ceil_mode=False``), ``ReLU`` (module,
-  ``F.relu``, ``torch.relu`` or ``Tensor.relu``), ``BatchNorm2d``, ``Identity``, and the
-  functional ``F.max_pool2d`` / ``F.avg_pool2d`` with constant arguments;
+* features: ``Conv2d`` (square kernel, stride and padding, any ``groups``: a conv with one
+  group per input channel is depthwise; no dilation, zero padding), each optionally followed
+  by ``BatchNorm2d`` and an activation (``ReLU``, ``ReLU6``, ``SiLU``, ``Hardswish``,
+  ``GELU``: modules or ``F.relu`` / ``torch.relu`` / ``Tensor.relu`` and friends);
+  ``MaxPool2d`` / ``AvgPool2d`` (square, ``ceil_mode=False``) and their functional forms with
+  constant arguments; residual adds (``+``, ``+=``, ``torch.add``, ``Tensor.add``) followed
+  by an optional activation; ``torch.cat(..., dim=1)``; ``Identity`` and ``Dropout`` (no-ops
+  in a feature map);
 * the reducer: ``AdaptiveAvgPool2d(n)`` / ``AdaptiveMaxPool2d(n)`` (becomes ``SPP((n,),
   mode)``; ``AdaptiveAvgPool2d(1)`` is ``gap``), budgetnet's own ``SpatialPyramidPool``, or a
   flatten (``nn.Flatten``, ``torch.flatten(x, 1)``, ``x.flatten(1)``,
   ``x.view(x.size(0), -1)``, ``x.reshape(x.shape[0], -1)``, ``x.view(-1, N)``);
 * the head: ``Linear`` layers with ``ReLU`` and ``Dropout`` between them. The last
   ``Linear`` is the classifier (its width is ``num_classes``); each earlier one becomes an
-  ``FC`` whose dropout is the ``Dropout`` that follows it (0 without one).
+  ``FC`` whose dropout is the ``Dropout`` that follows it or stands before the next Linear.
+  A ``Dropout`` before the first Linear (AlexNet, MobileNetV2) has no place in an Arch: it
+  is left out with a warning (the logits in eval mode are unchanged).
 
-Not represented in the Arch: ``BatchNorm2d`` (its channel count is checked, then it is
-dropped; rebuild with ``budgetnet.build(arch, norm="batch")``), where the ReLUs are (an
-Arch puts one after every conv and hidden fc), and biases. Paddings are imported as
-written (``Conv(..., padding=p)``), so the paper's automatic padding rules do not apply.
+A conv's bias is dropped where batch norm follows (it is folded into the norm's running
+mean when weights are copied). Paddings are imported as written, so the paper's automatic
+padding rules do not apply. A residual shortcut that equals the automatic one (identity, or
+the 1x1 projection with batch norm) is stored as automatic, so a torchvision ResNet imports
+equal to the same net written in the notation.
 
 Anything else raises :class:`~budgetnet.errors.UnsupportedModuleError` naming the module
-(qualified name and type) and what is supported: grouped, dilated or non-square convs,
-``ceil_mode`` pools, unknown modules or functions, branching graphs (residual adds,
-concatenations), channel counts that do not chain, and modules that fx cannot trace.
-After the import, one forward pass of a zero input (under ``torch.no_grad``, in eval
-mode) checks every layer's output shape against the Arch's shape inference; a mismatch is
-an :class:`~budgetnet.errors.ArchError`.
+(qualified name and type) and the operation: dilated or non-square convs, ``ceil_mode``
+pools, squeeze-excitation (a product of two tensors), attention, recurrent layers, unknown
+modules or functions, data-dependent control flow (fx cannot trace it), graphs that are not
+series-parallel, and channel counts that do not chain. After the import, one forward pass
+of a zero input (under ``torch.no_grad``, in eval mode) checks every layer's output shape
+against the Arch's shape inference; a mismatch is an :class:`~budgetnet.errors.ArchError`.
 
 Example:
     >>> import torch.nn as nn, budgetnet
@@ -35,31 +44,43 @@ Example:
     ... )
     >>> arch = budgetnet.Arch.from_module(net, (1, 8, 8))
     >>> str(arch), arch.num_classes, budgetnet.conv_macs(arch)
-    ('(3,8)p1 2/2 flat fc(32,0.2)', 10, 4608)
+    ('(3,8)p1bn 2/2 flat fc(32,0.2)', 10, 4608)
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+import sys
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
+import networkx as nx
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Layer, Pool, _check_input_shape
-from budgetnet.builder import SpatialPyramidPool
+from budgetnet.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, _check_input_shape
+from budgetnet.dag import INPUT, read_graph
 from budgetnet.errors import ArchError, BudgetNetError, UnsupportedModuleError
+from budgetnet.layers import Add, Cat
+from budgetnet.shapes import infer_shapes
+from budgetnet.torch_layers import SpatialPyramidPool
 
 SUPPORTED = (
-    "supported: Conv2d (square, groups=1, no dilation, zero padding), MaxPool2d/AvgPool2d "
-    "(square, ceil_mode=False), ReLU, BatchNorm2d, Identity, AdaptiveAvgPool2d/"
-    "AdaptiveMaxPool2d (square), Flatten (or torch.flatten / view / reshape to (batch, -1)), "
-    "Linear, Dropout between Linear layers, in one unbranched chain"
+    "supported: Conv2d (square, no dilation, zero padding, any groups) with optional BatchNorm2d "
+    "and ReLU/ReLU6/SiLU/Hardswish/GELU, MaxPool2d/AvgPool2d (square, ceil_mode=False), residual "
+    "adds, torch.cat on channels, Identity, Dropout, AdaptiveAvgPool2d/AdaptiveMaxPool2d (square), "
+    "Flatten (or torch.flatten / view / reshape to (batch, -1)), Linear, in a series-parallel graph"
 )
 
-_RELU_FUNCTIONS = (F.relu, F.relu_, torch.relu, torch.relu_)
+_ACTIVATION_MODULES = ((nn.ReLU, "relu"), (nn.ReLU6, "relu6"), (nn.SiLU, "silu"), (nn.Hardswish, "hardswish"))
+_ACTIVATION_FUNCTIONS = {
+    F.relu: "relu", F.relu_: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu6: "relu6",
+    F.silu: "silu", F.hardswish: "hardswish", F.gelu: "gelu",
+}  # fmt: skip
+_ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu"}
+_ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
 # Functional pools -> the module class and its parameter names after ``input``.
 _FUNCTIONAL_POOLS = {
     F.max_pool2d: (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")),
@@ -74,19 +95,42 @@ _FUNCTIONAL_POOLS = {
 
 @dataclass
 class _Step:
-    """One operation of the traced chain: ``kind`` and the module (or stand-in) it came from."""
+    """One operation of the traced graph: ``kind`` and the module (or stand-in) it came from."""
 
     node: fx.Node
     where: str
-    kind: str  # conv, pool, reducer, flatten, norm, relu, identity, dropout, linear
+    kind: str  # conv, pool, reducer, flatten, norm, act, identity, dropout, linear, add, cat
     module: nn.Module | None = None
+    activation: str | None = None
+
+
+@dataclass
+class ImportedConv:
+    """A conv of the imported module: qualified names and modules of the conv and its norm."""
+
+    name: str
+    conv: nn.Conv2d
+    norm_name: str | None = None
+    norm: nn.BatchNorm2d | None = None
+    activation: str = "none"
+    last: fx.Node | None = None  # the fx node whose output is this layer's (after norm, activation)
+
+
+@dataclass
+class Imported:
+    """What :func:`import_module` found: the Arch, the convs in ``arch.convs`` order, the
+    Linear layers (hidden fc layers, then the classifier) with their qualified names."""
+
+    arch: Arch
+    convs: list[ImportedConv]
+    linears: list[tuple[str, nn.Linear]] = field(default_factory=list)
 
 
 def arch_from_module(module: nn.Module, input_shape: Sequence[int]) -> Arch:
-    """Import a sequential torch CNN as an Arch (see the module docstring for what is supported).
+    """Import a torch CNN as an Arch (see the module docstring for what is supported).
 
     Args:
-        module: a ``torch.nn.Module`` whose forward is one chain of supported layers.
+        module: a ``torch.nn.Module`` built from supported layers, residual adds and concatenations.
         input_shape: ``(channels, height, width)`` of one input image.
 
     Returns:
@@ -104,6 +148,11 @@ def arch_from_module(module: nn.Module, input_shape: Sequence[int]) -> Arch:
         >>> str(budgetnet.Arch.from_module(net, (3, 32, 32)))
         '(5,16)/2p0 gap'
     """
+    return import_module(module, input_shape).arch
+
+
+def import_module(module: nn.Module, input_shape: Sequence[int]) -> Imported:
+    """:func:`arch_from_module` with the torch modules behind each conv and Linear."""
     if not isinstance(module, nn.Module):
         raise UnsupportedModuleError(
             f"module={type(module).__name__} is not a torch.nn.Module; expected a torch CNN "
@@ -111,13 +160,43 @@ def arch_from_module(module: nn.Module, input_shape: Sequence[int]) -> Arch:
         )
     input_shape = _check_input_shape(input_shape)
     graph_module = _trace(module)
-    steps = _chain(graph_module)
-    layers, sources, linears = _to_layers(steps, input_shape)
-    num_classes = linears[-1].module.out_features
-    arch = Arch(layers, input_shape, num_classes)
-    _check_widths(arch, steps, sources, input_shape)
-    _verify(module, graph_module, arch, sources, linears[-1])
-    return arch
+    return _Importer(graph_module, input_shape).run(module)
+
+
+_LIBRARIES: list = []
+
+
+def import_torchvision():
+    """``import torchvision``, also where its compiled ops do not match the installed torch.
+
+    PyPI's torchvision 0.28 is a CUDA build; beside a CPU build of torch its C++ ops fail to
+    load and ``import torchvision`` dies registering a fake kernel for ``torchvision::nms``.
+    The models are plain Python, so this declares the two op schemas that import needs
+    (they stay without kernels: detection ops would fail, classification models work).
+
+    Example:
+        >>> tv = import_torchvision()
+        >>> type(tv.models.resnet18()).__name__
+        'ResNet'
+    """
+    try:
+        import torchvision
+    except RuntimeError as error:
+        if "torchvision::" not in str(error):
+            raise
+        for name in [name for name in sys.modules if name == "torchvision" or name.startswith("torchvision.")]:
+            del sys.modules[name]
+        library = torch.library.Library("torchvision", "FRAGMENT")
+        for op in ("nms", "qnms"):
+            try:
+                library.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+            except RuntimeError:  # already declared by an earlier call
+                pass
+        _LIBRARIES.append(library)  # a Library object drops its definitions when collected
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchvision
+    return torchvision
 
 
 # -- tracing ---------------------------------------------------------------------------------
@@ -189,7 +268,7 @@ def _origin(node: fx.Node, root: nn.Module) -> str:
     return f"the output of {_where(node, root)}"
 
 
-# -- the chain ---------------------------------------------------------------------------------
+# -- the graph -------------------------------------------------------------------------------
 def _is_shape_query(node) -> bool:
     """``x.size(...)``, ``x.shape`` and items of those: metadata, not data flow."""
     if not isinstance(node, fx.Node):
@@ -207,53 +286,333 @@ def _tensor_inputs(node: fx.Node) -> list[fx.Node]:
     return [n for n in found if not _is_shape_query(n)]
 
 
-def _chain(graph_module: fx.GraphModule) -> list[_Step]:
-    """The traced graph as a list of steps; anything but one unbranched chain is refused."""
-    nodes = list(graph_module.graph.nodes)
-    inputs = [n for n in nodes if n.op == "placeholder"]
-    if len(inputs) != 1:
-        raise UnsupportedModuleError(
-            f"the forward of {type(graph_module).__name__} takes {len(inputs)} inputs "
-            f"{[n.target for n in inputs]}; expected one image tensor"
-        )
-    current = inputs[0]
-    steps: list[_Step] = []
-    for node in nodes:
-        if node.op in ("placeholder", "get_attr") or _is_shape_query(node):
-            continue
-        where = _where(node, graph_module)
-        tensors = _tensor_inputs(node)
-        if node.op == "output":
-            if tensors != [current] or node.args[0] is not current:
+class _Importer:
+    """Walks the traced graph once: features into a DAG of specs and joins, then the head."""
+
+    def __init__(self, graph_module: fx.GraphModule, input_shape):
+        self.root = graph_module
+        self.input_shape = input_shape
+        self.graph = nx.DiGraph()
+        self.graph.add_node(INPUT, layer=None)
+        self.value: dict[fx.Node, object] = {}  # fx tensor -> the DAG node that gives it
+        self.convs: dict[object, ImportedConv] = {}  # DAG node -> its conv
+        self.adds: dict[object, str] = {}  # DAG node of an add -> activation
+        self.pools: dict[object, tuple[Layer, _Step]] = {}
+        self.users: dict[object, int] = {}  # DAG node -> how many fx nodes read it
+        self.head: list[_Step] = []
+        self.count = 0
+
+    def run(self, module: nn.Module) -> Imported:
+        nodes = list(self.root.graph.nodes)
+        inputs = [n for n in nodes if n.op == "placeholder"]
+        if len(inputs) != 1:
+            raise UnsupportedModuleError(
+                f"the forward of {type(self.root).__name__} takes {len(inputs)} inputs "
+                f"{[n.target for n in inputs]}; expected one image tensor"
+            )
+        self.value[inputs[0]] = INPUT
+        for node in nodes:
+            if node.op in ("placeholder", "get_attr") or _is_shape_query(node):
+                continue
+            if node.op == "output":
+                self._output(node)
+                break
+            step = _step(node, _where(node, self.root), self.root)
+            if self.head or step.kind in ("reducer", "flatten", "linear"):
+                self._head_step(step)
+            else:
+                self._feature_step(step)
+        layers, leaves = self._features()
+        head_layers, linears = _head_layers(self.head)
+        imported_convs = [self.convs[node] for node in leaves if node in self.convs]
+        arch = Arch(layers + head_layers, self.input_shape, linears[-1][1].out_features)
+        arch = _automatic_shortcuts(arch)
+        result = Imported(arch, imported_convs, linears)
+        _check_widths(result, self.input_shape)
+        _verify(module, self.root, result, [self.pools[node][1] for node in leaves if node in self.pools])
+        return result
+
+    # -- features ------------------------------------------------------------------------
+    def _source(self, step: _Step, count: int | None = 1) -> list:
+        tensors = _tensor_inputs(step.node)
+        missing = [tensor for tensor in tensors if tensor not in self.value]
+        if missing or (count is not None and len(tensors) != count):
+            origins = "; ".join(_origin(tensor, self.root) for tensor in tensors)
+            raise UnsupportedModuleError(
+                f"{step.where} reads {len(tensors)} tensors ({origins}); expected "
+                f"{'one feature map' if count == 1 else 'feature maps of this network'}; {SUPPORTED}"
+            )
+        sources = [self.value[tensor] for tensor in tensors]
+        for source in sources:
+            self.users[source] = self.users.get(source, 0) + 1
+        return sources
+
+    def _new(self, layer, sources: list) -> int:
+        node = self.count
+        self.count += 1
+        self.graph.add_node(node, layer=layer)
+        for source in sources:
+            self.graph.add_edge(source, node)
+        return node
+
+    def _feature_step(self, step: _Step) -> None:
+        kind = step.kind
+        if kind in ("identity", "dropout"):
+            (source,) = self._source(step)
+            self.users[source] -= 1
+            self.value[step.node] = source
+        elif kind == "conv":
+            (source,) = self._source(step)
+            node = self._new(None, [source])
+            self.convs[node] = ImportedConv(step.node.target, step.module, last=step.node)
+            self.value[step.node] = node
+        elif kind == "pool":
+            (source,) = self._source(step)
+            node = self._new(_pool_spec(step.module, step.where), [source])
+            self.pools[node] = (self.graph.nodes[node]["layer"], step)
+            self.value[step.node] = node
+        elif kind == "norm":
+            (source,) = self._source(step)
+            conv = self.convs.get(source)
+            if conv is None or conv.norm is not None or conv.activation != "none" or self.users[source] > 1:
                 raise UnsupportedModuleError(
-                    f"the forward of {type(graph_module).__name__} returns {node.args[0]!r}; expected "
-                    "the output of the last layer, a single tensor of logits"
+                    f"{step.where} does not directly follow a Conv2d (whose output nothing else reads); "
+                    f"expected BatchNorm2d right after its conv; {SUPPORTED}"
                 )
-            break
-        if len(tensors) > 1:
-            origins = "; ".join(_origin(tensor, graph_module) for tensor in tensors)
+            _check_norm(step)
+            conv.norm_name, conv.norm, conv.last = step.node.target, step.module, step.node
+            self.users[source] -= 1
+            self.value[step.node] = source
+        elif kind == "act":
+            (source,) = self._source(step)
+            conv = self.convs.get(source)
+            if conv is not None and conv.activation == "none" and self.users[source] == 1:
+                conv.activation, conv.last = step.activation, step.node
+            elif source in self.adds and self.adds[source] == "none" and self.users[source] == 1:
+                self.adds[source] = step.activation
+            else:
+                raise UnsupportedModuleError(
+                    f"{step.where}: an activation that does not directly follow a conv (or its "
+                    "BatchNorm2d) or a residual add; expected conv -> [BatchNorm2d] -> activation"
+                )
+            self.users[source] -= 1
+            self.value[step.node] = source
+        elif kind == "add":
+            sources = self._source(step, count=2)
+            node = self._new(None, sources)
+            self.adds[node] = "none"
+            self.value[step.node] = node
+        elif kind == "cat":
+            sources = self._source(step, count=None)
+            node = self._new(Cat(), sources)
+            self.value[step.node] = node
+        else:
+            raise UnsupportedModuleError(f"{step.where} is not supported in the feature maps; {SUPPORTED}")
+
+    def _features(self) -> tuple[list[Layer], list]:
+        for node, conv in self.convs.items():
+            self.graph.nodes[node]["layer"] = _conv_spec(conv)
+        for node, activation in self.adds.items():
+            self.graph.nodes[node]["layer"] = Add(activation)
+        try:
+            return read_graph(self.graph)
+        except ArchError as error:
             raise UnsupportedModuleError(
-                f"{where} combines {len(tensors)} tensors ({origins}): a branching graph (such as a "
-                f"residual add or a concatenation) cannot be expressed as an Arch; {SUPPORTED}"
-            )
-        if tensors != [current]:
-            source = f"an earlier tensor ({_origin(tensors[0], graph_module)})" if tensors else "no tensor"
+                f"the forward of {type(self.root).__name__} is not a series-parallel graph of layers "
+                f"({error}); expected every fork to close at one add or torch.cat"
+            ) from None
+
+    # -- head ----------------------------------------------------------------------------
+    def _head_step(self, step: _Step) -> None:
+        if step.kind not in ("reducer", "flatten", "linear", "dropout", "act", "identity"):
             raise UnsupportedModuleError(
-                f"{where} reads {source} instead of the previous layer's output: a branching "
-                f"graph cannot be expressed as an Arch; {SUPPORTED}"
+                f"{step.where} comes after the map was pooled or flattened; expected Linear, ReLU and "
+                "Dropout layers in the head"
             )
-        steps.append(_step(node, where, graph_module))
-        current = node
-    return steps
+        tensors = _tensor_inputs(step.node)
+        expected = self.head[-1].node if self.head else None
+        if expected is None:
+            if len(tensors) != 1 or self.value.get(tensors[0], "?") != self._last_feature():
+                raise UnsupportedModuleError(
+                    f"{step.where} does not read the last feature map; expected the head to follow the features"
+                )
+        elif tensors != [expected]:
+            raise UnsupportedModuleError(
+                f"{step.where} reads {', '.join(_origin(t, self.root) for t in tensors) or 'no tensor'}; "
+                "expected the head (pooling, flatten, Linear layers) to be one unbranched chain"
+            )
+        self.head.append(step)
+
+    def _last_feature(self):
+        ends = [node for node in self.graph if self.users.get(node, 0) == 0]
+        return ends[0] if len(ends) == 1 else None
+
+    def _output(self, node: fx.Node) -> None:
+        tensors = _tensor_inputs(node)
+        last = self.head[-1].node if self.head else None
+        if last is None or tensors != [last] or node.args[0] is not last:
+            raise UnsupportedModuleError(
+                f"the forward of {type(self.root).__name__} returns {node.args[0]!r}; expected the output "
+                "of the last Linear, a single tensor of logits"
+            )
+
+
+def _conv_spec(conv: ImportedConv) -> Conv:
+    m, where = conv.conv, repr(conv.name) + " (Conv2d)"
+    if tuple(m.dilation) != (1, 1):
+        raise UnsupportedModuleError(f"{where}: dilation={tuple(m.dilation)} (a dilated conv); expected dilation=1")
+    if m.padding_mode != "zeros":
+        raise UnsupportedModuleError(f"{where}: padding_mode={m.padding_mode!r}; expected 'zeros'")
+    kernel = _square(where, "kernel_size", m.kernel_size)
+    stride = _square(where, "stride", m.stride)
+    padding = m.padding
+    if padding == "valid":
+        padding = 0
+    elif padding == "same":
+        if kernel % 2 == 0:
+            raise UnsupportedModuleError(
+                f"{where}: padding='same' with kernel_size={kernel} pads unevenly; expected an odd kernel "
+                "or an integer padding"
+            )
+        padding = kernel // 2
+    depthwise = m.groups == m.in_channels and m.groups > 1
+    try:
+        return Conv(
+            kernel,
+            m.out_channels,
+            stride,
+            _square(where, "padding", padding),
+            groups=1 if depthwise else m.groups,
+            depthwise=depthwise,
+            activation=conv.activation,
+            norm="batch" if conv.norm is not None else None,
+        )
+    except BudgetNetError as error:
+        raise UnsupportedModuleError(f"{where}: {error}") from None
+
+
+def _check_norm(step: _Step) -> None:
+    m = step.module
+    if not m.affine or not m.track_running_stats:
+        raise UnsupportedModuleError(
+            f"{step.where}: affine={m.affine}, track_running_stats={m.track_running_stats}; expected both True"
+        )
+    if m.eps != 1e-5:
+        raise UnsupportedModuleError(f"{step.where}: eps={m.eps}; expected the default eps=1e-05")
+
+
+def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Linear]]]:
+    """The reducer and hidden fc layers of the head, and its Linear modules."""
+    layers: list[Layer] = []
+    linears: list[tuple[str, nn.Linear]] = []
+    dropouts: dict[int, float] = {}
+    pooled = False
+    for step in steps:
+        if step.kind == "reducer":
+            if layers or linears:
+                raise UnsupportedModuleError(
+                    f"{step.where} comes after the map was already pooled or flattened; expected one "
+                    "adaptive pool or flatten between the conv layers and the Linear layers"
+                )
+            layers.append(_spec(step))
+            pooled = not isinstance(step.module, SpatialPyramidPool)
+        elif step.kind == "flatten":
+            if not layers:
+                layers.append(Flatten())
+            pooled = False
+        elif step.kind == "linear":
+            if pooled or not layers:
+                raise UnsupportedModuleError(
+                    f"{step.where} reads a feature map; expected a Flatten (or torch.flatten / "
+                    "view) or an adaptive pool followed by a flatten before the first Linear"
+                )
+            linears.append((step.node.target, step.module))
+        elif step.kind == "dropout":
+            index = len(linears) - 1
+            if index < 0:
+                warnings.warn(
+                    f"{step.where}: a Dropout before the first Linear has no place in an Arch and is left "
+                    "out (logits in eval mode are unchanged)",
+                    stacklevel=3,
+                )
+            elif index in dropouts:
+                raise UnsupportedModuleError(
+                    f"{step.where}: a second Dropout after {linears[-1][0]!r} cannot be expressed; expected at "
+                    "most one Dropout between two Linear layers (it becomes that fc's dropout)"
+                )
+            else:
+                dropouts[index] = step.module.p
+        elif step.kind == "act" and step.activation != "relu":
+            raise UnsupportedModuleError(f"{step.where}: activation {step.activation!r} in the head; expected ReLU")
+    if not linears:
+        raise UnsupportedModuleError(
+            f"the module ends without a Linear classifier; expected the last layer to be an "
+            f"nn.Linear giving the logits; {SUPPORTED}"
+        )
+    last = max(index for index, step in enumerate(steps) if step.kind == "linear")
+    tail = [step for step in steps[last + 1 :] if step.kind != "identity"]
+    if tail:
+        raise UnsupportedModuleError(
+            f"{tail[0].where} follows the classifier {linears[-1][0]!r}; expected the last "
+            "Linear to give the logits (no ReLU, Dropout or softmax after it)"
+        )
+    for index, (name, linear) in enumerate(linears[:-1]):
+        layers.append(FC(linear.out_features, dropouts.get(index, 0.0)))
+    return layers, linears
+
+
+def _automatic_shortcuts(arch: Arch) -> Arch:
+    """Each top-level block as the notation would write it: paddings that the block rules
+    choose anyway left automatic, and a shortcut that equals the automatic one (identity or
+    1x1 projection) stored as automatic. Only what resolves to the same block changes."""
+    layers = list(arch.layers)
+    for info in arch.shapes:
+        if not isinstance(info.layer, BLOCKS):
+            continue
+        written = arch.layers[info.index]
+        for candidate in (_automatic(written, shortcut=True), _automatic(written, shortcut=False)):
+            try:
+                same = infer_shapes((candidate,), info.in_shape)[0].layer == info.layer
+            except BudgetNetError:
+                same = False
+            if same:
+                layers[info.index] = candidate
+                break
+    return arch.with_layers(layers) if layers != list(arch.layers) else arch
+
+
+def _automatic(layer: Layer, shortcut: bool) -> Layer:
+    """``layer`` with every conv padding inside it automatic (and the shortcut, if asked)."""
+    if isinstance(layer, Conv):
+        return replace(layer, padding=None)
+    if isinstance(layer, Residual):
+        body = tuple(_automatic(item, shortcut) for item in layer.body)
+        if shortcut or layer.shortcut is None:
+            return replace(layer, body=body, shortcut=None)
+        return replace(layer, body=body, shortcut=tuple(_automatic(item, shortcut) for item in layer.shortcut))
+    if isinstance(layer, Concat):
+        return replace(layer, branches=tuple(tuple(_automatic(item, shortcut) for item in b) for b in layer.branches))
+    return layer
 
 
 def _step(node: fx.Node, where: str, root: nn.Module) -> _Step:
     if node.op == "call_module":
         return _module_step(node, where, root.get_submodule(node.target))
-    if node.op == "call_function" and node.target in _RELU_FUNCTIONS:
-        return _Step(node, where, "relu")
-    if node.op == "call_method" and node.target in ("relu", "relu_"):
-        return _Step(node, where, "relu")
+    if node.op == "call_function" and node.target in _ACTIVATION_FUNCTIONS:
+        return _Step(node, where, "act", activation=_ACTIVATION_FUNCTIONS[node.target])
+    if node.op == "call_method" and node.target in _ACTIVATION_METHODS:
+        return _Step(node, where, "act", activation=_ACTIVATION_METHODS[node.target])
+    if (node.op == "call_function" and node.target in _ADD_FUNCTIONS) or (
+        node.op == "call_method" and node.target in ("add", "add_")
+    ):
+        if len(_tensor_inputs(node)) != 2 or node.kwargs.get("alpha", 1) != 1 or len(node.args) > 2:
+            raise UnsupportedModuleError(f"{where}: an add of {node.args!r}; expected the sum of two feature maps")
+        return _Step(node, where, "add")
+    if node.op == "call_function" and node.target is torch.cat:
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        if dim != 1:
+            raise UnsupportedModuleError(f"{where}: torch.cat with dim={dim!r}; expected dim=1 (the channels)")
+        return _Step(node, where, "cat")
     if node.op == "call_function" and node.target in _FUNCTIONAL_POOLS:
         return _module_step(node, where, _functional_pool(node, where))
     if (node.op == "call_function" and node.target is torch.flatten) or (
@@ -329,8 +688,12 @@ def _module_step(node: fx.Node, where: str, m: nn.Module) -> _Step:
         return _Step(node, where, "pool", m)
     if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, SpatialPyramidPool)):
         return _Step(node, where, "reducer", m)
+    for cls, activation in _ACTIVATION_MODULES:
+        if type(m) is cls:
+            return _Step(node, where, "act", m, activation)
+    if type(m) is nn.GELU and m.approximate == "none":
+        return _Step(node, where, "act", m, "gelu")
     kinds = (
-        (nn.ReLU, "relu"),
         (nn.BatchNorm2d, "norm"),
         (nn.Identity, "identity"),
         (nn.Dropout, "dropout"),
@@ -347,129 +710,17 @@ def _module_step(node: fx.Node, where: str, m: nn.Module) -> _Step:
     raise UnsupportedModuleError(f"{where} is not supported; {SUPPORTED}")
 
 
-# -- steps -> layers -------------------------------------------------------------------------
-def _to_layers(steps: list[_Step], input_shape) -> tuple[list[Layer], list[_Step], list[_Step]]:
-    """Layer specs, the step each came from (same order), and the Linear steps."""
-    layers: list[Layer] = []
-    sources: list[_Step] = []
-    linears: list[_Step] = []
-    dropouts: dict[int, float] = {}
-    phase = "features"  # -> "pooled" (adaptive pool, flatten pending) -> "head"
-    for step in steps:
-        if step.kind in ("conv", "pool", "norm"):
-            if phase != "features":
-                raise UnsupportedModuleError(
-                    f"{step.where} comes after the map was pooled or flattened; expected conv, "
-                    "pool and BatchNorm2d layers before the adaptive pool / flatten"
-                )
-            if step.kind != "norm":
-                if step.kind == "conv" and not any(isinstance(layer, Conv) for layer in layers):
-                    _check_first_conv(step, input_shape)
-                layers.append(_spec(step))
-                sources.append(step)
-        elif step.kind == "reducer":
-            if phase != "features":
-                raise UnsupportedModuleError(
-                    f"{step.where} comes after the map was already pooled or flattened; expected one "
-                    "adaptive pool or flatten between the conv layers and the Linear layers"
-                )
-            layers.append(_spec(step))
-            sources.append(step)
-            phase = "head" if isinstance(step.module, SpatialPyramidPool) else "pooled"
-        elif step.kind == "flatten":
-            if phase == "features":
-                layers.append(Flatten())
-                sources.append(step)
-            elif phase == "pooled":
-                sources[-1] = step  # the adaptive pool's map, flattened: the SPP's output
-            phase = "head"
-        elif step.kind == "linear":
-            if phase != "head":
-                raise UnsupportedModuleError(
-                    f"{step.where} reads a feature map; expected a Flatten (or torch.flatten / "
-                    "view) or an adaptive pool followed by a flatten before the first Linear"
-                )
-            linears.append(step)
-        elif step.kind == "dropout":
-            index = len(linears) - 1
-            if index < 0 or index in dropouts:
-                place = "before the first Linear" if index < 0 else f"a second Dropout after {linears[-1].where}"
-                raise UnsupportedModuleError(
-                    f"{step.where}: {place} cannot be expressed; expected at most one Dropout after "
-                    "each hidden Linear (it becomes that fc's dropout)"
-                )
-            dropouts[index] = step.module.p
-    if not linears:
-        raise UnsupportedModuleError(
-            f"the module ends without a Linear classifier; expected the last layer to be an "
-            f"nn.Linear giving the logits; {SUPPORTED}"
-        )
-    last = max(index for index, step in enumerate(steps) if step is linears[-1])
-    tail = [step for step in steps[last + 1 :] if step.kind != "identity"]
-    if tail:
-        raise UnsupportedModuleError(
-            f"{tail[0].where} follows the classifier {linears[-1].where}; expected the last "
-            "Linear to give the logits (no ReLU, Dropout or softmax after it)"
-        )
-    for index, step in enumerate(linears[:-1]):
-        layers.append(_spec(step, dropouts.get(index, 0.0)))
-        sources.append(step)
-    return layers, sources, linears
-
-
-def _check_first_conv(step: _Step, input_shape) -> None:
-    if step.module.in_channels != input_shape[0]:
-        raise UnsupportedModuleError(
-            f"{step.where}: in_channels={step.module.in_channels} but input_shape "
-            f"{tuple(input_shape)} has {input_shape[0]} channels; expected an input_shape with "
-            f"{step.module.in_channels} channels"
-        )
-
-
-def _spec(step: _Step, dropout: float = 0.0) -> Layer:
-    """The layer spec of one conv, pool, reducer or hidden Linear step."""
+def _spec(step: _Step) -> Layer:
+    """The layer spec of a reducer step."""
     m, where = step.module, step.where
-    try:
-        if step.kind == "conv":
-            return _conv_spec(m, where)
-        if step.kind == "pool":
-            return _pool_spec(m, where)
-        if step.kind == "reducer":
-            if isinstance(m, SpatialPyramidPool):
-                return SPP(m.levels, m.mode)
-            if getattr(m, "return_indices", False):
-                raise UnsupportedModuleError(f"{where}: return_indices=True; expected return_indices=False")
-            size = _square(where, "output_size", m.output_size, "one square size such as 7 or (7, 7)")
-            if not isinstance(size, int):
-                raise UnsupportedModuleError(f"{where}: output_size={m.output_size!r}; expected an integer size")
-            return SPP((size,), "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max")
-        return FC(m.out_features, dropout)
-    except UnsupportedModuleError:
-        raise
-    except BudgetNetError as error:
-        raise UnsupportedModuleError(f"{where}: {error}") from None
-
-
-def _conv_spec(m: nn.Conv2d, where: str) -> Conv:
-    if m.groups != 1:
-        raise UnsupportedModuleError(f"{where}: groups={m.groups} (a grouped conv); expected groups=1")
-    if tuple(m.dilation) != (1, 1):
-        raise UnsupportedModuleError(f"{where}: dilation={tuple(m.dilation)} (a dilated conv); expected dilation=1")
-    if m.padding_mode != "zeros":
-        raise UnsupportedModuleError(f"{where}: padding_mode={m.padding_mode!r}; expected 'zeros'")
-    kernel = _square(where, "kernel_size", m.kernel_size)
-    stride = _square(where, "stride", m.stride)
-    padding = m.padding
-    if padding == "valid":
-        padding = 0
-    elif padding == "same":
-        if kernel % 2 == 0:
-            raise UnsupportedModuleError(
-                f"{where}: padding='same' with kernel_size={kernel} pads unevenly; expected an odd kernel "
-                "or an integer padding"
-            )
-        padding = kernel // 2
-    return Conv(kernel, m.out_channels, stride, _square(where, "padding", padding))
+    if isinstance(m, SpatialPyramidPool):
+        return SPP(m.levels, m.mode)
+    if getattr(m, "return_indices", False):
+        raise UnsupportedModuleError(f"{where}: return_indices=True; expected return_indices=False")
+    size = _square(where, "output_size", m.output_size, "one square size such as 7 or (7, 7)")
+    if not isinstance(size, int):
+        raise UnsupportedModuleError(f"{where}: output_size={m.output_size!r}; expected an integer size")
+    return SPP((size,), "avg" if isinstance(m, nn.AdaptiveAvgPool2d) else "max")
 
 
 def _pool_spec(m: nn.Module, where: str) -> Pool:
@@ -495,24 +746,34 @@ def _pool_spec(m: nn.Module, where: str) -> Pool:
 
 
 # -- checks against the Arch's shape inference -------------------------------------------------------
-def _check_widths(arch: Arch, steps: list[_Step], sources: list[_Step], input_shape) -> None:
-    """Every Conv2d, BatchNorm2d and Linear must take the channels the layer before it gives."""
-    shape_of = {id(step): info for step, info in zip(sources, arch.shapes)}
-    channels, previous = input_shape[0], f"input_shape {tuple(input_shape)}"
-    for step in steps:
-        field = {"conv": "in_channels", "norm": "num_features", "linear": "in_features"}.get(step.kind)
-        if field is not None and getattr(step.module, field) != channels:
+def _check_widths(result: Imported, input_shape) -> None:
+    """Every Conv2d, BatchNorm2d and Linear must take the channels the Arch gives it."""
+    for info, conv in zip(result.arch.convs, result.convs):
+        where = f"{conv.name!r} (Conv2d)"
+        if conv.conv.in_channels != info.in_shape[0]:
+            origin = f"input_shape {tuple(input_shape)}" if info.in_shape == tuple(input_shape) else "the layer before it"
             raise UnsupportedModuleError(
-                f"{step.where}: {field}={getattr(step.module, field)} does not match the {channels} "
-                f"channels/features that {previous} gives; expected {field}={channels}"
+                f"{where}: in_channels={conv.conv.in_channels} does not match the {info.in_shape[0]} channels "
+                f"that {origin} gives; expected in_channels={info.in_shape[0]}"
             )
-        info = shape_of.get(id(step))
-        if info is not None:
-            channels, previous = info.out_shape[0], step.where
+        if conv.norm is not None and conv.norm.num_features != conv.conv.out_channels:
+            raise UnsupportedModuleError(
+                f"{conv.norm_name!r} (BatchNorm2d): num_features={conv.norm.num_features} does not match the "
+                f"{conv.conv.out_channels} channels of {where}; expected num_features={conv.conv.out_channels}"
+            )
+    features = [info.out_shape[0] for info in result.arch.shapes if info.stage is None and info.kind != "fc"]
+    widths = features + [layer.out_features for layer in result.arch.head if isinstance(layer, FC)]
+    for (name, linear), width in zip(result.linears, widths):
+        if linear.in_features != width:
+            raise UnsupportedModuleError(
+                f"{name!r} (Linear): in_features={linear.in_features} does not match the {width} features that "
+                f"the layer before it gives; expected in_features={width}"
+            )
 
 
-def _verify(module: nn.Module, graph_module: fx.GraphModule, arch: Arch, sources: list[_Step], classifier: _Step):
+def _verify(module: nn.Module, graph_module: fx.GraphModule, result: Imported, pools: list[_Step]):
     """One forward pass of zeros: each layer's real output shape must be the Arch's."""
+    arch = result.arch
     parameter = next(module.parameters(), None)
     options = {} if parameter is None else {"dtype": parameter.dtype, "device": parameter.device}
     recorder = _ShapeRecorder(graph_module)
@@ -531,16 +792,64 @@ def _verify(module: nn.Module, graph_module: fx.GraphModule, arch: Arch, sources
     finally:
         for m, mode in training.items():
             m.training = mode
-    checks = [(step, info.name, info.out_shape) for step, info in zip(sources, arch.shapes)]
-    checks.append((classifier, "classifier", (arch.num_classes,)))
-    for step, name, expected in checks:
-        actual = recorder.shapes.get(step.node)
+    checks = [(conv.last, f"{conv.name!r}", info.name, info.out_shape) for info, conv in zip(arch.convs, result.convs)]
+    leaves = [info for info in arch.walk() if info.kind == "pool"]
+    checks += [(step.node, step.where, info.name, info.out_shape) for info, step in zip(leaves, pools)]
+    classifier = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
+    checks.append((classifier, f"{result.linears[-1][0]!r} (Linear)", "classifier", (arch.num_classes,)))
+    for node, where, name, expected in checks:
+        actual = recorder.shapes.get(node)
         if actual != (1, *expected):
             raise ArchError(
-                f"{step.where}: torch gives an output of shape {actual} but the imported Arch infers "
+                f"{where}: torch gives an output of shape {actual} but the imported Arch infers "
                 f"{(1, *expected)} for {name}; expected them to agree (the module's forward does "
                 "something an Arch does not express)"
             )
+
+
+def copy_weights(source: nn.Module, model: nn.Module) -> None:
+    """Copy the weights of ``source`` into ``model``, a :func:`budgetnet.build` of the Arch that
+    ``source`` imports as. A conv bias before a batch norm is folded into its running mean.
+
+    Raises:
+        ArchError: ``source`` imports as another Arch, or ``model`` was built with another norm.
+    """
+    arch = model.arch
+    imported = import_module(source, arch.input_shape)
+    if imported.arch != arch:
+        raise ArchError(
+            f"build: weights_from={type(source).__name__} imports as {imported.arch.notation()!r}, not as the "
+            f"Arch being built ({arch.notation()!r}); expected the module the Arch was imported from"
+        )
+    modules = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    pairs = []
+    for position, m in enumerate(modules):
+        if isinstance(m, nn.Conv2d):
+            following = modules[position + 1] if position + 1 < len(modules) else None
+            pairs.append((m, following if isinstance(following, nn.BatchNorm2d) else None))
+    with torch.no_grad():
+        for (conv, norm), found in zip(pairs, imported.convs):
+            if (norm is None) != (found.norm is None):
+                raise ArchError(
+                    f"build: weights_from: {found.name!r} has {'a' if found.norm is not None else 'no'} batch norm "
+                    "but the built conv has the opposite; expected build(arch) without norm='batch'"
+                )
+            conv.weight.copy_(found.conv.weight)
+            bias = found.conv.bias
+            if norm is None:
+                conv.bias.copy_(bias if bias is not None else torch.zeros_like(conv.bias))
+            else:
+                for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+                    getattr(norm, name).copy_(getattr(found.norm, name))
+                if bias is not None:
+                    norm.running_mean.sub_(bias)
+        linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
+        for linear, (_, found_linear) in zip(linears, imported.linears):
+            linear.weight.copy_(found_linear.weight)
+            if found_linear.bias is not None:
+                linear.bias.copy_(found_linear.bias)
+            else:
+                linear.bias.zero_()
 
 
 class _ShapeRecorder(fx.Interpreter):
