@@ -368,7 +368,13 @@ class _Importer:
             self.value[step.node] = node
         elif kind == "pool":
             (source,) = self._source(step)
-            node = self._new(_pool_spec(step.module, step.where), [source])
+            try:
+                spec = _pool_spec(step.module, step.where)
+            except UnsupportedModuleError:
+                raise
+            except BudgetNetError as error:
+                raise UnsupportedModuleError(f"{step.where}: {error}") from None
+            node = self._new(spec, [source])
             self.pools[node] = (self.graph.nodes[node]["layer"], step)
             self.value[step.node] = node
         elif kind == "norm":
@@ -526,7 +532,7 @@ def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Li
                     f"{step.where} reads a feature map; expected a Flatten (or torch.flatten / "
                     "view) or an adaptive pool followed by a flatten before the first Linear"
                 )
-            linears.append((step.node.target, step.module))
+            linears.append((f"{step.node.target!r} (Linear)", step.module))
         elif step.kind == "dropout":
             index = len(linears) - 1
             if index < 0:
@@ -537,7 +543,7 @@ def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Li
                 )
             elif index in dropouts:
                 raise UnsupportedModuleError(
-                    f"{step.where}: a second Dropout after {linears[-1][0]!r} cannot be expressed; expected at "
+                    f"{step.where}: a second Dropout after {linears[-1][0]} cannot be expressed; expected at "
                     "most one Dropout between two Linear layers (it becomes that fc's dropout)"
                 )
             else:
@@ -553,7 +559,7 @@ def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Li
     tail = [step for step in steps[last + 1 :] if step.kind != "identity"]
     if tail:
         raise UnsupportedModuleError(
-            f"{tail[0].where} follows the classifier {linears[-1][0]!r}; expected the last "
+            f"{tail[0].where} follows the classifier {linears[-1][0]}; expected the last "
             "Linear to give the logits (no ReLU, Dropout or softmax after it)"
         )
     for index, (name, linear) in enumerate(linears[:-1]):
@@ -638,6 +644,13 @@ def _step(node: fx.Node, where: str, root: nn.Module) -> _Step:
         raise UnsupportedModuleError(
             f"{where}: {node.target} to {sizes!r}; expected a flatten that keeps the batch, "
             f"x.{node.target}(x.size(0), -1) or x.{node.target}(-1, features)"
+        )
+    if node.op in ("call_function", "call_method") and getattr(node.target, "__name__", node.target) in (
+        "mul", "matmul", "bmm", "sigmoid", "softmax", "mul_", "einsum"
+    ):
+        raise UnsupportedModuleError(
+            f"{where} is not supported: a product or gate of feature maps (squeeze-excitation, attention) "
+            f"has no place in an Arch; {SUPPORTED}"
         )
     raise UnsupportedModuleError(f"{where} is not supported; {SUPPORTED}")
 
@@ -751,10 +764,14 @@ def _check_widths(result: Imported, input_shape) -> None:
     for info, conv in zip(result.arch.convs, result.convs):
         where = f"{conv.name!r} (Conv2d)"
         if conv.conv.in_channels != info.in_shape[0]:
-            origin = f"input_shape {tuple(input_shape)}" if info.in_shape == tuple(input_shape) else "the layer before it"
+            if info.in_shape == tuple(input_shape):
+                raise UnsupportedModuleError(
+                    f"{where}: in_channels={conv.conv.in_channels} but input_shape {tuple(input_shape)} has "
+                    f"{input_shape[0]} channels; expected an input_shape with {conv.conv.in_channels} channels"
+                )
             raise UnsupportedModuleError(
-                f"{where}: in_channels={conv.conv.in_channels} does not match the {info.in_shape[0]} channels "
-                f"that {origin} gives; expected in_channels={info.in_shape[0]}"
+                f"{where}: in_channels={conv.conv.in_channels} does not match the {info.in_shape[0]} "
+                f"channels/features that the layer before it gives; expected in_channels={info.in_shape[0]}"
             )
         if conv.norm is not None and conv.norm.num_features != conv.conv.out_channels:
             raise UnsupportedModuleError(
@@ -766,7 +783,7 @@ def _check_widths(result: Imported, input_shape) -> None:
     for (name, linear), width in zip(result.linears, widths):
         if linear.in_features != width:
             raise UnsupportedModuleError(
-                f"{name!r} (Linear): in_features={linear.in_features} does not match the {width} features that "
+                f"{name}: in_features={linear.in_features} does not match the {width} channels/features that "
                 f"the layer before it gives; expected in_features={width}"
             )
 
@@ -792,11 +809,14 @@ def _verify(module: nn.Module, graph_module: fx.GraphModule, result: Imported, p
     finally:
         for m, mode in training.items():
             m.training = mode
-    checks = [(conv.last, f"{conv.name!r}", info.name, info.out_shape) for info, conv in zip(arch.convs, result.convs)]
+    checks = [
+        (conv.last, _where(conv.last, graph_module), info.name, info.out_shape)
+        for info, conv in zip(arch.convs, result.convs)
+    ]
     leaves = [info for info in arch.walk() if info.kind == "pool"]
     checks += [(step.node, step.where, info.name, info.out_shape) for info, step in zip(leaves, pools)]
     classifier = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
-    checks.append((classifier, f"{result.linears[-1][0]!r} (Linear)", "classifier", (arch.num_classes,)))
+    checks.append((classifier, result.linears[-1][0], "classifier", (arch.num_classes,)))
     for node, where, name, expected in checks:
         actual = recorder.shapes.get(node)
         if actual != (1, *expected):

@@ -33,10 +33,12 @@ from budgetnet.errors import LayerSpecError, NotationError
 # Numbers are ASCII digits only: Python's \d and int() also take full-width and other digits.
 _INT = r"(-?[0-9]+)"
 _SEPARATOR = re.compile(r"[\s+]+")
-_ACTIVATION = re.compile(r"@(" + "|".join(ACTIVATIONS) + r")(?![A-Za-z0-9])")
+# An activation ends at a non-alphanumeric, or at a repeat ("@nonex2" is @none, x2).
+_ACTIVATION_END = r"(?:(?![A-Za-z0-9])|(?=[x×][0-9]))"
+_ACTIVATION = re.compile(r"@(" + "|".join(ACTIVATIONS) + r")" + _ACTIVATION_END)
 _CONV = re.compile(
     rf"\(\s*{_INT}\s*,\s*{_INT}\s*\)(?:/{_INT})?(?:p{_INT})?(?:g{_INT}|(dw))?(bn)?"
-    rf"(?:@({'|'.join(ACTIVATIONS)})(?![A-Za-z0-9]))?"
+    rf"(?:@({'|'.join(ACTIVATIONS)}){_ACTIVATION_END})?"
 )
 _POOL = re.compile(rf"(max|avg)?{_INT}(?:/{_INT})?(?:p{_INT})?")
 _SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")

@@ -1,9 +1,11 @@
-"""Helpers shared by the subcommands: reading an architecture SPEC, printing JSON."""
+"""Helpers shared by the subcommands: reading an architecture SPEC (zoo name, notation, JSON
+file or FILE.py:NAME), printing JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -13,9 +15,18 @@ from budgetnet.errors import ArchError
 from budgetnet.notation import parse
 
 SPEC_HELP = (
-    "a model of the paper's Tables 1-2 (A .. J, B', D', E', J'), a notation string such as "
-    "\"(7,64)/2 3/3 (5,128) 2/2 (3,256)x3\", or a JSON file written by budgetnet"
+    "a zoo model (resnet18, resnet34, resnet50, resnet101, resnet152 as in He et al. 2016; "
+    "resnet50_v1.5, resnet101_v1.5, resnet152_v1.5 as in torchvision; resnext50_32x4d, "
+    "wide_resnet50_2, mobilenet_v2, small_residual) or one of the paper's Tables 1-2 (A .. J, "
+    "B', D', E', J'); a notation string such as \"(7,64)/2 3/3 (5,128) 2/2 (3,256)x3\"; a JSON "
+    "file written by budgetnet; or FILE.py:NAME, a function or class in your Python file that "
+    "returns a torch.nn.Module when called without arguments, imported with Arch.from_module at "
+    "--input (default 3x224x224). FILE.py is executed to import it: give only files you trust"
 )
+#: The input shape a FILE.py:NAME module is imported at when no --input is given.
+MODULE_INPUT_SHAPE = (3, 224, 224)
+_MODULE_SPEC = re.compile(r"(?P<file>.*\.py)(?::(?P<name>.*))?")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:
@@ -36,16 +47,27 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Arch:
-    """Resolve a SPEC: a zoo model name, a JSON file, or a notation string.
+    """Resolve a SPEC: a zoo or paper model name, FILE.py:NAME, a JSON file, or a notation string.
+
+    Raises:
+        ArchError: a missing file, or a FILE.py:NAME that cannot give a torch module (see
+            :func:`module_from_file`); the notation and JSON readers raise their own errors.
 
     Example:
         >>> load_arch("J'").depth
         11
+        >>> load_arch("resnet50", num_classes=10).num_classes
+        10
     """
-    from search_spaces.paper import MODELS
+    from budgetnet import zoo
 
-    if spec in MODELS:
-        arch = MODELS[spec]
+    module_spec = _MODULE_SPEC.fullmatch(spec)
+    if spec in zoo.PAPER_MODELS or spec in zoo.ZOO:
+        arch = zoo.get(spec)
+    elif module_spec:
+        module = module_from_file(module_spec["file"], module_spec["name"], spec)
+        arch = Arch.from_module(module, MODULE_INPUT_SHAPE if input_shape is None else input_shape)
+        return arch if num_classes is None else arch.with_input(num_classes=num_classes)
     elif spec.endswith(".json") or Path(spec).is_file():
         if not Path(spec).is_file():
             raise ArchError(f"SPEC {spec!r}: no such file; expected a JSON file written by budgetnet")
@@ -55,6 +77,68 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
     if input_shape is not None or num_classes is not None:
         arch = arch.with_input(input_shape, num_classes)
     return arch
+
+
+def module_from_file(path: str, name: str | None, spec: str | None = None):
+    """Execute the Python file ``path`` and call its function or class ``name`` without arguments.
+
+    The file runs as a module (its own folder first on ``sys.path``), as ``python FILE.py``
+    would run it, except that ``__name__`` is not ``"__main__"``. Only the user's own file,
+    named explicitly, is executed.
+
+    Raises:
+        ArchError: naming the SPEC and the file or function, when ``name`` is missing or not
+            an identifier, the file does not exist, importing it or calling ``name`` raises,
+            ``name`` is not defined or not callable, or the call returns no ``torch.nn.Module``.
+
+    Example:
+        >>> module_from_file("no_such_model.py", "build")
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.ArchError: SPEC 'no_such_model.py:build': no such file 'no_such_model.py'; expected a Python file that defines build
+    """
+    spec = spec or f"{path}:{name}"
+    if not name or not _IDENTIFIER.fullmatch(name):
+        raise ArchError(
+            f"SPEC {spec!r}: name={name!r} is invalid; expected FILE.py:NAME with NAME a function or "
+            "class of the file, such as model.py:build"
+        )
+    file = Path(path)
+    if not file.is_file():
+        raise ArchError(f"SPEC {spec!r}: no such file {path!r}; expected a Python file that defines {name}")
+    import importlib.util
+
+    import torch
+
+    module_name = f"_budgetnet_user_{_IDENTIFIER.sub(lambda m: m.group(), file.stem) or 'model'}"
+    loader = importlib.util.spec_from_file_location(module_name, file)
+    namespace = importlib.util.module_from_spec(loader)
+    sys.modules[module_name] = namespace
+    sys.path.insert(0, str(file.resolve().parent))
+    try:
+        loader.loader.exec_module(namespace)
+    except (Exception, SystemExit) as error:
+        raise ArchError(f"SPEC {spec!r}: importing {path} raised {type(error).__name__}: {error}") from None
+    finally:
+        sys.path.remove(str(file.resolve().parent))
+        sys.modules.pop(module_name, None)
+    factory = getattr(namespace, name, None)
+    if not callable(factory):
+        defined = sorted(key for key, value in vars(namespace).items() if callable(value) and not key.startswith("_"))
+        what = "is not defined" if factory is None else f"is a {type(factory).__name__}, not callable"
+        raise ArchError(
+            f"SPEC {spec!r}: {name} {what} in {path}; expected a function or class returning a "
+            f"torch.nn.Module (the file defines: {', '.join(defined) or 'nothing callable'})"
+        )
+    try:
+        module = factory()
+    except (Exception, SystemExit) as error:
+        raise ArchError(f"SPEC {spec!r}: calling {name}() from {path} raised {type(error).__name__}: {error}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ArchError(
+            f"SPEC {spec!r}: {name}() from {path} returned {type(module).__name__}; expected a torch.nn.Module"
+        )
+    return module
 
 
 def print_json(data) -> None:
