@@ -115,16 +115,15 @@ def read_graph(graph: nx.DiGraph) -> tuple[list[Layer], list]:
                 f"arch graph: node {node!r} ({data['layer'].kind}) has {graph.in_degree(node)} input; "
                 "expected a join of at least two branches"
             )
-    post_dominators = nx.immediate_dominators(graph.reverse(copy=False), sinks[0])
-    reader = _Reader(graph, post_dominators)
+    reader = _Reader(graph)
     layers, _ = reader.chain(sources[0], None)
     return layers, [reader.nodes[id(layer)] for layer in _leaves(layers)]
 
 
 class _Reader:
-    def __init__(self, graph: nx.DiGraph, post_dominators: dict):
+    def __init__(self, graph: nx.DiGraph):
         self.graph = graph
-        self.post_dominators = post_dominators
+        self.order = {node: position for position, node in enumerate(nx.topological_sort(graph))}
         self.nodes: dict[int, object] = {}  # id() of each leaf spec object read -> its node
         self._keep: list = []  # keeps those spec objects alive, so their ids stay unique
 
@@ -177,33 +176,65 @@ class _Reader:
                         f"from node {node!r} without a fork; expected series-parallel branches"
                     )
                 return node, following
-            join = self.post_dominators.get(node)
-            join_layer = self.layer(join) if join is not None else None
-            if not isinstance(join_layer, JOINS):
-                raise ArchError(
-                    f"arch graph: the branches from node {node!r} meet at {join!r} "
-                    f"({getattr(join_layer, 'kind', join_layer)}); expected them to close at one Add or Cat node"
-                )
-            inputs = list(self.graph.predecessors(join))
-            if len(inputs) != len(successors):
-                raise ArchError(
-                    f"arch graph: join node {join!r} has {len(inputs)} inputs but node {node!r} forks into "
-                    f"{len(successors)} branches; expected series-parallel branches"
-                )
-            branches = {}
-            for successor in successors:
-                branch, end = ([], node) if successor == join else self.chain(successor, join)
-                branches[end] = branch
-            ordered = [branches[end] for end in inputs]
-            if isinstance(join_layer, Cat):
-                layers.append(Concat(tuple(tuple(branch) for branch in ordered)))
-            else:
-                if len(ordered) != 2:
-                    raise ArchError(f"arch graph: add node {join!r} has {len(ordered)} inputs; expected 2")
-                first, second = ordered
-                body, short = (second, first) if _size(second) > _size(first) else (first, second)
-                layers.append(Residual(tuple(body), tuple(short), join_layer.activation))
+            block, join = self.fork(node, successors)
+            layers.append(block)
             node = join
+
+    def fork(self, node, successors: list) -> tuple[Layer, object]:
+        """The block that the branches from ``node`` through ``successors`` make, and its join.
+
+        The join is the first node every one of those branches reaches. Successors that reach
+        the same input of the join form one branch that starts with a fork of its own (a
+        residual block as the whole body of another one, say).
+        """
+        reach = {s: nx.descendants(self.graph, s) | {s} for s in successors}
+        common = set.intersection(*reach.values())
+        join = min(common, key=self.order.__getitem__) if common else None
+        join_layer = self.layer(join) if join is not None else None
+        if not isinstance(join_layer, JOINS):
+            raise ArchError(
+                f"arch graph: the branches from node {node!r} meet at {join!r} "
+                f"({getattr(join_layer, 'kind', join_layer)}); expected them to close at one Add or Cat node"
+            )
+        inputs = list(self.graph.predecessors(join))
+        groups: dict = {}
+        for successor in successors:
+            if successor == join:
+                ends = {node}
+            else:
+                ends = reach[successor] & set(inputs)
+            if len(ends) != 1:
+                raise ArchError(
+                    f"arch graph: the branch from node {node!r} through {successor!r} enters join node {join!r} "
+                    f"{len(ends)} times; expected series-parallel branches"
+                )
+            groups.setdefault(ends.pop(), []).append(successor)
+        if set(groups) != set(inputs):
+            raise ArchError(
+                f"arch graph: join node {join!r} has inputs {sorted(map(str, inputs))} that do not all come from "
+                f"the fork at node {node!r}; expected series-parallel branches"
+            )
+        branches = []
+        for end in inputs:
+            members = groups[end]
+            if end == node:
+                branches.append([])
+            elif len(members) == 1:
+                branches.append(self.chain(members[0], join)[0])
+            else:
+                inner, inner_join = self.fork(node, members)
+                rest: list[Layer] = [inner]
+                _, following = self.after(inner_join, join, rest)
+                if following != join:
+                    rest += self.chain(following, join)[0]
+                branches.append(rest)
+        if isinstance(join_layer, Cat):
+            return Concat(tuple(tuple(branch) for branch in branches)), join
+        if len(branches) != 2:
+            raise ArchError(f"arch graph: add node {join!r} has {len(branches)} inputs; expected 2")
+        first, second = branches
+        body, short = (second, first) if _size(second) > _size(first) else (first, second)
+        return Residual(tuple(body), tuple(short), join_layer.activation), join
 
 
 def _leaves(layers):

@@ -256,6 +256,10 @@ class Concat:
         branches = tuple(_check_branch("concat", "branches", b, allow_empty=True) for b in branches)
         if len(branches) < 2:
             raise LayerSpecError("concat", "branches", len(branches), "at least 2 branches")
+        if sum(1 for branch in branches if not branch) > 1:
+            raise LayerSpecError(
+                "concat", "branches", branches, "at most one identity (empty) branch; two would copy the input twice"
+            )
         object.__setattr__(self, "branches", branches)
 
 
