@@ -433,7 +433,8 @@ class _Importer:
         if step.kind not in ("reducer", "flatten", "linear", "dropout", "act", "identity"):
             raise UnsupportedModuleError(
                 f"{step.where} comes after the map was pooled or flattened; expected Linear, ReLU and "
-                "Dropout layers in the head"
+                "Dropout layers in the head (a pooled vector fed back into the features, as in "
+                "squeeze-excitation, has no place in an Arch)"
             )
         tensors = _tensor_inputs(step.node)
         expected = self.head[-1].node if self.head else None

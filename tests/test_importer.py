@@ -595,3 +595,112 @@ def test_shape_check_against_a_forward_pass():
     message = "'2' (Linear) fails on a zero input of shape (1, 3, 8, 8) (RuntimeError: boom); expected a module"
     with pytest.raises(ArchError, match=re.escape(message)):
         Arch.from_module(net, (3, 8, 8))
+
+
+# -- branching modules written by hand -----------------------------------------------------------
+class FunctionalBlock(nn.Module):
+    """A basic residual block in the functional style: F.relu, torch.add, then F.relu."""
+
+    def __init__(self, channels, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels * stride, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels * stride)
+        self.conv2 = nn.Conv2d(channels * stride, channels * stride, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels * stride)
+        self.down = None
+        if stride != 1:
+            self.down = nn.Sequential(nn.Conv2d(channels, channels * stride, 1, stride, bias=False),
+                                      nn.BatchNorm2d(channels * stride))  # fmt: skip
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.down is None else self.down(x)
+        return F.relu(torch.add(out, identity))
+
+
+class PlusAndCat(nn.Module):
+    """``+`` with a Tensor.relu after it, then an Inception-style torch.cat with the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.left = nn.Conv2d(8, 4, 1)
+        self.right = nn.Conv2d(8, 4, 3, padding=1)
+        self.fc = nn.Linear(16 * 8 * 8, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        x = (self.conv(x) + x).relu()
+        x = torch.cat([F.relu(self.left(x)), F.relu(self.right(x)), x], dim=1)
+        return self.fc(torch.flatten(x, 1))
+
+
+def test_functional_residual_blocks():
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        FunctionalBlock(8), FunctionalBlock(8, stride=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+    )  # fmt: skip
+    arch = Arch.from_module(net, (3, 8, 8))
+    assert str(arch) == "(3,8)p1bn res[(3,8)bn (3,8)bn@none] res[(3,16)/2bn (3,16)bn@none] gap"
+    # by hand: stem 3*9*8*64; block 1: 2 * 8*9*8*64; block 2: 8*9*16*16 + 16*9*16*16 + projection 8*1*16*16
+    assert budgetnet.conv_macs(arch) == 3 * 9 * 8 * 64 + 2 * 8 * 9 * 8 * 64 + (8 * 9 + 16 * 9 + 8) * 16 * 16
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    net.eval()
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(budgetnet.build(arch, weights_from=net).eval()(x), net(x), atol=1e-6)
+
+
+def test_plus_and_cat():
+    net = PlusAndCat()
+    arch = Arch.from_module(net, (3, 8, 8))
+    assert str(arch) == "(3,8)p1 res[(3,8)@none] cat[(1,4) | (3,4) | id] flat"
+    assert arch.feature_shape == (16, 8, 8)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(budgetnet.build(arch, weights_from=net)(x), net(x), atol=1e-6)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x * torch.sigmoid(self.gate(F.adaptive_avg_pool2d(x, 1)))
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 8)
+
+    def forward(self, x):
+        return self.lstm(x)[0]
+
+
+@pytest.mark.parametrize(
+    "layers, message",
+    [
+        ([SqueezeExcite(), *_head(8 * 64)],
+         "'0.gate' (Conv2d) comes after the map was pooled or flattened; expected Linear, ReLU and Dropout layers "
+         "in the head (a pooled vector fed back into the features, as in squeeze-excitation"),
+        ([Recurrent(), *_head(8)], "'0.lstm' (LSTM) is not supported"),
+        ([nn.MultiheadAttention(8, 2)], "'0' (MultiheadAttention)"),
+        ([nn.Conv2d(3, 4, 3, dilation=2), *_head(16)], "'0' (Conv2d): dilation=(2, 2) (a dilated conv)"),
+        ([nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, eps=1e-3), *_head(144)], "'1' (BatchNorm2d): eps=0.001"),
+        ([nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), *_head(144)], "'0' (BatchNorm2d) does not directly follow a Conv2d"),
+        ([nn.Conv2d(3, 4, 3), nn.ReLU(), nn.ReLU(), *_head(144)],
+         "'2' (ReLU): an activation that does not directly follow a conv"),
+    ],
+)  # fmt: skip
+def test_unsupported_branching_modules(layers, message):
+    with pytest.raises(UnsupportedModuleError, match=re.escape(message)):
+        Arch.from_module(nn.Sequential(*layers), (3, 8, 8))
