@@ -384,7 +384,7 @@ class Arch:
 
     @classmethod
     def from_module(cls, module, input_shape: Sequence[int]) -> "Arch":
-        """Import a sequential torch CNN (see :func:`budgetnet.importer.arch_from_module`)."""
+        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.importer.arch_from_module`)."""
         from budgetnet.importer import arch_from_module
 
         return arch_from_module(module, input_shape)
