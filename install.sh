@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up budgetnet on this machine: ./install.sh (the package) or ./install.sh --dev (and
-# what the tests need: pytest, hypothesis, nbclient, psycopg2, a PostgreSQL server binary).
+# what the tests need: pytest, hypothesis, nbclient, psycopg2, torchvision's models, a
+# PostgreSQL server binary).
 # torch comes from the CPU pin torch==2.13.0 only where no torch is installed, so a GPU
 # machine keeps its CUDA build and a fresh machine never downloads a multi-GB CUDA wheel.
 set -euo pipefail
@@ -8,6 +9,10 @@ cd "$(dirname "$0")"
 python -c "import torch" 2>/dev/null || python -m pip install --quiet "torch==2.13.0"
 if [ "${1:-}" = "--dev" ]; then
     python -m pip install --quiet -e ".[dev]"
+    # torchvision's models are a test dependency. 0.28.0 pairs with the torch==2.13.0 pin (a newer
+    # one would pull a newer, CUDA torch); a machine that has torchvision (a GPU box) keeps its own.
+    python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torchvision') is None)" \
+        || python -m pip install --quiet --no-deps "torchvision==0.28.0"
     if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null

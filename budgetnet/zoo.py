@@ -38,6 +38,7 @@ from typing import Sequence
 
 from budgetnet.arch import Arch, Conv
 from budgetnet.errors import ArchError
+from budgetnet.layers import check_int
 from budgetnet.notation import format_layer, parse
 
 #: Tables 1-2 of He & Sun (CVPR 2015), row by row, written exactly as the tables print them.
@@ -87,7 +88,9 @@ RESNET_STAGES = {
 RESNET_STEM = "(7,64)/2p3bn 3/2p1"
 #: MobileNetV2's inverted residual settings, Sandler et al. 2018 Table 2: expansion t,
 #: output channels c, repeats n, first stride s.
-MOBILENET_V2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+MOBILENET_V2_SETTINGS = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)
+)  # fmt: skip
 
 
 def _conv(kernel: int, filters: int, stride: int = 1, padding: int | None = None, groups: int = 1,
@@ -117,6 +120,10 @@ def resnet_notation(depth: int, stride_on: str = "1x1", groups: int = 1, width_p
     Stages after the first open with a stride-2 block; its shortcut (and that of the first
     bottleneck, 64 -> 256 channels) is the automatic 1x1 projection with batch norm.
 
+    Raises:
+        ArchError: an unknown ``depth`` or ``stride_on``.
+        LayerSpecError: ``groups`` or ``width_per_group`` not an integer >= 1.
+
     Example:
         >>> resnet_notation(50).split(" res[")[:3]
         ['(7,64)/2p3bn 3/2p1', '(1,64)bn (3,64)bn (1,256)bn@none]', '(1,64)bn (3,64)bn (1,256)bn@none]x2']
@@ -129,10 +136,14 @@ def resnet_notation(depth: int, stride_on: str = "1x1", groups: int = 1, width_p
         raise ArchError(f"resnet: depth={depth!r} is invalid; expected one of {sorted(RESNET_STAGES)}")
     if stride_on not in ("1x1", "3x3"):
         raise ArchError(f"resnet: stride_on={stride_on!r} is invalid; expected '1x1' (v1) or '3x3' (v1.5)")
+    check_int("resnet", "groups", groups, 1)
+    check_int("resnet", "width_per_group", width_per_group, 1)
     kind, repeats = RESNET_STAGES[depth]
     blocks = []
     for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), repeats)):
-        first, rest = (_resnet_block(kind, planes, stride, stride_on, groups, width_per_group) for stride in (1 + (stage > 0), 1))
+        first, rest = (
+            _resnet_block(kind, planes, stride, stride_on, groups, width_per_group) for stride in (2 if stage else 1, 1)
+        )
         blocks += _stage(first, rest, count)
     return " ".join([RESNET_STEM, *blocks, "gap"])
 
@@ -192,15 +203,28 @@ def small_residual_notation(widths: Sequence[int] = (16, 32, 64), blocks: int = 
     global average pooling. The default, 2 blocks of widths 16, 32, 64, is He's 6n+2 net
     with n = 2 (ResNet-14), with projection shortcuts (option B) instead of zero padding.
 
+    Raises:
+        ArchError: ``widths`` not a non-empty list.
+        LayerSpecError: a width or ``blocks`` that is not an integer >= 1.
+
     Example:
         >>> small_residual_notation((8, 16), blocks=1)
         '(3,8)bn res[(3,8)bn (3,8)bn@none] res[(3,16)/2bn (3,16)bn@none] gap'
     """
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths:
+        raise ArchError(f"small_residual: widths={widths!r} is invalid; expected a non-empty list of integers >= 1")
+    for width in widths:
+        check_int("small_residual", "widths", width, 1)
+    check_int("small_residual", "blocks", blocks, 1)
     parts = [_conv(3, widths[0])]
     for stage, width in enumerate(widths):
-        first, rest = (f"res[{_conv(3, width, stride)} {_conv(3, width, activation='none')}]" for stride in (1 + (stage > 0), 1))
+        first, rest = (_basic_block(width, stride) for stride in (2 if stage else 1, 1))
         parts += _stage(first, rest, blocks)
     return " ".join(parts + ["gap"])
+
+
+def _basic_block(width: int, stride: int) -> str:
+    return f"res[{_conv(3, width, stride)} {_conv(3, width, activation='none')}]"
 
 
 #: The small residual baseline's default input and classes (the bundled 16x16 digits).
@@ -263,10 +287,10 @@ def get(name: str, input_shape: Sequence[int] | None = None, num_classes: int | 
     Example:
         >>> get("resnet18", num_classes=10).num_classes
         10
-        >>> get("resnet1")
+        >>> get("resnet1")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        budgetnet.errors.ArchError: zoo: name='resnet1' is unknown; expected one of A, B, C, D, E, F, G, H, I, J, B', D', E', J', resnet18, resnet34, resnet50, resnet101, resnet152, resnet50_v1.5, resnet101_v1.5, resnet152_v1.5, resnext50_32x4d, wide_resnet50_2, mobilenet_v2, small_residual
+        budgetnet.errors.ArchError: zoo: name='resnet1' is unknown; expected one of A, B, C, ..., resnet18, ...
     """
     arch = (PAPER_MODELS.get(name) or ZOO.get(name)) if isinstance(name, str) else None
     if arch is None:

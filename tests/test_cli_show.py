@@ -154,3 +154,137 @@ def test_console_script_runs():
     result = subprocess.run([*command, "show", "A"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert f"conv MACs, Eqn. (1): {A_MACS:,}" in result.stdout
+
+
+# -- zoo names and FILE.py:NAME (issue 8) ------------------------------------------------------
+# ResNet-50 as in He et al. 2016 (stride on the first 1x1): 3,855,925,248 conv MACs by the stage-by-stage
+# arithmetic of tests/test_zoo.py; torchvision's layout (stride on the 3x3) adds 231,211,008.
+RESNET50_MACS = 3_855_925_248
+RESNET50_V15_MACS = RESNET50_MACS + 231_211_008
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+from helpers import WIDTH  # a sibling module: the file's folder is on sys.path while it runs
+
+
+def build():
+    return nn.Sequential(nn.Conv2d(3, WIDTH, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(WIDTH, 10))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, WIDTH, 3, padding=1)
+        self.fc = nn.Linear(WIDTH, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(torch.relu(self.conv(x)), 1), 1))
+
+
+def broken():
+    raise ValueError("no weights here")
+
+
+def not_a_module():
+    return 42
+
+
+SETTING = 3
+'''
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    (tmp_path / "helpers.py").write_text("WIDTH = 8\n")
+    path = tmp_path / "model.py"
+    path.write_text(MODEL_FILE)
+    return path
+
+
+def test_residual_zoo_name(capsys):
+    status, out, err = run(capsys, "show", "resnet50")
+    assert status == 0 and err == ""
+    assert out.startswith("(7,64)/2p3bn 3/2p1 res[(1,64)bn (3,64)bn (1,256)bn@none]x3 res[(1,128)/2bn ")
+    assert f"conv MACs, Eqn. (1): {RESNET50_MACS:,}" in out
+    assert "\nres16.short.conv1 " not in out and "\nres14.short.conv1 " in out  # projections open stages
+    status, out, _ = run(capsys, "show", "resnet50_v1.5", "--baseline", "resnet50", "--json")
+    data = json.loads(out)
+    assert (data["conv_macs"], data["baseline_conv_macs"]) == (RESNET50_V15_MACS, RESNET50_MACS)
+
+
+def test_every_command_resolves_zoo_names():
+    from budgetnet.cli.common import load_arch
+    from budgetnet.zoo import ZOO
+
+    assert load_arch("mobilenet_v2") is ZOO["mobilenet_v2"]
+    small = load_arch("small_residual", (3, 32, 32), 100)
+    assert (small.input_shape, small.num_classes) == ((3, 32, 32), 100)
+
+
+def test_python_file_function_and_class(capsys, model_file):
+    # (3,8) pad 1 on 3x224x224, then gap and a 10-way classifier: 3 * 9 * 8 * 224^2 MACs.
+    status, out, err = run(capsys, "show", f"{model_file}:build", "--json")
+    assert status == 0, err
+    data = json.loads(out)
+    assert data["conv_macs"] == 3 * 9 * 8 * 224**2 and data["arch"]["input_shape"] == [3, 224, 224]
+    assert data["arch"]["num_classes"] == 10
+    status, out, err = run(capsys, "show", f"{model_file}:Net", "--input", "3x32x32", "--classes", "5")
+    assert status == 0, err
+    assert out.startswith("(3,8)p1 gap   (input 3x32x32, 5 classes)")
+    assert f"conv MACs, Eqn. (1): {3 * 9 * 8 * 32**2:,}" in out
+    assert str(model_file.parent) not in sys.path and "_budgetnet_user_module" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing", "missing is not defined in {file}; expected a function or class returning a torch.nn.Module "
+                    "(the file defines: Net, broken, build, not_a_module)"),
+        ("SETTING", "SETTING is not callable (type int) in {file}"),
+        ("broken", "calling broken() from {file} raised ValueError: no weights here"),
+        ("not_a_module", "not_a_module() from {file} returned int; expected a torch.nn.Module"),
+        ("", "name='' is invalid; expected FILE.py:NAME with NAME a function or class of the file"),
+        ("build()", "name='build()' is invalid; expected FILE.py:NAME"),
+    ],
+)  # fmt: skip
+def test_python_file_errors(capsys, model_file, name, message):
+    spec = f"{model_file}:{name}"
+    status, out, err = run(capsys, "show", spec)
+    assert status == 2 and out == ""
+    assert err.startswith(f"budgetnet show: error: SPEC {spec!r}: ")
+    assert message.format(file=model_file) in err
+    assert "Traceback" not in err
+
+
+def test_python_file_missing_or_failing_to_import(capsys, tmp_path):
+    missing = tmp_path / "absent.py"
+    status, out, err = run(capsys, "show", f"{missing}:build")
+    assert status == 2 and out == ""
+    assert f"SPEC '{missing}:build': no such file '{missing}'; expected a Python file that defines build" in err
+    status, _, err = run(capsys, "show", str(missing))
+    assert status == 2 and f"SPEC '{missing}': name=None is invalid; expected FILE.py:NAME" in err
+    for source, raised in (("def build(:\n", "SyntaxError"), ("import no_such_module_here\n", "ModuleNotFoundError"),
+                           ("import sys\nsys.exit(3)\n", "SystemExit: 3")):  # fmt: skip
+        path = tmp_path / "bad.py"
+        path.write_text(source)
+        status, out, err = run(capsys, "show", f"{path}:build")
+        assert status == 2 and out == ""
+        assert f"SPEC '{path}:build': importing {path} raised {raised}" in err and "Traceback" not in err
+
+
+def test_python_file_module_that_cannot_be_imported(capsys, tmp_path):
+    path = tmp_path / "lstm.py"
+    path.write_text("from torch import nn\n\ndef build():\n    return nn.Sequential(nn.LSTM(4, 4))\n")
+    status, out, err = run(capsys, "show", f"{path}:build")
+    assert status == 2 and out == ""
+    assert err.startswith("budgetnet show: error: ") and "LSTM" in err and "Traceback" not in err
+
+
+def test_help_explains_the_new_forms(capsys):
+    with pytest.raises(SystemExit):
+        main(["show", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "resnet50_v1.5" in text and "mobilenet_v2" in text and "FILE.py:NAME" in text
+    assert "executed to import it" in text and "budgetnet show my_model.py:build --input 3x32x32" in text

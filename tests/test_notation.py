@@ -315,3 +315,17 @@ def test_huge_values_do_not_hang():
     arch = parse("(99999999999,3)/2", input_shape=(1, 8, 8))
     assert (arch.convs[0].layer.padding, arch.convs[0].out_shape[1:]) == (49_999_999_999, (4, 4))
     assert parse(f"(3,8)x{MAX_REPEAT}", input_shape=SMALL).depth == MAX_REPEAT
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [("(3,8)bn@none (3,8)bn@none gap", SMALL), ("res[(3,8)bn]@none res[(3,8)bn]@none gap", (8, 8, 8)),
+     ("(3,8)@relu6 (3,8)@relu6 (3,8)@relu6 gap", SMALL)],
+)  # fmt: skip
+def test_repeat_after_an_activation_round_trips(text, shape):
+    # Printing merges the run into "@nonex2": the activation ends where the repeat starts.
+    arch = parse(text, input_shape=shape)
+    assert "x2" in str(arch) or "x3" in str(arch)
+    assert parse(str(arch), input_shape=shape) == arch
+    with pytest.raises(NotationError, match="column 6: unexpected '@' after a layer"):
+        parse("(3,8)@nonexx", input_shape=SMALL)

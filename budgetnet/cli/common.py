@@ -92,10 +92,10 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
             ``name`` is not defined or not callable, or the call returns no ``torch.nn.Module``.
 
     Example:
-        >>> module_from_file("no_such_model.py", "build")
+        >>> module_from_file("no_such_model.py", "build")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        budgetnet.errors.ArchError: SPEC 'no_such_model.py:build': no such file 'no_such_model.py'; expected a Python file that defines build
+        budgetnet.errors.ArchError: SPEC 'no_such_model.py:build': no such file 'no_such_model.py'; expected ...
     """
     spec = spec or f"{path}:{name}"
     if not name or not _IDENTIFIER.fullmatch(name):
@@ -110,22 +110,23 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
 
     import torch
 
-    module_name = f"_budgetnet_user_{_IDENTIFIER.sub(lambda m: m.group(), file.stem) or 'model'}"
+    module_name, folder = "_budgetnet_user_module", str(file.resolve().parent)
     loader = importlib.util.spec_from_file_location(module_name, file)
     namespace = importlib.util.module_from_spec(loader)
-    sys.modules[module_name] = namespace
-    sys.path.insert(0, str(file.resolve().parent))
+    sys.modules[module_name] = namespace  # dataclasses and pickling look the module up there
+    sys.path.insert(0, folder)
     try:
         loader.loader.exec_module(namespace)
     except (Exception, SystemExit) as error:
         raise ArchError(f"SPEC {spec!r}: importing {path} raised {type(error).__name__}: {error}") from None
     finally:
-        sys.path.remove(str(file.resolve().parent))
+        if folder in sys.path:
+            sys.path.remove(folder)
         sys.modules.pop(module_name, None)
     factory = getattr(namespace, name, None)
     if not callable(factory):
         defined = sorted(key for key, value in vars(namespace).items() if callable(value) and not key.startswith("_"))
-        what = "is not defined" if factory is None else f"is a {type(factory).__name__}, not callable"
+        what = "is not defined" if factory is None else f"is not callable (type {type(factory).__name__})"
         raise ArchError(
             f"SPEC {spec!r}: {name} {what} in {path}; expected a function or class returning a "
             f"torch.nn.Module (the file defines: {', '.join(defined) or 'nothing callable'})"

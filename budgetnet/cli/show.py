@@ -2,9 +2,17 @@
 (MACs), parameters and activations per layer, and the totals. With --baseline, the ratio of
 its Eqn. (1) cost to the baseline's (the paper's "comp." column).
 
+SPEC is a model name (the residual zoo of budgetnet.zoo, or the paper's A .. J'), a notation
+string, a JSON file, or FILE.py:NAME: a function or class in your own Python file that returns
+a torch.nn.Module (imported with Arch.from_module at --input, default 3x224x224). The file is
+executed to import it, as `python FILE.py` would run it: name only files you trust.
+
 examples:
   budgetnet show "J'" --baseline A
+  budgetnet show resnet50_v1.5 --baseline resnet50
   budgetnet show "(3,32) 2/2 (2,64)x2 gap" --input 1x28x28 --classes 10 --json
+  budgetnet show my_model.py:build --input 3x32x32
+  budgetnet show best.json
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     parser.add_argument("--baseline", metavar="SPEC", help="report the cost ratio to this architecture")
     parser.add_argument(
-        "--input", type=parse_shape, metavar="CxHxW", help="input shape (default: the SPEC's, 3x224x224 for notation)"
+        "--input", type=parse_shape, metavar="CxHxW", help="input shape (default: the SPEC's; 3x224x224 for notation and FILE.py:NAME)"
     )
     parser.add_argument("--classes", type=int, metavar="N", help="classifier width (default: the SPEC's, 1000)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
