@@ -35,10 +35,6 @@ from budgetnet.layers import (
     FC,
     FEATURE_LAYERS,
     NORMS,
-    PAPER_DROPOUT,
-    PAPER_FC_UNITS,
-    PAPER_SPP_LEVELS,
-    POOL_MODES,
     REDUCERS,
     SPP,
     Add,
@@ -472,6 +468,9 @@ def _check_order(layers: Sequence[Layer]) -> None:
 
 __all__ = [
     "ACTIVATIONS",
+    "BLOCKS",
+    "FEATURE_LAYERS",
+    "REDUCERS",
     "NORMS",
     "Add",
     "Arch",

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -107,6 +108,15 @@ def _describe(layer: Layer) -> str:
     return format_layer(layer)
 
 
+def _resolved(spec: Layer, **changes) -> Layer:
+    """A copy of ``spec`` with values that shape inference chose (already valid, so the
+    spec's checks are not run again: they cost most of the time of a deep net's inference)."""
+    new = copy.copy(spec)
+    for name, value in changes.items():
+        object.__setattr__(new, name, value)
+    return new
+
+
 def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
     """The conv with ``groups`` set for its input (depthwise: one group per input channel)."""
     groups = in_channels if layer.depthwise else layer.groups
@@ -121,7 +131,7 @@ def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
             f"{name} ({_describe(layer)}): groups={groups} does not divide the {in_channels} input "
             f"channels; expected groups dividing both {in_channels} and {layer.out_channels}"
         )
-    return layer if groups == layer.groups else replace(layer, groups=groups)
+    return layer if groups == layer.groups else _resolved(layer, groups=groups)
 
 
 def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int, int]]:
@@ -129,7 +139,7 @@ def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int
     _check_window(name, layer, (height, width), layer.kernel_size, padding)
     layer = _resolve_groups(name, layer, channels)
     if layer.padding != padding:
-        layer = replace(layer, padding=padding)
+        layer = _resolved(layer, padding=padding)
     size = tuple(conv_output_size(m, layer.kernel_size, layer.stride, padding) for m in (height, width))
     return layer, (layer.out_channels, *size)
 
@@ -202,7 +212,7 @@ def _infer_block(layer, shape, name, index, stage, in_shortcut) -> tuple[Layer, 
                 "expected equal shapes at the add (an automatic shortcut needs an output side of "
                 "ceil(input side / stride))"
             )
-        resolved = replace(
+        resolved = _resolved(
             layer, body=tuple(info.layer for info in body), shortcut=tuple(info.layer for info in short)
         )
         return resolved, tuple(body + short), out
@@ -224,7 +234,7 @@ def _infer_block(layer, shape, name, index, stage, in_shortcut) -> tuple[Layer, 
             count = len(branch)
             resolved_branches.append(tuple(info.layer for info in inner[position : position + count]))
             position += count
-        resolved = replace(layer, branches=tuple(resolved_branches))
+        resolved = _resolved(layer, branches=tuple(resolved_branches))
         return resolved, tuple(inner), (sum(out[0] for out in outs), *outs[0][1:])
     raise ShapeError(f"{name}: {layer!r} cannot stand inside a block; expected conv, pool, res or concat")
 
