@@ -288,3 +288,12 @@ def test_help_explains_the_new_forms(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "resnet50_v1.5" in text and "mobilenet_v2" in text and "FILE.py:NAME" in text
     assert "executed to import it" in text and "budgetnet show my_model.py:build --input 3x32x32" in text
+
+
+def test_unknown_model_name_lists_the_known_ones(capsys):
+    from budgetnet.cli import main
+
+    assert main(["show", "resnet-50"]) == 2
+    err = capsys.readouterr().err
+    assert "SPEC 'resnet-50' is not a model name (A, B," in err and "resnet50, " in err and "mobilenet_v2" in err
+    assert "Traceback" not in err

@@ -72,6 +72,9 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
         if not Path(spec).is_file():
             raise ArchError(f"SPEC {spec!r}: no such file; expected a JSON file written by budgetnet")
         arch = Arch.load(spec)
+    elif re.fullmatch(r"[A-Za-z_][\w.'-]*", spec) and not re.fullmatch(r"(max|avg)?spp|gap|flat|fc\d+", spec):
+        known = ", ".join([*zoo.PAPER_MODELS, *zoo.ZOO])
+        raise ArchError(f"SPEC {spec!r} is not a model name ({known}), a file or a notation such as (3,64) 2/2 gap")
     else:
         arch = parse(spec)
     if input_shape is not None or num_classes is not None:
