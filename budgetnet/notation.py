@@ -31,12 +31,12 @@ from budgetnet.arch import FC, SPP, Arch, Conv, Flatten, Layer, Pool, paper_head
 from budgetnet.errors import LayerSpecError, NotationError
 
 _SEPARATOR = re.compile(r"[\s+]+")
-_CONV = re.compile(r"\(\s*(-?\d+)\s*,\s*(-?\d+)\s*\)(?:/(-?\d+))?(?:p(-?\d+))?")
-_POOL = re.compile(r"(max|avg)?(-?\d+)(?:/(-?\d+))?(?:p(-?\d+))?")
+_CONV = re.compile(r"\(\s*(-?[0-9]+)\s*,\s*(-?[0-9]+)\s*\)(?:/(-?[0-9]+))?(?:p(-?[0-9]+))?")
+_POOL = re.compile(r"(max|avg)?(-?[0-9]+)(?:/(-?[0-9]+))?(?:p(-?[0-9]+))?")
 _SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")
-_FC = re.compile(r"fc(?:(-?\d+)|\(\s*(-?\d+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
+_FC = re.compile(r"fc(?:(-?[0-9]+)|\(\s*(-?[0-9]+)\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 _KEYWORD = re.compile(r"gap|flat")
-_REPEAT = re.compile(r"[x×](-?\d+)")
+_REPEAT = re.compile(r"[x×](-?[0-9]+)")
 _END = re.compile(r"(?=[\s+]|$)")
 MAX_REPEAT = 1000
 
@@ -82,7 +82,9 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
         if not _END.match(text, position):
             raise NotationError(text, position + 1, f"unexpected {text[position]!r} after a layer")
         layers.extend([layer] * count)
-        position = _skip(text, position)
+        separator, position = position, _skip(text, position)
+        if position == len(text) and "+" in text[separator:]:
+            raise NotationError(text, text.rindex("+") + 1, "a trailing '+' joins nothing; expected a layer after it")
     if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
         layers.extend(paper_head())
     return Arch(layers, input_shape, num_classes)
@@ -113,7 +115,7 @@ def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
         if levels is None:
             return SPP(mode=mode or "max"), match.end()
         items = [item.strip() for item in levels.split(",")]
-        if not all(re.fullmatch(r"-?\d+", item) for item in items):
+        if not all(re.fullmatch(r"-?[0-9]+", item) for item in items):
             raise NotationError(text, column, "malformed spp levels; expected spp(6,3,2,1)")
         return SPP(tuple(int(item) for item in items), mode or "max"), match.end()
     match = _KEYWORD.match(text, position)
