@@ -89,6 +89,11 @@ def add_arguments(parser) -> None:
     )
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument(
+        "--max-memory", metavar="SIZE",
+        help="training memory a candidate may take by the estimate of `budgetnet show`, e.g. 8G (default: the "
+        "device's memory); the baseline must fit, a candidate that does not is a failed trial",
+    )  # fmt: skip
+    train.add_argument(
         "--seed", type=int, default=0,
         help="seeds sampling and training (default 0; reproducible on one worker)",
     )
@@ -179,6 +184,7 @@ def run(args) -> int:
         keep_weights=args.keep_weights,
         norm=args.norm,
         heartbeat_interval=args.heartbeat,
+        max_memory=args.max_memory,
     )
     progress = not (args.no_progress or args.worker_process)
     if not args.worker_process and not args.json:
@@ -233,6 +239,7 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
         ("--norm", args.norm),
         ("--pruner", args.pruner),
         ("--heartbeat", args.heartbeat),
+        ("--max-memory", args.max_memory),
         ("--timeout", timeout),
     ):
         if value is not None:
