@@ -160,9 +160,9 @@ def format_bytes(value: int) -> str:
         >>> format_bytes(1536), format_bytes(3_600_000_000_000), format_bytes(12)
         ('1.5 KiB', '3.3 TiB', '12 B')
     """
-    for unit, scale in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if value >= scale:
-            return f"{value / scale:.1f} {unit}"
+    for power, unit in ((6, "EiB"), (5, "PiB"), (4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if value >= 1 << (10 * power):
+            return f"{value / (1 << (10 * power)):.1f} {unit}"
     return f"{value} B"
 
 
@@ -207,10 +207,10 @@ def check_fits(
     Example:
         >>> import budgetnet
         >>> arch = budgetnet.parse("(3,100000000000) gap", input_shape=(1, 8, 8), num_classes=10)
-        >>> check_fits(arch, batch_size=16, max_memory="64G")
+        >>> check_fits(arch, batch_size=16, max_memory="64G")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        budgetnet.errors.MemoryLimitError: (3,100000000000) gap: training at batch 16 needs about 785.8 TiB (parameters 7.3 TiB, with gradients and adamw state; activations 23.6 TiB per image), over max_memory=64.0 GiB (--max-memory); expected a narrower or shallower network or a smaller batch
+        budgetnet.errors.MemoryLimitError: (3,100000000000) gap: training at batch 16 needs about 785.8 TiB ...
     """
     estimate = estimate_memory(arch, batch_size, optimizer if training else "none")
     if max_memory is None:

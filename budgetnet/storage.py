@@ -203,10 +203,10 @@ def check_storage_file(path: str | Path, kind: str) -> None:
         >>> import tempfile, os
         >>> path = os.path.join(tempfile.mkdtemp(), "budgetnet.db")
         >>> _ = open(path, "w").write("garbage")
-        >>> check_storage_file(path, "sqlite")
+        >>> check_storage_file(path, "sqlite")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        budgetnet.errors.StorageError: storage file ...budgetnet.db is not an SQLite database (it starts with b'garbage'); expected a file that budgetnet search wrote, or a new file name
+        budgetnet.errors.StorageError: storage file /.../budgetnet.db is not an SQLite database (it starts with b'garbage'); ...
     """
     path = Path(path)
     if not path.exists():
@@ -228,7 +228,9 @@ def check_storage_file(path: str | Path, kind: str) -> None:
         except ValueError:
             record = None
         if not isinstance(record, dict) or "op_code" not in record:
-            raise StorageError(f"storage file {path} is not an Optuna journal (it starts with {first[:40]!r}); {expected}")
+            raise StorageError(
+                f"storage file {path} is not an Optuna journal (it starts with {first[:40]!r}); {expected}"
+            )
         return
     if not head.startswith(_SQLITE_HEADER):
         raise StorageError(f"storage file {path} is not an SQLite database (it starts with {head[:16]!r}); {expected}")

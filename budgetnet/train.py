@@ -304,7 +304,8 @@ def fit(
     dev = resolve_device(device)
     batch = _batch_size(recipe, batch_size, len(data.train))
     if isinstance(model_or_arch, Arch):
-        check_fits(model_or_arch.with_input(data.input_shape, data.num_classes), batch, recipe.optimizer, max_memory, dev)
+        arch = model_or_arch.with_input(data.input_shape, data.num_classes)
+        check_fits(arch, batch, recipe.optimizer, max_memory, dev)
     cuda = dev.type == "cuda"
     amp = cuda if amp is None else bool(amp)
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if cuda else []

@@ -172,7 +172,8 @@ def test_a_batch_larger_than_the_training_split():
 
 def test_search_refuses_a_baseline_that_cannot_fit_before_the_storage(tmp_path):
     data = load_data("digits", limit=40)
-    with pytest.raises(MemoryLimitError, match=r"^\(3,16\) 2/2 \(5,32\) 2/2 \(3,64\)x3 spp\(2,1\): training at batch 40"):
+    baseline = r"^\(3,16\) 2/2 \(5,32\) 2/2 \(3,64\)x3 spp\(2,1\): training at batch 40"
+    with pytest.raises(MemoryLimitError, match=baseline):
         budgetnet.search("small", data, n_trials=1, epochs=1, storage=str(tmp_path / "s.db"), max_memory="1M",
                          progress=False)  # fmt: skip
     assert not (tmp_path / "s.db").exists()
@@ -195,6 +196,7 @@ def test_search_fails_the_candidates_that_cannot_fit(tmp_path):
         arch = budgetnet.Arch.from_dict(trial.user_attrs["arch"])
         over = estimate_memory(arch, 40).training_bytes > limit
         if over:
-            assert trial.state == optuna.trial.TrialState.FAIL and "training at batch 40 needs about" in trial.user_attrs["error"]
+            assert trial.state == optuna.trial.TrialState.FAIL
+            assert "training at batch 40 needs about" in trial.user_attrs["error"]
         else:
             assert trial.user_attrs.get("status") in ("ok", "infeasible", "pruned", "diverged")

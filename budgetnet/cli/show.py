@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, metavar="N",
                         help="batch size of the training memory estimate (default 128, the recipes')")  # fmt: skip
     parser.add_argument("--max-memory", metavar="SIZE",
-                        help="memory to compare the estimate with, e.g. 8G (default: this machine's memory)")  # fmt: skip
+                        help="compare the estimate with SIZE, e.g. 8G (default: this machine's memory)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
 
 
