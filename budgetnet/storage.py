@@ -291,7 +291,7 @@ def _check_connection(url: str) -> dict:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StorageError(
             f"storage={describe(url)!r} is not a valid database URL; expected "
             "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///FILE.db"
@@ -299,7 +299,12 @@ def _check_connection(url: str) -> dict:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:" and not Path(database).parent.is_dir():
+        if database in ("", ":memory:"):
+            raise StorageError(
+                f"storage {url}: an in-memory SQLite database keeps nothing after this process and no other "
+                "worker sees it; expected sqlite:///FILE.db"
+            )
+        if not Path(database).parent.is_dir():
             raise StorageError(
                 f"storage {url}: directory {str(Path(database).parent)!r} does not exist; "
                 "expected the SQLite file in an existing directory"

@@ -182,6 +182,9 @@ CLI_CASES = [
          message="over max_memory=1.0 KiB (--max-memory)"),  # fmt: skip
     case("search", "--limit", "30", "--max-memory", "xyz", "--storage", "x.db", error=MemoryLimitError,
          message="max_memory='xyz' is invalid"),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "postgresql+psycopg2://me:pw@[::1", error=StorageError,
+         message="is not a valid database URL"),  # fmt: skip
+    case("search", "--plot-dir", "a_file", error=SearchError, message="--plot-dir 'a_file' cannot be a directory"),
     case("search", "--limit", "30", "--heartbeat", "0", error=StorageError, message="heartbeat_interval=0"),
     case("search", "--limit", "30", "--device", "gpu", "--storage", "x.db", error=DeviceError,
          message="device='gpu'"),  # fmt: skip
@@ -193,6 +196,10 @@ CLI_CASES = [
     case("results", "--storage", "journal:", error=StorageError, message="storage='journal:': expected journal:PATH"),
     case("results", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist; expected one of"),
     case("results", "--top", "0", error=SearchError, message="--top 0 is invalid"),
+    case("results", "--plot-dir", "a_file", error=SearchError, message="--plot-dir 'a_file' cannot be a directory"),
+    case("results", "--storage", "sqlite://", error=StorageError, message="an in-memory SQLite database keeps nothing"),
+    case("search", "--limit", "30", "--storage", "sqlite:///:memory:", error=StorageError,
+         message="storage sqlite:///:memory:: an in-memory SQLite database keeps nothing"),  # fmt: skip
     case("export", "--trial", "99", "-o", "out.json", error=ExportError, message="99"),
     case("export", "--trial", "abc", "-o", "out.json", error=ExportError, message="'abc'"),
     case("export", "--trial", "-1", "-o", "out.json", error=ExportError, message="-1"),

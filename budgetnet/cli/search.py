@@ -33,6 +33,7 @@ import signal
 import time
 
 from budgetnet.cli.common import SPEC_HELP, load_arch
+from budgetnet.cli.results import plot_dir
 from budgetnet.errors import SearchError
 
 NAME = "search"
@@ -152,6 +153,8 @@ def run(args) -> int:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
         raise SearchError(f"--timeout {args.timeout} is invalid; expected seconds > 0")
+    if args.plot_dir:
+        plot_dir(args.plot_dir)  # before hours of training, not after
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command prints its own report
     start = time.monotonic()
     data = load_data(args.data, limit=args.limit)
