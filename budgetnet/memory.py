@@ -7,9 +7,10 @@ The counts come from :func:`budgetnet.complexity` (its per-layer ``params`` and
 * **parameters**: every weight and bias;
 * **activations per image**: the output of every layer, classifier included (what
   ``complexity`` counts), and apart from them the input image;
-* **training at batch B**: the weights, their gradients and the optimiser's state (one
-  buffer per weight for SGD with momentum, two for AdamW), plus B times the input and twice
-  the activations (the outputs kept for the backward pass, and their gradients);
+* **training at batch B**: the weights, their gradients and the optimiser's buffers (one
+  per weight for SGD with momentum; three for AdamW: its two moments and the temporary its
+  update allocates), plus B times the input and twice the activations (the outputs kept
+  for the backward pass, and their gradients);
 * **inference at batch B**: the weights plus B times the input and the activations.
 
 It is an estimate: bf16 autocast on CUDA halves most activations, and the framework adds
@@ -40,8 +41,9 @@ from budgetnet.errors import MemoryLimitError
 
 #: Bytes of one value (float32).
 BYTES_PER_VALUE = 4
-#: Buffers per weight that each optimiser keeps (momentum; AdamW's two moments).
-OPTIMIZER_STATES = {"none": 0, "sgd": 1, "adamw": 2}
+#: Buffers per weight that each optimiser holds at its peak: SGD's momentum; AdamW's two moments
+#: and the temporary of its update (measured with bench/memory.py, see docs/benchmarks.md).
+OPTIMIZER_STATES = {"none": 0, "sgd": 1, "adamw": 3}
 #: Binary multiples of ``--max-memory``: 8G is 8 GiB.
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _CGROUP_LIMIT = Path("/sys/fs/cgroup/memory.max")
@@ -72,7 +74,7 @@ class MemoryEstimate:
 
     @property
     def training_bytes(self) -> int:
-        """Weights, gradients, optimiser state, and per image the input plus twice the activations."""
+        """Weights, gradients, optimiser buffers, and per image the input plus twice the activations."""
         weights = self.param_bytes * (2 + OPTIMIZER_STATES[self.optimizer])
         return weights + self.batch_size * (self.input_values * BYTES_PER_VALUE + 2 * self.activation_bytes)
 
@@ -108,7 +110,7 @@ def estimate_memory(arch: Arch, batch_size: int = 128, optimizer: str = "adamw")
     Args:
         arch: the architecture (its ``complexity`` report gives the counts).
         batch_size: images per training or inference step.
-        optimizer: ``"adamw"`` (two buffers per weight), ``"sgd"`` (momentum, one) or
+        optimizer: ``"adamw"`` (three buffers per weight), ``"sgd"`` (momentum, one) or
             ``"none"`` (plain SGD without momentum).
 
     Raises:
@@ -210,7 +212,7 @@ def check_fits(
         >>> check_fits(arch, batch_size=16, max_memory="64G")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        budgetnet.errors.MemoryLimitError: (3,100000000000) gap: training at batch 16 needs about 785.8 TiB ...
+        budgetnet.errors.MemoryLimitError: (3,100000000000) gap: training at batch 16 needs about 793.1 TiB ...
     """
     estimate = estimate_memory(arch, batch_size, optimizer if training else "none")
     if max_memory is None:
