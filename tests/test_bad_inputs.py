@@ -381,6 +381,10 @@ FUNCTION_CASES = [
     ("build str", lambda d: budgetnet.build("A"), ArchError, "'A'"),
     ("from_module lstm", lambda d: budgetnet.Arch.from_module(nn.LSTM(4, 4), input_shape=(1, 8, 8)),
      UnsupportedModuleError, "LSTM"),  # fmt: skip
+    ("from_module grouped", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2)),
+     input_shape=(4, 8, 8)), UnsupportedModuleError, "groups=2"),  # fmt: skip
+    ("from_module dilated", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(1, 8, 3, dilation=2)),
+     input_shape=(1, 8, 8)), UnsupportedModuleError, "dilation"),  # fmt: skip
     ("from_module str", lambda d: budgetnet.Arch.from_module("net", input_shape=(1, 8, 8)), UnsupportedModuleError,
      "module=str is not a torch.nn.Module"),  # fmt: skip
     ("load_data", lambda d: budgetnet.load_data("mnist"), DataError, "data='mnist' is invalid"),
@@ -462,3 +466,29 @@ def test_show_never_ends_in_a_traceback(spec, options, capsys):
         assert out == ""
     else:
         assert "budgetnet show: error: argument" in err or "usage:" in err
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    command=st.sampled_from(["results", "export"]),
+    study=st.one_of(st.none(), st.just("s"), st.text("s-_.\uff53 \u00e9x0", max_size=6)),
+    trial=st.one_of(st.none(), st.integers(-2, 5).map(str), st.text("best0-9x\uff10", max_size=5)),
+)
+def test_results_and_export_never_end_in_a_traceback(workspace, command, study, trial, capsys, monkeypatch):
+    """Study names and trial numbers drawn at random: exit 0, 1 (nothing to report) or 2, no
+    traceback, and the database, the weights and the export target as they were."""
+    monkeypatch.chdir(workspace)
+    before = snapshot(workspace)
+    argv = [command, *([f"--study={study}"] if study is not None else [])]  # '=': a value may start with '-'
+    if command == "export":
+        argv += ["-o", "found.json", *([f"--trial={trial}"] if trial is not None else [])]
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status in (0, 1, 2) and "Traceback" not in err
+    if status == 2:
+        assert err.startswith(f"budgetnet {command}: error: ")
+    after = snapshot(workspace)
+    if command == "export" and status == 0:  # a good request rewrites its target, and nothing else
+        assert out.startswith("wrote found.json") and budgetnet.Arch.load(workspace / "found.json")
+        after.pop("found.json"), before.pop("found.json")
+    assert after == before
