@@ -85,6 +85,11 @@ class TrainingError(BudgetNetError, ValueError):
     """A training or evaluation setting out of range (recipe, batch size, views, model output)."""
 
 
+class MemoryLimitError(BudgetNetError, ValueError):
+    """A network whose estimated memory (parameters, activations x batch) exceeds the limit,
+    or a memory limit that is not a size; see :mod:`budgetnet.memory`."""
+
+
 class LatencyError(BudgetNetError, ValueError):
     """A time measurement setting out of range, or a latency table that cannot be read."""
 

@@ -114,6 +114,8 @@ def export_trial(
     path = Path(path) if path is not None else Path(f"trial{found.number}.{format}")
     if path.parent != Path("") and not path.parent.is_dir():
         raise ExportError(f"output={str(path)!r}: directory {str(path.parent)!r} does not exist")
+    if path.is_dir():
+        raise ExportError(f"output={str(path)!r} is a directory; expected a file path such as {path / path.name}.{format}")
     arch = trial_arch(found)
     if format == "json":
         arch.save(path)

@@ -455,6 +455,11 @@ class _Importer:
         return ends[0] if len(ends) == 1 else None
 
     def _output(self, node: fx.Node) -> None:
+        if not any(step.kind == "linear" for step in self.head):
+            raise UnsupportedModuleError(
+                f"the forward of {type(self.root).__name__} ends without a Linear classifier; expected the last "
+                f"layer to be an nn.Linear giving the logits; {SUPPORTED}"
+            )
         tensors = _tensor_inputs(node)
         last = self.head[-1].node if self.head else None
         if last is None or tensors != [last] or node.args[0] is not last:

@@ -45,6 +45,7 @@ from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
 from budgetnet.notation import format_layer
 from budgetnet.torch_layers import Concat, Residual
 from budgetnet.errors import BudgetError, LatencyError
+from budgetnet.memory import check_fits
 from budgetnet.train import resolve_device
 
 MODES = ("forward", "train")
@@ -105,6 +106,10 @@ def measure(
         dtype: ``"float32"`` or ``"bfloat16"`` (autocast); default bf16 on CUDA, fp32 on the CPU.
         norm: passed to :func:`budgetnet.build` for an Arch.
 
+    Raises:
+        LatencyError: a setting out of range; MemoryLimitError: an Arch whose memory estimate
+        (see :mod:`budgetnet.memory`) exceeds the device's memory, refused before it is built.
+
     Example:
         >>> import budgetnet
         >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2)
@@ -115,6 +120,7 @@ def measure(
     if isinstance(arch_or_module, Arch):
         from budgetnet.builder import build
 
+        check_fits(arch_or_module, batch_size, "sgd", None, dev, training=mode == "train")
         model = build(arch_or_module, norm=norm)
         input_shape = arch_or_module.input_shape if input_shape is None else input_shape
     elif isinstance(arch_or_module, nn.Module):
@@ -420,6 +426,7 @@ class LatencyTable:
             return 0
         from budgetnet.builder import build
 
+        check_fits(arch, self.batch_size, "sgd", None, self.device, training=self.mode == "train")
         model = build(arch, norm=norm)
         modules = _feature_modules(model)
         shapes = [info.in_shape for info in arch.features] + [arch.feature_shape]

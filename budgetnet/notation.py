@@ -106,7 +106,7 @@ def _parse_sequence(text: str, position: int, inside: bool) -> tuple[list[Layer]
         if separated > position and "+" in text[position:separated]:
             if separated == len(text) or (inside and text[separated] in "|]"):
                 plus = position + text[position:separated].index("+")
-                raise NotationError(text, plus + 1, "'+' joins two layers; expected a layer after it")
+                raise NotationError(text, plus + 1, "a trailing '+' joins nothing; expected a layer after it")
         position = separated
     if not inside and position < len(text):
         raise NotationError(text, position + 1, f"unexpected {text[position]!r} outside a block")

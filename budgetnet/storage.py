@@ -27,7 +27,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import random
 import time
 import warnings
@@ -146,7 +148,11 @@ def open_storage(
         )
     url = storage_url(url)
     if url.startswith("journal:"):
-        return _open_journal(Path(url[len("journal:") :]))
+        path = Path(url[len("journal:") :])
+        check_storage_file(path, "journal")
+        return _open_journal(path)
+    if url.startswith("sqlite:///"):
+        check_storage_file(Path(url[len("sqlite:///") :]), "sqlite")
     engine_kwargs = _check_connection(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -176,6 +182,69 @@ def _use_write_ahead_log(engine) -> None:
 
     event.listen(engine, "connect", on_connect)
     engine.dispose()  # connections opened while creating the tables come back with the pragmas
+
+
+# -- existing files ----------------------------------------------------------------------------------
+_SQLITE_HEADER = b"SQLite format 3\x00"
+#: A table every Optuna RDB storage holds; an SQLite file with tables but not this one is another program's.
+_OPTUNA_TABLE = "studies"
+
+
+def check_storage_file(path: str | Path, kind: str) -> None:
+    """Refuse an existing file that is not a storage of ``kind`` (``"sqlite"`` or ``"journal"``)
+    before Optuna opens it: Optuna would fail deep inside SQLAlchemy, or write its tables or
+    log lines into someone else's file. A missing or empty file is fine (a new storage).
+
+    Raises:
+        StorageError: the file is not an SQLite database, holds another program's tables, or
+            is not an Optuna journal (the message names the file and what it starts with).
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "budgetnet.db")
+        >>> _ = open(path, "w").write("garbage")
+        >>> check_storage_file(path, "sqlite")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.StorageError: storage file /.../budgetnet.db is not an SQLite database (it starts with b'garbage'); ...
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise StorageError(f"storage file {path} is not a regular file; expected a {kind} storage file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as error:
+        raise StorageError(f"storage file {path} cannot be read ({error.strerror}); expected a readable file") from None
+    if not head:
+        return
+    expected = "expected a file that budgetnet search wrote, or a new file name"
+    if kind == "journal":
+        first = head.split(b"\n", 1)[0]
+        try:
+            record = json.loads(first)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "op_code" not in record:
+            raise StorageError(
+                f"storage file {path} is not an Optuna journal (it starts with {first[:40]!r}); {expected}"
+            )
+        return
+    if not head.startswith(_SQLITE_HEADER):
+        raise StorageError(f"storage file {path} is not an SQLite database (it starts with {head[:16]!r}); {expected}")
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as connection:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        raise StorageError(f"storage file {path} is a damaged SQLite database ({error}); {expected}") from None
+    if tables and _OPTUNA_TABLE not in tables:
+        raise StorageError(
+            f"storage file {path} is another program's SQLite database (tables {sorted(tables)[:5]}); {expected}"
+        )
 
 
 # -- journal files -----------------------------------------------------------------------------------
@@ -222,7 +291,7 @@ def _check_connection(url: str) -> dict:
 
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StorageError(
             f"storage={describe(url)!r} is not a valid database URL; expected "
             "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///FILE.db"
@@ -230,7 +299,12 @@ def _check_connection(url: str) -> dict:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database or ""
-        if database and database != ":memory:" and not Path(database).parent.is_dir():
+        if database in ("", ":memory:"):
+            raise StorageError(
+                f"storage {url}: an in-memory SQLite database keeps nothing after this process and no other "
+                "worker sees it; expected sqlite:///FILE.db"
+            )
+        if not Path(database).parent.is_dir():
             raise StorageError(
                 f"storage {url}: directory {str(Path(database).parent)!r} does not exist; "
                 "expected the SQLite file in an existing directory"

@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 
 from budgetnet.complexity import complexity
 from budgetnet.errors import BudgetNetError, SearchError
+from budgetnet.memory import check_fits, parse_bytes
 from budgetnet.results import is_finished, progress_bar
 from budgetnet.storage import create_or_load_study, open_storage
 
@@ -82,6 +83,7 @@ class _Settings:
     device: str
     keep_weights: Path | None
     deadline: float | None
+    max_memory: int | None = None
 
     def to_attrs(self) -> dict:
         data = self.data.to_dict()
@@ -121,6 +123,7 @@ def search(
     norm: str | None = None,
     train_baseline: bool = False,
     heartbeat_interval: int | None = None,
+    max_memory: int | str | None = None,
 ) -> optuna.Study:
     """Search ``space`` for the most accurate architectures inside its budget.
 
@@ -156,6 +159,10 @@ def search(
             its accuracy on the study (attribute ``baseline_result``), for comparison.
         heartbeat_interval: seconds between heartbeats on a database storage given as a
             URL (default :data:`budgetnet.storage.DEFAULT_HEARTBEAT`).
+        max_memory: bytes (or ``"8G"``) a candidate's training may take, by the estimate of
+            :mod:`budgetnet.memory` (default: the device's memory). The baseline must fit
+            (checked before the study is opened); a candidate that does not is a failed
+            trial whose ``error`` gives its estimate, and is never built.
 
     Returns:
         The Optuna study (use :func:`budgetnet.results.summarize` for a report).
@@ -165,6 +172,7 @@ def search(
             ``timeout``, or a study resumed with other settings.
         BudgetError: nothing in the space can meet the budget (before the first trial).
         StorageError: the storage does not connect.
+        MemoryLimitError: the baseline cannot fit in ``max_memory``, or a bad ``max_memory``.
 
     Example:
         >>> import budgetnet, optuna
@@ -177,7 +185,7 @@ def search(
     study, settings = _setup(
         space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
         objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
-        keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval,
+        keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval, max_memory=max_memory,
     )  # fmt: skip
     if train_baseline and "baseline_result" not in study.user_attrs:
         study.set_user_attr("baseline_result", train_baseline_once(settings))
@@ -212,6 +220,7 @@ def _setup(
     keep_weights=False,
     norm=None,
     heartbeat_interval=None,
+    max_memory=None,
 ):
     objectives = parse_objectives(objectives)
     _check_limits(n_trials, timeout)
@@ -219,6 +228,12 @@ def _setup(
     space = _resolve_space(space, data)
     space.check()
     recipe = _resolve_recipe(recipe, epochs)
+    if max_memory is not None:
+        max_memory = parse_bytes(max_memory)
+    from budgetnet.train import resolve_device
+
+    batch = min(recipe.batch_size, len(data.train))
+    check_fits(space.baseline, batch, recipe.optimizer, max_memory, resolve_device(device))
     pruner_object = make_pruner(pruner, objectives, recipe.epochs)
     name = study_name or default_study_name(space, data, objectives)
     weights_dir = None
@@ -235,6 +250,7 @@ def _setup(
         device=device,
         keep_weights=weights_dir,
         deadline=None if timeout is None else time.monotonic() + timeout,
+        max_memory=max_memory,
     )
     if isinstance(storage, optuna.storages.BaseStorage):
         storage_object = storage
@@ -470,6 +486,7 @@ def train_baseline_once(settings: _Settings) -> dict:
         seed=0 if settings.seed is None else settings.seed,
         progress=False,
         norm=settings.norm,
+        max_memory=settings.max_memory,
     )
     report = complexity(settings.space.baseline)
     record = {
@@ -757,6 +774,7 @@ class _Objective:
                 callback=callback,
                 progress=False,
                 norm=settings.norm,
+                max_memory=settings.max_memory,
             )
         finally:  # pruned and interrupted trials too: the benchmark splits trial time with it
             trial.set_user_attr("fit_seconds", time.perf_counter() - start)

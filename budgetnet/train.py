@@ -33,6 +33,7 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -44,6 +45,7 @@ from torch import nn
 from budgetnet.arch import Arch
 from budgetnet.data import Dataset
 from budgetnet.errors import CheckpointError, DeviceError, TrainingError
+from budgetnet.memory import check_fits
 
 RECIPES = ("quick", "paper")
 OPTIMIZERS = ("sgd", "adamw")
@@ -247,6 +249,7 @@ def fit(
     norm: str | None = None,
     compile: bool = False,
     amp: bool | None = None,
+    max_memory: int | str | None = None,
 ) -> FitResult:
     """Train a model (or an Arch, built for the data's input shape and classes) on ``data``.
 
@@ -267,6 +270,13 @@ def fit(
         norm: passed to :func:`budgetnet.build` for an Arch (``None`` or ``"batch"``).
         compile: wrap the model in ``torch.compile``.
         amp: bf16 autocast; default on for CUDA, off on the CPU.
+        max_memory: refuse an Arch whose training memory estimate (see
+            :mod:`budgetnet.memory`) exceeds this many bytes (or ``"8G"``); default the
+            device's memory. Checked before the model is built.
+
+    A ``batch_size`` given here larger than the training split is refused; a recipe's
+    batch size larger than it (128 on a few dozen images) is cut to the split's size with
+    a warning, which leaves one step per epoch.
 
     Returns:
         A :class:`FitResult`. A NaN or infinite loss stops the run with ``diverged=True``
@@ -274,6 +284,7 @@ def fit(
 
     Raises:
         TrainingError, DeviceError, CheckpointError: bad settings, see their messages.
+        MemoryLimitError: an Arch that cannot fit in ``max_memory``.
 
     Example:
         >>> import budgetnet
@@ -291,6 +302,10 @@ def fit(
         )
     _check_int("seed", seed, 0)
     dev = resolve_device(device)
+    batch = _batch_size(recipe, batch_size, len(data.train))
+    if isinstance(model_or_arch, Arch):
+        arch = model_or_arch.with_input(data.input_shape, data.num_classes)
+        check_fits(arch, batch, recipe.optimizer, max_memory, dev)
     cuda = dev.type == "cuda"
     amp = cuda if amp is None else bool(amp)
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if cuda else []
@@ -299,7 +314,7 @@ def fit(
         model = _prepare_model(model_or_arch, data, norm, dev)
         optimizer = _optimizer(model, recipe)
         train = data.train
-        steps_per_epoch = max(1, len(train) // recipe.batch_size)
+        steps_per_epoch = len(train) // batch
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: recipe.lr_factor(step / steps_per_epoch))
         order_generator = torch.Generator().manual_seed(seed)
         augment_generator = torch.Generator(device=dev).manual_seed(seed + 1)
@@ -319,7 +334,6 @@ def fit(
         criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
         autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
         check_every = CUDA_CHECK_EVERY if cuda else 1
-        batch = min(recipe.batch_size, len(train))
         bar = _progress_bar(progress, (recipe.epochs - start_epoch) * steps_per_epoch * batch, start_epoch, recipe)
         diverged, stopped_early, message = False, False, ""
         train_images = train_seconds = 0.0
@@ -483,6 +497,25 @@ def _resolve_recipe(recipe, epochs, batch_size) -> Recipe:
     if batch_size is not None:
         overrides["batch_size"] = batch_size
     return replace(recipe, **overrides) if overrides else recipe
+
+
+def _batch_size(recipe: Recipe, batch_size: int | None, images: int) -> int:
+    """The batch size to train with: an explicit ``batch_size`` over the split is an error,
+    the recipe's is cut to the split with a warning."""
+    if recipe.batch_size <= images:
+        return recipe.batch_size
+    if batch_size is not None:
+        raise TrainingError(
+            f"batch_size={batch_size!r} is larger than the training split ({images} images), so every epoch "
+            f"would be one step on the whole split; expected at most {images}, or more training images"
+        )
+    warnings.warn(
+        f"recipe {recipe.name!r} batch_size={recipe.batch_size} is larger than the training split ({images} images): "
+        f"training on batches of {images}, one step per epoch",
+        UserWarning,
+        stacklevel=3,
+    )
+    return images
 
 
 def _prepare_model(model_or_arch, data: Dataset, norm, dev: torch.device) -> nn.Module:

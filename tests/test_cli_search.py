@@ -119,6 +119,16 @@ def test_help_explains_every_option(capsys):
     text = capsys.readouterr().out
     for option in ("--space", "--baseline", "--budget", "--tolerance", "--data", "--trials", "--timeout",
                    "--epochs", "--recipe", "--storage", "--study", "--workers", "--objectives", "--pruner",
-                   "--seed", "--device", "--json", "--plot-dir", "--keep-weights", "--heartbeat"):  # fmt: skip
+                   "--seed", "--device", "--json", "--plot-dir", "--keep-weights", "--heartbeat",
+                   "--max-memory"):  # fmt: skip
         assert option in text
     assert "--worker-process" not in text
+
+
+def test_workers_get_the_memory_limit():
+    from budgetnet.cli.search import worker_arguments
+
+    args = make_parser().parse_args(["search", "--max-memory", "8G"])
+    arguments = worker_arguments(args, "s", "sqlite:////tmp/s.db", None)
+    assert arguments[arguments.index("--max-memory") + 1] == "8G"
+    assert "--max-memory" not in worker_arguments(make_parser().parse_args(["search"]), "s", "sqlite:///x.db", None)

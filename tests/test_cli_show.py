@@ -297,3 +297,45 @@ def test_unknown_model_name_lists_the_known_ones(capsys):
     err = capsys.readouterr().err
     assert "SPEC 'resnet-50' is not a model name (A, B," in err and "resnet50, " in err and "mobilenet_v2" in err
     assert "Traceback" not in err
+# SMALL on 1x16x16, 10 classes, by hand: weights 1*9*8+8 + 8*4*16+16 + 16*4*16+16 + 16*10+10 = 1818;
+# outputs per image 8*16*16 + 8*8*8 + 16*7*7 + 16*8*8 + 16 + 10 = 4394; input 256 values; 4 bytes each.
+SMALL_PARAM_BYTES = 4 * 1818
+SMALL_ACTIVATION_BYTES = 4 * 4394
+SMALL_TRAINING_128 = SMALL_PARAM_BYTES * 5 + 128 * (4 * 256 + 2 * SMALL_ACTIVATION_BYTES)  # AdamW: 3 buffers
+
+
+def test_memory_estimate_in_the_table_and_json(capsys):
+    assert (SMALL_PARAM_BYTES, SMALL_ACTIVATION_BYTES, SMALL_TRAINING_128) == (7272, 17576, 4666888)
+    status, out, _ = run(capsys, "show", SMALL, "--input", "1x16x16", "--classes", "10")
+    assert status == 0
+    assert "\nmemory, parameters:  7.1 KiB (float32)\n" in out  # 7272 / 1024 = 7.10
+    assert "\nmemory, activations: 17.2 KiB per image\n" in out  # 17576 / 1024 = 17.16
+    assert "\nmemory, training:    4.5 MiB at batch 128 (adamw; " in out  # 4666888 / 2**20 = 4.45
+    assert "(the memory of this machine): training fits" in out
+    status, out, _ = run(capsys, "show", SMALL, "--input", "1x16x16", "--classes", "10", "--batch-size", "4",
+                         "--max-memory", "64K", "--json")  # fmt: skip
+    memory = json.loads(out)["memory"]
+    assert memory["training_bytes"] == SMALL_PARAM_BYTES * 5 + 4 * (4 * 256 + 2 * SMALL_ACTIVATION_BYTES)
+    assert memory["inference_bytes"] == SMALL_PARAM_BYTES + 4 * (4 * 256 + SMALL_ACTIVATION_BYTES)
+    assert (memory["limit_bytes"], memory["fits"], memory["batch_size"]) == (64 * 1024, False, 4)
+
+
+def test_a_network_that_cannot_fit_is_said_so(capsys):
+    status, out, _ = run(capsys, "show", "(3,1000000000000)", "--max-memory", "1T")
+    assert status == 0
+    verdict = "training does NOT fit; budgetnet train and search refuse it"
+    assert f"memory, limit:       1.0 TiB (--max-memory): {verdict}" in out
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--max-memory", "lots"], "max_memory='lots' is invalid; expected a size in bytes > 0 such as 512M"),
+        (["--max-memory", "0"], "max_memory='0' is invalid"),
+        (["--batch-size", "0"], "memory estimate: batch_size=0 is invalid; expected an integer >= 1"),
+    ],
+)
+def test_bad_memory_options(capsys, arguments, message):
+    status, out, err = run(capsys, "show", "A", *arguments)
+    assert status == 2 and out == ""
+    assert err.startswith("budgetnet show: error: ") and message in err

@@ -202,7 +202,7 @@ def test_bad_hand_made_graphs():
         ("(3,8) res[]", 7, "res[...] has an empty body; expected at least one layer"),
         ("(3,8) res[(3,8) | (1,8) | id]", 7, "res[BODY | SHORTCUT] takes at most one shortcut"),
         ("(3,8) ]", 7, "unknown layer ']'"),
-        ("(3,8) res[(3,8) +]", 17, "'+' joins two layers; expected a layer after it"),
+        ("(3,8) res[(3,8) +]", 17, "a trailing '+' joins nothing; expected a layer after it"),
         ("(3,8)@tanh", 6, "unexpected '@' after a layer"),
         ("(3,8)g", 6, "unexpected 'g' after a layer"),
     ],

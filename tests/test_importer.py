@@ -495,7 +495,7 @@ UNSUPPORTED = [
     ),
     pytest.param(
         [nn.Conv2d(3, 4, 3), nn.Flatten()],
-        "the module ends without a Linear classifier",
+        "the forward of Sequential ends without a Linear classifier",
         id="no classifier",
     ),
     pytest.param(

@@ -246,6 +246,16 @@ def test_fuzz_mutated_notation(text):
         ("(3,8) (3,8)x-2", 12, "repeat count=-2 is invalid"),
         (f"2/2x{MAX_REPEAT + 1}", 4, f"2/2: repeat count={MAX_REPEAT + 1} is invalid"),
         pytest.param("(3,8)x" + "9" * 5000, 6, "a number has too many digits; expected at most 4300", id="digits"),
+        # Only ASCII digits are numbers: int() would read these full-width and Arabic-Indic ones.
+        ("(3,\uff18)", 1, "malformed conv; expected (KERNEL,FILTERS) like (3,256)"),
+        ("(3,8) \uff12/2", 7, "unknown layer '\uff12/2'"),
+        ("(3,8) fc\u0661\u0660", 7, "malformed fc; expected fc4096 or fc(4096,0.5)"),
+        ("(3,8) spp(\uff16)", 7, "malformed spp levels; expected spp(6,3,2,1)"),
+        ("(3,8)x\uff13", 6, "unexpected 'x' after a layer"),
+        # A '+' joins two layers of a stage: one with nothing after it is refused, at the '+'.
+        ("(3,8) +", 7, "a trailing '+' joins nothing; expected a layer after it"),
+        ("(3,8)+", 6, "a trailing '+' joins nothing"),
+        ("(3,8) gap + \n", 11, "a trailing '+' joins nothing"),
     ],
 )
 def test_syntax_errors_report_the_column(text, column, problem):

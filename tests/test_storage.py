@@ -3,9 +3,12 @@ creation on a real PostgreSQL server, and optuna-dashboard reading a budgetnet s
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import multiprocessing
 import socket
+import sqlite3
 from wsgiref.util import setup_testing_defaults
 
 import optuna
@@ -90,6 +93,53 @@ def test_sqlite_and_journal_storages_hold_a_study(tmp_path):
     create_or_load_study(sqlite, "b", ["maximize"])
     with pytest.raises(SearchError, match=r"study=None is ambiguous; expected one of the studies in this storage: \['a', 'b'\]"):
         load_study(sqlite, None)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _other_program_db(path):
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("CREATE TABLE contacts (name TEXT)")
+        connection.commit()
+
+
+@pytest.mark.parametrize(
+    "name, write, message",
+    [
+        ("budgetnet.db", lambda p: p.write_bytes(b"garbage"),
+         "is not an SQLite database (it starts with b'garbage'); expected a file that budgetnet search wrote"),
+        ("s.sqlite", lambda p: p.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200),
+         "is a damaged SQLite database (file is not a database)"),
+        ("contacts.db", _other_program_db, "is another program's SQLite database (tables ['contacts'])"),
+        ("s.journal", lambda p: p.write_bytes(b"garbage\n"), "is not an Optuna journal (it starts with b'garbage')"),
+        ("s.log", lambda p: p.write_text('{"x": 1}\n'), "is not an Optuna journal (it starts with b'{\"x\": 1}')"),
+    ],
+)
+def test_a_file_that_is_not_a_storage_is_refused_and_left_alone(tmp_path, name, write, message):
+    path = tmp_path / name
+    write(path)
+    before = _digest(path)
+    with pytest.raises(StorageError) as error:
+        open_storage(str(path))
+    assert str(error.value).startswith(f"storage file {path} ") and message in str(error.value)
+    assert _digest(path) == before and sorted(tmp_path.iterdir()) == [path]  # no -wal / -shm file either
+
+
+def test_a_directory_is_not_a_storage_file(tmp_path):
+    (tmp_path / "runs.db").mkdir()
+    with pytest.raises(StorageError, match=r"storage file .*runs\.db is not a regular file"):
+        open_storage(str(tmp_path / "runs.db"))
+
+
+def test_storages_budgetnet_wrote_open_again(tmp_path):
+    for name in ("s.db", "s.journal", "empty.db"):
+        path = tmp_path / name
+        if name == "empty.db":
+            path.touch()  # an empty file is a new SQLite database
+        create_or_load_study(open_storage(str(path)), "a", ["maximize"])
+        assert study_names(open_storage(str(path))) == ["a"]
 
 
 def _create(url, queue):

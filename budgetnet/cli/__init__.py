@@ -11,8 +11,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from budgetnet import __version__
@@ -60,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = functools.partial(_show_warning, args.command)
+            return args.run(args)
     except BudgetNetError as error:
         print(f"budgetnet {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -70,3 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"budgetnet {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _show_warning(command, message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, like the errors (no source line)."""
+    print(f"budgetnet {command}: warning: {message}", file=sys.stderr)

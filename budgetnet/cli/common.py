@@ -37,10 +37,8 @@ def parse_shape(text: str) -> tuple[int, int, int]:
         (1, 28, 28)
     """
     parts = text.replace(",", "x").split("x")
-    try:
-        shape = tuple(int(part) for part in parts)
-    except ValueError:
-        shape = ()
+    ascii_digits = all(part.isascii() and part.isdigit() for part in parts)  # int() also reads '\uff13' and ' 3'
+    shape = tuple(int(part) for part in parts) if ascii_digits else ()
     if len(shape) != 3 or min(shape) < 1:
         raise argparse.ArgumentTypeError(f"input shape {text!r}: expected CxHxW such as 3x224x224")
     return shape

@@ -54,6 +54,8 @@ def run(args) -> int:
 
     if args.top < 1:
         raise SearchError(f"--top {args.top} is invalid; expected a whole number >= 1")
+    if args.plot_dir:
+        plot_dir(args.plot_dir)
     return report(open_study(args), args)
 
 
@@ -77,12 +79,32 @@ def report(study, args, next_step: str = "") -> int:
     return 0 if summary["best"] is not None else 1
 
 
+def plot_dir(directory) -> Path:
+    """``--plot-dir``, created where missing; a SearchError for a path that cannot be a directory.
+
+    Example:
+        >>> import tempfile
+        >>> plot_dir(tempfile.mkdtemp() + "/plots").is_dir()
+        True
+    """
+    from budgetnet.errors import SearchError
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SearchError(
+            f"--plot-dir {str(directory)!r} cannot be a directory ({error.strerror}); expected a directory "
+            "path (created if missing)"
+        ) from None
+    return directory
+
+
 def save_plots(study, directory) -> list[Path]:
     """pareto.png and history.png of ``study`` in ``directory`` (created)."""
     from budgetnet.plots import optimization_history, pareto_front
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = plot_dir(directory)
     objectives = study.user_attrs.get("budgetnet", {}).get("objectives", ["accuracy"])
     x = objectives[1] if len(objectives) > 1 else "macs"
     paths = [directory / "pareto.png", directory / "history.png"]

@@ -33,6 +33,7 @@ import signal
 import time
 
 from budgetnet.cli.common import SPEC_HELP, load_arch
+from budgetnet.cli.results import plot_dir
 from budgetnet.errors import SearchError
 
 NAME = "search"
@@ -88,6 +89,11 @@ def add_arguments(parser) -> None:
         help="stop poor candidates early (default median; none with several objectives)",
     )
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    train.add_argument(
+        "--max-memory", metavar="SIZE",
+        help="training memory a candidate may take by the estimate of `budgetnet show`, e.g. 8G (default: the "
+        "device's memory); the baseline must fit, a candidate that does not is a failed trial",
+    )  # fmt: skip
     train.add_argument(
         "--seed", type=int, default=0,
         help="seeds sampling and training (default 0; reproducible on one worker)",
@@ -147,6 +153,8 @@ def run(args) -> int:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
         raise SearchError(f"--timeout {args.timeout} is invalid; expected seconds > 0")
+    if args.plot_dir:
+        plot_dir(args.plot_dir)  # before hours of training, not after
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command prints its own report
     start = time.monotonic()
     data = load_data(args.data, limit=args.limit)
@@ -179,6 +187,7 @@ def run(args) -> int:
         keep_weights=args.keep_weights,
         norm=args.norm,
         heartbeat_interval=args.heartbeat,
+        max_memory=args.max_memory,
     )
     progress = not (args.no_progress or args.worker_process)
     if not args.worker_process and not args.json:
@@ -233,6 +242,7 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
         ("--norm", args.norm),
         ("--pruner", args.pruner),
         ("--heartbeat", args.heartbeat),
+        ("--max-memory", args.max_memory),
         ("--timeout", timeout),
     ):
         if value is not None:

@@ -19,6 +19,7 @@ examples:
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 from budgetnet.cli.common import SPEC_HELP, load_arch, print_json
 
@@ -41,7 +42,12 @@ def add_arguments(parser) -> None:
                         help="quick: AdamW, cosine, label smoothing (default); paper: Sec. 5, SGD, lr 0.01 "
                              "stepped at 10/75 and 70/75 of the epochs")  # fmt: skip
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs (default: the recipe's, 10 quick / 75 paper)")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default: the recipe's, 128)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="mini-batch size (default: the recipe's, 128, cut with a warning to a smaller training "
+                             "split); more than the training split is an error")  # fmt: skip
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="refuse a network whose estimated training memory exceeds SIZE, e.g. 8G or 512M "
+                             "(default: the device's memory; see `budgetnet show`)")  # fmt: skip
     parser.add_argument("--lr", type=float, metavar="LR", help="base learning rate (default: the recipe's)")
     parser.add_argument("--device", default="auto", help="auto (default: cuda if there is a GPU), cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the splits, initialisation and augmentation")
@@ -63,13 +69,17 @@ def run(args) -> int:
     from budgetnet.data import load_data
     from budgetnet.train import evaluate, fit, get_recipe
 
+    from budgetnet.memory import parse_bytes
+
+    if args.max_memory is not None:
+        parse_bytes(args.max_memory)  # a malformed size is refused before the data is loaded
     data = load_data(args.data, image_size=args.image_size, crop_size=args.crop_size, limit=args.limit,
                      val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
     arch = load_arch(args.spec).with_input(data.input_shape, data.num_classes)
     overrides = {"lr": args.lr} if args.lr is not None else {}
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
     recipe = get_recipe(args.recipe, args.epochs, **overrides)
+    if args.batch_size is not None:
+        recipe = replace(recipe, batch_size=args.batch_size)
     macs = conv_macs(arch)
     if not args.json:
         print(f"data   {data!r}")
@@ -86,7 +96,7 @@ def run(args) -> int:
 
     result = fit(arch, data, recipe, device=args.device, seed=args.seed, callback=report, checkpoint=args.checkpoint,
                  progress=not (args.no_progress or args.json), norm=None if args.norm == "none" else args.norm,
-                 compile=args.compile)  # fmt: skip
+                 compile=args.compile, batch_size=args.batch_size, max_memory=args.max_memory)  # fmt: skip
     test = None if result.diverged else evaluate(result.model, data, split="test", device=args.device, views=args.views)
     if args.json:
         print_json({"data": data.to_dict(), "conv_macs": macs, "fit": result.to_dict(), "test": test})

@@ -1,0 +1,494 @@
+"""A sweep of bad inputs: every CLI command and the public functions.
+
+Each case names the :class:`~budgetnet.BudgetNetError` subclass it must raise and a piece of
+the message that names the field and the value. The CLI cases run in-process
+(``budgetnet.cli.main``) in one workspace holding a real study database, its kept weights,
+a checkpoint, an export target and files that only look like them; every case checks exit
+status 2, one ``budgetnet CMD: error: ...`` line and no traceback on stderr, the exact error
+class (spied on the subcommand), and that no file of the workspace changed (SHA-256 before and
+after). A few cases run as subprocesses, and Hypothesis draws `budgetnet show` arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import budgetnet
+from budgetnet import cli
+from budgetnet.errors import (
+    ArchError,
+    BudgetError,
+    BudgetNetError,
+    CheckpointError,
+    DataError,
+    DeviceError,
+    ExportError,
+    LatencyError,
+    LayerSpecError,
+    MemoryLimitError,
+    NotationError,
+    RewriteError,
+    SearchError,
+    ShapeError,
+    StorageError,
+    TrainingError,
+    UnsupportedModuleError,
+)
+
+HUGE = "(3,100000000000) gap"
+TINY_TRAIN = ["--image-size", "8", "--limit", "30", "--epochs", "1", "--no-progress"]
+NO_GPU_7 = torch.cuda.device_count() <= 7
+
+
+# -- the workspace ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A directory as a user leaves it after a search and a training run, plus look-alikes."""
+    import optuna
+
+    root = tmp_path_factory.mktemp("workspace")
+    data = budgetnet.load_data("digits", image_size=8, limit=30)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    budgetnet.search("small", data, n_trials=1, epochs=1, seed=0, progress=False, study_name="s",
+                     storage=str(root / "budgetnet.db"), keep_weights=root / "weights")  # fmt: skip
+    with sqlite3.connect(root / "budgetnet.db") as connection:  # everything into the file: the -wal is empty
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
+    budgetnet.fit(arch, data, epochs=1, batch_size=10, progress=False, checkpoint=root / "run.pt")
+    budgetnet.parse("(3,4) 2/2 (3,8) gap", input_shape=(1, 8, 8), num_classes=10).save(root / "found.json")
+    (root / "garbage.db").write_bytes(b"garbage")
+    (root / "garbage.json").write_text("not json at all")
+    (root / "binary.json").write_bytes(b"\xff\xfe\x00\x81 not text")
+    (root / "null.json").write_text("null")
+    (root / "garbage.pt").write_bytes(b"garbage")
+    (root / "garbage.journal").write_text("garbage\n")
+    (root / "a_file").write_text("a plain file")
+    (root / "a_dir").mkdir()
+    (root / "empty_dir").mkdir()
+    (root / "idx_garbage").mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (root / "idx_garbage" / name).write_bytes(b"garbage")
+    with sqlite3.connect(root / "contacts.db") as connection:
+        connection.execute("CREATE TABLE contacts (name TEXT)")
+    (root / "latency_cache").mkdir()
+    from budgetnet.latency import LatencyTable
+
+    (root / "latency_cache" / LatencyTable("cpu", cache_dir=False).file_name()).write_text("{broken")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` (SQLite's -wal / -shm side files left out: they hold
+    no committed data, and a reader may create them)."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not path.name.endswith(("-wal", "-shm"))
+    }
+
+
+def wal_sizes(root: Path) -> dict[str, int]:
+    return {str(path.relative_to(root)): path.stat().st_size for path in root.rglob("*-wal")}
+
+
+@dataclass(frozen=True)
+class Case:
+    argv: tuple
+    error: type
+    message: str
+    skip_if: bool = False
+
+
+def case(*argv, error, message, skip_if=False):
+    return pytest.param(Case(tuple(argv), error, message, skip_if), id=" ".join(argv)[:70])
+
+
+# -- every command ----------------------------------------------------------------------------------
+CLI_CASES = [
+    # show: notation, JSON specs, options
+    case("show", "(3,\uff18)", error=NotationError, message="notation column 1: malformed conv"),
+    case("show", "(3,8) +", error=NotationError, message="notation column 7: a trailing '+' joins nothing"),
+    case("show", "", error=NotationError, message="empty notation"),
+    case("show", "(3,8", error=NotationError, message="notation column 1: malformed conv"),
+    case("show", "(3,8)x0", error=NotationError, message="repeat count=0 is invalid"),
+    case("show", "(3,8)x1001", error=NotationError, message="repeat count=1001 is invalid"),
+    case("show", "(3,8) fc(10,1.5)", error=NotationError, message="dropout=1.5 is invalid"),
+    case("show", "(3,8) spp(0)", error=NotationError, message="levels=0 is invalid"),
+    case("show", "(3,8) lstm", error=NotationError, message="unknown layer 'lstm'"),
+    case("show", "(99,8)p0", "--input", "1x8x8", error=ShapeError, message="conv1 ((99,8)p0): kernel_size=99"),
+    case("show", "(3,8) gap (3,8)", error=ArchError, message="layer 3 (conv) comes after the map was pooled"),
+    case("show", "nothere.json", error=ArchError, message="SPEC 'nothere.json': no such file"),
+    case("show", "garbage.json", error=ArchError, message="garbage.json: arch JSON: not valid JSON"),
+    case("show", "binary.json", error=ArchError, message="arch file 'binary.json' cannot be read: 'utf-8' codec"),
+    case("show", "null.json", error=ArchError, message="top level is NoneType; expected an object"),
+    case("show", "garbage.db", error=ArchError, message="garbage.db: arch JSON: not valid JSON"),
+    case("show", "A", "--classes", "0", error=LayerSpecError, message="num_classes=0 is invalid"),
+    case("show", "A", "--classes", "-5", error=LayerSpecError, message="num_classes=-5 is invalid"),
+    case("show", "A", "--baseline", "(3,", error=NotationError, message="malformed conv"),
+    case("show", "A", "--baseline", "nothere.json", error=ArchError, message="SPEC 'nothere.json': no such file"),
+    case("show", "A", "--max-memory", "lots", error=MemoryLimitError, message="max_memory='lots' is invalid"),
+    case("show", "A", "--batch-size", "0", error=MemoryLimitError, message="batch_size=0 is invalid"),
+    # search: spaces, budgets, tolerances, objectives, data, storage, study names, memory
+    case("search", "--trials", "0", error=SearchError, message="--trials 0 is invalid"),
+    case("search", "--workers", "0", error=SearchError, message="--workers 0 is invalid"),
+    case("search", "--timeout", "-1", error=SearchError, message="--timeout -1.0 is invalid"),
+    case("search", "--limit", "30", "--budget", "abc", error=BudgetError, message="budget='abc' is invalid"),
+    case("search", "--limit", "30", "--budget=-5M", error=BudgetError, message="budget='-5M' is invalid"),
+    case("search", "--limit", "30", "--budget", "0x", error=BudgetError, message="budget ratio=0.0 is invalid"),
+    case("search", "--limit", "30", "--budget", "1e-9x", error=BudgetError, message="budget"),
+    case("search", "--limit", "30", "--tolerance", "-0.1", error=BudgetError, message="tolerance=-0.1 is invalid"),
+    case("search", "--limit", "30", "--tolerance", "nan", error=BudgetError, message="tolerance=nan is invalid"),
+    case("search", "--limit", "30", "--space", "nas", error=SearchError, message="'nas'"),
+    case("search", "--limit", "30", "--objectives", "speed", "--storage", "x.db", error=SearchError,
+         message="objective='speed' is unknown; expected one of accuracy, macs, latency"),  # fmt: skip
+    case("search", "--limit", "30", "--recipe", "fast", "--storage", "x.db", error=TrainingError,
+         message="recipe='fast' is invalid"),  # fmt: skip
+    case("search", "--data", "mnist", error=DataError, message="data='mnist' is invalid"),
+    case("search", "--data", "idx:/no/such/dir", error=DataError, message="data path '/no/such/dir' does not exist"),
+    case("search", "--data", "folder:a_file", error=DataError, message="a_file"),
+    case("search", "--limit", "0", error=DataError, message="limit=0 is invalid"),
+    case("search", "--limit", "30", "--storage", "results", error=StorageError,
+         message="storage='results' is not a URL or a storage file"),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "nodir/x.db", error=StorageError,
+         message="directory '" ),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "garbage.db", error=StorageError,
+         message="garbage.db is not an SQLite database (it starts with b'garbage')"),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "contacts.db", error=StorageError,
+         message="contacts.db is another program's SQLite database (tables ['contacts'])"),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "garbage.journal", error=StorageError,
+         message="garbage.journal is not an Optuna journal"),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "postgresql+psycopg2://me:pw@127.0.0.1:1/optuna",
+         error=StorageError, message="cannot connect to 127.0.0.1:1"),  # fmt: skip
+    case("search", "--limit", "30", "--study", "s", "--epochs", "3", error=SearchError,
+         message="study 's' was created with space="),  # fmt: skip
+    case("search", "--limit", "30", "--baseline", "(3,\uff18)", error=NotationError, message="malformed conv"),
+    case("search", "--limit", "30", "--baseline", HUGE, "--storage", "x.db", error=BudgetError,
+         message="is out of reach of the small space"),  # fmt: skip
+    case("search", "--limit", "30", "--max-memory", "1K", "--storage", "x.db", error=MemoryLimitError,
+         message="over max_memory=1.0 KiB (--max-memory)"),  # fmt: skip
+    case("search", "--limit", "30", "--max-memory", "xyz", "--storage", "x.db", error=MemoryLimitError,
+         message="max_memory='xyz' is invalid"),  # fmt: skip
+    case("search", "--limit", "30", "--storage", "postgresql+psycopg2://me:pw@[::1", error=StorageError,
+         message="is not a valid database URL"),  # fmt: skip
+    case("search", "--plot-dir", "a_file", error=SearchError, message="--plot-dir 'a_file' cannot be a directory"),
+    case("search", "--limit", "30", "--heartbeat", "0", error=StorageError, message="heartbeat_interval=0"),
+    case("search", "--limit", "30", "--device", "gpu", "--storage", "x.db", error=DeviceError,
+         message="device='gpu'"),  # fmt: skip
+    # results and export: storage files, study names, trials, export targets
+    case("results", "--storage", "garbage.db", error=StorageError, message="is not an SQLite database"),
+    case("results", "--storage", "missing.db", error=StorageError, message="missing.db: no such file"),
+    case("results", "--storage", "contacts.db", error=StorageError, message="another program's SQLite database"),
+    case("results", "--storage", "garbage.journal", error=StorageError, message="is not an Optuna journal"),
+    case("results", "--storage", "journal:", error=StorageError, message="storage='journal:': expected journal:PATH"),
+    case("results", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist; expected one of"),
+    case("results", "--top", "0", error=SearchError, message="--top 0 is invalid"),
+    case("results", "--plot-dir", "a_file", error=SearchError, message="--plot-dir 'a_file' cannot be a directory"),
+    case("results", "--storage", "sqlite://", error=StorageError, message="an in-memory SQLite database keeps nothing"),
+    case("search", "--limit", "30", "--storage", "sqlite:///:memory:", error=StorageError,
+         message="storage sqlite:///:memory:: an in-memory SQLite database keeps nothing"),  # fmt: skip
+    case("export", "--trial", "99", "-o", "out.json", error=ExportError, message="99"),
+    case("export", "--trial", "abc", "-o", "out.json", error=ExportError, message="'abc'"),
+    case("export", "--trial", "-1", "-o", "out.json", error=ExportError, message="-1"),
+    case("export", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist"),
+    case("export", "--storage", "garbage.db", error=StorageError, message="is not an SQLite database"),
+    case("export", "-o", "nodir/out.json", error=ExportError, message="directory 'nodir' does not exist"),
+    case("export", "-o", "a_dir", error=ExportError, message="output='a_dir' is a directory; expected a file path"),
+    case("export", "--format", "pt", "-o", "a_dir", error=ExportError, message="output='a_dir' is a directory"),
+    # train: specs, memory, batch sizes, recipes, data paths and formats, checkpoints, devices
+    case("train", HUGE, "--epochs", "1", error=MemoryLimitError,
+         message="(3,100000000000) gap: training at batch 128 needs about"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--max-memory", "1K", error=MemoryLimitError,
+         message="over max_memory=1.0 KiB (--max-memory)"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--max-memory", "1X", error=MemoryLimitError,
+         message="max_memory='1X' is invalid"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--batch-size", "100000000", error=TrainingError,
+         message="batch_size=100000000 is larger than the training split (30 images)"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--batch-size", "0", error=TrainingError,
+         message="batch_size=0 is invalid"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--epochs", "0", error=TrainingError, message="epochs=0 is invalid"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--lr", "0", error=TrainingError, message="lr=0.0 is invalid"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--lr", "nan", error=TrainingError, message="lr=nan is invalid"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--val-fraction", "1.5", error=DataError,
+         message="val_fraction=1.5 is invalid"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--seed", "-1", error=TrainingError, message="seed=-1 is invalid"),
+    case("train", "(3,4) gap", "--limit", "0", error=DataError, message="limit=0 is invalid"),
+    case("train", "(3,4) gap", "--image-size", "0", error=DataError, message="image_size=0 is invalid"),
+    case("train", "(3,4) 2/2 (3,8) gap", "--image-size", "1", "--limit", "30", error=ShapeError,
+         message="the feature map would shrink below 1 pixel"),  # fmt: skip
+    case("train", "(3,4) gap", "--data", "cifar:/no/such", error=DataError, message="'/no/such' does not exist"),
+    case("train", "(3,4) gap", "--data", "idx:idx_garbage", error=DataError, message="has no IDX header"),
+    case("train", "(3,4) gap", "--data", "folder:empty_dir", error=DataError, message="empty_dir"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--checkpoint", "garbage.pt", error=CheckpointError,
+         message="checkpoint 'garbage.pt' cannot be read"),  # fmt: skip
+    case("train", "(3,8) gap", *TINY_TRAIN, "--checkpoint", "run.pt", error=CheckpointError,
+         message="checkpoint 'run.pt' belongs to another architecture: it holds '(3,4) gap'"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--checkpoint", "found.json", error=CheckpointError,
+         message="checkpoint 'found.json' cannot be read"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--checkpoint", "a_dir", error=CheckpointError,
+         message="checkpoint 'a_dir' cannot be read"),  # fmt: skip
+    case("train", "(3,4) gap", *TINY_TRAIN, "--device", "cuda:7", error=DeviceError, message="device='cuda:7'",
+         skip_if=not NO_GPU_7),  # fmt: skip
+    case("train", "garbage.json", *TINY_TRAIN, error=ArchError, message="not valid JSON"),
+    # latency: specs, settings, memory, caches
+    case("latency", "A", "--batch-size", "0", error=LatencyError, message="batch_size=0 is invalid"),
+    case("latency", "A", "--repeats", "0", error=LatencyError, message="repeats=0 is invalid"),
+    case("latency", "A", "--warmup", "-1", error=LatencyError, message="warmup=-1 is invalid"),
+    case("latency", "A", "--device", "gpu", error=DeviceError, message="device='gpu'"),
+    case("latency", HUGE, "--input", "1x8x8", error=MemoryLimitError,
+         message="(3,100000000000) gap: inference at batch 1 needs about"),  # fmt: skip
+    case("latency", HUGE, "--input", "1x8x8", "--mode", "train", "--batch-size", "2", error=MemoryLimitError,
+         message="training at batch 2 needs about"),  # fmt: skip
+    case("latency", "(3,4) gap", "--input", "1x8x8", "--table", "--cache-dir", "a_file", error=LatencyError,
+         message="a_file"),  # fmt: skip
+    case("latency", "(3,4) gap", "--input", "1x8x8", "--table", "--cache-dir", "latency_cache",
+         "--repeats", "1", error=LatencyError, message="cannot be read (Expecting property name"),  # fmt: skip
+    case("latency", "(3,\uff18)", error=NotationError, message="malformed conv"),
+    # variants: baselines, tolerances, rules
+    case("variants", "(3,\uff18)", error=NotationError, message="malformed conv"),
+    case("variants", "A", "--tolerance", "-1", error=BudgetError, message="tolerance=-1.0 is invalid"),
+    case("variants", "nothere.json", error=ArchError, message="SPEC 'nothere.json': no such file"),
+]
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record the BudgetNetError a subcommand raises (main turns it into a message)."""
+    raised: list[BaseException] = []
+    for module in cli.COMMANDS:
+
+        def run(args, original=module.run):
+            try:
+                return original(args)
+            except BudgetNetError as error:
+                raised.append(error)
+                raise
+
+        monkeypatch.setattr(module, "run", run)
+    return raised
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("bad", CLI_CASES)
+def test_cli_bad_input(bad: Case, workspace, spy, monkeypatch, capsys):
+    if bad.skip_if:
+        pytest.skip("this machine has the device the case says is missing")
+    monkeypatch.chdir(workspace)
+    before, wal_before = snapshot(workspace), wal_sizes(workspace)
+    status = cli.main(list(bad.argv))
+    out, err = capsys.readouterr()
+    assert status == 2, (out, err)
+    assert len(spy) == 1, err
+    error = spy[0]
+    assert type(error) is bad.error, f"{type(error).__name__}: {error}"
+    assert bad.message in str(error)
+    assert f"budgetnet {bad.argv[0]}: error: {error}" in err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert snapshot(workspace) == before
+    assert all(size == wal_before.get(name, 0) for name, size in wal_sizes(workspace).items())  # nothing written
+
+
+def test_the_sweep_is_wide():
+    cases = [param.values[0] for param in CLI_CASES]
+    assert len({bad.argv for bad in cases}) == len(cases) >= 60
+    assert {bad.argv[0] for bad in cases} == {command.NAME for command in cli.COMMANDS}
+
+
+# -- argparse refusals: exit 2 with the option named, before any budgetnet code runs ---------------
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["show", "A", "--input", "3x0x5"], "input shape '3x0x5': expected CxHxW"),
+        (["show", "A", "--input", "\uff13x8x8"], "input shape '\uff13x8x8': expected CxHxW"),
+        (["train", "A", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["search", "--pruner", "fast"], "argument --pruner: invalid choice: 'fast'"),
+        (["export", "--format", "onnx"], "argument --format: invalid choice: 'onnx'"),
+        (["variants", "A", "--max-depth", "0"], "--max-depth"),
+        (["variants", "A", "--rules", "nosuch"], "argument --rules: invalid choice: 'nosuch'"),
+        (["nosuch"], "invalid choice: 'nosuch'"),
+    ],
+)
+def test_argparse_refusals(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+
+
+# -- as a user runs it: a subprocess from a scratch directory ---------------------------------------
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["results"], "storage file {root}/budgetnet.db is not an SQLite database (it starts with b'garbage')"),
+        (["show", "(3,1000000000000)", "--json"], None),
+        (["train", HUGE, "--epochs", "1"], "(3,100000000000) gap: training at batch 128 needs about"),
+    ],
+)
+def test_subprocess_from_a_scratch_directory(tmp_path, argv, message):
+    (tmp_path / "budgetnet.db").write_bytes(b"garbage")
+    before = snapshot(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "budgetnet", *argv], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)  # fmt: skip
+    assert "Traceback" not in result.stderr
+    if message is None:  # show reports what cannot fit, and exits 0
+        assert result.returncode == 0 and json.loads(result.stdout)["memory"]["fits"] is False
+    else:
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"budgetnet {argv[0]}: error: ")
+        assert message.format(root=tmp_path) in result.stderr
+    assert snapshot(tmp_path) == before
+
+
+# -- the public functions ----------------------------------------------------------------------------
+def _small():
+    return budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return budgetnet.load_data("digits", image_size=8, limit=30)
+
+
+FUNCTION_CASES = [
+    ("parse int", lambda d: budgetnet.parse(123), NotationError, "expected a notation string, got int"),
+    ("parse full-width", lambda d: budgetnet.parse("(\uff13,8)"), NotationError, "malformed conv"),
+    ("parse trailing +", lambda d: budgetnet.parse("(3,8)+"), NotationError, "a trailing '+'"),
+    ("parse input", lambda d: budgetnet.parse("(3,8)", input_shape=(3, 0, 8)), ArchError, "input_shape"),
+    ("from_json", lambda d: budgetnet.Arch.from_json("{"), ArchError, "not valid JSON"),
+    ("from_json list", lambda d: budgetnet.Arch.from_json("[]"), ArchError, "top level is list"),
+    ("load missing", lambda d: budgetnet.Arch.load("/no/such.json"), ArchError, "/no/such.json"),
+    ("complexity str", lambda d: budgetnet.complexity("A"), ArchError, "arch='A' is not a budgetnet.Arch"),
+    ("Budget -1", lambda d: budgetnet.Budget(-1), BudgetError, "target_macs=-1 is invalid"),
+    ("Budget inf", lambda d: budgetnet.Budget(math.inf), BudgetError, "target_macs=inf is invalid"),
+    ("Budget tolerance", lambda d: budgetnet.Budget(10, tolerance=-1), BudgetError, "tolerance=-1 is invalid"),
+    ("Budget.parse", lambda d: budgetnet.Budget.parse("lots"), BudgetError, "budget='lots' is invalid"),
+    ("Budget.parse x", lambda d: budgetnet.Budget.parse("0.9x"), BudgetError, "is relative; give a baseline"),
+    ("Budget.relative", lambda d: budgetnet.Budget.relative("A"), BudgetError, "baseline='A' is not"),
+    ("build norm", lambda d: budgetnet.build(_small(), norm="layer"), ArchError, "norm='layer'"),
+    ("build str", lambda d: budgetnet.build("A"), ArchError, "'A'"),
+    ("from_module lstm", lambda d: budgetnet.Arch.from_module(nn.LSTM(4, 4), input_shape=(1, 8, 8)),
+     UnsupportedModuleError, "LSTM"),  # fmt: skip
+    ("from_module no classifier", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2)),
+     input_shape=(4, 8, 8)), UnsupportedModuleError, "ends without a Linear classifier"),  # fmt: skip
+    ("from_module dilated", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(1, 8, 3, dilation=2)),
+     input_shape=(1, 8, 8)), UnsupportedModuleError, "dilation"),  # fmt: skip
+    ("from_module str", lambda d: budgetnet.Arch.from_module("net", input_shape=(1, 8, 8)), UnsupportedModuleError,
+     "module=str is not a torch.nn.Module"),  # fmt: skip
+    ("load_data", lambda d: budgetnet.load_data("mnist"), DataError, "data='mnist' is invalid"),
+    ("load_data val", lambda d: budgetnet.load_data("digits", val_fraction=2), DataError, "val_fraction=2"),
+    ("fit data", lambda d: budgetnet.fit(_small(), "digits"), TrainingError, "data=str is invalid"),
+    ("fit recipe", lambda d: budgetnet.fit(_small(), d, "fast"), TrainingError, "recipe='fast' is invalid"),
+    ("fit batch", lambda d: budgetnet.fit(_small(), d, batch_size=31, progress=False), TrainingError,
+     "batch_size=31 is larger than the training split (30 images)"),  # fmt: skip
+    ("fit memory", lambda d: budgetnet.fit(budgetnet.parse(HUGE), d, progress=False), MemoryLimitError,
+     "(3,100000000000) gap: training at batch 30 needs about"),  # fmt: skip
+    ("evaluate views", lambda d: budgetnet.evaluate(budgetnet.build(_small()), d, views=3), TrainingError,
+     "views=3 is invalid"),  # fmt: skip
+    ("measure mode", lambda d: budgetnet.measure(_small(), mode="infer"), LatencyError, "mode='infer'"),
+    ("measure memory", lambda d: budgetnet.measure(budgetnet.parse(HUGE, input_shape=(1, 8, 8))),
+     MemoryLimitError, "inference at batch 1 needs about"),  # fmt: skip
+    ("search space", lambda d: budgetnet.search("nas", d, n_trials=1), SearchError, "'nas'"),
+    ("search storage", lambda d: budgetnet.search("small", d, n_trials=1, storage="results"), StorageError,
+     "storage='results' is not a URL"),  # fmt: skip
+    ("search memory", lambda d: budgetnet.search("small", d, n_trials=1, max_memory=0), MemoryLimitError,
+     "max_memory=0 is invalid"),  # fmt: skip
+    ("variants str", lambda d: budgetnet.variants("A"), BudgetError, "baseline='A' is invalid; expected an Arch"),
+    ("rewrite rule", lambda d: budgetnet.rewrite(_small(), "nosuch"), RewriteError, "'nosuch'"),
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name, call, error, message", FUNCTION_CASES, ids=[c[0] for c in FUNCTION_CASES])
+def test_public_function_bad_input(name, call, error, message, digits, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a search's default storage would land here
+    with pytest.raises(BudgetNetError) as raised:
+        call(digits)
+    assert type(raised.value) is error, f"{type(raised.value).__name__}: {raised.value}"
+    assert message in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_and_storage_functions_leave_files_alone(workspace):
+    from budgetnet.export import export_trial
+    from budgetnet.storage import load_study, open_storage
+
+    before = snapshot(workspace)
+    study = load_study(open_storage(str(workspace / "budgetnet.db")), "s")
+    cases = [
+        (lambda: export_trial(study, 99, "json", workspace / "x.json"), ExportError, "99"),
+        (lambda: export_trial(study, "best", "onnx", workspace / "x.onnx"), ExportError, "format='onnx' is unknown"),
+        (lambda: export_trial(study, "best", "json", workspace / "a_dir"), ExportError, "is a directory"),
+        (lambda: open_storage(str(workspace / "garbage.db")), StorageError, "is not an SQLite database"),
+        (lambda: load_study(open_storage(str(workspace / "budgetnet.db")), "nosuch"), SearchError, "'nosuch'"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error) as raised:
+            call()
+        assert message in str(raised.value)
+    assert snapshot(workspace) == before
+
+
+# -- Hypothesis over `budgetnet show`'s argument space -----------------------------------------------
+NOTATION_CHARS = "()0123456789,/px+ spcfgaxm\uff18\u0663"
+option_values = st.one_of(st.integers(-3, 10**12).map(str), st.text("0123456789xKMG.-\uff18", max_size=8))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    spec=st.one_of(st.sampled_from(["A", "J'", "(3,8) gap"]), st.text(NOTATION_CHARS, max_size=24)),
+    options=st.lists(st.tuples(st.sampled_from(["--classes", "--batch-size", "--max-memory", "--input"]),
+                               option_values), max_size=3),  # fmt: skip
+)
+def test_show_never_ends_in_a_traceback(spec, options, capsys):
+    argv = ["show", spec, *[item for pair in options for item in pair], "--json"]
+    try:
+        status = cli.main(argv)
+    except SystemExit as exit_info:  # argparse: a value that is not an int, a shape that is not CxHxW
+        status = exit_info.code
+    out, err = capsys.readouterr()
+    assert status in (0, 2) and "Traceback" not in err
+    if status == 0:
+        assert json.loads(out)["memory"]["training_bytes"] > 0
+    elif err.startswith("budgetnet show: error: "):
+        assert out == ""
+    else:
+        assert "budgetnet show: error: argument" in err or "usage:" in err
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    command=st.sampled_from(["results", "export"]),
+    study=st.one_of(st.none(), st.just("s"), st.text("s-_.\uff53 \u00e9x0", max_size=6)),
+    trial=st.one_of(st.none(), st.integers(-2, 5).map(str), st.text("best0-9x\uff10", max_size=5)),
+)
+def test_results_and_export_never_end_in_a_traceback(workspace, command, study, trial, capsys, monkeypatch):
+    """Study names and trial numbers drawn at random: exit 0, 1 (nothing to report) or 2, no
+    traceback, and the database, the weights and the export target as they were."""
+    monkeypatch.chdir(workspace)
+    before = snapshot(workspace)
+    argv = [command, *([f"--study={study}"] if study is not None else [])]  # '=': a value may start with '-'
+    if command == "export":
+        argv += ["-o", "found.json", *([f"--trial={trial}"] if trial is not None else [])]
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status in (0, 1, 2) and "Traceback" not in err
+    if status == 2:
+        assert err.startswith(f"budgetnet {command}: error: ")
+    after = snapshot(workspace)
+    if command == "export" and status == 0:  # a good request rewrites its target, and nothing else
+        assert out.startswith("wrote found.json") and budgetnet.Arch.load(workspace / "found.json")
+        after.pop("found.json"), before.pop("found.json")
+    assert after == before
