@@ -514,7 +514,8 @@ def _check_norm(step: _Step) -> None:
 
 
 def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Linear]]]:
-    """The reducer and hidden fc layers of the head, and its Linear modules."""
+    """The reducer and hidden fc layers of the head, and its Linear modules (the forward's
+    output was checked to be a Linear's)."""
     layers: list[Layer] = []
     linears: list[tuple[str, nn.Linear]] = []
     dropouts: dict[int, float] = {}
@@ -556,11 +557,6 @@ def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Li
                 dropouts[index] = step.module.p
         elif step.kind == "act" and step.activation != "relu":
             raise UnsupportedModuleError(f"{step.where}: activation {step.activation!r} in the head; expected ReLU")
-    if not linears:
-        raise UnsupportedModuleError(
-            f"the module ends without a Linear classifier; expected the last layer to be an "
-            f"nn.Linear giving the logits; {SUPPORTED}"
-        )
     last = max(index for index, step in enumerate(steps) if step.kind == "linear")
     tail = [step for step in steps[last + 1 :] if step.kind != "identity"]
     if tail:
