@@ -13,6 +13,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from budgetnet.storage import RetryCallback
 from budgetnet.study import counted_trials
 
 EPOCHS = 40
@@ -87,7 +88,7 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
     for number, (params, values) in before.items():  # every completed trial is kept as it was
         assert (study.trials[number].params, study.trials[number].values) == (params, values)
     assert study.trials[running.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
+    retries = [t for t in study.trials if RetryCallback.retried_trial_number(t) == running.number]
     assert len(retries) == 1
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE and retry.params == running.params
