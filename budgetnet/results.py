@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from budgetnet.complexity import format_count
 from budgetnet.errors import SearchError
+from budgetnet.record import StudyRecord, TrialRecord
 
 #: Columns of the trial table, in order.
 COLUMNS = ("trial", "accuracy", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
@@ -35,13 +36,13 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
         >>> is_feasible(optuna.create_trial(value=0.0, user_attrs={"status": "infeasible"}))
         False
     """
-    return trial.user_attrs.get("status") != "infeasible" and all(v <= 0 for v in trial.constraints.values())
+    return TrialRecord.read(trial).status != "infeasible" and all(v <= 0 for v in trial.constraints.values())
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     """True for a trial that counts toward ``n_trials``: completed (infeasible included),
     pruned, or failed with an error inside the trial; not one stopped early or lost with its
-    worker (those are queued again).
+    worker (those are queued again), nor a surplus one (started when the study was full).
 
     Example:
         >>> import optuna
@@ -50,7 +51,7 @@ def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     """
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
+    return trial.state == TrialState.FAIL and TrialRecord.read(trial).status == "error"
 
 
 def trial_counts(study: optuna.Study) -> dict:
@@ -58,7 +59,8 @@ def trial_counts(study: optuna.Study) -> dict:
 
     ``complete`` counts feasible completed trials; ``infeasible`` completed ones over the
     budget (never trained); ``failed`` errors inside a trial; ``lost`` trials stopped by a
-    timeout, Ctrl-C or a dead worker (queued again); ``finished`` what counts toward
+    timeout, Ctrl-C or a dead worker (queued again); ``surplus`` trials that started when the
+    study already held ``n_trials`` (never trained); ``finished`` what counts toward
     ``n_trials`` (complete + infeasible + pruned + failed).
 
     Example:
@@ -70,14 +72,15 @@ def trial_counts(study: optuna.Study) -> dict:
         >>> counts["complete"], counts["infeasible"], counts["pruned"], counts["finished"]
         (0, 1, 1, 2)
     """
-    counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "running", "waiting"), 0)
+    counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "surplus", "running", "waiting"), 0)
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.COMPLETE:
             counts["complete" if is_feasible(trial) else "infeasible"] += 1
         elif trial.state == TrialState.PRUNED:
             counts["pruned"] += 1
         elif trial.state == TrialState.FAIL:
-            counts["failed" if trial.user_attrs.get("status") == "error" else "lost"] += 1
+            status = TrialRecord.read(trial).status
+            counts["failed" if status == "error" else "surplus" if status == "surplus" else "lost"] += 1
         elif trial.state == TrialState.RUNNING:
             counts["running"] += 1
         else:
@@ -102,7 +105,7 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if is_feasible(trial)
     ]
-    return sorted(trials, key=lambda t: (-t.values[0], t.user_attrs.get("macs", 0), t.number))
+    return sorted(trials, key=lambda t: (-t.values[0], TrialRecord.read(t).macs or 0, t.number))
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -119,7 +122,8 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def cost_key(x: str) -> str:
-    """The user attribute that holds a trial's cost ``x`` (``"macs"`` or ``"latency"``).
+    """The :class:`~budgetnet.record.TrialRecord` field that holds a trial's cost ``x``
+    (``"macs"`` or ``"latency"``).
 
     Example:
         >>> cost_key("latency")
@@ -152,7 +156,7 @@ def _front(ranked: list, x: str) -> list:
     key = cost_key(x)
     front, cheapest = [], float("inf")
     for trial in ranked:
-        cost = trial.user_attrs.get(key)
+        cost = TrialRecord.read(trial).get(key)
         if cost is not None and cost < cheapest:
             front.append(trial)
             cheapest = cost
@@ -163,7 +167,7 @@ def _distinct(trials: list) -> list:
     """The first trial of each architecture (repeats reuse its result: ``duplicate_of``)."""
     seen, kept = set(), []
     for trial in trials:
-        key = trial.user_attrs.get("fingerprint", trial.number)
+        key = TrialRecord.read(trial).fingerprint or trial.number
         if key not in seen:
             seen.add(key)
             kept.append(trial)
@@ -179,33 +183,23 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
         >>> record["accuracy"], record["macs"], record["state"]
         (0.9, 1000, 'COMPLETE')
     """
-    attrs = trial.user_attrs
-    accuracy = attrs.get("val_accuracy")
+    record = TrialRecord.read(trial)
+    accuracy = record.val_accuracy
     if accuracy is None and trial.values and trial.state == TrialState.COMPLETE:
         accuracy = trial.values[0]
-    return {
-        "trial": trial.number,
-        "state": trial.state.name,
-        "status": attrs.get("status"),
-        "accuracy": accuracy,
-        "values": trial.values,
-        "macs": attrs.get("macs"),
-        "ratio": attrs.get("ratio"),
-        "params": attrs.get("params"),
-        "latency_ms": attrs.get("latency_ms"),
-        "epochs": attrs.get("epochs"),
-        "train_seconds": attrs.get("train_seconds"),
-        "trial_seconds": attrs.get("trial_seconds"),
-        "device": attrs.get("device"),
-        "notation": attrs.get("notation"),
-        "fingerprint": attrs.get("fingerprint"),
-        "params_sampled": trial.params,
-        "duplicate_of": attrs.get("duplicate_of"),
-        "retry_of": attrs.get("retry_of"),
-        "weights": attrs.get("weights"),
-        "worker": attrs.get("worker"),
-        "error": attrs.get("error"),
-    }
+    report = {"trial": trial.number, "state": trial.state.name, "status": record.status, "accuracy": accuracy}
+    report["values"] = trial.values
+    for key in _REPORTED:
+        report[key] = record.get(key)
+    report["params_sampled"] = trial.params
+    for key in ("duplicate_of", "retry_of", "weights", "worker", "error"):
+        report[key] = record.get(key)
+    return report
+
+
+#: Trial record fields of a report row, after accuracy and values.
+_REPORTED = ("macs", "ratio", "params", "latency_ms", "epochs", "train_seconds", "trial_seconds", "device",
+             "notation", "fingerprint")  # fmt: skip
 
 
 def summarize(study: optuna.Study, top: int = 10) -> dict:
@@ -220,8 +214,8 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
         >>> summary["best"]["trial"], summary["message"].split(". ")[-1]
         (0, 'Best: trial 0, validation accuracy 0.9000.')
     """
-    settings = study.user_attrs.get("budgetnet", {})
-    objectives = settings.get("objectives", ["accuracy"])
+    record = StudyRecord.read(study)
+    objectives = record.objectives
     counts = trial_counts(study)
     x = objectives[1] if len(objectives) > 1 else "macs"
     ranked = completed(study)
@@ -229,13 +223,13 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
     summary = {
         "study": study.study_name,
         "objectives": objectives,
-        "n_trials": study.user_attrs.get("n_trials"),
-        "space": settings.get("space", {}).get("space"),
-        "data": settings.get("data", {}).get("name"),
-        "budget": settings.get("budget"),
-        "baseline": settings.get("baseline", {}).get("notation"),
-        "baseline_macs": settings.get("baseline", {}).get("macs"),
-        "baseline_result": study.user_attrs.get("baseline_result"),
+        "n_trials": record.n_trials,
+        "space": record.setting("space", "space"),
+        "data": record.setting("data", "name"),
+        "budget": record.setting("budget"),
+        "baseline": record.setting("baseline", "notation"),
+        "baseline_macs": record.setting("baseline", "macs"),
+        "baseline_result": record.baseline_result,
         "counts": counts,
         "best": None if best is None else trial_record(best),
         "pareto": [trial_record(trial) for trial in _front(ranked, x)],
@@ -349,7 +343,7 @@ class _Bar:
         from tqdm import tqdm
 
         self._bar = tqdm(
-            total=study.user_attrs.get("n_trials"),
+            total=StudyRecord.read(study).n_trials,
             unit="trial",
             desc="search",
             disable=not enabled or not sys.stderr.isatty(),

@@ -5,13 +5,27 @@ space, rejects it before any training when it is over the budget (recorded with
 ``trial.set_constraint`` and counted as infeasible), trains the others with
 :func:`budgetnet.train.fit`, and records what a user needs to pick and rebuild a model.
 
+The trial loop is Optuna's own ``study.optimize`` (public API only: ``optimize``, ``ask``
+inside it, ``tell``, ``enqueue_trial``, the storages' heartbeats with Optuna's retry
+callback), so an Optuna upgrade keeps it working or fails loudly.
+
 How trials are counted (the same on one worker and on many):
 
 * ``n_trials`` is the number of *finished* trials the study should hold: completed (the
   infeasible ones included), pruned, and failed with an error inside the trial. When the
-  study is created, ``n_trials`` trial slots are queued; each worker takes the next queued
-  slot, so several workers reach exactly ``n_trials`` and never run a slot twice.
-* A trial lost with its worker (killed; it stops sending heartbeats) or stopped by the
+  study is created, ``n_trials`` trial slots are queued (``enqueue_trial``); each worker's
+  ``ask`` takes the oldest queued slot, and a worker stops when none is queued or running.
+* A trial starts only while the finished trials plus the trials started before it (lower
+  numbers, still running) are fewer than ``n_trials``; any other is a *surplus*: recorded
+  with status ``"surplus"``, never trained, not counted. Surpluses come from races (a
+  worker's ``ask`` finds the queue just emptied and creates a trial; two processes raise
+  ``n_trials`` at once and both queue the difference). The bound: the study never holds
+  more than ``n_trials`` finished trials, except when two workers read the study at the
+  same instant as each other's trial starts (then at most one extra per other worker);
+  the surplus records are at most one per worker each time the queue empties, plus the
+  slots queued twice.
+* A trial lost with its worker (killed; it stops sending heartbeats on a database storage,
+  or :func:`recover_trials` / ``budgetnet recover`` on a journal file) or stopped by the
   ``timeout`` or Ctrl-C does not count: it is marked failed and queued again with the same
   parameters, and the next worker (or the resumed search) runs it.
 * Running the same search again resumes it: finished trials are kept, queued and lost ones
@@ -665,7 +679,7 @@ _COUNTABLE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialStat
 def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Record why ``trial`` stops before it finished and queue its parameters again."""
     TrialRecord.write(trial, status="interrupted", error=reason)
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+    study.enqueue_trial(trial.params, user_attrs=TrialRecord(retry_of=trial.number).to_dict())
 
 
 def _is_storage_error(error: Exception) -> bool:
@@ -714,7 +728,7 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
             study.tell(frozen.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError):  # it finished meanwhile: its worker was alive
             continue
-        study.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number})
+        study.enqueue_trial(frozen.params, user_attrs=TrialRecord(retry_of=frozen.number).to_dict())
         recovered.append(frozen.number)
     return recovered
 

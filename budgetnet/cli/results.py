@@ -83,7 +83,9 @@ def save_plots(study, directory) -> list[Path]:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    objectives = study.user_attrs.get("budgetnet", {}).get("objectives", ["accuracy"])
+    from budgetnet.record import StudyRecord
+
+    objectives = StudyRecord.read(study).objectives
     x = objectives[1] if len(objectives) > 1 else "macs"
     paths = [directory / "pareto.png", directory / "history.png"]
     pareto_front(study, x=x, path=paths[0])

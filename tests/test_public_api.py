@@ -1,0 +1,99 @@
+"""budgetnet uses only the public API of the libraries it builds on (Optuna above all), so an
+upgrade cannot break the search silently; and its layers import one way.
+
+The checks read the source with :mod:`ast`: no private attribute of another object
+(``study._storage``, ``frozen._trial_id``), no private module (``optuna.storages._heartbeat``),
+no ``optuna.Trial(...)`` constructor, no ``system_attrs``.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = sorted([*ROOT.glob("budgetnet/**/*.py"), *ROOT.glob("search_spaces/*.py")])
+
+#: budgetnet's own classes reading their own private fields on another instance of the class.
+OWN_PRIVATE = {
+    ("budgetnet/arch.py", "other._key"),  # Arch.__eq__ compares two Arch keys
+    ("budgetnet/rewrites.py", "rule._refuse"),  # a Rule's helper on a Rule
+}
+#: CIFAR batches are numpy pickles: they name numpy's array rebuilder, which the safe
+#: unpickler of budgetnet/data.py must hand back (numpy moved it in 2.0, hence both names).
+PICKLE_NAMES = {"numpy._core.multiarray", "numpy.core.multiarray", "_reconstruct"}
+
+
+def private_uses(path: Path) -> list[str]:
+    """Every private name ``path`` uses that belongs to something other than ``self``/``cls``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    where = path.relative_to(ROOT).as_posix()
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            private = node.attr.startswith("_") and not node.attr.startswith("__")
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if private and not own and (where, ast.unparse(node)) not in OWN_PRIVATE:
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+            if node.attr == "system_attrs":
+                found.append(f"{where}:{node.lineno}: {ast.unparse(node)} (system_attrs)")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            names = [alias.name for alias in node.names] if isinstance(node, ast.ImportFrom) else []
+            if where == "budgetnet/data.py" and set(modules + names) <= PICKLE_NAMES:
+                continue
+            for module in modules:
+                if not module.startswith("budgetnet") and any(part.startswith("_") and not part.startswith("__") for part in module.split(".")):
+                    found.append(f"{where}:{node.lineno}: import of private module {module}")
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and not modules[0].startswith(("budgetnet", "search_spaces")):
+                found += [f"{where}:{node.lineno}: private name {name}" for name in names if name.startswith("_")]
+        elif isinstance(node, ast.Call):
+            called = ast.unparse(node.func)
+            if called in ("optuna.Trial", "optuna.trial.Trial", "Trial"):
+                found.append(f"{where}:{node.lineno}: {called}(...) constructor")
+            if called == "getattr" and len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
+                if str(node.args[1].value).startswith("_") and not str(node.args[1].value).startswith("__"):
+                    found.append(f"{where}:{node.lineno}: getattr of private {node.args[1].value}")
+    return found
+
+
+def test_sources_are_found():
+    names = {path.relative_to(ROOT).as_posix() for path in SOURCES}
+    assert {"budgetnet/study.py", "budgetnet/storage.py", "search_spaces/base.py"} <= names
+
+
+def test_no_private_names_of_other_libraries():
+    found = [line for path in SOURCES for line in private_uses(path)]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "code, expected",
+    [
+        ("x = study._storage", "study._storage"),
+        ("t = frozen._trial_id", "frozen._trial_id"),
+        ("t = optuna.Trial(study, 3)", "optuna.Trial(...) constructor"),
+        ("r = frozen.system_attrs.get('failed_trial')", "(system_attrs)"),
+        ("from optuna.storages._heartbeat import fail_stale_trials", "import of private module"),
+        ("from optuna.study import _optimize", "private name _optimize"),
+        ("f = getattr(figure, '_suptitle')", "getattr of private _suptitle"),
+    ],
+)
+def test_the_check_catches_each_kind(tmp_path, code, expected, monkeypatch):
+    package = tmp_path / "budgetnet"
+    package.mkdir()
+    (package / "bad.py").write_text(code + "\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    found = private_uses(package / "bad.py")
+    assert len(found) == 1 and expected in found[0] and found[0].startswith("budgetnet/bad.py:1:")
+
+
+def test_own_private_fields_on_self_are_allowed(tmp_path, monkeypatch):
+    package = tmp_path / "budgetnet"
+    package.mkdir()
+    (package / "ok.py").write_text("class A:\n    def f(self):\n        return self._x, type(self).__name__\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert private_uses(package / "ok.py") == []
