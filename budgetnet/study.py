@@ -45,9 +45,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import logging
 import math
 import os
 import socket
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -583,13 +585,23 @@ class _Worker:
         self.bar = None
 
     def run(self) -> None:
-        from sqlalchemy.exc import SQLAlchemyError
+        previous_hook = threading.excepthook
 
+        def quiet_heartbeat(args):  # the main thread reports a lost storage; one message is enough
+            if _storage_error(args.exc_value) is None:
+                previous_hook(args)
+
+        threading.excepthook = quiet_heartbeat
         try:
             with progress_bar(self.study, enabled=self.progress) as self.bar, _quiet_optuna(self.bar.active):
                 self._loop()
-        except (SQLAlchemyError, OSError) as error:
-            raise storage_lost(self.label, error) from None
+        except Exception as error:
+            cause = _storage_error(error)
+            if cause is None:
+                raise
+            raise storage_lost(self.label, cause) from None
+        finally:
+            threading.excepthook = previous_hook
 
     def _loop(self) -> None:
         while not self._time_is_up():
@@ -647,7 +659,7 @@ class _Worker:
                 raise
             raise _TrialEnded("interrupted") from None
         except Exception as error:  # recorded on the trial; the search goes on
-            if _is_storage_error(error):
+            if _storage_error(error) is not None:
                 raise
             message = str(error) if isinstance(error, BudgetNetError) else f"{type(error).__name__}: {error}"
             TrialRecord.write(trial, status="error", error=message[:2000], trial_seconds=time.perf_counter() - start)
@@ -682,10 +694,21 @@ def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     study.enqueue_trial(trial.params, user_attrs=TrialRecord(retry_of=trial.number).to_dict())
 
 
-def _is_storage_error(error: Exception) -> bool:
+def _storage_error(error: BaseException) -> BaseException | None:
+    """The database or file error behind ``error`` (Optuna wraps it, and may raise another
+    error while it handles it), or ``None`` when the storage is not to blame."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    return isinstance(error, SQLAlchemyError)
+    seen = set()
+    found = None
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (SQLAlchemyError, OSError)):
+            return error
+        if isinstance(error, optuna.exceptions.StorageInternalError):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
 
 
 def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Sequence[str] | None = None) -> list[int]:
@@ -756,19 +779,42 @@ def make_sampler(seed: int | None, number: int) -> optuna.samplers.BaseSampler:
 
 
 class _quiet_optuna:
-    """Optuna's per-trial INFO lines would break a progress bar on screen: warnings only then."""
+    """Optuna's logging during a search: its per-trial INFO lines would break a progress bar
+    on screen (warnings only then), and its warning with a traceback for each trial that
+    failed is dropped when the trial record already says why (:class:`_TrialEnded`)."""
 
     def __init__(self, active: bool):
         self._active = active
+        self._filter = _HideEndedTrials()
 
     def __enter__(self):
         self._level = optuna.logging.get_verbosity()
         if self._active:
             optuna.logging.set_verbosity(max(self._level, optuna.logging.WARNING))
+        self._handlers = logging.getLogger("optuna").handlers + logging.getLogger().handlers
+        for handler in self._handlers:
+            handler.addFilter(self._filter)
         return self
 
     def __exit__(self, *exc):
+        for handler in self._handlers:
+            handler.removeFilter(self._filter)
         optuna.logging.set_verbosity(self._level)
+
+
+class _HideEndedTrials(logging.Filter):
+    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded`."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _TrialEnded):
+            self.numbers.add(record.getMessage().split(" ", 2)[1])
+            return False
+        text = record.getMessage()
+        return not (text.startswith("Trial ") and " failed with value " in text and text.split(" ", 2)[1] in self.numbers)
 
 
 # -- one trial ------------------------------------------------------------------------------------

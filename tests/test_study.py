@@ -183,8 +183,9 @@ def test_only_pruned_search_ends_with_a_clear_report(tiny_data):
     assert "2 pruned" in format_summary(summary)
 
 
-def test_only_failed_search_ends_with_a_clear_report(tiny_data):
+def test_only_failed_search_ends_with_a_clear_report(tiny_data, capfd):
     study = run(TinySpace(error=ShapeError("conv2 maps 1x1 to 0x0")), tiny_data, n_trials=2)
+    assert "Traceback" not in capfd.readouterr().err  # the record says why; no Optuna traceback
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
     assert trial_counts(study)["failed"] == 2 and len(counted_trials(study)) == 2
     summary = summarize(study)

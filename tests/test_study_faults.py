@@ -134,7 +134,7 @@ def test_a_database_that_goes_away_ends_the_search_with_host_and_port_and_keeps_
     finally:
         if worker.poll() is None:
             worker.kill()
-    assert worker.returncode == 2
+    assert worker.returncode == 2, stderr
     message = stderr.strip().splitlines()[-1]
     assert message.startswith("budgetnet search: error: storage postgresql+psycopg2://postgres@127.0.0.1:")
     assert f"lost the connection to 127.0.0.1:{postgres_server.port} during the search" in message
