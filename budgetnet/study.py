@@ -364,14 +364,13 @@ def _resolve_data(data):
 
 
 def _resolve_space(space, data):
-    from search_spaces.base import SearchSpace, get_space
+    from search_spaces.base import SearchSpace, get_space, space_names
 
     if isinstance(space, str):
         space = get_space(space, input_shape=data.input_shape, num_classes=data.num_classes)
     if not isinstance(space, SearchSpace):
         raise SearchError(
-            f"space={space!r} is invalid; expected a search_spaces SearchSpace or one of the names "
-            "small, stage, replacement"
+            f"space={space!r} is invalid; expected a search_spaces SearchSpace or one of the names {space_names()}"
         )
     if tuple(space.input_shape) != tuple(data.input_shape) or space.num_classes != data.num_classes:
         raise SearchError(
@@ -734,8 +733,8 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
         True
         >>> recover_trials(study)
         [0]
-        >>> [t.state.name for t in study.trials], study.trials[1].params == study.trials[0].params
-        (['FAIL', 'WAITING'], True)
+        >>> [t.state.name for t in study.trials], TrialRecord.read(study.trials[1]).retry_of
+        (['FAIL', 'WAITING'], 0)
     """
     if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
         raise SearchError(f"older_than={older_than!r} is invalid; expected seconds >= 0")

@@ -6,7 +6,8 @@ import networkx as nx
 import pytest
 
 import budgetnet
-from budgetnet.complexity import Budget, conv_macs
+from budgetnet.budgets import Budget
+from budgetnet.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
 from budgetnet.explore import derivation, node_named, records, summary, to_dict, variants
 from budgetnet.rewrites import RULES
@@ -92,9 +93,13 @@ def test_budget_forms(one_step):
     target = conv_macs(A)
     as_string = variants(A, budget="1x", max_steps=1)
     as_number = variants(A, budget=target, max_steps=1)
-    as_budget = variants(A, budget=Budget(target, 0.5), max_steps=1)  # its tolerance is not used
+    as_budget = variants(A, budget=Budget(target, 0.5), tolerance=0.05, max_steps=1)  # a given tolerance wins
     assert set(as_string) == set(as_number) == set(as_budget) == set(one_step)
-    assert as_budget.graph["budget"].tolerance == 0.05
+    assert as_budget.graph["budget"].tolerance == as_budget.graph["tolerance"] == 0.05
+    # No tolerance given: a Budget keeps its own (the rule of budgetnet.budgets.resolve_budget).
+    exact = variants(A, budget=Budget(target, 0.0), max_steps=1)
+    assert exact.graph["tolerance"] == 0.0
+    assert all(exact.nodes[key]["macs"] == target for key in exact)  # 0 %: only exactly equal cost
     lower = variants(A, budget="0.96x", tolerance=0.005, max_steps=1, names=MODELS)
     assert names(lower) == {"A", "B"}  # B is 0.961 of A
     assert not lower.nodes[lower.graph["baseline"]]["matches"]
@@ -138,7 +143,7 @@ def test_summary_line(one_step):
 
 
 def test_bad_input():
-    with pytest.raises(BudgetError, match=r"tolerance=-0.01 is invalid; expected a number >= 0 \(a relative"):
+    with pytest.raises(BudgetError, match=r"tolerance=-0.01 is invalid; expected a number >= 0 or None \(a relative"):
         variants(A, tolerance=-0.01)
     with pytest.raises(BudgetError, match="max_steps=-1 is invalid; expected an integer >= 0"):
         variants(A, max_steps=-1)
@@ -146,7 +151,7 @@ def test_bad_input():
         variants(A, max_depth=0)
     with pytest.raises(BudgetError, match="max_variants=1.5 is invalid"):
         variants(A, max_variants=1.5)
-    with pytest.raises(BudgetError, match="budget=\\[1\\] is invalid; expected a Budget, a string"):
+    with pytest.raises(BudgetError, match="budget=\\[1\\] is invalid; expected a budgetnet.Budget"):
         variants(A, budget=[1])
     with pytest.raises(BudgetError, match="budget='cheap' is invalid"):
         variants(A, budget="cheap")

@@ -20,6 +20,7 @@ from optuna.trial import FixedTrial
 import budgetnet
 from budgetnet import Budget, Conv, Pool, conv_macs
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
+from budgetnet.budgets import CostBudget
 from search_spaces import paper, small
 from search_spaces.base import SPACES, SearchSpace, get_space
 from search_spaces.replacement import LayerReplacementSpace
@@ -176,15 +177,25 @@ def test_stage_space_over_budget_combination_returns_the_narrowest():
 
 
 def test_stage_space_latency_like_budget_solves_by_admits():
-    """A budget with only ``admits`` (as a latency budget) is solved by bisection on it."""
+    """A budget not in MACs (as a latency budget) is solved by bisection on ``admits``."""
 
-    class Ceiling:
-        tolerance = 0.0
+    class Ceiling(CostBudget):  # a stand-in cost: millions of MACs, in its own unit
+        tolerance, label, target, unit = 0.0, "", 600.0, "M-units"
 
-        def admits(self, arch):
-            return budgetnet.conv_macs(arch) <= 600_000_000
+        def cost(self, arch):
+            return budgetnet.conv_macs(arch) / 1e6
+
+        def with_tolerance(self, tolerance):
+            return self
+
+        def to_dict(self):
+            return {"target": self.target}
+
+        def describe_target(self):
+            return "600 M-units"
 
     space = StageSpace(Ceiling())
+    assert space.target_macs is None
     space.check()
     for _, arch in sample(space, 5, seed=1):
         assert conv_macs(arch) <= 600_000_000
@@ -238,7 +249,8 @@ def test_small_space_any_input_and_budget(channels, side, ratio, seed):
 
 # -- get_space, description, bad settings ------------------------------------------------------
 def test_get_space_names_and_defaults():
-    assert SPACES == ("small", "stage", "replacement")
+    # Each space module registers its class; importing search_spaces imports them all.
+    assert SPACES == {"small": SmallStageSpace, "stage": StageSpace, "replacement": LayerReplacementSpace}
     space = get_space("small", input_shape=(1, 28, 28), num_classes=10)
     assert isinstance(space, SmallStageSpace) and space.name == "small"
     assert space.input_shape == (1, 28, 28)
@@ -249,7 +261,7 @@ def test_get_space_names_and_defaults():
 
 
 def test_get_space_unknown_name_lists_the_names():
-    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of small, stage, replacement"):
+    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of replacement, small, stage"):
         get_space("nas")
 
 
@@ -441,17 +453,3 @@ def test_spaces_importable_from_paper_and_small():
     space = small.SmallReplacementSpace(input_shape=(3, 32, 32))
     assert space.baseline == small.baseline((3, 32, 32))
     assert get_space("replacement", input_shape=(3, 224, 224), num_classes=1000).baseline == paper.MODELS["A"]
-
-
-def test_budget_description_uses_to_dict_when_there_is_one():
-    from search_spaces.base import budget_to_dict
-
-    class Latency:
-        def admits(self, arch):
-            return True
-
-        def to_dict(self):
-            return {"ms_per_image": 1.5, "device": "cpu"}
-
-    assert budget_to_dict(Latency()) == {"type": "Latency", "ms_per_image": 1.5, "device": "cpu"}
-    assert budget_to_dict(Budget(1000, 0.05, "1K")) == {"type": "Budget", "target_macs": 1000, "tolerance": 0.05, "label": "1K"}

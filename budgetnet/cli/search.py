@@ -27,7 +27,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import signal
 import time
@@ -136,6 +135,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import optuna
 
+    from budgetnet.budgets import is_time_budget, parse_budget
     from budgetnet.data import load_data
     from budgetnet.storage import describe, storage_url
     from budgetnet.study import search, setup_search
@@ -152,10 +152,8 @@ def run(args) -> int:
     data = load_data(args.data, limit=args.limit)
     baseline = None if args.baseline is None else load_arch(args.baseline, data.input_shape, data.num_classes)
     budget = args.budget
-    if budget is not None and re.search(r"ms(@\S+)?\s*$", budget):
-        from budgetnet.latency import LatencyBudget
-
-        budget = LatencyBudget.parse(budget, device=args.device, tolerance=args.tolerance)
+    if budget is not None and is_time_budget(budget):  # measured on --device
+        budget = parse_budget(budget, tolerance=args.tolerance, device=args.device)
     space = get_space(
         args.space,
         baseline=baseline,
