@@ -30,20 +30,31 @@ def names(graph):
     return {data["name"] for _, data in graph.nodes(data=True) if data["name"]}
 
 
-def test_one_step_from_a_is_every_accepted_rewrite_within_budget(one_step):
-    # the same set, built directly from the rules: distinct results within 5% of A's cost
-    expected = set()
-    for rule in RULES:
-        for site in rule.sites(A):
-            try:
-                after = rule.apply(A, site, tolerance=None)
-            except RewriteError:
-                continue
-            if abs(conv_macs(after) / conv_macs(A) - 1) <= 0.05:
-                expected.add(after.fingerprint())
-    assert set(one_step) - {A.fingerprint()} == expected
-    assert names(one_step) == {"A", "B", "C", "F", "G"}  # Figs. 1-2: one replacement from A
+def eqn1(arch) -> int:
+    """Eqn. (1) by hand from the layer shapes: n_{l-1} * s^2 * n_l * m_l^2 over the convs."""
+    return sum(
+        info.in_shape[0] * info.layer.kernel_size**2 * info.out_shape[0] * info.out_shape[1] * info.out_shape[2]
+        for info in arch.shapes
+        if info.kind == "conv"
+    )
+
+
+def test_one_step_from_a_keeps_only_real_rewrites_within_budget(one_step):
+    root = one_step.graph["baseline"]
+    a_macs = eqn1(A)
+    for key, data in one_step.nodes(data=True):
+        assert data["macs"] == eqn1(data["arch"]) and abs(data["macs"] / a_macs - 1) <= 0.05
+        if key == root:
+            continue
+        # Each variant is what its edge's rule makes of A (the rules' public API, tested in test_rewrites).
+        (parent, _, edge), = one_step.in_edges(key, data=True)
+        assert parent == root and budgetnet.rewrite(A, edge["site"], tolerance=None).after == data["arch"]
+    # Figs. 1-2 of the paper: one replacement from A gives B, C, F and G.
+    assert names(one_step) == {"A", "B", "C", "F", "G"}
+    # Every site of every rule was tried once: kept, refused by its rule, or off the budget.
     assert one_step.graph["checked"] == sum(len(rule.sites(A)) for rule in RULES)
+    kept = one_step.number_of_nodes() - 1
+    assert 0 < kept <= one_step.graph["checked"] - one_step.graph["refused"] - one_step.graph["rejected"]
 
 
 def test_node_and_edge_attributes(one_step):
