@@ -58,6 +58,7 @@ class TrialRecord:
         latency_seconds: wall time of the latency measurement.
         trial_seconds: wall time of the whole trial.
         device: where it trained.
+        seed: the seed it trained with.
         weights: path of the kept weights (``keep_weights``).
         duplicate_of: the trial whose result a repeated architecture reuses.
         retry_of: the trial this one runs again (stopped early, or lost with its worker).
@@ -81,6 +82,7 @@ class TrialRecord:
     latency_seconds: Optional[float] = None
     trial_seconds: Optional[float] = None
     device: Optional[str] = None
+    seed: Optional[int] = None
     weights: Optional[str] = None
     duplicate_of: Optional[int] = None
     retry_of: Optional[int] = None
@@ -105,7 +107,7 @@ class TrialRecord:
             >>> TrialRecord.write(optuna.create_study().ask(), accuracy=0.9)
             Traceback (most recent call last):
             ...
-            budgetnet.errors.SearchError: trial record field 'accuracy' is unknown; expected one of arch, notation, fingerprint, macs, params, ratio, norm, status, val_accuracy, latency_ms, epochs, train_seconds, fit_seconds, latency_seconds, trial_seconds, device, weights, duplicate_of, retry_of, worker, error
+            budgetnet.errors.SearchError: trial record field 'accuracy' is unknown; expected one of arch, notation, fingerprint, macs, params, ratio, norm, status, val_accuracy, latency_ms, epochs, train_seconds, fit_seconds, latency_seconds, trial_seconds, device, seed, weights, duplicate_of, retry_of, worker, error
         """
         for key, value in fields.items():
             if key not in _TRIAL_KEYS:
@@ -133,7 +135,8 @@ class StudyRecord:
             budget, baseline); a resumed search must match it.
         n_trials: the number of finished trials asked for last.
         ready: set once the creator queued the first slots.
-        baseline_result: the baseline trained once with the search's recipe.
+        baseline_result: the baseline trained with the search's recipe, on one seed or
+            several (see :func:`budgetnet.study.train_baseline_runs`).
     """
 
     settings: Optional[dict] = None

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 
 import optuna
@@ -24,8 +25,10 @@ from budgetnet.complexity import format_count
 from budgetnet.errors import SearchError
 from budgetnet.record import StudyRecord, TrialRecord
 
-#: Columns of the trial table, in order.
-COLUMNS = ("trial", "accuracy", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
+#: Columns of the trial table, in order ("vs baseline" only when the baseline was trained).
+COLUMNS = ("trial", "accuracy", "vs baseline", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
+#: Marks a difference from the baseline smaller than the spread over seeds.
+WITHIN_SPREAD = "~"
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -230,14 +233,55 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
         "baseline": record.setting("baseline", "notation"),
         "baseline_macs": record.setting("baseline", "macs"),
         "baseline_result": record.baseline_result,
+        "spread": seed_spread(record.baseline_result),
         "counts": counts,
         "best": None if best is None else trial_record(best),
         "pareto": [trial_record(trial) for trial in _front(ranked, x)],
         "top": [trial_record(trial) for trial in _distinct(ranked)[:top]],
         "failures": [trial_record(trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))],
     }
+    for row in [summary["best"], *summary["pareto"], *summary["top"]]:
+        if row is not None:
+            row.update(compare_to_baseline(row.get("accuracy"), summary["baseline_result"], summary["spread"]))
     summary["message"] = _message(summary)
     return summary
+
+
+def seed_spread(baseline_result: dict | None) -> dict | None:
+    """The spread of the baseline's validation accuracy over its training seeds, or ``None``
+    with fewer than two seeds: ``seeds``, ``mean``, ``std`` (sample standard deviation,
+    the spread a difference is compared with), ``min`` and ``max``.
+
+    Example:
+        >>> runs = [{"seed": 0, "accuracy": 0.90}, {"seed": 1, "accuracy": 0.92}, {"seed": 2, "accuracy": 0.94}]
+        >>> spread = seed_spread({"accuracy": 0.92, "runs": runs})
+        >>> spread["seeds"], round(spread["std"], 4), spread["min"], spread["max"]
+        (3, 0.02, 0.9, 0.94)
+    """
+    accuracies = [run["accuracy"] for run in (baseline_result or {}).get("runs", [])]
+    if len(accuracies) < 2:
+        return None
+    return {
+        "seeds": len(accuracies),
+        "mean": statistics.fmean(accuracies),
+        "std": statistics.stdev(accuracies),
+        "min": min(accuracies),
+        "max": max(accuracies),
+    }
+
+
+def compare_to_baseline(accuracy: float | None, baseline_result: dict | None, spread: dict | None) -> dict:
+    """``vs_baseline`` (accuracy minus the baseline's mean) and ``within_spread`` (True when
+    that difference is smaller than the spread over seeds; ``None`` without a spread).
+
+    Example:
+        >>> compare_to_baseline(0.93, {"accuracy": 0.92}, {"std": 0.02})
+        {'vs_baseline': 0.010000000000000009, 'within_spread': True}
+    """
+    if accuracy is None or not baseline_result:
+        return {"vs_baseline": None, "within_spread": None}
+    difference = accuracy - baseline_result["accuracy"]
+    return {"vs_baseline": difference, "within_spread": None if spread is None else abs(difference) < spread["std"]}
 
 
 def _message(summary: dict) -> str:
@@ -255,8 +299,17 @@ def _message(summary: dict) -> str:
         if best.get("ratio") is not None:
             text += f" at {best['ratio']:.2f}x the baseline's Eqn. (1) cost"
         baseline = summary.get("baseline_result")
+        spread = summary.get("spread")
         if baseline:
-            text += f" (baseline {baseline['accuracy']:.4f})"
+            text += f" (baseline {baseline['accuracy']:.4f}"
+            if spread:
+                text += f" ± {spread['std']:.4f} over {spread['seeds']} seeds"
+            text += ")"
+        if best.get("within_spread"):
+            text += (
+                f". Its difference from the baseline, {best['vs_baseline']:+.4f}, is smaller than the spread over "
+                f"seeds ({spread['std']:.4f}): not a clear improvement"
+            )
         return text + "."
     reasons = []
     if counts["finished"] == 0:
@@ -272,7 +325,8 @@ def _message(summary: dict) -> str:
 
 
 def format_table(records: list[dict]) -> str:
-    """Trial records as an aligned terminal table (see :data:`COLUMNS`).
+    """Trial records as an aligned terminal table (see :data:`COLUMNS`; "vs baseline" shows
+    when a record has ``vs_baseline``, marked :data:`WITHIN_SPREAD` when ``within_spread``).
 
     Example:
         >>> print(format_table([{"trial": 3, "accuracy": 0.91234, "macs": 2330624, "ratio": 1.0,
@@ -283,9 +337,11 @@ def format_table(records: list[dict]) -> str:
             3    0.9123  2.3M  1.00x   12.0K  0.21 ms       2      3.5  (3,16) 2/2 (3,32)
     """
 
-    def cell(value, kind):
+    def cell(value, kind, record):
         if value is None:
             return "-"
+        if kind == "vs baseline":
+            return f"{value:+.4f}" + (f" {WITHIN_SPREAD}" if record.get("within_spread") else "")
         return {
             "accuracy": lambda v: f"{v:.4f}",
             "MACs": format_count,
@@ -295,16 +351,20 @@ def format_table(records: list[dict]) -> str:
             "seconds": lambda v: f"{v:.1f}",
         }.get(kind, str)(value)
 
-    keys = ("trial", "accuracy", "macs", "ratio", "params", "latency_ms", "epochs", "train_seconds", "notation")
-    rows = [[cell(record.get(key), column) for key, column in zip(keys, COLUMNS)] for record in records]
-    widths = [max(len(column), *(len(row[i]) for row in rows)) if rows else len(column) for i, column in enumerate(COLUMNS)]
+    keys = ("trial", "accuracy", "vs_baseline", "macs", "ratio", "params", "latency_ms", "epochs", "train_seconds",
+            "notation")  # fmt: skip
+    shown = [(key, column) for key, column in zip(keys, COLUMNS)
+             if key != "vs_baseline" or any(record.get(key) is not None for record in records)]  # fmt: skip
+    columns = [column for _, column in shown]
+    rows = [[cell(record.get(key), column, record) for key, column in shown] for record in records]
+    widths = [max(len(column), *(len(row[i]) for row in rows)) if rows else len(column) for i, column in enumerate(columns)]
 
     def render(cells):
         return "  ".join(
-            c.ljust(w) if i == len(COLUMNS) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i == len(columns) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
-    return "\n".join([render(COLUMNS), render(["-" * w for w in widths])] + [render(row) for row in rows])
+    return "\n".join([render(columns), render(["-" * w for w in widths])] + [render(row) for row in rows])
 
 
 def format_summary(summary: dict) -> str:
@@ -324,8 +384,14 @@ def format_summary(summary: dict) -> str:
         + (f" ({format_count(summary['baseline_macs'])} MACs)" if summary.get("baseline_macs") else ""),
     ]
     baseline = summary.get("baseline_result")
+    spread = summary.get("spread")
     if baseline:
         lines[-1] += f": validation accuracy {baseline['accuracy']:.4f} with the same training"
+        if spread:
+            lines[-1] += (
+                f", mean of {spread['seeds']} seeds (spread: standard deviation {spread['std']:.4f}, "
+                f"{spread['min']:.4f} to {spread['max']:.4f}); {WITHIN_SPREAD} marks a difference smaller than it"
+            )
     lines.append("")
     multi = len(summary["objectives"]) > 1
     records = summary["pareto"] if multi else summary["top"]

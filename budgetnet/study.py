@@ -142,6 +142,7 @@ def search(
     progress: bool = True,
     norm: str | None = None,
     train_baseline: bool = False,
+    baseline_seeds: int = 1,
     heartbeat_interval: int | None = None,
 ) -> optuna.Study:
     """Search ``space`` for the most accurate architectures inside its budget.
@@ -174,8 +175,13 @@ def search(
             --format pt`` needs them.
         progress: show a progress bar over trials.
         norm: ``None`` (the paper's conv + ReLU) or ``"batch"``.
-        train_baseline: also train the space's baseline once with the same recipe and store
-            its accuracy on the study (attribute ``baseline_result``), for comparison.
+        train_baseline: also train the space's baseline with the same recipe and store its
+            accuracy on the study (``baseline_result`` of :class:`~budgetnet.record.StudyRecord`),
+            for comparison: once per training seed, ``seed`` (0 when ``None``) to
+            ``seed + baseline_seeds - 1``; seeds already in the study are not trained again,
+            so a resumed search with another ``seed`` adds one run. With runs on several
+            seeds, :func:`budgetnet.results.summarize` reports their spread.
+        baseline_seeds: how many seeds the baseline is trained with (>= 1).
         heartbeat_interval: seconds between heartbeats on a database storage given as a
             URL (default :data:`budgetnet.storage.DEFAULT_HEARTBEAT`).
 
@@ -196,13 +202,19 @@ def search(
         >>> len(study.trials), "notation" in study.trials[0].user_attrs
         (2, True)
     """
+    if isinstance(baseline_seeds, bool) or not isinstance(baseline_seeds, int) or baseline_seeds < 1:
+        raise SearchError(f"baseline_seeds={baseline_seeds!r} is invalid; expected a whole number >= 1")
     study, storage, settings = _setup(
         space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
         objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
         keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval,
     )  # fmt: skip
-    if train_baseline and StudyRecord.read(study).baseline_result is None:
-        StudyRecord.write(study, baseline_result=train_baseline_once(settings))
+    if train_baseline:
+        first = 0 if seed is None else seed
+        previous = StudyRecord.read(study).baseline_result
+        result = train_baseline_runs(settings, range(first, first + baseline_seeds), previous)
+        if result != previous:
+            StudyRecord.write(study, baseline_result=result)
     _Worker(study, storage, settings, progress=progress, n_trials=n_trials).run()
     return study
 
@@ -210,7 +222,8 @@ def search(
 def setup_search(space, data, **options) -> optuna.Study:
     """Create (or resume and check) the study of a search without running any trial.
 
-    Takes the arguments of :func:`search` except ``progress`` and ``train_baseline``;
+    Takes the arguments of :func:`search` except ``progress``, ``train_baseline`` and
+    ``baseline_seeds``;
     ``budgetnet search --workers N`` calls it once before it starts the workers, so that they
     all join one ready study.
     """
@@ -479,33 +492,46 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [trial for trial in study.get_trials(deepcopy=False) if is_finished(trial)]
 
 
-def train_baseline_once(settings: _Settings) -> dict:
-    """Train the space's baseline with the search's recipe; its accuracy, cost and time."""
+def train_baseline_runs(settings: _Settings, seeds: Sequence[int], previous: dict | None = None) -> dict:
+    """Train the space's baseline with the search's recipe on each of ``seeds`` not already
+    among the runs of ``previous`` (a ``baseline_result``); the runs and their mean.
+
+    Returns:
+        ``notation``, ``macs``, ``params``, ``latency_ms`` (of the first run), ``accuracy``
+        (the mean over the runs), ``seconds`` (all runs) and ``runs``: one dict per seed with
+        ``seed``, ``accuracy``, ``epochs``, ``train_seconds``, ``seconds`` and ``device``.
+    """
     from budgetnet.train import fit
 
-    start = time.perf_counter()
-    result = fit(
-        settings.space.baseline,
-        settings.data,
-        settings.recipe,
-        device=settings.device,
-        seed=0 if settings.seed is None else settings.seed,
-        progress=False,
-        norm=settings.norm,
-    )
+    runs = list((previous or {}).get("runs", []))
+    done = {run["seed"] for run in runs}
+    for seed in seeds:
+        if seed in done:
+            continue
+        start = time.perf_counter()
+        result = fit(settings.space.baseline, settings.data, settings.recipe, device=settings.device, seed=seed,
+                     progress=False, norm=settings.norm)  # fmt: skip
+        run = {
+            "seed": seed,
+            "accuracy": float(result.val_accuracy),
+            "epochs": result.epochs_run,
+            "train_seconds": float(result.seconds),
+            "device": str(result.device),
+        }
+        if not runs:
+            run["latency_ms"] = _latency(result.model, run["device"], LATENCY_REPEATS["cheap"])
+        run["seconds"] = time.perf_counter() - start
+        runs.append(run)
     report = complexity(settings.space.baseline)
-    record = {
+    return {
         "notation": settings.space.baseline.notation(),
-        "accuracy": float(result.val_accuracy),
         "macs": report.conv_macs,
         "params": report.params,
-        "epochs": result.epochs_run,
-        "train_seconds": float(result.seconds),
-        "seconds": time.perf_counter() - start,
-        "device": str(result.device),
+        "latency_ms": runs[0].get("latency_ms"),
+        "accuracy": sum(run["accuracy"] for run in runs) / len(runs),
+        "seconds": sum(run["seconds"] for run in runs),
+        "runs": runs,
     }
-    record["latency_ms"] = _latency(result.model, record["device"], LATENCY_REPEATS["cheap"])
-    return record
 
 
 def _latency(model_or_arch, device: str, repeats: int, norm: str | None = None) -> float:
@@ -899,6 +925,7 @@ class _Objective:
             return None
 
         seed = trial.number if settings.seed is None else settings.seed + trial.number
+        TrialRecord.write(trial, seed=seed)
         start = time.perf_counter()
         try:
             result = fit(

@@ -97,8 +97,13 @@ def add_arguments(parser) -> None:
     )
     train.add_argument(
         "--no-baseline", action="store_true",
-        help="do not train the baseline once for comparison",
+        help="do not train the baseline for comparison",
     )
+    train.add_argument(
+        "--baseline-seeds", type=int, default=1, metavar="K",
+        help="train the baseline with K seeds (default 1); the report then shows the spread over seeds and "
+        "marks (~) a difference from the baseline smaller than it",
+    )  # fmt: skip
     run = parser.add_argument_group("how long, where, how many workers")
     run.add_argument(
         "--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
@@ -143,6 +148,8 @@ def run(args) -> int:
 
     if args.trials < 1:
         raise SearchError(f"--trials {args.trials} is invalid; expected a whole number >= 1 (finished trials to hold)")
+    if args.baseline_seeds < 1:
+        raise SearchError(f"--baseline-seeds {args.baseline_seeds} is invalid; expected a whole number >= 1")
     if args.workers < 1:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
@@ -185,7 +192,8 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM queues the running trial again, as Ctrl-C
     try:
         if args.workers == 1:
-            study = search(space, data, progress=progress, train_baseline=not args.no_baseline, **options)
+            study = search(space, data, progress=progress, train_baseline=not args.no_baseline,
+                           baseline_seeds=args.baseline_seeds, **options)  # fmt: skip
         else:
             study = setup_search(space, data, **options)
             _run_workers(args, study, url, start, progress)
@@ -209,6 +217,7 @@ def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
         arguments = worker_arguments(args, study.study_name, url, timeout)
         if index == 0 and not args.no_baseline:
             arguments.remove("--no-baseline")
+            arguments += ["--baseline-seeds", str(args.baseline_seeds)]
         commands.append(worker_command(arguments))
     codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress)
     failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code]
