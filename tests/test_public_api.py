@@ -97,3 +97,68 @@ def test_own_private_fields_on_self_are_allowed(tmp_path, monkeypatch):
     (package / "ok.py").write_text("class A:\n    def f(self):\n        return self._x, type(self).__name__\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     assert private_uses(package / "ok.py") == []
+
+
+# -- layers ------------------------------------------------------------------------------------
+#: Each module's layer; a module imports (at the top or inside a function) only modules of
+#: its own layer or below: layers -> shapes -> arch -> cost/budgets -> rewrites/spaces ->
+#: search -> cli.
+LAYERS = {
+    "budgetnet.errors": 0,
+    **dict.fromkeys(["budgetnet.arch", "budgetnet.notation", "budgetnet.builder", "budgetnet.importer"], 1),
+    **dict.fromkeys(
+        ["budgetnet.complexity", "budgetnet.budgets", "budgetnet.latency", "budgetnet.data", "budgetnet.train",
+         "budgetnet.record", "budgetnet.results", "budgetnet.storage"], 2,
+    ),  # fmt: skip
+    **dict.fromkeys(["budgetnet.rewrites", "budgetnet.explore"], 3),
+    **{f"search_spaces.{name}": 3 for name in ("base", "paper", "small", "stage", "replacement")},
+    "search_spaces": 3,
+    **dict.fromkeys(["budgetnet.study", "budgetnet.workers", "budgetnet.export", "budgetnet.plots"], 4),
+    "budgetnet.cli": 5,
+    "budgetnet": 6,
+    "budgetnet.__main__": 6,
+}
+LAYER_NAMES = ["errors", "layers/shapes/arch", "cost/budgets", "rewrites/spaces", "search", "cli", "package"]
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    name = ".".join(parts)
+    return "budgetnet.cli" if name.startswith("budgetnet.cli.") else name
+
+
+def layer_of(name: str) -> int | None:
+    while name:
+        if name in LAYERS:
+            return LAYERS[name]
+        name = name.rpartition(".")[0]
+    return None
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found |= {f"{node.module}.{alias.name}" for alias in node.names} | {node.module}
+    return {name for name in found if name.split(".")[0] in ("budgetnet", "search_spaces")}
+
+
+def test_every_module_has_a_layer():
+    assert [module_name(path) for path in SOURCES if layer_of(module_name(path)) is None] == []
+
+
+def test_dependencies_run_one_way():
+    upward = []
+    for path in SOURCES:
+        name = module_name(path)
+        for imported in imports_of(path):
+            target = layer_of(imported)
+            if imported == "budgetnet.__version__":  # the package's version string, for --version
+                continue
+            if target is not None and target > layer_of(name):
+                upward.append(f"{name} ({LAYER_NAMES[layer_of(name)]}) imports {imported} ({LAYER_NAMES[target]})")
+    assert upward == []
