@@ -595,10 +595,10 @@ class _Worker:
     storage) until no slot is queued and none is running, or time is up.
 
     Each ``ask`` inside ``optimize`` takes the oldest queued slot. When the queue is empty
-    it creates a trial instead (``unbounded``: a search with a timeout and no ``n_trials``
-    wants exactly that); in a bounded search such a trial, or any trial that starts when the
-    study already holds ``n_trials`` finished or earlier-started trials, is a *surplus*:
-    recorded, never trained, not counted (see :func:`search`).
+    it creates a trial instead (``n_trials=None``, a search with a timeout only, wants
+    exactly that); with ``n_trials``, such a trial, or any trial that starts when the study
+    already holds ``n_trials`` finished or earlier-started trials, is a *surplus*: recorded,
+    never trained, not counted (see the module docstring).
     """
 
     def __init__(self, study: optuna.Study, storage, settings: _Settings, progress: bool, n_trials: int | None):
