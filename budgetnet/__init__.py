@@ -8,7 +8,8 @@ Example:
 """
 
 from budgetnet.arch import FC, SPP, Arch, Concat, Conv, Flatten, Pool, Residual
-from budgetnet.complexity import Budget, ComplexityReport, complexity, conv_macs
+from budgetnet.budgets import Budget
+from budgetnet.complexity import ComplexityReport, complexity, conv_macs
 from budgetnet.errors import BudgetNetError
 from budgetnet.explore import variants
 from budgetnet.notation import parse

@@ -1,4 +1,4 @@
-"""Eqn. (1) of the paper, the per-layer cost report, and budgets.
+"""Eqn. (1) of the paper and the per-layer cost report (budgets: :mod:`budgetnet.budgets`).
 
 This module is the one source of truth for costs. Eqn. (1) counts multiply-adds (MACs)
 per image of the conv layers only::
@@ -23,12 +23,10 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
-from typing import Union
 
 from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
-from budgetnet.errors import ArchError, BudgetError
+from budgetnet.errors import ArchError
 
 
 @dataclass(frozen=True)
@@ -306,105 +304,3 @@ def format_count(value: int | float) -> str:
         if abs(value) >= scale:
             return f"{value / scale:.1f}{suffix}"
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A ceiling on Eqn. (1): ``target_macs`` with a relative ``tolerance``.
-
-    ``admits(arch)`` is the hard test the search uses: cost <= target * (1 + tolerance).
-    ``matches(arch)`` is the equal-cost test of layer replacement: cost within
-    ``tolerance`` of the target on either side. ``slack(arch)`` is the signed room left
-    under the ceiling, in MACs (negative when over budget).
-
-    Example:
-        >>> import budgetnet
-        >>> from search_spaces.paper import MODELS
-        >>> budget = budgetnet.Budget.relative(MODELS["A"], 1.0, tolerance=0.05)
-        >>> budget.admits(MODELS["J'"]), budget.matches(MODELS["J'"])
-        (True, True)
-        >>> budget.slack(MODELS["C"]) < 0
-        False
-    """
-
-    target_macs: int
-    tolerance: float = 0.0
-    label: str = ""
-
-    def __post_init__(self):
-        if isinstance(self.target_macs, bool) or not isinstance(self.target_macs, (int, float)) or not (
-            self.target_macs > 0 and math.isfinite(self.target_macs)
-        ):
-            raise BudgetError(f"budget target_macs={self.target_macs!r} is invalid; expected a number of MACs > 0")
-        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)) or not (
-            0 <= self.tolerance < math.inf
-        ):
-            raise BudgetError(f"budget tolerance={self.tolerance!r} is invalid; expected a number >= 0")
-        object.__setattr__(self, "target_macs", int(round(self.target_macs)))
-
-    @classmethod
-    def relative(cls, baseline: Arch, ratio: float = 1.0, tolerance: float = 0.0) -> "Budget":
-        """``ratio`` times the baseline's Eqn. (1) cost."""
-        if not isinstance(baseline, Arch):
-            raise BudgetError(f"budget baseline={baseline!r} is not a budgetnet.Arch; expected budgetnet.parse(...)")
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not (ratio > 0 and math.isfinite(ratio)):
-            raise BudgetError(f"budget ratio={ratio!r} is invalid; expected a number > 0 (1.0 = the baseline's cost)")
-        return cls(conv_macs(baseline) * ratio, tolerance, f"{ratio:g}x baseline")
-
-    @classmethod
-    def parse(cls, text: str, baseline: Arch | None = None, tolerance: float = 0.0, device: str = "auto"):
-        """Read ``"0.9x"`` (of the baseline), ``"850M"``, ``"1.2G"`` or ``"850000000"``; a time
-        per image, ``"2.5ms"`` or ``"2.5ms@cuda"`` (on ``device`` unless named), gives a
-        :class:`budgetnet.latency.LatencyBudget`.
-
-        Example:
-            >>> Budget.parse("850M").target_macs
-            850000000
-            >>> type(Budget.parse("2.5ms@cpu")).__name__
-            'LatencyBudget'
-        """
-        if re.fullmatch(r"\s*[0-9.eE+-]+\s*ms(@\S+)?\s*", str(text)):
-            from budgetnet.latency import LatencyBudget
-
-            return LatencyBudget.parse(text, device=device, tolerance=tolerance)
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*([xXkKmMgGtT]?)\s*", str(text))
-        if not match:
-            raise BudgetError(
-                f"budget={text!r} is invalid; expected a ratio like 0.9x, or MACs like 850M, 1.2G, 850000000, "
-                "or milliseconds per image like 2.5ms or 2.5ms@cuda"
-            )
-        value, unit = float(match.group(1)), match.group(2).upper()
-        if unit == "X":
-            if baseline is None:
-                raise BudgetError(f"budget={text!r} is relative; give a baseline to measure it against")
-            return cls.relative(baseline, value, tolerance)
-        scale = dict(_SUFFIXES).get(unit, 1)
-        return cls(value * scale, tolerance, str(text).strip())
-
-    @property
-    def limit_macs(self) -> int:
-        """The hard ceiling, ``target * (1 + tolerance)``."""
-        return int(self.target_macs * (1 + self.tolerance))
-
-    def cost(self, arch: Union[Arch, int]) -> int:
-        """Eqn. (1) of ``arch``, or ``arch`` itself when it is already a MAC count."""
-        if isinstance(arch, Arch):
-            return conv_macs(arch)
-        if isinstance(arch, bool) or not isinstance(arch, int):
-            raise BudgetError(f"budget: arch={arch!r} is invalid; expected a budgetnet.Arch or a MAC count")
-        return arch
-
-    def admits(self, arch: Union[Arch, int]) -> bool:
-        return self.cost(arch) <= self.limit_macs
-
-    def matches(self, arch: Union[Arch, int]) -> bool:
-        return abs(self.cost(arch) - self.target_macs) <= self.tolerance * self.target_macs
-
-    def slack(self, arch: Union[Arch, int]) -> int:
-        return self.limit_macs - self.cost(arch)
-
-    def __str__(self) -> str:
-        text = f"{format_count(self.target_macs)} MACs"
-        if self.label:
-            text += f" ({self.label})"
-        return text + (f" ±{self.tolerance:.1%}" if self.tolerance else "")

@@ -25,15 +25,16 @@ from typing import Iterable, Mapping
 import networkx as nx
 
 from budgetnet.arch import Arch
-from budgetnet.complexity import Budget, conv_macs
+from budgetnet.budgets import Budget, resolve_budget
+from budgetnet.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
-from budgetnet.rewrites import Rule, check_tolerance, resolve_rules
+from budgetnet.rewrites import Rule, resolve_rules
 
 
 def variants(
     baseline: Arch,
     budget: Budget | str | int | float | None = None,
-    tolerance: float = 0.05,
+    tolerance: float | None = None,
     max_steps: int = 2,
     rules: Iterable[str | Rule] | None = None,
     max_depth: int | None = None,
@@ -50,10 +51,12 @@ def variants(
 
     Args:
         baseline: the Arch to start from (always the root, even outside the budget).
-        budget: the target cost: a :class:`Budget` (its ``target_macs``), a string for
-            :meth:`Budget.parse` (``"0.9x"`` of the baseline, ``"850M"``) or MACs; default
-            the baseline's own cost.
-        tolerance: relative distance from the target a variant may have (0.05 = 5%).
+        budget: the target cost: a :class:`Budget`, a string for
+            :func:`budgetnet.budgets.parse_budget` (``"0.9x"`` of the baseline, ``"850M"``)
+            or MACs; default the baseline's own cost.
+        tolerance: relative distance from the target a variant may have (0.05 = 5%);
+            ``None``: a :class:`Budget` keeps its own, any other budget gets 5%
+            (the rule of :func:`budgetnet.budgets.resolve_budget`).
         max_steps: largest number of rewrites from the baseline.
         rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all five).
         max_depth: drop variants with more conv layers than this.
@@ -82,7 +85,6 @@ def variants(
     """
     if not isinstance(baseline, Arch):
         raise BudgetError(f"baseline={baseline!r} is invalid; expected an Arch")
-    tolerance = check_tolerance(tolerance)
     _check_count("max_steps", max_steps, 0)
     if max_depth is not None:
         _check_count("max_depth", max_depth, 1)
@@ -90,6 +92,7 @@ def variants(
         _check_count("max_variants", max_variants, 1)
     rules = resolve_rules(rules)
     budget = _budget(baseline, budget, tolerance)
+    tolerance = budget.tolerance
     known = _known_names(names)
 
     base_macs = conv_macs(baseline)
@@ -176,18 +179,14 @@ def _check_count(name: str, value, minimum: int) -> None:
         raise BudgetError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
 
 
-def _budget(baseline: Arch, budget, tolerance: float) -> Budget:
-    if budget is None:
-        return Budget.relative(baseline, 1.0, tolerance)
-    if isinstance(budget, Budget):
-        return Budget(budget.target_macs, tolerance, budget.label)
-    if isinstance(budget, str):
-        return Budget.parse(budget, baseline, tolerance)
-    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
-        return Budget(budget, tolerance)
-    raise BudgetError(
-        f"budget={budget!r} is invalid; expected a Budget, a string like 0.9x or 850M, a number of MACs, or None"
-    )
+def _budget(baseline: Arch, budget, tolerance: float | None) -> Budget:
+    resolved = resolve_budget(budget, baseline, tolerance)
+    if not isinstance(resolved, Budget):
+        raise BudgetError(
+            f"budget={budget!r} is invalid for variants; expected a budget in Eqn. (1) MACs (a Budget, "
+            "a string like 0.9x or 850M, a number of MACs, or None): layer replacement keeps Eqn. (1)"
+        )
+    return resolved
 
 
 def _known_names(names: Mapping[str, Arch] | None) -> dict[str, str]:

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
+from budgetnet.budgets import CostBudget, check_tolerance, is_time_budget, parse_budget
 from budgetnet.notation import format_layer
 from budgetnet.torch_layers import Concat, Residual
 from budgetnet.errors import BudgetError, LatencyError
@@ -496,13 +497,14 @@ def _feature_modules(model) -> list[nn.Module]:
 
 
 # -- latency budgets --------------------------------------------------------------------------
-class LatencyBudget:
+class LatencyBudget(CostBudget):
     """A ceiling on measured time: ``ms_per_image`` on ``device``, with a relative ``tolerance``.
 
     The cost of an Arch is its measured time per image (:func:`measure`, cached by the
     Arch's fingerprint), or its time predicted by ``table`` when one is given
-    (``table=True`` uses the cached table of the device). ``admits``, ``matches`` and
-    ``slack`` mean what they mean for :class:`budgetnet.Budget`, in milliseconds.
+    (``table=True`` uses the cached table of the device). It is a
+    :class:`budgetnet.budgets.CostBudget`: ``admits``, ``matches`` and ``slack`` mean what
+    they mean for :class:`budgetnet.Budget`, in milliseconds.
 
     Example:
         >>> import budgetnet
@@ -532,8 +534,7 @@ class LatencyBudget:
             or not (ms_per_image > 0 and math.isfinite(ms_per_image))
         ):
             raise BudgetError(f"budget ms_per_image={ms_per_image!r} is invalid; expected milliseconds > 0")
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
-            raise BudgetError(f"budget tolerance={tolerance!r} is invalid; expected a number >= 0")
+        check_tolerance(tolerance, "budget tolerance")
         dev, batch_size, mode, _ = _check_settings(device, batch_size, mode, repeats, warmup, None)
         self.ms_per_image = float(ms_per_image)
         self.device = str(dev)
@@ -553,21 +554,35 @@ class LatencyBudget:
     def parse(
         cls, text: str, device: str | torch.device = "auto", tolerance: float = 0.0, **options
     ) -> "LatencyBudget":
-        """Read ``"2.5ms"`` or ``"2.5ms@cuda"`` (milliseconds per image on a device).
+        """Read ``"2.5ms"`` or ``"2.5ms@cuda"`` (milliseconds per image on a device), with
+        :func:`budgetnet.budgets.parse_budget`'s grammar.
 
         Example:
             >>> LatencyBudget.parse("0.8ms@cpu", tolerance=0.05).limit_ms
             0.8400000000000001
         """
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*ms(?:@(\S+))?\s*", str(text))
-        if not match:
+        if not is_time_budget(text):
             raise BudgetError(f"budget={text!r} is invalid; expected milliseconds per image like 2.5ms or 2.5ms@cuda")
-        return cls(float(match.group(1)), match.group(2) or device, tolerance, label=str(text).strip(), **options)
+        budget = parse_budget(text, tolerance=tolerance, device=device)
+        return cls(budget.ms_per_image, budget.device, tolerance, label=budget.label, **options)
+
+    @property
+    def target(self) -> float:
+        return self.ms_per_image
+
+    @property
+    def unit(self) -> str:
+        return "ms"
 
     @property
     def limit_ms(self) -> float:
         """The hard ceiling, ``ms_per_image * (1 + tolerance)``."""
-        return self.ms_per_image * (1 + self.tolerance)
+        return self.limit
+
+    def with_tolerance(self, tolerance: float) -> "LatencyBudget":
+        budget = copy.copy(self)
+        budget.tolerance = check_tolerance(tolerance, "budget tolerance")
+        return budget
 
     def cost(self, arch: Union[Arch, float]) -> float:
         """Milliseconds per image of ``arch`` (measured or predicted); a number passes through."""
@@ -582,15 +597,6 @@ class LatencyBudget:
                                            warmup=self.warmup).ms_per_image  # fmt: skip
         return self._costs[key]
 
-    def admits(self, arch: Union[Arch, float]) -> bool:
-        return self.cost(arch) <= self.limit_ms
-
-    def matches(self, arch: Union[Arch, float]) -> bool:
-        return abs(self.cost(arch) - self.ms_per_image) <= self.tolerance * self.ms_per_image
-
-    def slack(self, arch: Union[Arch, float]) -> float:
-        return self.limit_ms - self.cost(arch)
-
     def to_dict(self) -> dict:
         return {
             "ms_per_image": self.ms_per_image,
@@ -602,9 +608,8 @@ class LatencyBudget:
             "label": self.label,
         }
 
-    def __str__(self) -> str:
-        text = f"{self.ms_per_image:g} ms/image on {self.device} ({self.mode}, batch {self.batch_size})"
-        return text + (f" ±{self.tolerance:.1%}" if self.tolerance else "")
+    def describe_target(self) -> str:
+        return f"{self.ms_per_image:g} ms/image on {self.device} ({self.mode}, batch {self.batch_size})"
 
     def __repr__(self) -> str:
         return f"LatencyBudget({self.ms_per_image!r}, {self.device!r}, tolerance={self.tolerance!r})"

@@ -36,15 +36,16 @@ def pareto_front(study, x: str = "macs", path: str | Path | None = None):
     """
     from optuna.trial import TrialState
 
+    from budgetnet.record import StudyRecord, TrialRecord
     from budgetnet.results import cost_key, is_feasible, pareto_trials
 
     key = cost_key(x)
-    settings = study.user_attrs.get("budgetnet", {})
+    record = StudyRecord.read(study)
     figure = _figure()
     axes = figure.add_subplot()
     feasible, infeasible = [], []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        cost = trial.user_attrs.get(key)
+        cost = TrialRecord.read(trial).get(key)
         if cost is None:
             continue
         (feasible if is_feasible(trial) else infeasible).append((cost, trial.values[0]))
@@ -52,15 +53,15 @@ def pareto_front(study, x: str = "macs", path: str | Path | None = None):
         axes.scatter(*zip(*feasible), s=22, color="tab:blue", alpha=0.7, label="trial inside the budget")
     if infeasible:
         axes.scatter(*zip(*infeasible), s=22, color="0.6", marker="x", label="over the budget (not trained)")
-    front = sorted((t.user_attrs[key], t.values[0]) for t in pareto_trials(study, x))
+    front = sorted((TrialRecord.read(t).get(key), t.values[0]) for t in pareto_trials(study, x))
     if front:
         axes.plot(*zip(*front), color="tab:red", marker="o", drawstyle="steps-post", label="Pareto front")
-    budget = settings.get("space", {}).get("budget", {})
+    budget = record.setting("space", "budget", default={})
     if x == "macs" and budget.get("target_macs"):
         limit = budget["target_macs"] * (1 + budget.get("tolerance", 0.0))
         axes.axvline(limit, color="tab:green", linestyle=":", label="budget")
-    baseline = study.user_attrs.get("baseline_result")
-    baseline_x = (baseline or {}).get(key) or (settings.get("baseline", {}).get("macs") if x == "macs" else None)
+    baseline = record.baseline_result
+    baseline_x = (baseline or {}).get(key) or (record.setting("baseline", "macs") if x == "macs" else None)
     if baseline and baseline_x is not None:
         axes.scatter([baseline_x], [baseline["accuracy"]], marker="*", s=180, color="black", zorder=5, label="baseline")
     elif baseline_x is not None:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 
 import optuna
@@ -22,9 +23,12 @@ from optuna.trial import TrialState
 
 from budgetnet.complexity import format_count
 from budgetnet.errors import SearchError
+from budgetnet.record import StudyRecord, TrialRecord
 
-#: Columns of the trial table, in order.
-COLUMNS = ("trial", "accuracy", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
+#: Columns of the trial table, in order ("vs baseline" only when the baseline was trained).
+COLUMNS = ("trial", "accuracy", "vs baseline", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
+#: Marks a difference from the baseline smaller than the spread over seeds.
+WITHIN_SPREAD = "~"
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -35,13 +39,13 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
         >>> is_feasible(optuna.create_trial(value=0.0, user_attrs={"status": "infeasible"}))
         False
     """
-    return trial.user_attrs.get("status") != "infeasible" and all(v <= 0 for v in trial.constraints.values())
+    return TrialRecord.read(trial).status != "infeasible" and all(v <= 0 for v in trial.constraints.values())
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     """True for a trial that counts toward ``n_trials``: completed (infeasible included),
     pruned, or failed with an error inside the trial; not one stopped early or lost with its
-    worker (those are queued again).
+    worker (those are queued again), nor a surplus one (started when the study was full).
 
     Example:
         >>> import optuna
@@ -50,7 +54,7 @@ def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     """
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and trial.user_attrs.get("status") == "error"
+    return trial.state == TrialState.FAIL and TrialRecord.read(trial).status == "error"
 
 
 def trial_counts(study: optuna.Study) -> dict:
@@ -58,7 +62,8 @@ def trial_counts(study: optuna.Study) -> dict:
 
     ``complete`` counts feasible completed trials; ``infeasible`` completed ones over the
     budget (never trained); ``failed`` errors inside a trial; ``lost`` trials stopped by a
-    timeout, Ctrl-C or a dead worker (queued again); ``finished`` what counts toward
+    timeout, Ctrl-C or a dead worker (queued again); ``surplus`` trials that started when the
+    study already held ``n_trials`` (never trained); ``finished`` what counts toward
     ``n_trials`` (complete + infeasible + pruned + failed).
 
     Example:
@@ -70,14 +75,15 @@ def trial_counts(study: optuna.Study) -> dict:
         >>> counts["complete"], counts["infeasible"], counts["pruned"], counts["finished"]
         (0, 1, 1, 2)
     """
-    counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "running", "waiting"), 0)
+    counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "surplus", "running", "waiting"), 0)
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.COMPLETE:
             counts["complete" if is_feasible(trial) else "infeasible"] += 1
         elif trial.state == TrialState.PRUNED:
             counts["pruned"] += 1
         elif trial.state == TrialState.FAIL:
-            counts["failed" if trial.user_attrs.get("status") == "error" else "lost"] += 1
+            status = TrialRecord.read(trial).status
+            counts["failed" if status == "error" else "surplus" if status == "surplus" else "lost"] += 1
         elif trial.state == TrialState.RUNNING:
             counts["running"] += 1
         else:
@@ -102,7 +108,7 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if is_feasible(trial)
     ]
-    return sorted(trials, key=lambda t: (-t.values[0], t.user_attrs.get("macs", 0), t.number))
+    return sorted(trials, key=lambda t: (-t.values[0], TrialRecord.read(t).macs or 0, t.number))
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
@@ -119,7 +125,8 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def cost_key(x: str) -> str:
-    """The user attribute that holds a trial's cost ``x`` (``"macs"`` or ``"latency"``).
+    """The :class:`~budgetnet.record.TrialRecord` field that holds a trial's cost ``x``
+    (``"macs"`` or ``"latency"``).
 
     Example:
         >>> cost_key("latency")
@@ -152,7 +159,7 @@ def _front(ranked: list, x: str) -> list:
     key = cost_key(x)
     front, cheapest = [], float("inf")
     for trial in ranked:
-        cost = trial.user_attrs.get(key)
+        cost = TrialRecord.read(trial).get(key)
         if cost is not None and cost < cheapest:
             front.append(trial)
             cheapest = cost
@@ -163,7 +170,7 @@ def _distinct(trials: list) -> list:
     """The first trial of each architecture (repeats reuse its result: ``duplicate_of``)."""
     seen, kept = set(), []
     for trial in trials:
-        key = trial.user_attrs.get("fingerprint", trial.number)
+        key = TrialRecord.read(trial).fingerprint or trial.number
         if key not in seen:
             seen.add(key)
             kept.append(trial)
@@ -179,33 +186,23 @@ def trial_record(trial: optuna.trial.FrozenTrial) -> dict:
         >>> record["accuracy"], record["macs"], record["state"]
         (0.9, 1000, 'COMPLETE')
     """
-    attrs = trial.user_attrs
-    accuracy = attrs.get("val_accuracy")
+    record = TrialRecord.read(trial)
+    accuracy = record.val_accuracy
     if accuracy is None and trial.values and trial.state == TrialState.COMPLETE:
         accuracy = trial.values[0]
-    return {
-        "trial": trial.number,
-        "state": trial.state.name,
-        "status": attrs.get("status"),
-        "accuracy": accuracy,
-        "values": trial.values,
-        "macs": attrs.get("macs"),
-        "ratio": attrs.get("ratio"),
-        "params": attrs.get("params"),
-        "latency_ms": attrs.get("latency_ms"),
-        "epochs": attrs.get("epochs"),
-        "train_seconds": attrs.get("train_seconds"),
-        "trial_seconds": attrs.get("trial_seconds"),
-        "device": attrs.get("device"),
-        "notation": attrs.get("notation"),
-        "fingerprint": attrs.get("fingerprint"),
-        "params_sampled": trial.params,
-        "duplicate_of": attrs.get("duplicate_of"),
-        "retry_of": attrs.get("retry_of"),
-        "weights": attrs.get("weights"),
-        "worker": attrs.get("worker"),
-        "error": attrs.get("error"),
-    }
+    report = {"trial": trial.number, "state": trial.state.name, "status": record.status, "accuracy": accuracy}
+    report["values"] = trial.values
+    for key in _REPORTED:
+        report[key] = record.get(key)
+    report["params_sampled"] = trial.params
+    for key in ("duplicate_of", "retry_of", "weights", "worker", "error"):
+        report[key] = record.get(key)
+    return report
+
+
+#: Trial record fields of a report row, after accuracy and values.
+_REPORTED = ("macs", "ratio", "params", "latency_ms", "epochs", "train_seconds", "trial_seconds", "device",
+             "notation", "fingerprint")  # fmt: skip
 
 
 def summarize(study: optuna.Study, top: int = 10) -> dict:
@@ -220,8 +217,8 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
         >>> summary["best"]["trial"], summary["message"].split(". ")[-1]
         (0, 'Best: trial 0, validation accuracy 0.9000.')
     """
-    settings = study.user_attrs.get("budgetnet", {})
-    objectives = settings.get("objectives", ["accuracy"])
+    record = StudyRecord.read(study)
+    objectives = record.objectives
     counts = trial_counts(study)
     x = objectives[1] if len(objectives) > 1 else "macs"
     ranked = completed(study)
@@ -229,21 +226,62 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
     summary = {
         "study": study.study_name,
         "objectives": objectives,
-        "n_trials": study.user_attrs.get("n_trials"),
-        "space": settings.get("space", {}).get("space"),
-        "data": settings.get("data", {}).get("name"),
-        "budget": settings.get("budget"),
-        "baseline": settings.get("baseline", {}).get("notation"),
-        "baseline_macs": settings.get("baseline", {}).get("macs"),
-        "baseline_result": study.user_attrs.get("baseline_result"),
+        "n_trials": record.n_trials,
+        "space": record.setting("space", "space"),
+        "data": record.setting("data", "name"),
+        "budget": record.setting("budget"),
+        "baseline": record.setting("baseline", "notation"),
+        "baseline_macs": record.setting("baseline", "macs"),
+        "baseline_result": record.baseline_result,
+        "spread": seed_spread(record.baseline_result),
         "counts": counts,
         "best": None if best is None else trial_record(best),
         "pareto": [trial_record(trial) for trial in _front(ranked, x)],
         "top": [trial_record(trial) for trial in _distinct(ranked)[:top]],
         "failures": [trial_record(trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))],
     }
+    for row in [summary["best"], *summary["pareto"], *summary["top"]]:
+        if row is not None:
+            row.update(compare_to_baseline(row.get("accuracy"), summary["baseline_result"], summary["spread"]))
     summary["message"] = _message(summary)
     return summary
+
+
+def seed_spread(baseline_result: dict | None) -> dict | None:
+    """The spread of the baseline's validation accuracy over its training seeds, or ``None``
+    with fewer than two seeds: ``seeds``, ``mean``, ``std`` (sample standard deviation,
+    the spread a difference is compared with), ``min`` and ``max``.
+
+    Example:
+        >>> runs = [{"seed": 0, "accuracy": 0.90}, {"seed": 1, "accuracy": 0.92}, {"seed": 2, "accuracy": 0.94}]
+        >>> spread = seed_spread({"accuracy": 0.92, "runs": runs})
+        >>> spread["seeds"], round(spread["std"], 4), spread["min"], spread["max"]
+        (3, 0.02, 0.9, 0.94)
+    """
+    accuracies = [run["accuracy"] for run in (baseline_result or {}).get("runs", [])]
+    if len(accuracies) < 2:
+        return None
+    return {
+        "seeds": len(accuracies),
+        "mean": statistics.fmean(accuracies),
+        "std": statistics.stdev(accuracies),
+        "min": min(accuracies),
+        "max": max(accuracies),
+    }
+
+
+def compare_to_baseline(accuracy: float | None, baseline_result: dict | None, spread: dict | None) -> dict:
+    """``vs_baseline`` (accuracy minus the baseline's mean) and ``within_spread`` (True when
+    that difference is smaller than the spread over seeds; ``None`` without a spread).
+
+    Example:
+        >>> compare_to_baseline(0.93, {"accuracy": 0.92}, {"std": 0.02})
+        {'vs_baseline': 0.010000000000000009, 'within_spread': True}
+    """
+    if accuracy is None or not baseline_result:
+        return {"vs_baseline": None, "within_spread": None}
+    difference = accuracy - baseline_result["accuracy"]
+    return {"vs_baseline": difference, "within_spread": None if spread is None else abs(difference) < spread["std"]}
 
 
 def _message(summary: dict) -> str:
@@ -261,8 +299,17 @@ def _message(summary: dict) -> str:
         if best.get("ratio") is not None:
             text += f" at {best['ratio']:.2f}x the baseline's Eqn. (1) cost"
         baseline = summary.get("baseline_result")
+        spread = summary.get("spread")
         if baseline:
-            text += f" (baseline {baseline['accuracy']:.4f})"
+            text += f" (baseline {baseline['accuracy']:.4f}"
+            if spread:
+                text += f" ± {spread['std']:.4f} over {spread['seeds']} seeds"
+            text += ")"
+        if best.get("within_spread"):
+            text += (
+                f". Its difference from the baseline, {best['vs_baseline']:+.4f}, is smaller than the spread over "
+                f"seeds ({spread['std']:.4f}): not a clear improvement"
+            )
         return text + "."
     reasons = []
     if counts["finished"] == 0:
@@ -278,7 +325,8 @@ def _message(summary: dict) -> str:
 
 
 def format_table(records: list[dict]) -> str:
-    """Trial records as an aligned terminal table (see :data:`COLUMNS`).
+    """Trial records as an aligned terminal table (see :data:`COLUMNS`; "vs baseline" shows
+    when a record has ``vs_baseline``, marked :data:`WITHIN_SPREAD` when ``within_spread``).
 
     Example:
         >>> print(format_table([{"trial": 3, "accuracy": 0.91234, "macs": 2330624, "ratio": 1.0,
@@ -289,9 +337,11 @@ def format_table(records: list[dict]) -> str:
             3    0.9123  2.3M  1.00x   12.0K  0.21 ms       2      3.5  (3,16) 2/2 (3,32)
     """
 
-    def cell(value, kind):
+    def cell(value, kind, record):
         if value is None:
             return "-"
+        if kind == "vs baseline":
+            return f"{value:+.4f}" + (f" {WITHIN_SPREAD}" if record.get("within_spread") else "")
         return {
             "accuracy": lambda v: f"{v:.4f}",
             "MACs": format_count,
@@ -301,16 +351,20 @@ def format_table(records: list[dict]) -> str:
             "seconds": lambda v: f"{v:.1f}",
         }.get(kind, str)(value)
 
-    keys = ("trial", "accuracy", "macs", "ratio", "params", "latency_ms", "epochs", "train_seconds", "notation")
-    rows = [[cell(record.get(key), column) for key, column in zip(keys, COLUMNS)] for record in records]
-    widths = [max(len(column), *(len(row[i]) for row in rows)) if rows else len(column) for i, column in enumerate(COLUMNS)]
+    keys = ("trial", "accuracy", "vs_baseline", "macs", "ratio", "params", "latency_ms", "epochs", "train_seconds",
+            "notation")  # fmt: skip
+    shown = [(key, column) for key, column in zip(keys, COLUMNS)
+             if key != "vs_baseline" or any(record.get(key) is not None for record in records)]  # fmt: skip
+    columns = [column for _, column in shown]
+    rows = [[cell(record.get(key), column, record) for key, column in shown] for record in records]
+    widths = [max(len(column), *(len(row[i]) for row in rows)) if rows else len(column) for i, column in enumerate(columns)]
 
     def render(cells):
         return "  ".join(
-            c.ljust(w) if i == len(COLUMNS) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.ljust(w) if i == len(columns) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
-    return "\n".join([render(COLUMNS), render(["-" * w for w in widths])] + [render(row) for row in rows])
+    return "\n".join([render(columns), render(["-" * w for w in widths])] + [render(row) for row in rows])
 
 
 def format_summary(summary: dict) -> str:
@@ -330,8 +384,14 @@ def format_summary(summary: dict) -> str:
         + (f" ({format_count(summary['baseline_macs'])} MACs)" if summary.get("baseline_macs") else ""),
     ]
     baseline = summary.get("baseline_result")
+    spread = summary.get("spread")
     if baseline:
         lines[-1] += f": validation accuracy {baseline['accuracy']:.4f} with the same training"
+        if spread:
+            lines[-1] += (
+                f", mean of {spread['seeds']} seeds (spread: standard deviation {spread['std']:.4f}, "
+                f"{spread['min']:.4f} to {spread['max']:.4f}); {WITHIN_SPREAD} marks a difference smaller than it"
+            )
     lines.append("")
     multi = len(summary["objectives"]) > 1
     records = summary["pareto"] if multi else summary["top"]
@@ -349,7 +409,7 @@ class _Bar:
         from tqdm import tqdm
 
         self._bar = tqdm(
-            total=study.user_attrs.get("n_trials"),
+            total=StudyRecord.read(study).n_trials,
             unit="trial",
             desc="search",
             disable=not enabled or not sys.stderr.isatty(),

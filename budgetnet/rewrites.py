@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
 
 from budgetnet.arch import Arch, Conv, Layer, LayerShape, Pool
+from budgetnet.budgets import check_tolerance
 from budgetnet.complexity import conv_macs, format_count, layer_cost
 from budgetnet.errors import ArchError, BudgetError, LayerSpecError, RewriteError, ShapeError
 from budgetnet.notation import format_layer
@@ -52,28 +53,6 @@ DEFAULT_TOLERANCE = 0.1
 #: Solved widths are rounded to a multiple of the largest power of two that divides the
 #: kept output width, at most this (32 gives the paper's 160, 128 and 64).
 MAX_WIDTH_MULTIPLE = 32
-
-
-def check_tolerance(tolerance, allow_none: bool = False) -> float | None:
-    """Validate a relative cost tolerance (``0.05`` = 5%); ``None`` only if allowed.
-
-    Example:
-        >>> check_tolerance(0.05)
-        0.05
-    """
-    if tolerance is None and allow_none:
-        return None
-    if (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, (int, float))
-        or not (0 <= tolerance < math.inf)
-    ):
-        accepted = "a number >= 0" + (" or None" if allow_none else "")
-        raise BudgetError(
-            f"tolerance={tolerance!r} is invalid; expected {accepted} (a relative change of "
-            "Eqn. (1), 0.05 = 5%)"
-        )
-    return float(tolerance)
 
 
 def span_notation(layers: Sequence[Layer]) -> str:

@@ -10,12 +10,17 @@ A storage is given as text (``--storage`` on the command line, ``storage=`` in
   same way when psycopg 3 is not installed), or any other SQLAlchemy URL Optuna accepts:
   the storage for many workers on many machines;
 * ``journal:PATH`` or a path ending in ``.log`` or ``.journal``: Optuna's journal file, for
-  workers that share a file system but no database server (no heartbeats: a killed worker's
-  trial is not retried there).
+  workers that share a file system but no database server. It has no heartbeats: a killed
+  worker's trial stays RUNNING until ``budgetnet recover`` (or
+  :func:`budgetnet.study.recover_trials`) marks it failed and queues it again.
 
-Database storages get heartbeats: a running trial writes one every ``heartbeat_interval``
-seconds, and a trial silent for ``grace_period`` seconds (its worker was killed) is marked
-failed and queued again with the same parameters.
+Database storages get heartbeats (Optuna's, inside ``study.optimize``): a running trial
+writes one every ``heartbeat_interval`` seconds, and a trial silent for ``grace_period``
+seconds (its worker was killed) is marked failed and queued again with the same parameters
+by Optuna's :data:`RetryCallback`, at most :data:`MAX_RETRY` times.
+
+A database that goes away during a search ends it with a :class:`StorageError` naming the
+host and port (:func:`storage_lost`); every trial told before stays in the database.
 
 Example:
     >>> from budgetnet.storage import storage_url
@@ -33,6 +38,7 @@ import json
 import random
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 import optuna
@@ -150,10 +156,12 @@ def open_storage(
     if url.startswith("journal:"):
         path = Path(url[len("journal:") :])
         check_storage_file(path, "journal")
-        return _open_journal(path)
+        storage = _open_journal(path)
+        _LABELS[storage] = (url, url[len("journal:") :])
+        return storage
     if url.startswith("sqlite:///"):
         check_storage_file(Path(url[len("sqlite:///") :]), "sqlite")
-    engine_kwargs = _check_connection(url)
+    engine_kwargs, where = _check_connection(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         callback = _retry_callback()
@@ -166,7 +174,57 @@ def open_storage(
     storage = _with_retry(lambda: _rdb_storage(url, arguments), url)
     if url.startswith("sqlite:"):
         _use_write_ahead_log(storage.engine)
-    return optuna.storages.get_storage(storage)
+    storage = optuna.storages.get_storage(storage)
+    _LABELS[storage] = (describe(url), where)
+    return storage
+
+
+#: Storage opened here -> (its URL without the password, host:port or file), for messages.
+_LABELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def storage_label(storage: optuna.storages.BaseStorage) -> tuple[str, str]:
+    """``(URL without password, where)`` of a storage :func:`open_storage` opened (``where``
+    is ``host:port`` or the file); the class name for any other storage.
+
+    Example:
+        >>> import optuna
+        >>> storage_label(optuna.storages.InMemoryStorage())
+        ('InMemoryStorage', 'memory')
+    """
+    try:
+        return _LABELS[storage]
+    except (KeyError, TypeError):
+        return type(storage).__name__, "memory" if isinstance(storage, optuna.storages.InMemoryStorage) else "?"
+
+
+def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
+    """Seconds between a running trial's heartbeats, or ``None`` for a storage without them.
+
+    Example:
+        >>> import optuna
+        >>> heartbeat_interval(optuna.storages.InMemoryStorage()) is None
+        True
+    """
+    get = getattr(storage, "get_heartbeat_interval", None)
+    return get() if callable(get) else None
+
+
+def storage_lost(label: tuple[str, str], error: Exception) -> StorageError:
+    """The error that ends a search when its storage stops answering (``label`` from
+    :func:`storage_label`).
+
+    Example:
+        >>> print(storage_lost(("postgresql+psycopg2://me:***@db:5432/x", "db:5432"), OSError("refused")))
+        storage postgresql+psycopg2://me:***@db:5432/x: lost the connection to db:5432 during the search (refused); every trial told before is kept there: start the database again and run the same search to resume it
+    """
+    url, where = label
+    reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+    reason = reason[0] if reason else type(error).__name__
+    return StorageError(
+        f"storage {url}: lost the connection to {where} during the search ({reason}); every trial told "
+        "before is kept there: start the database again and run the same search to resume it"
+    )
 
 
 def _use_write_ahead_log(engine) -> None:
@@ -264,17 +322,17 @@ def _open_journal(path: Path) -> optuna.storages.BaseStorage:
 
 # -- databases ---------------------------------------------------------------------------------------
 try:  # Optuna >= 4.9 renamed the retry callback and the storage argument that takes it.
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as _RetryCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
 
     _RETRY_ARGUMENT = "heartbeat_stale_trial_callback"
 except ImportError:  # pragma: no cover - older Optuna
-    from optuna.storages import RetryFailedTrialCallback as _RetryCallback
+    from optuna.storages import RetryFailedTrialCallback as RetryCallback
 
     _RETRY_ARGUMENT = "failed_trial_callback"
 
 
 def _retry_callback():
-    return _RetryCallback(max_retry=MAX_RETRY)
+    return RetryCallback(max_retry=MAX_RETRY)
 
 
 def _rdb_storage(url: str, arguments: dict) -> optuna.storages.RDBStorage:
@@ -284,7 +342,8 @@ def _rdb_storage(url: str, arguments: dict) -> optuna.storages.RDBStorage:
 
 
 def _check_connection(url: str) -> dict:
-    """Connect once, so a wrong URL fails here with its host and port; returns engine kwargs."""
+    """Connect once, so a wrong URL fails here with its host and port; returns the engine
+    kwargs and where it connects (host:port, or the SQLite file)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -336,7 +395,7 @@ def _check_connection(url: str) -> dict:
         ) from None
     finally:
         engine.dispose()
-    return engine_kwargs
+    return engine_kwargs, where
 
 
 def _with_retry(make, url: str, attempts: int = 8):

@@ -5,13 +5,27 @@ space, rejects it before any training when it is over the budget (recorded with
 ``trial.set_constraint`` and counted as infeasible), trains the others with
 :func:`budgetnet.train.fit`, and records what a user needs to pick and rebuild a model.
 
+The trial loop is Optuna's own ``study.optimize`` (public API only: ``optimize``, ``ask``
+inside it, ``tell``, ``enqueue_trial``, the storages' heartbeats with Optuna's retry
+callback), so an Optuna upgrade keeps it working or fails loudly.
+
 How trials are counted (the same on one worker and on many):
 
 * ``n_trials`` is the number of *finished* trials the study should hold: completed (the
   infeasible ones included), pruned, and failed with an error inside the trial. When the
-  study is created, ``n_trials`` trial slots are queued; each worker takes the next queued
-  slot, so several workers reach exactly ``n_trials`` and never run a slot twice.
-* A trial lost with its worker (killed; it stops sending heartbeats) or stopped by the
+  study is created, ``n_trials`` trial slots are queued (``enqueue_trial``); each worker's
+  ``ask`` takes the oldest queued slot, and a worker stops when none is queued or running.
+* A trial starts only while the finished trials plus the trials started before it (lower
+  numbers, still running) are fewer than ``n_trials``; any other is a *surplus*: recorded
+  with status ``"surplus"``, never trained, not counted. Surpluses come from races (a
+  worker's ``ask`` finds the queue just emptied and creates a trial; two processes raise
+  ``n_trials`` at once and both queue the difference). The bound: the study never holds
+  more than ``n_trials`` finished trials, except when two workers read the study at the
+  same instant as each other's trial starts (then at most one extra per other worker);
+  the surplus records are at most one per worker each time the queue empties, plus the
+  slots queued twice.
+* A trial lost with its worker (killed; it stops sending heartbeats on a database storage,
+  or :func:`recover_trials` / ``budgetnet recover`` on a journal file) or stopped by the
   ``timeout`` or Ctrl-C does not count: it is marked failed and queued again with the same
   parameters, and the next worker (or the resumed search) runs it.
 * Running the same search again resumes it: finished trials are kept, queued and lost ones
@@ -29,7 +43,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
+import logging
 import math
 import os
 import socket
@@ -45,8 +61,16 @@ from optuna.trial import TrialState
 from budgetnet.complexity import complexity
 from budgetnet.errors import BudgetNetError, SearchError
 from budgetnet.memory import check_fits, parse_bytes
+from budgetnet.record import StudyRecord, TrialRecord
 from budgetnet.results import is_finished, progress_bar
-from budgetnet.storage import create_or_load_study, open_storage
+from budgetnet.storage import (
+    RetryCallback,
+    create_or_load_study,
+    heartbeat_interval,
+    open_storage,
+    storage_label,
+    storage_lost,
+)
 
 #: The objectives :func:`search` accepts; accuracy always comes first.
 OBJECTIVES = ("accuracy", "macs", "latency")
@@ -54,8 +78,6 @@ OBJECTIVES = ("accuracy", "macs", "latency")
 DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "latency": "minimize"}
 #: The pruners :func:`search` accepts (pruning needs accuracy as the only objective).
 PRUNERS = ("median", "hyperband", "none")
-#: Study user attribute holding the search settings.
-SETTINGS_KEY = "budgetnet"
 #: Settings that must match when a study is resumed.
 RESUME_FIELDS = ("space", "objectives", "data", "recipe", "norm")
 #: Timed forward passes (batch 1) behind each trial's latency; more when latency is an objective.
@@ -122,6 +144,7 @@ def search(
     progress: bool = True,
     norm: str | None = None,
     train_baseline: bool = False,
+    baseline_seeds: int = 1,
     heartbeat_interval: int | None = None,
     max_memory: int | str | None = None,
 ) -> optuna.Study:
@@ -155,8 +178,13 @@ def search(
             --format pt`` needs them.
         progress: show a progress bar over trials.
         norm: ``None`` (the paper's conv + ReLU) or ``"batch"``.
-        train_baseline: also train the space's baseline once with the same recipe and store
-            its accuracy on the study (attribute ``baseline_result``), for comparison.
+        train_baseline: also train the space's baseline with the same recipe and store its
+            accuracy on the study (``baseline_result`` of :class:`~budgetnet.record.StudyRecord`),
+            for comparison: once per training seed, ``seed`` (0 when ``None``) to
+            ``seed + baseline_seeds - 1``; seeds already in the study are not trained again,
+            so a resumed search with another ``seed`` adds one run. With runs on several
+            seeds, :func:`budgetnet.results.summarize` reports their spread.
+        baseline_seeds: how many seeds the baseline is trained with (>= 1).
         heartbeat_interval: seconds between heartbeats on a database storage given as a
             URL (default :data:`budgetnet.storage.DEFAULT_HEARTBEAT`).
         max_memory: bytes (or ``"8G"``) a candidate's training may take, by the estimate of
@@ -182,21 +210,28 @@ def search(
         >>> len(study.trials), "notation" in study.trials[0].user_attrs
         (2, True)
     """
-    study, settings = _setup(
+    if isinstance(baseline_seeds, bool) or not isinstance(baseline_seeds, int) or baseline_seeds < 1:
+        raise SearchError(f"baseline_seeds={baseline_seeds!r} is invalid; expected a whole number >= 1")
+    study, storage, settings = _setup(
         space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
         objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
         keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval, max_memory=max_memory,
     )  # fmt: skip
-    if train_baseline and "baseline_result" not in study.user_attrs:
-        study.set_user_attr("baseline_result", train_baseline_once(settings))
-    _Worker(study, settings, progress=progress, unbounded=n_trials is None).run()
+    if train_baseline:
+        first = 0 if seed is None else seed
+        previous = StudyRecord.read(study).baseline_result
+        result = train_baseline_runs(settings, range(first, first + baseline_seeds), previous)
+        if result != previous:
+            StudyRecord.write(study, baseline_result=result)
+    _Worker(study, storage, settings, progress=progress, n_trials=n_trials).run()
     return study
 
 
 def setup_search(space, data, **options) -> optuna.Study:
     """Create (or resume and check) the study of a search without running any trial.
 
-    Takes the arguments of :func:`search` except ``progress`` and ``train_baseline``;
+    Takes the arguments of :func:`search` except ``progress``, ``train_baseline`` and
+    ``baseline_seeds``;
     ``budgetnet search --workers N`` calls it once before it starts the workers, so that they
     all join one ready study.
     """
@@ -257,7 +292,8 @@ def _setup(
     else:
         extra = {} if heartbeat_interval is None else {"heartbeat_interval": heartbeat_interval}
         storage_object = open_storage(storage, **extra)
-    return prepare_study(storage_object, name, settings, n_trials, pruner_object), settings
+    study = prepare_study(storage_object, name, settings, n_trials, pruner_object)
+    return study, storage_object, settings
 
 
 # -- arguments ------------------------------------------------------------------------------------
@@ -357,14 +393,13 @@ def _resolve_data(data):
 
 
 def _resolve_space(space, data):
-    from search_spaces.base import SearchSpace, get_space
+    from search_spaces.base import SearchSpace, get_space, space_names
 
     if isinstance(space, str):
         space = get_space(space, input_shape=data.input_shape, num_classes=data.num_classes)
     if not isinstance(space, SearchSpace):
         raise SearchError(
-            f"space={space!r} is invalid; expected a search_spaces SearchSpace or one of the names "
-            "small, stage, replacement"
+            f"space={space!r} is invalid; expected a search_spaces SearchSpace or one of the names {space_names()}"
         )
     if tuple(space.input_shape) != tuple(data.input_shape) or space.num_classes != data.num_classes:
         raise SearchError(
@@ -401,16 +436,15 @@ def prepare_study(storage, name: str, settings: _Settings, n_trials: int | None,
         SearchError: the study exists with other settings, or was never set up.
     """
     directions = [DIRECTIONS[objective] for objective in settings.objectives]
-    study, created = create_or_load_study(storage, name, directions, pruner=pruner)
+    sampler = TrialSeededSampler(settings.seed)
+    study, created = create_or_load_study(storage, name, directions, sampler=sampler, pruner=pruner)
     attrs = settings.to_attrs()
     if created:
-        study.set_user_attr(SETTINGS_KEY, attrs)
+        StudyRecord.write(study, settings=attrs)
         _queue_slots(study, n_trials or 0)
-        study.set_user_attr("n_trials", n_trials)
-        study.set_user_attr("ready", True)
+        StudyRecord.write(study, n_trials=n_trials, ready=True)
         return study
-    _wait_until_ready(study)
-    stored = study.user_attrs.get(SETTINGS_KEY)
+    stored = _wait_until_ready(study).settings
     for field in RESUME_FIELDS:
         if stored.get(field) != attrs[field]:
             raise SearchError(
@@ -418,11 +452,11 @@ def prepare_study(storage, name: str, settings: _Settings, n_trials: int | None,
                 f"{field}={_short(attrs[field])}. Resume it with the same {field}, or give another "
                 "study name to start a new study"
             )
-    previous = study.user_attrs.get("n_trials")
+    previous = StudyRecord.read(study).n_trials
     if n_trials is not None and (n_trials != previous or not _active(study)):
         missing = n_trials - len(counted_trials(study)) - len(study.get_trials(deepcopy=False, states=_ACTIVE))
         _queue_slots(study, missing)
-        study.set_user_attr("n_trials", n_trials)
+        StudyRecord.write(study, n_trials=n_trials)
     return study
 
 
@@ -433,10 +467,10 @@ def _short(value) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _wait_until_ready(study: optuna.Study, seconds: float = 60) -> None:
+def _wait_until_ready(study: optuna.Study, seconds: float = 60) -> StudyRecord:
     deadline = time.monotonic() + seconds
-    while not study.user_attrs.get("ready"):
-        if SETTINGS_KEY not in study.user_attrs and study.get_trials(deepcopy=False):
+    while not (record := StudyRecord.read(study)).ready:
+        if record.settings is None and study.get_trials(deepcopy=False):
             raise SearchError(
                 f"study {study.study_name!r} was not created by budgetnet.search; give another study name"
             )
@@ -446,6 +480,7 @@ def _wait_until_ready(study: optuna.Study, seconds: float = 60) -> None:
                 "give another study name"
             )
         time.sleep(0.2)
+    return record
 
 
 _ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -473,34 +508,46 @@ def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return [trial for trial in study.get_trials(deepcopy=False) if is_finished(trial)]
 
 
-def train_baseline_once(settings: _Settings) -> dict:
-    """Train the space's baseline with the search's recipe; its accuracy, cost and time."""
+def train_baseline_runs(settings: _Settings, seeds: Sequence[int], previous: dict | None = None) -> dict:
+    """Train the space's baseline with the search's recipe on each of ``seeds`` not already
+    among the runs of ``previous`` (a ``baseline_result``); the runs and their mean.
+
+    Returns:
+        ``notation``, ``macs``, ``params``, ``latency_ms`` (of the first run), ``accuracy``
+        (the mean over the runs), ``seconds`` (all runs) and ``runs``: one dict per seed with
+        ``seed``, ``accuracy``, ``epochs``, ``train_seconds``, ``seconds`` and ``device``.
+    """
     from budgetnet.train import fit
 
-    start = time.perf_counter()
-    result = fit(
-        settings.space.baseline,
-        settings.data,
-        settings.recipe,
-        device=settings.device,
-        seed=0 if settings.seed is None else settings.seed,
-        progress=False,
-        norm=settings.norm,
-        max_memory=settings.max_memory,
-    )
+    runs = list((previous or {}).get("runs", []))
+    done = {run["seed"] for run in runs}
+    for seed in seeds:
+        if seed in done:
+            continue
+        start = time.perf_counter()
+        result = fit(settings.space.baseline, settings.data, settings.recipe, device=settings.device, seed=seed,
+                     progress=False, norm=settings.norm, max_memory=settings.max_memory)  # fmt: skip
+        run = {
+            "seed": seed,
+            "accuracy": float(result.val_accuracy),
+            "epochs": result.epochs_run,
+            "train_seconds": float(result.seconds),
+            "device": str(result.device),
+        }
+        if not runs:
+            run["latency_ms"] = _latency(result.model, run["device"], LATENCY_REPEATS["cheap"])
+        run["seconds"] = time.perf_counter() - start
+        runs.append(run)
     report = complexity(settings.space.baseline)
-    record = {
+    return {
         "notation": settings.space.baseline.notation(),
-        "accuracy": float(result.val_accuracy),
         "macs": report.conv_macs,
         "params": report.params,
-        "epochs": result.epochs_run,
-        "train_seconds": float(result.seconds),
-        "seconds": time.perf_counter() - start,
-        "device": str(result.device),
+        "latency_ms": runs[0].get("latency_ms"),
+        "accuracy": sum(run["accuracy"] for run in runs) / len(runs),
+        "seconds": sum(run["seconds"] for run in runs),
+        "runs": runs,
     }
-    record["latency_ms"] = _latency(result.model, record["device"], LATENCY_REPEATS["cheap"])
-    return record
 
 
 def _latency(model_or_arch, device: str, repeats: int, norm: str | None = None) -> float:
@@ -513,74 +560,114 @@ def _latency(model_or_arch, device: str, repeats: int, norm: str | None = None) 
 
 
 # -- one worker -----------------------------------------------------------------------------------
-class _Heartbeat:
-    """Record a heartbeat for ``trial_id`` every interval while the trial runs (database storages)."""
+class _TrialEnded(Exception):
+    """The objective already recorded why its trial ends (an error, an interruption, a surplus
+    slot); Optuna marks the trial failed and the search goes on."""
 
-    def __init__(self, storage, trial_id: int):
-        interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = None
 
-    def __enter__(self):
-        if self._interval:
-            self._thread = threading.Thread(target=self._beat, daemon=True)
-            self._thread.start()
-        return self
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """The search's sampler: :func:`make_sampler` made afresh for every trial from ``seed`` and
+    the trial's number (in :meth:`before_trial`, which Optuna calls as a trial starts).
 
-    def _beat(self):
-        while True:
-            try:
-                self._storage.record_heartbeat(self._trial_id)
-            except Exception:  # a transient database error: the next beat tries again
-                pass
-            if self._stop.wait(self._interval):
-                return
+    A seeded search thus replays exactly on one worker, and two workers never share random
+    draws; every call is passed on to that trial's TPE sampler.
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study(sampler=TrialSeededSampler(0))
+        >>> study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+        >>> again = optuna.create_study(sampler=TrialSeededSampler(0))
+        >>> again.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+        >>> [t.params for t in study.trials] == [t.params for t in again.trials]
+        True
+    """
+
+    def __init__(self, seed: int | None):
+        self.seed = seed
+        self.current = make_sampler(seed, 0)
+
+    def before_trial(self, study, trial) -> None:
+        self.current = make_sampler(self.seed, trial.number)
+        self.current.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self.current.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.current.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.current.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self.current.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.current.reseed_rng()
 
 
 class _Worker:
-    """Takes queued trial slots one by one until none is queued or running, or time is up.
+    """Runs trials through ``study.optimize`` (Optuna's loop, with its heartbeats on a database
+    storage) until no slot is queued and none is running, or time is up.
 
-    ``unbounded`` (a search with a timeout and no ``n_trials``): queue a new slot whenever
-    none is left.
+    Each ``ask`` inside ``optimize`` takes the oldest queued slot. When the queue is empty
+    it creates a trial instead (``n_trials=None``, a search with a timeout only, wants
+    exactly that); with ``n_trials``, such a trial, or any trial that starts when the study
+    already holds ``n_trials`` finished or earlier-started trials, is a *surplus*: recorded,
+    never trained, not counted (see the module docstring).
     """
 
-    def __init__(self, study: optuna.Study, settings: _Settings, progress: bool, unbounded: bool = False):
-        self.study = study
-        self.unbounded = unbounded
-        self.storage = study._storage  # the same (cached) storage object the study writes through
-        self.study_id = self.storage.get_study_id_from_name(study.study_name)
-        self.settings = settings
-        self.progress = progress
+    def __init__(self, study: optuna.Study, storage, settings: _Settings, progress: bool, n_trials: int | None):
+        self.study, self.settings, self.progress = study, settings, progress
+        self.n_trials = n_trials
+        self.label = storage_label(storage)
+        self.heartbeat = heartbeat_interval(storage)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        self.heartbeat = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+        self.bar = None
 
     def run(self) -> None:
-        with progress_bar(self.study, enabled=self.progress) as bar, _quiet_optuna(bar.active):
-            while not self._time_is_up():
-                if self.heartbeat:
+        previous_hook = threading.excepthook
+
+        def quiet_heartbeat(args):  # the main thread reports a lost storage; one message is enough
+            if _storage_error(args.exc_value) is None:
+                previous_hook(args)
+
+        threading.excepthook = quiet_heartbeat
+        try:
+            with progress_bar(self.study, enabled=self.progress) as self.bar, _quiet_optuna(self.bar.active):
+                self._loop()
+        except Exception as error:
+            cause = _storage_error(error)
+            if cause is None:
+                raise
+            raise storage_lost(self.label, cause) from None
+        finally:
+            threading.excepthook = previous_hook
+
+    def _loop(self) -> None:
+        while not self._time_is_up():
+            if self.n_trials is not None and not self._waiting():
+                # Other workers still run trials: wait, as one of them may die and come back
+                # as a queued retry once its heartbeats stop.
+                if self.heartbeat and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                         optuna.storages.fail_stale_trials(self.study)
-                frozen = self._pop()
-                if frozen is None and self.unbounded:
-                    _queue_slots(self.study, 1)
-                    frozen = self._pop()
-                if frozen is None:
-                    # Other workers still run trials: wait, as one of them may die and come back
-                    # as a queued retry once its heartbeats stop.
-                    if self.heartbeat and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                        bar.refresh_from(self.study)
-                        time.sleep(min(self.heartbeat, max(self._remaining(), 0.01)))
-                        continue
-                    break
-                self._run_trial(frozen)
-                bar.refresh_from(self.study)
+                    self.bar.refresh_from(self.study)
+                    time.sleep(min(self.heartbeat, max(self._remaining(), 0.01)))
+                    continue
+                break
+            self.study.optimize(
+                self._objective, catch=(_TrialEnded,), callbacks=[self._after_trial], gc_after_trial=False
+            )
+
+    def _waiting(self) -> bool:
+        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def _after_trial(self, study: optuna.Study, frozen) -> None:
+        self.bar.refresh_from(study)
+        if self._time_is_up() or (self.n_trials is not None and not self._waiting()):
+            study.stop()
 
     def _remaining(self) -> float:
         if self.settings.deadline is None:
@@ -590,65 +677,131 @@ class _Worker:
     def _time_is_up(self) -> bool:
         return self.settings.deadline is not None and time.monotonic() >= self.settings.deadline
 
-    def _pop(self):
-        """Atomically move one queued trial to RUNNING (another worker may win the race)."""
-        for frozen in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.WAITING,)):
-            trial_id = frozen._trial_id
-            try:
-                if self.storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    if self.heartbeat:  # at once, so that a worker dying now leaves a stale trial
-                        self.storage.record_heartbeat(trial_id)
-                    return self.storage.get_trial(trial_id)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-        return None
-
-    def _run_trial(self, frozen) -> None:
-        settings = self.settings
-        self.study.sampler = make_sampler(settings.seed, frozen.number)
-        trial_id = frozen._trial_id
+    def _objective(self, trial: optuna.Trial):
         start = time.perf_counter()
-        with _Heartbeat(self.storage, trial_id):
-            trial = optuna.Trial(self.study, trial_id)
-            trial.set_user_attr("worker", self.worker)
-            retry_of = frozen.system_attrs.get("failed_trial", frozen.user_attrs.get("retry_of"))
-            if retry_of is not None:
-                trial.set_user_attr("retry_of", retry_of)
-            try:
-                values = _Objective(settings, self.study, trial)()
-            except optuna.TrialPruned:
-                trial.set_user_attr("trial_seconds", time.perf_counter() - start)
-                self.study.tell(trial, state=TrialState.PRUNED)
-                return
-            except (_Interrupted, KeyboardInterrupt) as stop:
-                ctrl_c = isinstance(stop, KeyboardInterrupt)
-                self._requeue(trial, frozen, "interrupted by Ctrl-C" if ctrl_c else str(stop))
-                if ctrl_c:
-                    raise
-                return
-            except Exception as error:  # recorded on the trial; the search goes on
-                message = str(error) if isinstance(error, BudgetNetError) else f"{type(error).__name__}: {error}"
-                trial.set_user_attr("status", "error")
-                trial.set_user_attr("error", message[:2000])
-                trial.set_user_attr("trial_seconds", time.perf_counter() - start)
-                self.study.tell(trial, state=TrialState.FAIL)
-                return
-            trial.set_user_attr("trial_seconds", time.perf_counter() - start)
-            self.study.tell(trial, values)
+        inherited = TrialRecord.read(trial)
+        TrialRecord.write(trial, worker=self.worker)
+        retry_of = self._retried_number(trial) if inherited.worker else None
+        retry_of = inherited.retry_of if retry_of is None else retry_of
+        if retry_of is not None:
+            TrialRecord.write(trial, retry_of=retry_of)
+        if self.n_trials is not None and self._is_surplus(trial):
+            TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.n_trials} trials")
+            raise _TrialEnded("surplus")
+        try:
+            values = _Objective(self.settings, self.study, trial)()
+        except optuna.TrialPruned:
+            TrialRecord.write(trial, trial_seconds=time.perf_counter() - start)
+            raise
+        except (_Interrupted, KeyboardInterrupt) as stop:
+            ctrl_c = isinstance(stop, KeyboardInterrupt)
+            _requeue(self.study, trial, "interrupted by Ctrl-C" if ctrl_c else str(stop))
+            if ctrl_c:
+                raise
+            raise _TrialEnded("interrupted") from None
+        except Exception as error:  # recorded on the trial; the search goes on
+            if _storage_error(error) is not None:
+                raise
+            message = str(error) if isinstance(error, BudgetNetError) else f"{type(error).__name__}: {error}"
+            TrialRecord.write(trial, status="error", error=message[:2000], trial_seconds=time.perf_counter() - start)
+            raise _TrialEnded("error") from None
+        TrialRecord.write(trial, trial_seconds=time.perf_counter() - start)
+        return values
 
-    def _requeue(self, trial, frozen, reason: str) -> None:
-        trial.set_user_attr("status", "interrupted")
-        trial.set_user_attr("error", reason)
-        self.study.tell(trial, state=TrialState.FAIL)
-        params = self.storage.get_trial(frozen._trial_id).params
-        self.study.enqueue_trial(params, user_attrs={"retry_of": frozen.number})
+    def _retried_number(self, trial: optuna.Trial) -> int | None:
+        """The trial a heartbeat retry runs again (the retry inherits its user attributes)."""
+        frozen = self.study.get_trials(deepcopy=False)[trial.number]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RetryCallback.retried_trial_number(frozen)
+
+    def _is_surplus(self, trial: optuna.Trial) -> bool:
+        """True when the finished trials and those started before this one already fill ``n_trials``."""
+        finished = earlier = 0
+        for other in self.study.get_trials(deepcopy=False, states=_COUNTABLE):
+            if is_finished(other):
+                finished += 1
+            elif other.state == TrialState.RUNNING and other.number < trial.number:
+                earlier += 1
+        return finished + earlier >= self.n_trials
+
+
+_COUNTABLE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    """Record why ``trial`` stops before it finished and queue its parameters again."""
+    TrialRecord.write(trial, status="interrupted", error=reason)
+    study.enqueue_trial(trial.params, user_attrs=TrialRecord(retry_of=trial.number).to_dict())
+
+
+def _storage_error(error: BaseException) -> BaseException | None:
+    """The database or file error behind ``error`` (Optuna wraps it, and may raise another
+    error while it handles it), or ``None`` when the storage is not to blame."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    seen = set()
+    found = None
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (SQLAlchemyError, OSError)):
+            return error
+        if isinstance(error, optuna.exceptions.StorageInternalError):
+            found = error
+        error = error.__cause__ or error.__context__
+    return found
+
+
+def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Sequence[str] | None = None) -> list[int]:
+    """Fail the RUNNING trials of ``study`` whose worker is gone and queue them again.
+
+    This is the recovery of a journal storage (it has no heartbeats): a worker killed there
+    leaves its trial RUNNING forever. Call it (or ``budgetnet recover``) once no worker runs
+    that trial any more. A database storage does this by itself (heartbeats).
+
+    Args:
+        older_than: only trials started at least this many seconds ago.
+        workers: only trials of these workers (``host:pid``, the ``worker`` of the trial
+            record); ``None``: any worker.
+
+    Returns:
+        The numbers of the trials marked failed (each is queued again, ``retry_of`` set).
+
+    Example:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> stuck = study.ask()
+        >>> stuck.suggest_int("width", 4, 8) > 0
+        True
+        >>> recover_trials(study)
+        [0]
+        >>> [t.state.name for t in study.trials], TrialRecord.read(study.trials[1]).retry_of
+        (['FAIL', 'WAITING'], 0)
+    """
+    if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
+        raise SearchError(f"older_than={older_than!r} is invalid; expected seconds >= 0")
+    now = datetime.datetime.now()
+    recovered = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        record = TrialRecord.read(frozen)
+        if workers is not None and record.worker not in workers:
+            continue
+        if frozen.datetime_start is not None and (now - frozen.datetime_start).total_seconds() < older_than:
+            continue
+        try:
+            study.tell(frozen.number, state=TrialState.FAIL)
+        except (RuntimeError, ValueError):  # it finished meanwhile: its worker was alive
+            continue
+        study.enqueue_trial(frozen.params, user_attrs=TrialRecord(retry_of=frozen.number).to_dict())
+        recovered.append(frozen.number)
+    return recovered
 
 
 def make_sampler(seed: int | None, number: int) -> optuna.samplers.BaseSampler:
     """The sampler for trial ``number``: TPE (multi-objective TPE with several objectives).
 
-    It is made afresh for each trial with a seed derived from ``seed`` and the trial number,
-    so a seeded search replays exactly on one worker and workers never share random draws.
+    It is made afresh for each trial (see :class:`TrialSeededSampler`) with a seed derived
+    from ``seed`` and the trial number.
 
     Example:
         >>> type(make_sampler(0, 3)).__name__
@@ -667,22 +820,49 @@ def make_sampler(seed: int | None, number: int) -> optuna.samplers.BaseSampler:
 
 
 class _quiet_optuna:
-    """Optuna's per-trial INFO lines would break a progress bar on screen: warnings only then."""
+    """Optuna's logging during a search: its per-trial INFO lines would break a progress bar
+    on screen (warnings only then), and its warning with a traceback for each trial that
+    failed is dropped when the trial record already says why (:class:`_TrialEnded`)."""
 
     def __init__(self, active: bool):
         self._active = active
+        self._filter = _HideEndedTrials()
 
     def __enter__(self):
         self._level = optuna.logging.get_verbosity()
         if self._active:
             optuna.logging.set_verbosity(max(self._level, optuna.logging.WARNING))
+        self._handlers = logging.getLogger("optuna").handlers + logging.getLogger().handlers
+        for handler in self._handlers:
+            handler.addFilter(self._filter)
         return self
 
     def __exit__(self, *exc):
+        for handler in self._handlers:
+            handler.removeFilter(self._filter)
         optuna.logging.set_verbosity(self._level)
 
 
+class _HideEndedTrials(logging.Filter):
+    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded`."""
+
+    def __init__(self):
+        super().__init__()
+        self.numbers = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _TrialEnded):
+            self.numbers.add(record.getMessage().split(" ", 2)[1])
+            return False
+        text = record.getMessage()
+        return not (text.startswith("Trial ") and " failed with value " in text and text.split(" ", 2)[1] in self.numbers)
+
+
 # -- one trial ------------------------------------------------------------------------------------
+#: What a repeated architecture takes over from the trial that trained it first.
+_REUSED = ("status", "val_accuracy", "latency_ms", "epochs", "train_seconds", "device", "weights")
+
+
 class _Objective:
     """Sample, check the budget, train, measure: the values of one trial, in objective order."""
 
@@ -694,27 +874,26 @@ class _Objective:
         space = settings.space
         arch = space.suggest(trial)
         report = complexity(arch, baseline=space.baseline)
-        attrs = {
-            "arch": arch.to_dict(),
-            "notation": arch.notation(),
-            "fingerprint": arch.fingerprint(),
-            "macs": report.conv_macs,
-            "params": report.params,
-            "ratio": report.ratio,
-            "norm": settings.norm,
-        }
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+        fingerprint = arch.fingerprint()
+        TrialRecord.write(
+            trial,
+            arch=arch.to_dict(),
+            notation=arch.notation(),
+            fingerprint=fingerprint,
+            macs=report.conv_macs,
+            params=report.params,
+            ratio=report.ratio,
+            norm=settings.norm,
+        )
         trial.set_constraint("budget", float(-space.budget.slack(arch)))
         if not space.budget.admits(arch):
-            trial.set_user_attr("status", "infeasible")
+            TrialRecord.write(trial, status="infeasible")
             return self._values(0.0, report.conv_macs, lambda: self._arch_latency(arch))
-        duplicate = self._duplicate_of(attrs["fingerprint"])
+        duplicate = self._duplicate_of(fingerprint)
         if duplicate is not None:
-            for key in ("status", "val_accuracy", "latency_ms", "epochs", "train_seconds", "device", "weights"):
-                if key in duplicate.user_attrs:
-                    trial.set_user_attr(key, duplicate.user_attrs[key])
-            trial.set_user_attr("duplicate_of", duplicate.number)
+            result = TrialRecord.read(duplicate)
+            reused = {key: result.get(key) for key in _REUSED if result.get(key) is not None}
+            TrialRecord.write(trial, **reused, duplicate_of=duplicate.number)
             return list(duplicate.values)
         return self._train(arch, report.conv_macs)
 
@@ -732,13 +911,13 @@ class _Objective:
     def _arch_latency(self, arch) -> float:
         """Latency of an untrained candidate (an infeasible one), for the Pareto plot."""
         latency = _latency(arch, self.settings.device, LATENCY_REPEATS["objective"], self.settings.norm)
-        self.trial.set_user_attr("latency_ms", latency)
+        TrialRecord.write(self.trial, latency_ms=latency)
         return latency
 
     def _duplicate_of(self, fingerprint: str):
         for other in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            attrs = other.user_attrs
-            if attrs.get("fingerprint") == fingerprint and attrs.get("status") in ("ok", "diverged"):
+            record = TrialRecord.read(other)
+            if record.fingerprint == fingerprint and record.status in ("ok", "diverged"):
                 return other
         return None
 
@@ -750,19 +929,19 @@ class _Objective:
         epochs = settings.recipe.epochs
 
         def callback(epoch: int, metrics: dict):
-            trial.set_user_attr("epochs", epoch)
+            TrialRecord.write(trial, epochs=epoch)
             last = epoch >= epochs
             if prune:
                 trial.report(float(metrics["val_accuracy"]), step=epoch)
                 if not last and trial.should_prune():
-                    trial.set_user_attr("status", "pruned")
-                    trial.set_user_attr("val_accuracy", float(metrics["val_accuracy"]))
+                    TrialRecord.write(trial, status="pruned", val_accuracy=float(metrics["val_accuracy"]))
                     raise optuna.TrialPruned(f"pruned after epoch {epoch}")
             if not last and settings.deadline is not None and time.monotonic() >= settings.deadline:
                 raise _Interrupted(f"the search's timeout was reached after epoch {epoch} of {epochs}")
             return None
 
         seed = trial.number if settings.seed is None else settings.seed + trial.number
+        TrialRecord.write(trial, seed=seed)
         start = time.perf_counter()
         try:
             result = fit(
@@ -777,19 +956,21 @@ class _Objective:
                 max_memory=settings.max_memory,
             )
         finally:  # pruned and interrupted trials too: the benchmark splits trial time with it
-            trial.set_user_attr("fit_seconds", time.perf_counter() - start)
-        trial.set_user_attr("train_seconds", float(result.seconds))
-        trial.set_user_attr("epochs", int(result.epochs_run))
-        trial.set_user_attr("device", str(result.device))
-        trial.set_user_attr("val_accuracy", float(result.val_accuracy))
-        trial.set_user_attr("status", "diverged" if result.diverged else "ok")
+            TrialRecord.write(trial, fit_seconds=time.perf_counter() - start)
+        TrialRecord.write(
+            trial,
+            train_seconds=float(result.seconds),
+            epochs=int(result.epochs_run),
+            device=str(result.device),
+            val_accuracy=float(result.val_accuracy),
+            status="diverged" if result.diverged else "ok",
+        )
         if settings.keep_weights is not None:
-            trial.set_user_attr("weights", _save_weights(result.model, settings.keep_weights, trial.number))
+            TrialRecord.write(trial, weights=_save_weights(result.model, settings.keep_weights, trial.number))
         repeats = LATENCY_REPEATS["objective" if "latency" in settings.objectives else "cheap"]
         start = time.perf_counter()
         latency = _latency(result.model, str(result.device), repeats)
-        trial.set_user_attr("latency_seconds", time.perf_counter() - start)
-        trial.set_user_attr("latency_ms", latency)
+        TrialRecord.write(trial, latency_seconds=time.perf_counter() - start, latency_ms=latency)
         return self._values(result.val_accuracy, macs, lambda: latency)
 
 

@@ -30,68 +30,33 @@ Example:
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Sequence
 
 from budgetnet.arch import Arch
-from budgetnet.complexity import Budget
-from budgetnet.errors import BudgetError, BudgetNetError, SearchError
+from budgetnet.budgets import budget_to_dict, resolve_budget
+from budgetnet.errors import BudgetNetError, SearchError
 
-#: The names :func:`get_space` accepts.
-SPACES = ("small", "stage", "replacement")
-
-#: Inputs with a side below this many pixels get the small baseline by default.
-SMALL_INPUT_LIMIT = 64
+#: The registered spaces, name -> class; each space's module adds its own with :func:`register`
+#: (importing :mod:`search_spaces` imports them all).
+SPACES: dict[str, type] = {}
 
 
-def resolve_budget(budget, baseline: Arch, tolerance: float = 0.05):
-    """Turn what a user gives as a budget into a budget object.
-
-    Args:
-        budget: ``None`` (the baseline's own cost), a :class:`~budgetnet.Budget` (or another
-            object with ``admits(arch)``, such as a latency budget; kept as it is, with its
-            own tolerance), a string for :meth:`budgetnet.Budget.parse` (``"0.9x"``,
-            ``"850M"``) or a number of MACs.
-        baseline: what relative budgets (``None``, ``"0.9x"``) are measured against.
-        tolerance: the relative tolerance of a budget built here.
+def register(space_class: type) -> type:
+    """Class decorator: make ``space_class`` buildable by :func:`get_space` under its ``name``.
 
     Example:
-        >>> import budgetnet
-        >>> base = budgetnet.parse("(3,8)", input_shape=(1, 4, 4))
-        >>> str(resolve_budget("0.5x", base, 0.05))
-        '576 MACs (0.5x baseline) ±5.0%'
+        >>> SPACES["small"].__name__
+        'SmallStageSpace'
     """
-    if budget is None:
-        return Budget.relative(baseline, 1.0, tolerance)
-    if isinstance(budget, str):
-        return Budget.parse(budget, baseline, tolerance)
-    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
-        return Budget(budget, tolerance)
-    if callable(getattr(budget, "admits", None)):
-        return budget
-    raise BudgetError(
-        f"budget={budget!r} is invalid; expected a budgetnet.Budget, a ratio of the baseline "
-        "like '0.9x', MACs like '850M', or a number of MACs"
-    )
+    if not (isinstance(space_class, type) and issubclass(space_class, SearchSpace) and space_class.name):
+        raise SearchError(f"register({space_class!r}): expected a SearchSpace subclass with a name")
+    SPACES[space_class.name] = space_class
+    return space_class
 
 
-def budget_to_dict(budget) -> dict:
-    """A JSON-ready description of a budget object: its type, and its ``to_dict()`` or fields.
-
-    Example:
-        >>> budget_to_dict(Budget(1000, 0.05, "1K"))
-        {'type': 'Budget', 'target_macs': 1000, 'tolerance': 0.05, 'label': '1K'}
-    """
-    data = {"type": type(budget).__name__}
-    if callable(getattr(budget, "to_dict", None)):
-        data.update(budget.to_dict())
-    elif dataclasses.is_dataclass(budget):
-        for field in dataclasses.fields(budget):
-            value = getattr(budget, field.name)
-            data[field.name] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
-    else:
-        data["text"] = str(budget)
-    return data
+def space_names() -> str:
+    """The registered names, for messages: ``"replacement, small, stage"``."""
+    return ", ".join(sorted(SPACES))
 
 
 def check_int(where: str, field: str, value, minimum: int = 1) -> int:
@@ -122,7 +87,7 @@ class SearchSpace(abc.ABC):
 
     name: str = ""
 
-    def __init__(self, baseline: Arch, budget=None, tolerance: float = 0.05):
+    def __init__(self, baseline: Arch, budget=None, tolerance: float | None = None):
         if not isinstance(baseline, Arch):
             raise SearchError(
                 f"{self.name} space: baseline={baseline!r} is not a budgetnet.Arch; expected "
@@ -132,6 +97,13 @@ class SearchSpace(abc.ABC):
         self.budget = resolve_budget(budget, baseline, tolerance)
         self.input_shape = baseline.input_shape
         self.num_classes = baseline.num_classes
+
+    @classmethod
+    def create(cls, *, baseline=None, budget=None, tolerance=None, input_shape=None, num_classes=None, **options):
+        """The space for :func:`get_space` (a space whose constructor differs overrides this)."""
+        return cls(
+            budget, baseline, tolerance=tolerance, input_shape=input_shape, num_classes=num_classes, **options
+        )
 
     @abc.abstractmethod
     def suggest(self, trial) -> Arch:
@@ -152,7 +124,7 @@ class SearchSpace(abc.ABC):
     @property
     def target_macs(self) -> int | None:
         """The budget's Eqn. (1) target, or ``None`` for a budget of another kind."""
-        return getattr(self.budget, "target_macs", None)
+        return self.budget.target if self.budget.unit == "MACs" else None
 
     def to_dict(self) -> dict:
         """A JSON-ready description; the study stores it to refuse resuming with another space."""
@@ -172,28 +144,6 @@ class SearchSpace(abc.ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
-
-
-def default_baseline(input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Arch:
-    """The baseline a space uses when none is given: model A, or its small cousin.
-
-    Inputs with a side below :data:`SMALL_INPUT_LIMIT` pixels (and no input at all) get
-    :func:`search_spaces.small.baseline`; larger inputs get the paper's model A.
-
-    Example:
-        >>> str(default_baseline((3, 224, 224), 1000))
-        '(7,64)/2 3/3 (5,128) 2/2 (3,256)x3'
-        >>> str(default_baseline((1, 28, 28), 10))
-        '(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)'
-    """
-    from search_spaces import paper, small
-
-    if input_shape is None or min(tuple(input_shape)[1:]) < SMALL_INPUT_LIMIT:
-        return small.baseline(
-            small.DEFAULT_INPUT_SHAPE if input_shape is None else input_shape,
-            small.DEFAULT_NUM_CLASSES if num_classes is None else num_classes,
-        )
-    return retarget(paper.MODELS["A"], input_shape, num_classes)
 
 
 def retarget(baseline: Arch, input_shape=None, num_classes=None) -> Arch:
@@ -223,7 +173,7 @@ def get_space(
     *,
     baseline: Arch | None = None,
     budget=None,
-    tolerance: float = 0.05,
+    tolerance: float | None = None,
     input_shape: Sequence[int] | None = None,
     num_classes: int | None = None,
     **options,
@@ -231,11 +181,12 @@ def get_space(
     """Build a registered search space by name.
 
     Args:
-        name: one of :data:`SPACES`: ``"small"``, ``"stage"`` or ``"replacement"``.
+        name: a key of :data:`SPACES`: ``"small"``, ``"stage"`` or ``"replacement"``.
         baseline: the reference Arch. Defaults: the small baseline for ``"small"``, model A
-            for ``"stage"``, and :func:`default_baseline` of the input for ``"replacement"``.
-        budget: see :func:`resolve_budget`; ``None`` is the baseline's own cost.
-        tolerance: relative tolerance of a budget given as ``None``, text or a number.
+            for ``"stage"``, and the one that suits the input for ``"replacement"``.
+        budget: see :func:`budgetnet.budgets.resolve_budget`; ``None`` is the baseline's own cost.
+        tolerance: the budget's relative tolerance (``None``: a budget object's own, 5 % for
+            one given as ``None``, text or a number).
         input_shape: ``(C, H, W)`` of the data; the baseline is moved onto it.
         num_classes: the data's class count; the baseline's classifier is resized to it.
         **options: passed to the space's class (``max_steps``, ``kernels``, ...).
@@ -250,30 +201,19 @@ def get_space(
         >>> get_space("nas")
         Traceback (most recent call last):
         ...
-        budgetnet.errors.SearchError: space='nas' is unknown; expected one of small, stage, replacement
+        budgetnet.errors.SearchError: space='nas' is unknown; expected one of replacement, small, stage
     """
     if name not in SPACES:
-        raise SearchError(f"space={name!r} is unknown; expected one of {', '.join(SPACES)}")
+        raise SearchError(f"space={name!r} is unknown; expected one of {space_names()}")
     if input_shape is not None:
         input_shape = _check_shape(input_shape)
     if num_classes is not None:
         check_int(f"{name} space", "num_classes", num_classes)
     if baseline is not None:
         baseline = retarget(baseline, input_shape, num_classes)
-    arguments = dict(budget=budget, baseline=baseline, tolerance=tolerance, **options)
-    if name == "small":
-        from search_spaces.small import SmallStageSpace
-
-        return SmallStageSpace(input_shape=input_shape, num_classes=num_classes, **arguments)
-    if name == "stage":
-        from search_spaces.stage import StageSpace
-
-        return StageSpace(input_shape=input_shape, num_classes=num_classes, **arguments)
-    from search_spaces.replacement import LayerReplacementSpace
-
-    if baseline is None:
-        arguments["baseline"] = default_baseline(input_shape, num_classes)
-    return LayerReplacementSpace(**arguments)
+    return SPACES[name].create(
+        baseline=baseline, budget=budget, tolerance=tolerance, input_shape=input_shape, num_classes=num_classes, **options
+    )
 
 
 def _check_shape(input_shape) -> tuple[int, int, int]:

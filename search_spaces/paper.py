@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-from budgetnet.notation import parse  # noqa: F401  (exported here before the zoo existed)
 from budgetnet.zoo import PAPER_COMPLEXITY, PAPER_ERROR
 from budgetnet.zoo import PAPER_MODELS as MODELS
 from budgetnet.zoo import PAPER_NOTATION as NOTATION

@@ -41,7 +41,8 @@ import networkx as nx
 from budgetnet.arch import Arch
 from budgetnet.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
-from search_spaces.base import SearchSpace, check_int, retarget
+from budgetnet.budgets import DEFAULT_TOLERANCE
+from search_spaces.base import SearchSpace, check_int, register, retarget
 
 #: The choice that stops the walk at the architecture reached so far.
 STOP = "none"
@@ -58,6 +59,7 @@ def step_label(site) -> str:
     return f"{site.rule} {site.where()}"
 
 
+@register
 class LayerReplacementSpace(SearchSpace):
     """The equal-cost variants of a baseline, chosen one rewrite per step.
 
@@ -84,7 +86,7 @@ class LayerReplacementSpace(SearchSpace):
         self,
         baseline: Arch,
         budget=None,
-        tolerance: float = 0.05,
+        tolerance: float | None = None,
         *,
         max_steps: int = 2,
         rules: Iterable[str] | None = None,
@@ -97,7 +99,10 @@ class LayerReplacementSpace(SearchSpace):
             baseline = retarget(baseline, input_shape, num_classes)
         super().__init__(baseline, budget, tolerance)
         # The MACs tolerance of the variants: the budget's own, or for a latency budget the argument.
-        self.tolerance = self.budget.tolerance if self.target_macs is not None else tolerance
+        if self.target_macs is not None:
+            self.tolerance = self.budget.tolerance
+        else:
+            self.tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
         self.max_steps = check_int(self.where, "max_steps", max_steps)
         self.max_depth = None if max_depth is None else check_int(self.where, "max_depth", max_depth)
         self.max_variants = None if max_variants is None else check_int(self.where, "max_variants", max_variants)
@@ -167,6 +172,16 @@ class LayerReplacementSpace(SearchSpace):
         return "step1" if step == 1 else f"step{step} from {arch.notation()}"
 
     # -- the trial ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, *, baseline=None, budget=None, tolerance=None, input_shape=None, num_classes=None, **options):
+        """The space for :func:`~search_spaces.base.get_space`; without a baseline, the one
+        that suits the input (:func:`search_spaces.small.default_baseline`)."""
+        if baseline is None:
+            from search_spaces.small import default_baseline
+
+            baseline = default_baseline(input_shape, num_classes)
+        return cls(baseline, budget, tolerance, **options)
+
     def suggest(self, trial) -> Arch:
         """Walk the lineage graph from the baseline, one rewrite per step, and return where
         the walk stops. Every path ends at a candidate whose cost matches the budget."""

@@ -32,9 +32,13 @@ from typing import Sequence
 
 from budgetnet.arch import SPP, Arch, Conv, Pool
 from budgetnet.errors import BudgetNetError, SearchError
-from search_spaces.base import _check_shape, check_int
+from search_spaces.base import _check_shape, check_int, register, retarget
+from search_spaces.paper import MODELS
 from search_spaces.replacement import LayerReplacementSpace
 from search_spaces.stage import StageSpace, StageSpec
+
+#: Inputs with a side below this many pixels get the small baseline by default.
+SMALL_INPUT_LIMIT = 64
 
 DEFAULT_INPUT_SHAPE = (1, 16, 16)
 DEFAULT_NUM_CLASSES = 10
@@ -86,6 +90,23 @@ def _default_baseline(input_shape=None, num_classes=None) -> Arch:
     )
 
 
+def default_baseline(input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Arch:
+    """The baseline a layer-replacement space uses when none is given: model A, or its small cousin.
+
+    Inputs with a side below :data:`SMALL_INPUT_LIMIT` pixels (and no input at all) get
+    :func:`baseline`; larger inputs get the paper's model A.
+
+    Example:
+        >>> str(default_baseline((3, 224, 224), 1000))
+        '(7,64)/2 3/3 (5,128) 2/2 (3,256)x3'
+        >>> str(default_baseline((1, 28, 28), 10))
+        '(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)'
+    """
+    if input_shape is None or min(tuple(input_shape)[1:]) < SMALL_INPUT_LIMIT:
+        return _default_baseline(input_shape, num_classes)
+    return retarget(MODELS["A"], input_shape, num_classes)
+
+
 def extra_stage_fits(input_shape: Sequence[int]) -> bool:
     """Whether a pool after stage 3 leaves a map of at least 2x2 (so stage 4 is worth offering).
 
@@ -101,6 +122,7 @@ def extra_stage_fits(input_shape: Sequence[int]) -> bool:
     return min(arch.feature_shape[1:]) >= 2
 
 
+@register
 class SmallStageSpace(StageSpace):
     """:class:`~search_spaces.stage.StageSpace` on the small layout (see the module text).
 
@@ -124,7 +146,7 @@ class SmallStageSpace(StageSpace):
         budget=None,
         baseline: Arch | None = None,
         *,
-        tolerance: float = 0.05,
+        tolerance: float | None = None,
         input_shape: Sequence[int] | None = None,
         num_classes: int | None = None,
         **options,
@@ -157,7 +179,7 @@ class SmallReplacementSpace(LayerReplacementSpace):
     Args:
         budget: the budget; ``None`` is the small baseline's cost.
         baseline: default :func:`baseline` on ``input_shape`` and ``num_classes``.
-        tolerance: relative tolerance of a budget given as ``None``, text or a number.
+        tolerance: the budget's tolerance (see :func:`budgetnet.budgets.resolve_budget`).
         input_shape: default 1x16x16.
         num_classes: default 10.
         **options: as for LayerReplacementSpace (``max_steps``, ``rules``, ...).
@@ -172,7 +194,7 @@ class SmallReplacementSpace(LayerReplacementSpace):
         self,
         budget=None,
         baseline: Arch | None = None,
-        tolerance: float = 0.05,
+        tolerance: float | None = None,
         *,
         input_shape: Sequence[int] | None = None,
         num_classes: int | None = None,

@@ -45,7 +45,7 @@ from typing import Sequence
 from budgetnet.arch import FC, REDUCERS, Arch, Conv, Layer, Pool, paper_head
 from budgetnet.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
-from search_spaces.base import SearchSpace, check_int, retarget
+from search_spaces.base import SearchSpace, check_int, register, retarget
 
 BISECTION_STEPS = 48
 
@@ -91,6 +91,7 @@ PAPER_EXTRA_STAGE = StageSpec(Pool(3), 2304, 1, 3)
 PAPER_LAST_WIDTH = 256
 
 
+@register
 class StageSpace(SearchSpace):
     """Depth and filter size per stage, optional pool insertion and delayed subsampling,
     widths solved so each candidate costs the budget.
@@ -131,7 +132,7 @@ class StageSpace(SearchSpace):
         budget=None,
         baseline: Arch | None = None,
         *,
-        tolerance: float = 0.05,
+        tolerance: float | None = None,
         input_shape: Sequence[int] | None = None,
         num_classes: int | None = None,
         stem: Sequence[Layer] = PAPER_STEM,

@@ -69,6 +69,14 @@ class PostgresServer:
                 raise RuntimeError("running as root and there is no 'postgres' user to run the server as")
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        return self.restart()
+
+    def halt(self) -> None:
+        """Stop the server at once (as a crash would), keeping its data for :meth:`restart`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+
+    def restart(self) -> "PostgresServer":
+        """Start the server on its data directory (after :meth:`start` made it, or :meth:`halt`)."""
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c max_connections=200"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
         deadline = time.time() + 30
@@ -82,7 +90,7 @@ class PostgresServer:
 
     def stop(self) -> None:
         try:
-            if self.data.exists():
+            if (self.data / "postmaster.pid").exists():
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)

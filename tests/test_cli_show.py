@@ -134,14 +134,26 @@ def test_bad_input_shape_is_an_argparse_error(capsys):
     assert "input shape '3x0x5': expected CxHxW such as 3x224x224" in capsys.readouterr().err
 
 
+class OptionRecorder(argparse.ArgumentParser):
+    """An argument parser that notes every option string given to ``add_argument``."""
+
+    def __init__(self):
+        self.options = []
+        super().__init__(add_help=False)
+
+    def add_argument(self, *names, **settings):
+        self.options += [name for name in names if name.startswith("-")]
+        return super().add_argument(*names, **settings)
+
+
 def test_help_lists_every_option(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["show", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    parser = argparse.ArgumentParser()
+    parser = OptionRecorder()
     show.add_arguments(parser)
-    options = [option for action in parser._actions for option in action.option_strings]
+    options = parser.options
     assert set(options) >= {"--baseline", "--input", "--classes", "--json"}
     for option in options:
         assert option in text

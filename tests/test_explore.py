@@ -6,7 +6,8 @@ import networkx as nx
 import pytest
 
 import budgetnet
-from budgetnet.complexity import Budget, conv_macs
+from budgetnet.budgets import Budget
+from budgetnet.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
 from budgetnet.explore import derivation, node_named, records, summary, to_dict, variants
 from budgetnet.rewrites import RULES
@@ -29,20 +30,31 @@ def names(graph):
     return {data["name"] for _, data in graph.nodes(data=True) if data["name"]}
 
 
-def test_one_step_from_a_is_every_accepted_rewrite_within_budget(one_step):
-    # the same set, built directly from the rules: distinct results within 5% of A's cost
-    expected = set()
-    for rule in RULES:
-        for site in rule.sites(A):
-            try:
-                after = rule.apply(A, site, tolerance=None)
-            except RewriteError:
-                continue
-            if abs(conv_macs(after) / conv_macs(A) - 1) <= 0.05:
-                expected.add(after.fingerprint())
-    assert set(one_step) - {A.fingerprint()} == expected
-    assert names(one_step) == {"A", "B", "C", "F", "G"}  # Figs. 1-2: one replacement from A
+def eqn1(arch) -> int:
+    """Eqn. (1) by hand from the layer shapes: n_{l-1} * s^2 * n_l * m_l^2 over the convs."""
+    return sum(
+        info.in_shape[0] * info.layer.kernel_size**2 * info.out_shape[0] * info.out_shape[1] * info.out_shape[2]
+        for info in arch.shapes
+        if info.kind == "conv"
+    )
+
+
+def test_one_step_from_a_keeps_only_real_rewrites_within_budget(one_step):
+    root = one_step.graph["baseline"]
+    a_macs = eqn1(A)
+    for key, data in one_step.nodes(data=True):
+        assert data["macs"] == eqn1(data["arch"]) and abs(data["macs"] / a_macs - 1) <= 0.05
+        if key == root:
+            continue
+        # Each variant is what its edge's rule makes of A (the rules' public API, tested in test_rewrites).
+        (parent, _, edge), = one_step.in_edges(key, data=True)
+        assert parent == root and budgetnet.rewrite(A, edge["site"], tolerance=None).after == data["arch"]
+    # Figs. 1-2 of the paper: one replacement from A gives B, C, F and G.
+    assert names(one_step) == {"A", "B", "C", "F", "G"}
+    # Every site of every rule was tried once: kept, refused by its rule, or off the budget.
     assert one_step.graph["checked"] == sum(len(rule.sites(A)) for rule in RULES)
+    kept = one_step.number_of_nodes() - 1
+    assert 0 < kept <= one_step.graph["checked"] - one_step.graph["refused"] - one_step.graph["rejected"]
 
 
 def test_node_and_edge_attributes(one_step):
@@ -92,9 +104,13 @@ def test_budget_forms(one_step):
     target = conv_macs(A)
     as_string = variants(A, budget="1x", max_steps=1)
     as_number = variants(A, budget=target, max_steps=1)
-    as_budget = variants(A, budget=Budget(target, 0.5), max_steps=1)  # its tolerance is not used
+    as_budget = variants(A, budget=Budget(target, 0.5), tolerance=0.05, max_steps=1)  # a given tolerance wins
     assert set(as_string) == set(as_number) == set(as_budget) == set(one_step)
-    assert as_budget.graph["budget"].tolerance == 0.05
+    assert as_budget.graph["budget"].tolerance == as_budget.graph["tolerance"] == 0.05
+    # No tolerance given: a Budget keeps its own (the rule of budgetnet.budgets.resolve_budget).
+    exact = variants(A, budget=Budget(target, 0.0), max_steps=1)
+    assert exact.graph["tolerance"] == 0.0
+    assert all(exact.nodes[key]["macs"] == target for key in exact)  # 0 %: only exactly equal cost
     lower = variants(A, budget="0.96x", tolerance=0.005, max_steps=1, names=MODELS)
     assert names(lower) == {"A", "B"}  # B is 0.961 of A
     assert not lower.nodes[lower.graph["baseline"]]["matches"]
@@ -138,7 +154,7 @@ def test_summary_line(one_step):
 
 
 def test_bad_input():
-    with pytest.raises(BudgetError, match=r"tolerance=-0.01 is invalid; expected a number >= 0 \(a relative"):
+    with pytest.raises(BudgetError, match=r"tolerance=-0.01 is invalid; expected a number >= 0 or None \(a relative"):
         variants(A, tolerance=-0.01)
     with pytest.raises(BudgetError, match="max_steps=-1 is invalid; expected an integer >= 0"):
         variants(A, max_steps=-1)
@@ -146,7 +162,7 @@ def test_bad_input():
         variants(A, max_depth=0)
     with pytest.raises(BudgetError, match="max_variants=1.5 is invalid"):
         variants(A, max_variants=1.5)
-    with pytest.raises(BudgetError, match="budget=\\[1\\] is invalid; expected a Budget, a string"):
+    with pytest.raises(BudgetError, match="budget=\\[1\\] is invalid; expected a budgetnet.Budget"):
         variants(A, budget=[1])
     with pytest.raises(BudgetError, match="budget='cheap' is invalid"):
         variants(A, budget="cheap")

@@ -11,7 +11,7 @@ from torch import nn
 
 import budgetnet
 from budgetnet import latency
-from budgetnet.complexity import Budget
+from budgetnet.budgets import Budget
 from budgetnet.errors import BudgetError, DeviceError, LatencyError
 from budgetnet.latency import LatencyBudget, LatencyTable, default_cache_dir, measure
 
@@ -177,7 +177,7 @@ def test_budget_parse_delegates_milliseconds():
         (lambda: LatencyBudget(1.0, "cpu", tolerance=-1), r"budget tolerance=-1 is invalid"),
         (lambda: LatencyBudget.parse("fast"), r"budget='fast' is invalid; expected milliseconds per image"),
         (lambda: LatencyBudget(1.0, "cpu", table="yes"), r"budget table='yes' is invalid"),
-        (lambda: Budget.parse("1..2ms"), r"budget='1..2ms' is invalid; expected milliseconds per image"),
+        (lambda: Budget.parse("1..2ms"), r"budget='1..2ms' is invalid; expected a ratio like 0.9x, .* or milliseconds per image"),
     ],
 )
 def test_latency_budget_bad_input(make, message):

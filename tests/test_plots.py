@@ -37,7 +37,7 @@ def test_lineage_of_fig1_saves_a_png(fig1_graph, tmp_path):
     assert len(arrows(figure)) == fig1_graph.subgraph(keys).number_of_edges() == 5
     rules = [text.get_text() for text in figure.axes[0].texts if text.get_text() == "depth_filter"]
     assert len(rules) == 5
-    assert figure._suptitle.get_text().startswith("Variants of A at equal cost: 4 of 5 shown; budget 855.0M")
+    assert figure.get_suptitle().startswith("Variants of A at equal cost: 4 of 5 shown; budget 855.0M")
 
 
 def test_lineage_defaults_to_named_models_when_the_graph_is_large(fig1_graph):
@@ -45,7 +45,7 @@ def test_lineage_defaults_to_named_models_when_the_graph_is_large(fig1_graph):
     assert fig1_graph.number_of_nodes() == 6  # A .. E and (2,128)x4 + (3,256)x3
     labels = sorted(text.get_text().split()[0] for text in boxes(figure))
     assert labels[:5] == ["A", "B", "C", "D", "E"] and len(labels) <= 6  # and variants on their paths
-    assert figure._suptitle.get_text() == "Fig. 1"
+    assert figure.get_suptitle() == "Fig. 1"
     assert not any(text.get_text() == "depth_filter" for text in figure.axes[0].texts)
 
 

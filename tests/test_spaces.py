@@ -19,16 +19,27 @@ from optuna.trial import FixedTrial
 
 import budgetnet
 from budgetnet import Budget, Conv, Pool, conv_macs
+from budgetnet.budgets import CostBudget
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
+from budgetnet.rewrites import RULES
 from search_spaces import paper, small
 from search_spaces.base import SPACES, SearchSpace, get_space
-from search_spaces.replacement import LayerReplacementSpace
+from search_spaces.replacement import LayerReplacementSpace, step_label
 from search_spaces.small import SmallStageSpace
 from search_spaces.stage import StageSpace, StageSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 STAGE_PARAM = re.compile(r"(stage\d+_depth|stage\d+_kernel|delay_stage\d+|pool_after_stage\d+)")
+
+
+def eqn1(arch) -> int:
+    """Eqn. (1) by hand from the layer shapes: n_{l-1} * s^2 * n_l * m_l^2 over the convs."""
+    return sum(
+        info.in_shape[0] * info.layer.kernel_size**2 * info.out_shape[0] * info.out_shape[1] * info.out_shape[2]
+        for info in arch.shapes
+        if info.kind == "conv"
+    )
 
 
 def sample(space: SearchSpace, n: int, seed: int = 0):
@@ -176,15 +187,25 @@ def test_stage_space_over_budget_combination_returns_the_narrowest():
 
 
 def test_stage_space_latency_like_budget_solves_by_admits():
-    """A budget with only ``admits`` (as a latency budget) is solved by bisection on it."""
+    """A budget not in MACs (as a latency budget) is solved by bisection on ``admits``."""
 
-    class Ceiling:
-        tolerance = 0.0
+    class Ceiling(CostBudget):  # a stand-in cost: millions of MACs, in its own unit
+        tolerance, label, target, unit = 0.0, "", 600.0, "M-units"
 
-        def admits(self, arch):
-            return budgetnet.conv_macs(arch) <= 600_000_000
+        def cost(self, arch):
+            return budgetnet.conv_macs(arch) / 1e6
+
+        def with_tolerance(self, tolerance):
+            return self
+
+        def to_dict(self):
+            return {"target": self.target}
+
+        def describe_target(self):
+            return "600 M-units"
 
     space = StageSpace(Ceiling())
+    assert space.target_macs is None
     space.check()
     for _, arch in sample(space, 5, seed=1):
         assert conv_macs(arch) <= 600_000_000
@@ -238,7 +259,8 @@ def test_small_space_any_input_and_budget(channels, side, ratio, seed):
 
 # -- get_space, description, bad settings ------------------------------------------------------
 def test_get_space_names_and_defaults():
-    assert SPACES == ("small", "stage", "replacement")
+    # Each space module registers its class; importing search_spaces imports them all.
+    assert SPACES == {"small": SmallStageSpace, "stage": StageSpace, "replacement": LayerReplacementSpace}
     space = get_space("small", input_shape=(1, 28, 28), num_classes=10)
     assert isinstance(space, SmallStageSpace) and space.name == "small"
     assert space.input_shape == (1, 28, 28)
@@ -249,7 +271,7 @@ def test_get_space_names_and_defaults():
 
 
 def test_get_space_unknown_name_lists_the_names():
-    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of small, stage, replacement"):
+    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of replacement, small, stage"):
         get_space("nas")
 
 
@@ -352,18 +374,34 @@ def every_combination(space):
 RULE_NAMES = ("depth_filter", "depth_width", "width_filter", "add_pool", "delay_pool")
 
 
-def check_replacement_space(space, graph):
+def replay(space, params, asked):
+    """Rebuild a trial's Arch from its parameters with the rules' public API alone: each
+    choice names a rule and a site of the current Arch (independent of the lineage graph)."""
+    arch = space.baseline
+    for name, _ in asked:
+        choice = params[name]
+        if choice == "none":
+            break
+        (site,) = [site for rule in RULES for site in rule.sites(arch) if step_label(site) == choice]
+        arch = budgetnet.rewrite(arch, site, tolerance=None).after
+    return arch
+
+
+def check_replacement_space(space):
+    """Every combination of choices: a chain of real rewrites (replayed), inside the budget
+    (Eqn. (1) by hand), with parameter names and choices that never change meaning."""
     combos = every_combination(space)
-    reached = {arch.fingerprint() for _, arch, _ in combos}
-    expected = {key for key, data in graph.nodes(data=True) if data["matches"]}
-    assert reached == expected
     offered = {}
     for params, arch, asked in combos:
-        assert space.budget.matches(conv_macs(arch)) and space.budget.admits(conv_macs(arch))
+        assert replay(space, params, asked) == arch
+        assert len([name for name, _ in asked]) <= space.max_steps
+        assert space.budget.matches(eqn1(arch)) and space.budget.admits(eqn1(arch))
         for name, choices in asked:
             assert re.fullmatch(r"step1|step[2-9] from \S.*", name), name
             assert offered.setdefault(name, choices) == choices, f"{name} changed its choices"
             assert all(choice == "none" or choice.split(" ")[0] in RULE_NAMES for choice in choices)
+    # What suggest reaches is what the space says it offers.
+    assert {arch.fingerprint() for _, arch, _ in combos} == {arch.fingerprint() for arch in space.candidates()}
     return combos
 
 
@@ -372,15 +410,26 @@ def test_replacement_space_reaches_exactly_the_variants_of_the_small_baseline():
     space = get_space("replacement", max_steps=2)
     assert space.baseline == base
     space.check()
-    graph = budgetnet.variants(base, max_steps=2)
-    combos = check_replacement_space(space, graph)
-    assert len({arch.fingerprint() for _, arch, _ in combos}) == graph.number_of_nodes() > 10
+    combos = check_replacement_space(space)
+    reached = {arch.fingerprint() for _, arch, _ in combos}
+    assert len(reached) > 10 and base.fingerprint() in reached
+    # Every rewrite of the baseline that stays inside the budget is a first step (Eqn. (1) by hand).
+    one_step = set()
+    for rule in RULES:
+        for site in rule.sites(base):
+            try:
+                after = budgetnet.rewrite(base, site, tolerance=None).after
+            except BudgetNetError:
+                continue
+            if space.budget.matches(eqn1(after)):
+                one_step.add(after.fingerprint())
+    assert one_step <= reached
 
 
 def test_replacement_space_from_model_a_reaches_the_papers_models():
     space = get_space("replacement", baseline=paper.MODELS["A"], max_steps=1)
     space.check()
-    combos = check_replacement_space(space, budgetnet.variants(paper.MODELS["A"], max_steps=1))
+    combos = check_replacement_space(space)
     reached = {arch for _, arch, _ in combos}
     # Sec. 4: one replacement turns A into B (Eqn. 3), C (Eqn. 4), F (Eqn. 6) and G (Eqn. 7).
     assert {paper.MODELS[name] for name in "ABCFG"} <= reached
@@ -405,7 +454,7 @@ def test_replacement_space_with_a_budget_away_from_the_baseline():
     assert not budget.matches(base)
     space.check()
     assert "none" not in space.choices(base)
-    combos = check_replacement_space(space, budgetnet.variants(base, budget=budget, tolerance=0.02))
+    combos = check_replacement_space(space)
     assert base not in {arch for _, arch, _ in combos}
 
 
@@ -441,17 +490,3 @@ def test_spaces_importable_from_paper_and_small():
     space = small.SmallReplacementSpace(input_shape=(3, 32, 32))
     assert space.baseline == small.baseline((3, 32, 32))
     assert get_space("replacement", input_shape=(3, 224, 224), num_classes=1000).baseline == paper.MODELS["A"]
-
-
-def test_budget_description_uses_to_dict_when_there_is_one():
-    from search_spaces.base import budget_to_dict
-
-    class Latency:
-        def admits(self, arch):
-            return True
-
-        def to_dict(self):
-            return {"ms_per_image": 1.5, "device": "cpu"}
-
-    assert budget_to_dict(Latency()) == {"type": "Latency", "ms_per_image": 1.5, "device": "cpu"}
-    assert budget_to_dict(Budget(1000, 0.05, "1K")) == {"type": "Budget", "target_macs": 1000, "tolerance": 0.05, "label": "1K"}

@@ -19,6 +19,7 @@ import budgetnet
 from budgetnet import SPP, Conv, Pool
 from budgetnet.data import load_data
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
+from budgetnet.record import StudyRecord
 from budgetnet.results import format_summary, summarize, trial_counts
 from budgetnet.study import counted_trials
 from search_spaces.base import SearchSpace, get_space
@@ -183,8 +184,9 @@ def test_only_pruned_search_ends_with_a_clear_report(tiny_data):
     assert "2 pruned" in format_summary(summary)
 
 
-def test_only_failed_search_ends_with_a_clear_report(tiny_data):
+def test_only_failed_search_ends_with_a_clear_report(tiny_data, capfd):
     study = run(TinySpace(error=ShapeError("conv2 maps 1x1 to 0x0")), tiny_data, n_trials=2)
+    assert "Traceback" not in capfd.readouterr().err  # the record says why; no Optuna traceback
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
     assert trial_counts(study)["failed"] == 2 and len(counted_trials(study)) == 2
     summary = summarize(study)
@@ -223,6 +225,48 @@ def test_baseline_is_trained_once_for_comparison(tiny_data):
     assert result["notation"] == "(3,4) 2/2 (3,8) gap" and 0 <= result["accuracy"] <= 1
     assert result["macs"] == eqn1(TinySpace().baseline)
     assert f"(baseline {result['accuracy']:.4f})" in summarize(study)["message"]
+    assert summarize(study)["spread"] is None  # one seed: no spread to compare with
+
+
+def test_baseline_on_several_seeds_gives_the_spread_and_a_resume_adds_a_seed(tiny_data):
+    storage = memory()
+    study = run(TinySpace(), tiny_data, n_trials=1, train_baseline=True, baseline_seeds=2, seed=3,
+                storage=storage, study_name="b")  # fmt: skip
+    runs = StudyRecord.read(study).baseline_result["runs"]
+    assert [r["seed"] for r in runs] == [3, 4]
+    study = run(TinySpace(), tiny_data, n_trials=1, train_baseline=True, seed=7, storage=storage, study_name="b")
+    result = StudyRecord.read(study).baseline_result
+    assert [r["seed"] for r in result["runs"]] == [3, 4, 7]  # seeds 3 and 4 were not trained again
+    accuracies = [r["accuracy"] for r in result["runs"]]
+    assert result["accuracy"] == pytest.approx(sum(accuracies) / 3)
+    assert summarize(study)["spread"]["seeds"] == 3
+    with pytest.raises(SearchError, match="baseline_seeds=0 is invalid; expected a whole number >= 1"):
+        run(TinySpace(), tiny_data, train_baseline=True, baseline_seeds=0)
+
+
+def spread_study(best: float) -> optuna.Study:
+    """A hand-made study: one trial at ``best``, a baseline at 0.90, 0.92 and 0.94 on three seeds."""
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.create_trial(value=best, user_attrs={"status": "ok", "macs": 1000, "notation": "(3,8)"}))
+    runs = [{"seed": seed, "accuracy": accuracy} for seed, accuracy in enumerate((0.90, 0.92, 0.94))]
+    StudyRecord.write(study, baseline_result={"notation": "(3,4)", "accuracy": 0.92, "runs": runs})
+    return study
+
+
+def test_results_show_the_spread_over_seeds_and_mark_a_difference_smaller_than_it():
+    # By hand: mean 0.92; sample standard deviation sqrt((0.02^2 + 0 + 0.02^2) / 2) = 0.02.
+    close = summarize(spread_study(0.93))
+    assert close["spread"] == pytest.approx({"seeds": 3, "mean": 0.92, "std": 0.02, "min": 0.90, "max": 0.94})
+    assert close["best"]["vs_baseline"] == pytest.approx(0.01) and close["best"]["within_spread"] is True
+    assert "(baseline 0.9200 ± 0.0200 over 3 seeds)" in close["message"]
+    assert "difference from the baseline, +0.0100, is smaller than the spread over seeds (0.0200)" in close["message"]
+    text = format_summary(close)
+    assert "mean of 3 seeds (spread: standard deviation 0.0200, 0.9000 to 0.9400); ~ marks a difference" in text
+    header, _, row = text.split("best trials:\n")[1].splitlines()[:3]
+    assert header.split()[:4] == ["trial", "accuracy", "vs", "baseline"] and "+0.0100 ~" in row
+    clear = summarize(spread_study(0.97))  # 0.05 above the mean: more than the spread
+    assert clear["best"]["within_spread"] is False and "not a clear improvement" not in clear["message"]
+    assert "+0.0500 ~" not in format_summary(clear) and "+0.0500" in format_summary(clear)
 
 
 @pytest.mark.parametrize(
@@ -243,7 +287,7 @@ def test_bad_arguments(tiny_data, options, message):
 
 
 def test_unknown_space_and_mismatched_data(tiny_data):
-    with pytest.raises(SearchError, match="space='nas' is unknown; expected one of small, stage, replacement"):
+    with pytest.raises(SearchError, match="space='nas' is unknown; expected one of replacement, small, stage"):
         run("nas", tiny_data)
     with pytest.raises(SearchError, match=r"space 'tiny' designs for input \(1, 8, 8\) and 10 classes, but data"):
         run(TinySpace(), load_data("digits", limit=60))

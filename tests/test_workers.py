@@ -3,24 +3,18 @@ an exact trial count with no duplicate or lost trial, and a worker killed mid-tr
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import optuna
-import pytest
 from optuna.trial import TrialState
+from processes import QUICK, budgetnet_command, mid_trial, wait_for
 
+from budgetnet.record import TrialRecord
+from budgetnet.storage import RetryCallback
 from budgetnet.study import counted_trials
 
 EPOCHS = 40
-QUICK = ["--limit", "60", "--no-baseline", "--no-progress", "--device", "cpu"]
-
-
-def budgetnet_command(*arguments: str) -> list[str]:
-    return [sys.executable, "-m", "budgetnet", "search", *arguments]
 
 
 def test_three_workers_hold_exactly_n_trials(postgres_url, tmp_path):
@@ -32,22 +26,15 @@ def test_three_workers_hold_exactly_n_trials(postgres_url, tmp_path):
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="three", storage=postgres_url)
     trials = study.trials
-    assert len(trials) == 9 and [t.number for t in trials] == list(range(9))  # nothing extra was created
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)  # none lost or left queued
-    assert len(counted_trials(study)) == 9
-    workers = {t.user_attrs["worker"] for t in trials}
+    counted = counted_trials(study)
+    assert len(counted) == 9 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in counted)
+    # The documented bound: a worker whose ask found the queue just emptied leaves a surplus
+    # record (never trained, not counted), at most one per other worker; nothing is left queued.
+    surplus = [TrialRecord.read(t) for t in trials if t not in counted]
+    assert len(surplus) <= 2 and all(r.status == "surplus" and r.epochs is None for r in surplus)
+    workers = {TrialRecord.read(t).worker for t in counted}
     assert len(workers) >= 2  # the slots were shared out, each taken by one worker
     assert not (tmp_path / "budgetnet.db").exists()
-
-
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out after {seconds} s waiting for {what}")
 
 
 def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgres_url, tmp_path):
@@ -59,17 +46,7 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
     worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     storage = optuna.storages.RDBStorage(postgres_url)  # one connection pool for all the polls
     try:
-
-        def mid_trial():
-            try:
-                study = optuna.load_study(study_name="killed", storage=storage)
-            except KeyError:
-                return None
-            done = study.get_trials(states=(TrialState.COMPLETE,))
-            running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-            return (done, running[0]) if done and running else None
-
-        done, running = wait_for(mid_trial, 240, "one completed trial and one in its first epochs")
+        done, running = wait_for(mid_trial(storage, "killed"), 240, "one completed trial and one in its first epochs")
         assert len(running.intermediate_values) < EPOCHS  # still training
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
@@ -87,11 +64,12 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
     for number, (params, values) in before.items():  # every completed trial is kept as it was
         assert (study.trials[number].params, study.trials[number].values) == (params, values)
     assert study.trials[running.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == running.number]
+    retries = [t for t in study.trials if RetryCallback.retried_trial_number(t) == running.number]
     assert len(retries) == 1
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE and retry.params == running.params
-    assert retry.user_attrs["retry_of"] == running.number and retry.user_attrs["epochs"] == EPOCHS
+    record = TrialRecord.read(retry)
+    assert record.retry_of == running.number and record.epochs == EPOCHS
     assert len(counted_trials(study)) == 3
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert "3 finished trials" in resumed.stdout

@@ -105,7 +105,9 @@ def save_plots(study, directory) -> list[Path]:
     from budgetnet.plots import optimization_history, pareto_front
 
     directory = plot_dir(directory)
-    objectives = study.user_attrs.get("budgetnet", {}).get("objectives", ["accuracy"])
+    from budgetnet.record import StudyRecord
+
+    objectives = StudyRecord.read(study).objectives
     x = objectives[1] if len(objectives) > 1 else "macs"
     paths = [directory / "pareto.png", directory / "history.png"]
     pareto_front(study, x=x, path=paths[0])

@@ -27,7 +27,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import signal
 import time
@@ -104,8 +103,13 @@ def add_arguments(parser) -> None:
     )
     train.add_argument(
         "--no-baseline", action="store_true",
-        help="do not train the baseline once for comparison",
+        help="do not train the baseline for comparison",
     )
+    train.add_argument(
+        "--baseline-seeds", type=int, default=1, metavar="K",
+        help="train the baseline with K seeds (default 1); the report then shows the spread over seeds and "
+        "marks (~) a difference from the baseline smaller than it",
+    )  # fmt: skip
     run = parser.add_argument_group("how long, where, how many workers")
     run.add_argument(
         "--trials", type=int, default=DEFAULT_TRIALS, metavar="N",
@@ -142,6 +146,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import optuna
 
+    from budgetnet.budgets import is_time_budget, parse_budget
     from budgetnet.data import load_data
     from budgetnet.storage import describe, storage_url
     from budgetnet.study import search, setup_search
@@ -149,6 +154,8 @@ def run(args) -> int:
 
     if args.trials < 1:
         raise SearchError(f"--trials {args.trials} is invalid; expected a whole number >= 1 (finished trials to hold)")
+    if args.baseline_seeds < 1:
+        raise SearchError(f"--baseline-seeds {args.baseline_seeds} is invalid; expected a whole number >= 1")
     if args.workers < 1:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
@@ -160,10 +167,8 @@ def run(args) -> int:
     data = load_data(args.data, limit=args.limit)
     baseline = None if args.baseline is None else load_arch(args.baseline, data.input_shape, data.num_classes)
     budget = args.budget
-    if budget is not None and re.search(r"ms(@\S+)?\s*$", budget):
-        from budgetnet.latency import LatencyBudget
-
-        budget = LatencyBudget.parse(budget, device=args.device, tolerance=args.tolerance)
+    if budget is not None and is_time_budget(budget):  # measured on --device
+        budget = parse_budget(budget, tolerance=args.tolerance, device=args.device)
     space = get_space(
         args.space,
         baseline=baseline,
@@ -196,7 +201,8 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM queues the running trial again, as Ctrl-C
     try:
         if args.workers == 1:
-            study = search(space, data, progress=progress, train_baseline=not args.no_baseline, **options)
+            study = search(space, data, progress=progress, train_baseline=not args.no_baseline,
+                           baseline_seeds=args.baseline_seeds, **options)  # fmt: skip
         else:
             study = setup_search(space, data, **options)
             _run_workers(args, study, url, start, progress)
@@ -220,6 +226,7 @@ def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
         arguments = worker_arguments(args, study.study_name, url, timeout)
         if index == 0 and not args.no_baseline:
             arguments.remove("--no-baseline")
+            arguments += ["--baseline-seeds", str(args.baseline_seeds)]
         commands.append(worker_command(arguments))
     codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress)
     failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code]

@@ -1,0 +1,149 @@
+"""budgetnet.search under faults: surplus slots, two processes raising --trials at once, a
+killed worker on a journal file (recovered with `budgetnet recover`), and a database server
+that goes away mid-search."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from processes import QUICK, budgetnet_command, mid_trial, wait_for
+from test_study import TinySpace, memory, run
+
+from budgetnet.data import load_data
+from budgetnet.errors import SearchError
+from budgetnet.record import TrialRecord
+from budgetnet.results import is_finished, trial_counts
+from budgetnet.study import counted_trials, recover_trials
+
+EPOCHS = 40
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return load_data("digits", image_size=8, limit=60)
+
+
+def test_slots_queued_twice_become_surplus_records_and_the_count_stays_exact(tiny_data):
+    storage = memory()
+    study = run(TinySpace(), tiny_data, n_trials=2, storage=storage, study_name="s")
+    for _ in range(2):  # what a second process raising n_trials at the same moment queues
+        study.enqueue_trial({})
+    study = run(TinySpace(), tiny_data, n_trials=3, storage=storage, study_name="s")
+    assert len(counted_trials(study)) == 3
+    surplus = [t for t in study.trials if TrialRecord.read(t).status == "surplus"]
+    assert [t.number for t in surplus] == [3] and surplus[0].state == TrialState.FAIL
+    record = TrialRecord.read(surplus[0])
+    assert record.epochs is None and record.arch is None  # never sampled into an Arch, never trained
+    assert record.error == "the study already holds 3 trials"
+    assert trial_counts(study)["surplus"] == 1 and trial_counts(study)["lost"] == 0
+
+
+def test_two_processes_raising_trials_at_once_stay_within_the_bound(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    first = budgetnet_command("--trials", "2", "--epochs", "1", "--storage", storage, "--study", "r", *QUICK)
+    assert subprocess.run(first, cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    raise_to_4 = budgetnet_command("--trials", "4", "--epochs", "1", "--storage", storage, "--study", "r", *QUICK)
+    processes = [subprocess.Popen(raise_to_4, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for _ in range(2)]  # fmt: skip
+    for process in processes:
+        assert process.wait(300) == 0, process.stderr.read().decode()
+    study = optuna.load_study(study_name="r", storage=storage)
+    finished = [t for t in study.trials if is_finished(t)]
+    # The bound (budgetnet/study.py): n_trials finished, plus at most one per other process
+    # when both read the study at the instant the other's trial starts.
+    assert 4 <= len(finished) <= 5
+    others = [TrialRecord.read(t) for t in study.trials if not is_finished(t)]
+    assert all(r.status == "surplus" and r.epochs is None for r in others)  # never trained
+    assert not study.get_trials(states=(TrialState.WAITING, TrialState.RUNNING))
+
+
+def test_a_killed_worker_on_a_journal_file_is_recovered_by_the_recover_command(tmp_path):
+    journal = tmp_path / "s.journal"
+    command = budgetnet_command(
+        "--trials", "3", "--epochs", str(EPOCHS), "--pruner", "none", "--storage", str(journal), "--study", "j", *QUICK
+    )
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    try:
+        done, running = wait_for(mid_trial(storage, "j"), 240, "one completed trial and one in its first epochs")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    before = {t.number: (t.params, t.values) for t in done}
+    # Without recovery, the trial stays RUNNING: a resumed search cannot run it.
+    stuck = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    study = optuna.load_study(study_name="j", storage=storage)
+    assert study.trials[running.number].state == TrialState.RUNNING
+    assert len(counted_trials(study)) == 2 and "1 running" in stuck.stdout
+
+    worker_name = TrialRecord.read(study.trials[running.number]).worker
+    recover = [sys.executable, "-m", "budgetnet", "recover", "--storage", str(journal), "--study", "j"]
+    result = subprocess.run([*recover, "--worker", "elsewhere:1"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0 and "no RUNNING trial matched; nothing to recover" in result.stdout
+    result = subprocess.run([*recover, "--worker", worker_name], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0
+    assert f"trials {running.number} marked failed and queued again" in result.stdout
+
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="j", storage=storage)
+    for number, (params, values) in before.items():  # every completed trial is kept as it was
+        assert (study.trials[number].params, study.trials[number].values) == (params, values)
+    assert study.trials[running.number].state == TrialState.FAIL
+    retry = [t for t in study.trials if TrialRecord.read(t).retry_of == running.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == running.params
+    assert len(counted_trials(study)) == 3
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+
+
+def test_recover_trials_filters_and_checks_its_arguments():
+    study = optuna.create_study()
+    young = study.ask()
+    TrialRecord.write(young, worker="a:1")
+    assert recover_trials(study, older_than=3600) == []  # started just now
+    assert recover_trials(study, workers=["b:2"]) == []
+    assert recover_trials(study, workers=["a:1"]) == [0]
+    assert TrialRecord.read(study.trials[1]).retry_of == 0 and study.trials[1].state == TrialState.WAITING
+    with pytest.raises(SearchError, match=r"older_than=-1 is invalid; expected seconds >= 0"):
+        recover_trials(study, older_than=-1)
+
+
+def test_a_database_that_goes_away_ends_the_search_with_host_and_port_and_keeps_what_was_told(
+    postgres_server, tmp_path
+):
+    url = postgres_server.url
+    command = budgetnet_command(
+        "--trials", "3", "--epochs", str(EPOCHS), "--pruner", "none", "--heartbeat", "1", "--storage", url,
+        "--study", "lost", *QUICK,
+    )  # fmt: skip
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        done, running = wait_for(mid_trial(storage, "lost"), 240, "one completed trial and one in its first epochs")
+        before = {t.number: (t.params, t.values, t.user_attrs) for t in done}
+        storage.engine.dispose()
+        postgres_server.halt()
+        _, stderr = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 2, stderr
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("budgetnet search: error: storage postgresql+psycopg2://postgres@127.0.0.1:")
+    assert f"lost the connection to 127.0.0.1:{postgres_server.port} during the search" in message
+    assert "run the same search to resume it" in message
+    assert "Traceback" not in stderr
+
+    postgres_server.restart()
+    study = optuna.load_study(study_name="lost", storage=url)
+    for number, (params, values, attrs) in before.items():  # nothing already told is lost
+        assert (study.trials[number].params, study.trials[number].values, study.trials[number].user_attrs) == (
+            params, values, attrs,
+        )  # fmt: skip
