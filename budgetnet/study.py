@@ -48,6 +48,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -780,6 +781,9 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
     """
     if isinstance(older_than, bool) or not isinstance(older_than, (int, float)) or not older_than >= 0:
         raise SearchError(f"older_than={older_than!r} is invalid; expected seconds >= 0")
+    for worker in workers or ():
+        if not isinstance(worker, str) or not re.fullmatch(r"[^:\s]+:[0-9]+", worker):
+            raise SearchError(f"worker={worker!r} is invalid; expected HOST:PID as budgetnet results --json lists it")
     now = datetime.datetime.now()
     recovered = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

@@ -204,6 +204,13 @@ CLI_CASES = [
     case("export", "--trial", "abc", "-o", "out.json", error=ExportError, message="'abc'"),
     case("export", "--trial", "-1", "-o", "out.json", error=ExportError, message="-1"),
     case("export", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist"),
+    # recover: storages, study names, worker names and ages
+    case("recover", "--storage", "garbage.db", error=StorageError, message="is not an SQLite database"),
+    case("recover", "--storage", "garbage.journal", error=StorageError, message="is not an Optuna journal"),
+    case("recover", "--storage", "missing.db", error=StorageError, message="missing.db: no such file"),
+    case("recover", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist"),
+    case("recover", "--worker", "nohost", error=SearchError, message="worker='nohost' is invalid; expected HOST:PID"),
+    case("recover", "--older-than", "-5", error=SearchError, message="older_than=-5.0 is invalid"),
     case("export", "--storage", "garbage.db", error=StorageError, message="is not an SQLite database"),
     case("export", "-o", "nodir/out.json", error=ExportError, message="directory 'nodir' does not exist"),
     case("export", "-o", "a_dir", error=ExportError, message="output='a_dir' is a directory; expected a file path"),
