@@ -51,7 +51,7 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
             raise ArchError(f"SPEC {spec!r}: no such file; expected a JSON file written by budgetnet")
         arch = Arch.load(spec)
     else:
-        arch = parse(spec)
+        arch = parse(spec) if input_shape is None else parse(spec, input_shape)
     if input_shape is not None or num_classes is not None:
         arch = arch.with_input(input_shape, num_classes)
     return arch
