@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.arch import SPP, Arch
+from budgetnet.arch import FC, SPP, Arch
 from budgetnet.data import Dataset
 from budgetnet.errors import CheckpointError, DeviceError, ShapeError, TrainingError
 
@@ -489,33 +489,37 @@ def _evaluate(model, data: Dataset, split, dev: torch.device, views: int, batch_
 
 
 def check_head_fits(arch: Arch) -> None:
-    """Refuse an SPP level finer than the map that enters it (its bins would repeat pixels).
+    """Refuse an SPP that feeds hidden fc layers with levels finer than the map entering it.
 
-    The paper's ``spp`` (levels 6, 3, 2, 1) needs at least a 6x6 map; an Arch parsed for
-    224 px and trained on 16 px images keeps that head and fails here, while the same
-    notation parsed with the data's ``input_shape`` gets the small default head.
+    Such a pyramid repeats pixels across its bins and multiplies the first fc layer's
+    weights for nothing: the paper's ``spp fc4096 fc4096`` (levels 6, 3, 2, 1) needs at
+    least a 6x6 map. An Arch parsed for 224 px and trained on 16 px images keeps that head
+    and fails here, while the same notation parsed with the data's ``input_shape`` gets the
+    small default head. An SPP straight into the classifier (``spp(2,1)`` on a 1x1 map,
+    as the small space's deepest candidates have) is accepted: it only repeats a vector.
 
     Raises:
         ShapeError: the level, the map size and the largest level that fits.
 
     Example:
         >>> import budgetnet
-        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp(2,1)", input_shape=(1, 8, 8)))
-        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp", input_shape=(1, 8, 8)))
+        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp(2,1) fc64", input_shape=(1, 8, 8)))
+        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp fc64", input_shape=(1, 8, 8)))
         Traceback (most recent call last):
         ...
         budgetnet.errors.ShapeError: spp level 6 does not fit the 4x4 map that enters it ...
     """
-    for info in arch.shapes:
-        if isinstance(info.layer, SPP):
+    shapes = arch.shapes
+    for index, info in enumerate(shapes):
+        if isinstance(info.layer, SPP) and any(isinstance(later.layer, FC) for later in shapes[index + 1 :]):
             height, width = info.in_shape[1:]
             for level in info.layer.levels:
                 if level > min(height, width):
                     raise ShapeError(
                         f"spp level {level} does not fit the {height}x{width} map that enters it "
                         f"(input {'x'.join(map(str, arch.input_shape))}, {arch.notation()!r}); expected levels of at "
-                        f"most {min(height, width)}, e.g. spp(2,1), or a notation without a head parsed with "
-                        "the data's input_shape"
+                        f"most {min(height, width)} before fc layers, e.g. spp(2,1), or a notation without a head "
+                        "parsed with the data's input_shape"
                     )
 
 
