@@ -183,7 +183,6 @@ def compare(args) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    torch.set_num_threads(1)
     data = mnist_subset(args.mnist, args.limit, args.val, args.test)
     space = get_space("small", input_shape=data.input_shape, num_classes=data.num_classes)
     recipe = get_recipe("quick", epochs=args.epochs_proxy)
@@ -241,7 +240,8 @@ def compare(args) -> list[str]:
              "| ---: | ---: | --- | ---: | ---: |"]  # fmt: skip
     means, deviations = [], []
     for depth, arch in zip(args.depths, variants):
-        values = [_long_test(arch, data, args, seed) for seed in seeds]
+        same = arch == space.baseline  # trained above with the same recipe and seeds
+        values = scores["baseline"] if same else [_long_test(arch, data, args, seed) for seed in seeds]
         means.append(statistics.mean(values))
         deviations.append(statistics.stdev(values) if len(values) > 1 else 0.0)
         rows.append(f"| {depth} | {arch.depth} | `{arch.notation()}` | {conv_macs(arch) / base_macs:.3f} | "
@@ -283,6 +283,8 @@ def main(argv=None) -> int:
                         help="compare: where the PNGs go (default docs/)")  # fmt: skip
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.part == "compare":
+        torch.set_num_threads(1)  # 2 threads on 2 shared cores ran 10x slower than 1 (bench/proxy.py)
     print(machine())
     print(f"command: python bench/search.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     if args.part in ("overhead", "all"):

@@ -298,6 +298,7 @@ def fit(
             f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))"
         )
     _check_int("seed", seed, 0)
+    dev = resolve_device(device)
     if recipe.batch_size > len(data.train):
         raise TrainingError(
             f"recipe batch_size={recipe.batch_size} is larger than the {len(data.train)} training images of "
@@ -305,7 +306,6 @@ def fit(
         )
     if isinstance(model_or_arch, Arch):
         check_head_fits(model_or_arch.with_input(data.input_shape, data.num_classes))
-    dev = resolve_device(device)
     cuda = dev.type == "cuda"
     amp = cuda if amp is None else bool(amp)
     fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if cuda else []
