@@ -14,8 +14,8 @@ a trial), it prints Kendall's tau and Spearman's rho between that ranking (valid
 accuracy) and the reference ranking (test accuracy), and how many of the reference top 5
 are in that ranking's top 5. Then Optuna's median pruner (5 start-up trials, the search's
 setting) replays the reference runs' per-epoch validation accuracy, in sampling order, for
-each warm-up: how many trials it prunes and which of the reference top 5 it would have
-killed.
+each warm-up (and a 25th-percentile pruner): how many trials it prunes and which of the
+reference top 5 it would have killed.
 
 Example:
     python bench/proxy.py --mnist ../shared/data/mnist --limit 3000 --archs 20
@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import torch
@@ -87,12 +89,11 @@ def agreement(scores: list[float], reference: list[float]) -> tuple[float, float
             len(top(scores) & top(reference)))  # fmt: skip
 
 
-def replay_pruner(histories: list[list[float]], warmup: int) -> list[bool]:
-    """Which runs Optuna's median pruner (5 start-up trials, ``warmup`` steps) would prune,
-    fed the per-epoch validation accuracies in sampling order."""
-    study = optuna.create_study(
-        direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
-    )
+def replay_pruner(histories: list[list[float]], warmup: int, percentile: float = 50.0) -> list[bool]:
+    """Which runs Optuna's percentile pruner (5 start-up trials, ``warmup`` steps; 50 is the
+    median pruner) would prune, fed the per-epoch validation accuracies in sampling order."""
+    pruner = optuna.pruners.PercentilePruner(percentile, n_startup_trials=5, n_warmup_steps=warmup)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
     pruned = []
     for history in histories:
         trial = study.ask()
@@ -115,11 +116,12 @@ def main(argv=None) -> int:
     parser.add_argument("--val", type=int, default=1000, help="validation images (default 1000)")
     parser.add_argument("--test", type=int, default=2000, help="test images (default 2000)")
     parser.add_argument("--archs", type=int, default=20, help="architectures, the baseline included (default 20)")
-    parser.add_argument("--proxy-epochs", type=int, nargs="+", default=[1, 3], dest="proxy_epochs",
-                        help="epochs of each proxy run (default 1 3)")  # fmt: skip
+    parser.add_argument("--proxy-epochs", type=int, nargs="*", default=[1, 3], dest="proxy_epochs",
+                        help="epochs of each proxy run (default 1 3; none: only the reference runs)")  # fmt: skip
     parser.add_argument("--long-epochs", type=int, default=10, dest="long_epochs",
                         help="epochs of the reference run (default 10)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of every training")
+    parser.add_argument("--histories", metavar="PATH", help="also write every run's accuracies as JSON to PATH")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.set_num_threads(1)  # 2 threads on 2 shared cores ran 10x slower than 1 here
@@ -136,8 +138,9 @@ def main(argv=None) -> int:
 
     proxies = {epochs: [] for epochs in args.proxy_epochs}
     long_val, long_test, histories = [], [], []
-    print("| # | architecture | MACs ratio | " + " | ".join(f"val @ {e} ep proxy" for e in args.proxy_epochs)
-          + f" | test @ {args.long_epochs} ep | s |")  # fmt: skip
+    columns = ["#", "architecture", "MACs ratio", *(f"val @ {e} ep proxy" for e in args.proxy_epochs),
+               f"test @ {args.long_epochs} ep", "s"]  # fmt: skip
+    print("| " + " | ".join(columns) + " |")
     print("| ---: | --- | ---: | " + "---: | " * len(args.proxy_epochs) + "---: | ---: |")
     for index, arch in enumerate(archs):
         arch_started = time.perf_counter()
@@ -148,9 +151,10 @@ def main(argv=None) -> int:
         histories.append([entry["val_accuracy"] for entry in result.history])
         long_val.append(result.val_accuracy)
         long_test.append(0.0 if result.diverged else evaluate(result.model, data, device="cpu")["accuracy"])
-        print(f"| {index} | `{arch.notation()}` | {ratios[index]:.2f} | "
-              + " | ".join(f"{proxies[e][-1]:.4f}" for e in args.proxy_epochs)
-              + f" | {long_test[-1]:.4f} | {time.perf_counter() - arch_started:.0f} |", flush=True)  # fmt: skip
+        cells = [str(index), f"`{arch.notation()}`", f"{ratios[index]:.2f}",
+                 *(f"{proxies[e][-1]:.4f}" for e in args.proxy_epochs), f"{long_test[-1]:.4f}",
+                 f"{time.perf_counter() - arch_started:.0f}"]  # fmt: skip
+        print("| " + " | ".join(cells) + " |", flush=True)
 
     print(f"\n## ranking agreement with the {args.long_epochs}-epoch test accuracy ({len(archs)} architectures)\n")
     print(f"| ranking by | Kendall tau | Spearman rho | top-{TOP} overlap |")
@@ -165,15 +169,21 @@ def main(argv=None) -> int:
 
     ranked = sorted(range(len(archs)), key=lambda i: -long_test[i])
     top = ranked[:TOP]
-    print(f"\n## median pruner replayed on the {args.long_epochs}-epoch runs (5 start-up trials)\n")
+    print(f"\n## pruners replayed on the {args.long_epochs}-epoch runs (5 start-up trials)\n")
     print(f"reference top {TOP} (by test accuracy): " + ", ".join(f"#{i} ({long_test[i]:.4f})" for i in top) + "\n")
-    print(f"| warm-up epochs | pruned | reference top {TOP} pruned | best kept (test accuracy) |")
-    print("| ---: | ---: | --- | ---: |")
-    for warmup in sorted({0, 1, 2, args.long_epochs // 3, args.long_epochs // 2}):
-        pruned = replay_pruner(histories, warmup)
+    print(f"| pruner | warm-up epochs | pruned | reference top {TOP} pruned | best kept (test accuracy) |")
+    print("| --- | ---: | ---: | --- | ---: |")
+    warmups = sorted({0, 1, 2, args.long_epochs // 3, args.long_epochs // 2})
+    for percentile, warmup in [(50.0, warmup) for warmup in warmups] + [(25.0, args.long_epochs // 3)]:
+        pruned = replay_pruner(histories, warmup, percentile)
         lost = [f"#{i}" for i in top if pruned[i]]
         best_kept = max(long_test[i] for i in range(len(archs)) if not pruned[i])
-        print(f"| {warmup} | {sum(pruned)}/{len(archs)} | {', '.join(lost) or 'none'} | {best_kept:.4f} |")
+        name = "median" if percentile == 50.0 else f"percentile {percentile:g}"
+        print(f"| {name} | {warmup} | {sum(pruned)}/{len(archs)} | {', '.join(lost) or 'none'} | {best_kept:.4f} |")
+    if args.histories:
+        Path(args.histories).write_text(json.dumps(
+            {"archs": [arch.notation() for arch in archs], "proxies": {str(e): v for e, v in proxies.items()},
+             "long_histories": histories, "long_test": long_test}, indent=1))  # fmt: skip
     print(f"\nwall time {time.perf_counter() - started:.0f} s; 1-minute load average at the end: "
           f"{os.getloadavg()[0]:.1f}")  # fmt: skip
     return 0
