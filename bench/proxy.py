@@ -14,8 +14,9 @@ a trial), it prints Kendall's tau and Spearman's rho between that ranking (valid
 accuracy) and the reference ranking (test accuracy), and how many of the reference top 5
 are in that ranking's top 5. Then Optuna's median pruner (5 start-up trials, the search's
 setting) replays the reference runs' per-epoch validation accuracy, in sampling order, for
-each warm-up (and a 25th-percentile pruner): how many trials it prunes and which of the
-reference top 5 it would have killed.
+each warm-up (and milder percentile pruners that keep the top 75 % or 90 %): how many
+trials it prunes and which of the reference top 5 it would have killed. ``--histories PATH``
+saves the accuracies; ``--replay PATH`` replays the pruners on them without training.
 
 Example:
     python bench/proxy.py --mnist ../shared/data/mnist --limit 3000 --archs 20
@@ -109,6 +110,26 @@ def replay_pruner(histories: list[list[float]], warmup: int, percentile: float =
     return pruned
 
 
+def print_pruners(histories: list[list[float]], long_test: list[float]) -> None:
+    """Replay Optuna's percentile pruner (Optuna's ``percentile`` is the share of trials kept:
+    50 is the median pruner, 75 keeps the top three quarters) at several warm-ups."""
+    epochs = len(histories[0])
+    top = sorted(range(len(long_test)), key=lambda i: -long_test[i])[:TOP]
+    print(f"\n## pruners replayed on the {epochs}-epoch runs (5 start-up trials)\n")
+    print(f"reference top {TOP} (by test accuracy): " + ", ".join(f"#{i} ({long_test[i]:.4f})" for i in top) + "\n")
+    print(f"| pruner | warm-up epochs | pruned | reference top {TOP} pruned | best kept (test accuracy) |")
+    print("| --- | ---: | ---: | --- | ---: |")
+    warmups = sorted({0, 1, 2, epochs // 3, epochs // 2, 7 * epochs // 10})
+    for percentile in (50.0, 75.0, 90.0):
+        for warmup in warmups:
+            pruned = replay_pruner(histories, warmup, percentile)
+            lost = [f"#{i}" for i in top if pruned[i]]
+            best_kept = max(test for test, gone in zip(long_test, pruned) if not gone)
+            name = "median" if percentile == 50.0 else f"percentile {percentile:g} (keeps the top {percentile:g} %)"
+            print(f"| {name} | {warmup} | {sum(pruned)}/{len(histories)} | {', '.join(lost) or 'none'} | "
+                  f"{best_kept:.4f} |")  # fmt: skip
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist", default="../shared/data/mnist", help="directory of the MNIST IDX files")
@@ -122,8 +143,14 @@ def main(argv=None) -> int:
                         help="epochs of the reference run (default 10)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling and of every training")
     parser.add_argument("--histories", metavar="PATH", help="also write every run's accuracies as JSON to PATH")
+    parser.add_argument("--replay", metavar="PATH", help="only replay the pruners on a --histories file (no training)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.replay:
+        saved = json.loads(Path(args.replay).read_text())
+        print(f"command: python bench/proxy.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+        print_pruners(saved["long_histories"], saved["long_test"])
+        return 0
     torch.set_num_threads(1)  # 2 threads on 2 shared cores ran 10x slower than 1 here
     print(machine())
     print(f"command: python bench/proxy.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
@@ -167,19 +194,7 @@ def main(argv=None) -> int:
         print(f"| {args.long_epochs}-epoch run after epoch {step + 1}, val accuracy | {tau:.3f} | {rho:.3f} | "
               f"{overlap}/{TOP} |")  # fmt: skip
 
-    ranked = sorted(range(len(archs)), key=lambda i: -long_test[i])
-    top = ranked[:TOP]
-    print(f"\n## pruners replayed on the {args.long_epochs}-epoch runs (5 start-up trials)\n")
-    print(f"reference top {TOP} (by test accuracy): " + ", ".join(f"#{i} ({long_test[i]:.4f})" for i in top) + "\n")
-    print(f"| pruner | warm-up epochs | pruned | reference top {TOP} pruned | best kept (test accuracy) |")
-    print("| --- | ---: | ---: | --- | ---: |")
-    warmups = sorted({0, 1, 2, args.long_epochs // 3, args.long_epochs // 2})
-    for percentile, warmup in [(50.0, warmup) for warmup in warmups] + [(25.0, args.long_epochs // 3)]:
-        pruned = replay_pruner(histories, warmup, percentile)
-        lost = [f"#{i}" for i in top if pruned[i]]
-        best_kept = max(long_test[i] for i in range(len(archs)) if not pruned[i])
-        name = "median" if percentile == 50.0 else f"percentile {percentile:g}"
-        print(f"| {name} | {warmup} | {sum(pruned)}/{len(archs)} | {', '.join(lost) or 'none'} | {best_kept:.4f} |")
+    print_pruners(histories, long_test)
     if args.histories:
         Path(args.histories).write_text(json.dumps(
             {"archs": [arch.notation() for arch in archs], "proxies": {str(e): v for e, v in proxies.items()},

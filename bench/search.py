@@ -278,7 +278,8 @@ def main(argv=None) -> int:
                         help="compare: epochs per trial (default 3)")  # fmt: skip
     parser.add_argument("--long-epochs", type=int, default=10, dest="long_epochs",
                         help="compare: epochs of the retraining (default 10)")  # fmt: skip
-    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3, 5, 8], help="compare: depths of the last stage")
+    parser.add_argument("--depths", type=int, nargs="+", default=[1, 3, 6, 10],
+                        help="compare: depths of the last stage (default 1 3 6 10)")  # fmt: skip
     parser.add_argument("--plot-dir", default=str(Path(__file__).resolve().parent.parent / "docs"), dest="plot_dir",
                         help="compare: where the PNGs go (default docs/)")  # fmt: skip
     args = parser.parse_args(argv)

@@ -76,7 +76,8 @@ def test_train_bad_input_exits_2_with_a_message(capsys, arguments, message):
     if arguments[0] == "--device" and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
     spec, arguments = (SPEC, arguments) if arguments[0].startswith("--") else (arguments[0], arguments[1:])
-    assert main(["train", spec, "--epochs", "1", "--limit", "30", "--batch-size", "8", "--no-progress", *arguments]) == 2
+    options = ["--epochs", "1", "--limit", "30", "--batch-size", "8", "--no-progress"]
+    assert main(["train", spec, *options, *arguments]) == 2
     err = capsys.readouterr().err
     assert err.startswith("budgetnet train: error: ") and message in err
 

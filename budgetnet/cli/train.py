@@ -44,7 +44,9 @@ def add_arguments(parser) -> None:
                         help="quick: AdamW, cosine, label smoothing (default); paper: Sec. 5, SGD, lr 0.01 "
                              "stepped at 10/75 and 70/75 of the epochs")  # fmt: skip
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs (default: the recipe's, 10 quick / 75 paper)")
-    parser.add_argument("--batch-size", type=int, metavar="N", help="mini-batch size (default: the recipe's, 128)")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help="mini-batch size, at most the training images (default: the recipe's, 32 quick / "
+                             "128 paper)")  # fmt: skip
     parser.add_argument("--lr", type=float, metavar="LR", help="base learning rate (default: the recipe's)")
     parser.add_argument("--device", default="auto", help="auto (default: cuda if there is a GPU), cpu, cuda, cuda:N")
     parser.add_argument("--seed", type=int, default=0, help="seed of the splits, initialisation and augmentation")
