@@ -779,8 +779,9 @@ def default_head(input_shape: Sequence[int]) -> tuple[Layer, ...]:
     """The head added to a notation without one: the paper's for inputs of at least
     :data:`PAPER_HEAD_MIN_SIZE` pixels, ``spp(2,1)`` (no hidden fc) for smaller ones.
 
-    A 16 px net with ``spp fc4096 fc4096`` started the quick recipe at a loss of 44 and
-    ended at chance on digits; with ``spp(2,1)`` it reaches 0.99 (``docs/training.md``).
+    On the 16 px digits, ``(3,32) 2/2 (3,64) 2/2 (3,128)`` with ``spp fc4096 fc4096`` ended
+    5 quick epochs near chance (0.10-0.20); with ``spp(2,1)`` it reaches 0.99
+    (``bench/recipe.py``, ``docs/benchmarks.md``).
 
     Example:
         >>> [layer.kind for layer in default_head((3, 224, 224))]
