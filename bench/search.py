@@ -12,10 +12,20 @@ Three parts (``--part``, default all):
 * ``mnist``: a search on MNIST (IDX files, ``--mnist``) under the small baseline's budget,
   then the best candidate and the baseline retrained with the same recipe and seed and
   evaluated on the 10,000 test images.
+* ``compare`` (not part of ``all``): on MNIST subsampled as ``bench/proxy.py`` does
+  (``--limit`` training images, 16x16), under the small baseline's budget, for each of
+  ``--seeds`` seeds: TPE search (``budgetnet.search`` as it is), random search (the same
+  search with Optuna's RandomSampler, the same trials) and the baseline. The best trial of
+  each search and the baseline are retrained for ``--long-epochs`` and scored on the test
+  images: mean and spread over the seeds. Then the paper's Sec. 4.4 at small scale: the
+  baseline's last stage ``(3,64)x3`` as ``(3,w)xd`` for several depths ``d`` at equal
+  Eqn. (1) cost (``w`` solved for each), each trained with every seed. Writes
+  ``docs/search_compare.png`` and ``docs/depth_equal_cost.png``.
 
 Example:
     python bench/search.py --part overhead
     python bench/search.py --part mnist --mnist ../shared/data/mnist --limit 20000 --mnist-trials 24 --mnist-epochs 5
+    python bench/search.py --part compare --mnist ../shared/data/mnist --limit 3000 --compare-trials 16
 """
 
 from __future__ import annotations
@@ -33,10 +43,12 @@ import optuna
 import torch
 
 import budgetnet
-from budgetnet.complexity import complexity
+from budgetnet.arch import Conv
+from budgetnet.complexity import complexity, conv_macs
 from budgetnet.data import load_data
 from budgetnet.latency import cpu_model
 from budgetnet.results import best_trial, trial_counts
+from budgetnet import study as study_module
 from budgetnet.study import make_sampler
 from budgetnet.train import evaluate, fit, get_recipe
 from search_spaces.base import get_space
@@ -137,9 +149,119 @@ def mnist(args) -> list[str]:
     return header + rows
 
 
+def _random_sampler(seed, number):
+    return optuna.samplers.RandomSampler(seed=None if seed is None else (seed * 1_000_003 + number) % 2**32)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def _long_test(arch, data, args, seed: int) -> float:
+    result = fit(arch, data, get_recipe("quick", args.long_epochs), seed=seed, progress=False, device="cpu")
+    return 0.0 if result.diverged else evaluate(result.model, data, device="cpu")["accuracy"]
+
+
+def depth_variants(baseline, depths) -> list:
+    """The baseline with its last stage ``(3,64)x3`` replaced by ``(3,w)xd`` at (nearly) equal
+    Eqn. (1) cost: for each depth, the width (a multiple of 4) closest to the baseline's cost."""
+    convs = [index for index, layer in enumerate(baseline.layers) if isinstance(layer, Conv)]
+    start, stop = convs[-3], convs[-1] + 1
+    target = conv_macs(baseline)
+    variants = []
+    for depth in depths:
+        candidates = [baseline.replace(start, stop, [Conv(3, width)] * depth) for width in range(4, 1025, 4)]
+        variants.append(min(candidates, key=lambda arch: abs(conv_macs(arch) - target)))
+    return variants
+
+
+def compare(args) -> list[str]:
+    from proxy import mnist as mnist_subset  # bench/proxy.py: the same subsample
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = mnist_subset(args.mnist, args.limit, args.val, args.test)
+    space = get_space("small", input_shape=data.input_shape, num_classes=data.num_classes)
+    recipe = get_recipe("quick", epochs=args.epochs_proxy)
+    seeds = list(range(args.seeds))
+    scores = {"TPE search": [], "random search": [], "baseline": []}
+    rows = [
+        f"MNIST 16x16: {len(data.train)} training, {len(data.val)} validation, {len(data.test)} test images; "
+        f"budget {space.budget}; each search {args.compare_trials} trials x {args.epochs_proxy} epochs (quick, "
+        f"median pruner); its best trial and the baseline retrained {args.long_epochs} epochs (quick) with the "
+        f"search's seed; seeds {seeds}",
+        "",
+        "| seed | method | best trial (proxy val accuracy) | test accuracy after retraining | search s |",
+        "| ---: | --- | --- | ---: | ---: |",
+    ]
+    original = study_module.make_sampler
+    for seed in seeds:
+        for method, sampler in (("TPE search", original), ("random search", _random_sampler)):
+            study_module.make_sampler = sampler
+            try:
+                start = time.perf_counter()
+                study = budgetnet.search(space, data, n_trials=args.compare_trials, recipe=recipe, seed=seed,
+                                         storage=optuna.storages.InMemoryStorage(), progress=False,
+                                         device="cpu")  # fmt: skip
+                seconds = time.perf_counter() - start
+            finally:
+                study_module.make_sampler = original
+            best = best_trial(study)
+            found = budgetnet.Arch.from_dict(best.user_attrs["arch"])
+            scores[method].append(_long_test(found, data, args, seed))
+            rows.append(f"| {seed} | {method} | `{found.notation()}` ({best.values[0]:.4f}) | "
+                        f"{scores[method][-1]:.4f} | {seconds:.0f} |")  # fmt: skip
+            print(rows[-1], flush=True)
+        scores["baseline"].append(_long_test(space.baseline, data, args, seed))
+        rows.append(f"| {seed} | baseline | `{space.baseline.notation()}` | {scores['baseline'][-1]:.4f} | |")
+        print(rows[-1], flush=True)
+    rows += ["", "| method | test accuracy, mean ± standard deviation over the seeds |", "| --- | ---: |"]
+    rows += [f"| {method} | {_spread(values)} |" for method, values in scores.items()]
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for position, (method, values) in enumerate(scores.items()):
+        ax.scatter([position] * len(values), values, color="C0", alpha=0.6)
+        ax.errorbar(position + 0.15, statistics.mean(values), yerr=statistics.stdev(values) if len(values) > 1 else 0,
+                    fmt="o", color="C3", capsize=4)  # fmt: skip
+    ax.set_xticks(range(len(scores)), list(scores))
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"MNIST 16x16, equal budget, {len(seeds)} seeds (dots) and mean ± sd")
+    fig.tight_layout()
+    fig.savefig(Path(args.plot_dir) / "search_compare.png", dpi=110)
+    plt.close(fig)
+
+    variants = depth_variants(space.baseline, args.depths)
+    base_macs = conv_macs(space.baseline)
+    rows += ["", f"Sec. 4.4 at small scale: `(3,w)xd` as the last stage, {args.long_epochs} epochs, seeds {seeds}", "",
+             "| last-stage depth d | conv layers | architecture | Eqn. (1) ratio | test accuracy, mean ± sd |",
+             "| ---: | ---: | --- | ---: | ---: |"]  # fmt: skip
+    means, deviations = [], []
+    for depth, arch in zip(args.depths, variants):
+        same = arch == space.baseline  # trained above with the same recipe and seeds
+        values = scores["baseline"] if same else [_long_test(arch, data, args, seed) for seed in seeds]
+        means.append(statistics.mean(values))
+        deviations.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        rows.append(f"| {depth} | {arch.depth} | `{arch.notation()}` | {conv_macs(arch) / base_macs:.3f} | "
+                    f"{_spread(values)} |")  # fmt: skip
+        print(rows[-1], flush=True)
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.errorbar([arch.depth for arch in variants], means, yerr=deviations, fmt="o-", capsize=4)
+    ax.set_xlabel("conv layers (depth); last stage (3,w)xd, w for equal cost")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Equal Eqn. (1) cost: deeper and thinner last stage")
+    fig.tight_layout()
+    fig.savefig(Path(args.plot_dir) / "depth_equal_cost.png", dpi=110)
+    plt.close(fig)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "all"), default="all")
+    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "compare", "all"), default="all",
+                        help="all = overhead, sampling, mnist (compare runs only when named)")  # fmt: skip
     parser.add_argument("--trials", type=int, default=50, help="trials of the digits default (default 50)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial of the digits default (default 15)")
     parser.add_argument("--samples", type=int, default=300, help="candidates for the sampling rate (default 300)")
@@ -147,8 +269,23 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=20000, help="MNIST training images (default 20000)")
     parser.add_argument("--mnist-trials", type=int, default=24, dest="mnist_trials", help="MNIST trials (default 24)")
     parser.add_argument("--mnist-epochs", type=int, default=5, dest="mnist_epochs", help="MNIST epochs per trial (default 5)")
+    parser.add_argument("--val", type=int, default=1000, help="compare: validation images (default 1000)")
+    parser.add_argument("--test", type=int, default=2000, help="compare: test images (default 2000)")
+    parser.add_argument("--seeds", type=int, default=3, help="compare: seeds (default 3)")
+    parser.add_argument("--compare-trials", type=int, default=16, dest="compare_trials",
+                        help="compare: trials per search (default 16; TPE samples at random for the first 10)")  # fmt: skip
+    parser.add_argument("--epochs-proxy", type=int, default=3, dest="epochs_proxy",
+                        help="compare: epochs per trial (default 3)")  # fmt: skip
+    parser.add_argument("--long-epochs", type=int, default=10, dest="long_epochs",
+                        help="compare: epochs of the retraining (default 10)")  # fmt: skip
+    parser.add_argument("--depths", type=int, nargs="+", default=[1, 3, 6, 10],
+                        help="compare: depths of the last stage (default 1 3 6 10)")  # fmt: skip
+    parser.add_argument("--plot-dir", default=str(Path(__file__).resolve().parent.parent / "docs"), dest="plot_dir",
+                        help="compare: where the PNGs go (default docs/)")  # fmt: skip
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.part == "compare":
+        torch.set_num_threads(1)  # 2 threads on 2 shared cores ran 10x slower than 1 (bench/proxy.py)
     print(machine())
     print(f"command: python bench/search.py {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     if args.part in ("overhead", "all"):
@@ -161,6 +298,9 @@ def main(argv=None) -> int:
         print("\n## mnist\n")
         mnist_args = argparse.Namespace(mnist=args.mnist, limit=args.limit, trials=args.mnist_trials, epochs=args.mnist_epochs)
         print("\n".join(mnist(mnist_args)))
+    if args.part == "compare":
+        print("\n## compare\n")
+        print("\n".join(compare(args)))
     print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

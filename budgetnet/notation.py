@@ -12,8 +12,9 @@ Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has exam
 
 A conv without ``pPAD`` gets its padding from the paper's rules (see :mod:`budgetnet.arch`).
 ``gap`` is global average pooling (``avgspp(1)``); ``flat`` flattens without pooling. When
-the text has no head (no spp, gap, flat or fc), the paper's head is added: ``spp fc(4096)
-fc(4096)``; printing leaves it out again. The classifier (``num_classes`` units) is implicit.
+the text has no head (no spp, gap, flat or fc), :func:`~budgetnet.arch.default_head` is added:
+the paper's ``spp fc(4096) fc(4096)`` for inputs of 64 px and more (printing leaves it out
+again), ``spp(2,1)`` for smaller ones. The classifier (``num_classes`` units) is implicit.
 
 Example:
     >>> import budgetnet
@@ -27,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from budgetnet.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, paper_head
+from budgetnet.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, default_head, paper_head
 from budgetnet.errors import LayerSpecError, NotationError
 
 # Numbers are ASCII digits only: Python's \d and int() also take full-width and other digits.
@@ -71,7 +72,7 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
         raise NotationError(text, 1, "empty notation; expected at least one layer such as (3,64)")
     layers, position = _parse_sequence(text, 0, inside=False)
     if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
-        layers.extend(paper_head())
+        layers.extend(default_head(input_shape))
     return Arch(layers, input_shape, num_classes)
 
 
@@ -270,7 +271,8 @@ def format_layer(layer: Layer) -> str:
 def format_arch(arch: Arch) -> str:
     """The notation of a whole Arch: stages joined by pools, ``+`` inside a stage.
 
-    The paper's head (``spp fc4096 fc4096``) is left out, as in Tables 1-2.
+    The paper's head (``spp fc4096 fc4096``) is left out, as in Tables 1-2, when it is the
+    default head of the input (64 px and more); every other head is printed.
 
     Example:
         >>> import budgetnet
@@ -279,7 +281,7 @@ def format_arch(arch: Arch) -> str:
     """
     parts: list[str] = []
     stage: list[str] = []
-    print_head = arch.head != paper_head() or not arch.features
+    print_head = arch.head != paper_head() or default_head(arch.input_shape) != paper_head() or not arch.features
     for layer, count in _runs(arch.layers):
         text = format_layer(layer) + (f"x{count}" if count > 1 else "")
         if isinstance(layer, Conv):

@@ -7,8 +7,10 @@ Two recipes (:func:`get_recipe`):
   70 of 75), Gaussian initialisation (done by :func:`budgetnet.build`) and 50 % dropout on
   the first two fc layers (part of the Arch). Default 75 epochs; any other number scales
   the milestones.
-* ``"quick"``: a short modern recipe for proxies: AdamW (lr 5e-3, weight decay 0.05), a
-  cosine schedule with a short linear warm-up and label smoothing 0.1. Default 10 epochs.
+* ``"quick"``: a short modern recipe for proxies: AdamW (lr 5e-3, weight decay 0.05), batch
+  32, a cosine schedule with a short linear warm-up (5 % of the run, at most half an epoch),
+  gradient norm clipped at 1.0 and label smoothing 0.1. Default 10 epochs. Plain (no BN)
+  nets train stably with it on the bundled digits (``docs/training.md``).
 
 :func:`fit` runs on the CPU by default when no GPU is present and on CUDA with bf16
 autocast, channels-last tensors, optionally ``torch.compile``, the training images kept on
@@ -42,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.arch import Arch
+from budgetnet.arch import FC, SPP, Arch
 from budgetnet.data import Dataset
-from budgetnet.errors import CheckpointError, DeviceError, TrainingError
+from budgetnet.errors import CheckpointError, DeviceError, ShapeError, TrainingError
 from budgetnet.memory import check_fits
 
 RECIPES = ("quick", "paper")
@@ -64,7 +66,8 @@ class Recipe:
     """How to train: optimiser, learning-rate schedule, batch size, epochs.
 
     ``milestones`` are fractions of ``epochs`` at which a ``"step"`` schedule multiplies
-    the learning rate by ``gamma``; ``warmup_epochs`` ramps it up linearly first.
+    the learning rate by ``gamma``; ``warmup_epochs`` (shorter than the run) ramps it up
+    linearly first. ``clip_norm`` > 0 clips the gradients' global L2 norm before each step.
 
     Example:
         >>> recipe = get_recipe("paper", epochs=15)
@@ -84,6 +87,7 @@ class Recipe:
     gamma: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    clip_norm: float = 0.0
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(self.milestones))
@@ -95,8 +99,10 @@ class Recipe:
         _check_number("recipe momentum", self.momentum, 0, 1, "a number in [0, 1)", high_open=True)
         _check_number("recipe weight_decay", self.weight_decay, 0, math.inf, "a number >= 0")
         _check_number("recipe gamma", self.gamma, 0, 1, "a number in (0, 1]", low_open=True)
-        _check_number("recipe warmup_epochs", self.warmup_epochs, 0, self.epochs, f"a number in [0, {self.epochs}]")
+        _check_number("recipe warmup_epochs", self.warmup_epochs, 0, self.epochs,
+                      f"a number >= 0 and shorter than the run's {self.epochs} epochs", high_open=True)  # fmt: skip
         _check_number("recipe label_smoothing", self.label_smoothing, 0, 1, "a number in [0, 1)", high_open=True)
+        _check_number("recipe clip_norm", self.clip_norm, 0, math.inf, "a number >= 0 (0: no clipping)")
         for milestone in self.milestones:
             _check_number("recipe milestones", milestone, 0, 1, "fractions of the epochs in (0, 1)", True, True)
 
@@ -138,8 +144,8 @@ def get_recipe(name: str = "quick", epochs: int | None = None, **overrides) -> R
         recipe = Recipe("paper", 75, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
                         schedule="step", milestones=(10 / 75, 70 / 75), gamma=0.1)  # fmt: skip
     elif name == "quick":
-        recipe = Recipe("quick", 10, batch_size=128, optimizer="adamw", lr=5e-3, momentum=0.9, weight_decay=0.05,
-                        schedule="cosine", warmup_epochs=0.0, label_smoothing=0.1)  # fmt: skip
+        recipe = Recipe("quick", 10, batch_size=32, optimizer="adamw", lr=5e-3, momentum=0.9, weight_decay=0.05,
+                        schedule="cosine", warmup_epochs=0.0, label_smoothing=0.1, clip_norm=1.0)  # fmt: skip
     else:
         raise TrainingError(f"recipe={name!r} is invalid; expected one of {RECIPES}")
     unknown = set(overrides) - {item.name for item in fields(Recipe)}
@@ -283,15 +289,17 @@ def fit(
         and ``val_accuracy=0.0`` instead of raising.
 
     Raises:
-        TrainingError, DeviceError, CheckpointError: bad settings, see their messages.
+        TrainingError: a bad setting, e.g. a batch larger than the training split.
+        ShapeError: an Arch whose SPP levels are finer than its map (:func:`check_head_fits`).
         MemoryLimitError: an Arch that cannot fit in ``max_memory``.
+        DeviceError, CheckpointError: see their messages.
 
     Example:
         >>> import budgetnet
         >>> from budgetnet.data import load_data
         >>> data = load_data("digits", image_size=8, limit=100)
         >>> arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
-        >>> fit(arch, data, "paper", epochs=2, progress=False).history[-1]["epoch"]
+        >>> fit(arch, data, "paper", epochs=2, batch_size=50, progress=False).history[-1]["epoch"]
         2
     """
     started = time.perf_counter()
@@ -305,6 +313,7 @@ def fit(
     batch = _batch_size(recipe, batch_size, len(data.train))
     if isinstance(model_or_arch, Arch):
         arch = model_or_arch.with_input(data.input_shape, data.num_classes)
+        check_head_fits(arch)
         check_fits(arch, batch, recipe.optimizer, max_memory, dev)
     cuda = dev.type == "cuda"
     amp = cuda if amp is None else bool(amp)
@@ -355,6 +364,8 @@ def fit(
                     loss = criterion(net(x).float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if recipe.clip_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
                 optimizer.step()
                 scheduler.step()
                 loss_sum += loss.detach()
@@ -483,6 +494,41 @@ def _evaluate(model, data: Dataset, split, dev: torch.device, views: int, batch_
         "images": count,
         "views": used_views,
     }
+
+
+def check_head_fits(arch: Arch) -> None:
+    """Refuse an SPP that feeds hidden fc layers with levels finer than the map entering it.
+
+    Such a pyramid repeats pixels across its bins and multiplies the first fc layer's
+    weights for nothing: the paper's ``spp fc4096 fc4096`` (levels 6, 3, 2, 1) needs at
+    least a 6x6 map. An Arch parsed for 224 px and trained on 16 px images keeps that head
+    and fails here, while the same notation parsed with the data's ``input_shape`` gets the
+    small default head. An SPP straight into the classifier (``spp(2,1)`` on a 1x1 map,
+    as the small space's deepest candidates have) is accepted: it only repeats a vector.
+
+    Raises:
+        ShapeError: the level, the map size and the largest level that fits.
+
+    Example:
+        >>> import budgetnet
+        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp(2,1) fc64", input_shape=(1, 8, 8)))
+        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp fc64", input_shape=(1, 8, 8)))
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.ShapeError: spp level 6 does not fit the 4x4 map that enters it ...
+    """
+    shapes = arch.shapes
+    for index, info in enumerate(shapes):
+        if isinstance(info.layer, SPP) and any(isinstance(later.layer, FC) for later in shapes[index + 1 :]):
+            height, width = info.in_shape[1:]
+            for level in info.layer.levels:
+                if level > min(height, width):
+                    raise ShapeError(
+                        f"spp level {level} does not fit the {height}x{width} map that enters it "
+                        f"(input {'x'.join(map(str, arch.input_shape))}, {arch.notation()!r}); expected levels of at "
+                        f"most {min(height, width)} before fc layers, e.g. spp(2,1), or a notation without a head "
+                        "parsed with the data's input_shape"
+                    )
 
 
 # -- helpers -------------------------------------------------------------------------------------

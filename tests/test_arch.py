@@ -145,10 +145,10 @@ def test_spp_and_gap_sizes():
 
 
 def test_same_net_built_three_ways_is_equal():
-    written = parse("(3,16) 2/2 (3,32)", input_shape=(1, 8, 8))
+    written = parse("(3,16) 2/2 (3,32)", input_shape=(1, 64, 64))  # 64 px: the paper's head is the default
     replaced = written.replace(2, 3, [Conv(2, 32), Conv(2, 32)])
-    parsed = parse("(3,16) 2/2 (2,32)x2", input_shape=(1, 8, 8))
-    listed = Arch([Conv(3, 16), Pool(2), Conv(2, 32), Conv(2, 32), *paper_head()], input_shape=(1, 8, 8))
+    parsed = parse("(3,16) 2/2 (2,32)x2", input_shape=(1, 64, 64))
+    listed = Arch([Conv(3, 16), Pool(2), Conv(2, 32), Conv(2, 32), *paper_head()], input_shape=(1, 64, 64))
     assert replaced.nodes != parsed.nodes  # different node ids...
     assert replaced == parsed == listed  # ...same net
     assert hash(replaced) == hash(parsed) == hash(listed)
@@ -198,7 +198,7 @@ def test_replace_returns_a_new_arch_and_keeps_the_original():
 
 
 def test_replace_at_the_ends_and_with_nothing():
-    arch = parse("(3,8) 2/2 (3,16)", input_shape=(1, 8, 8))
+    arch = parse("(3,8) 2/2 (3,16)", input_shape=(1, 64, 64))  # the paper's head, left out in print
     assert str(arch.replace(0, 1, [Conv(5, 8)])) == "(5,8) 2/2 (3,16)"
     assert str(arch.replace(1, 2, [])) == "(3,8) + (3,16)"
     assert arch.replace(3, 6, [Flatten()]).head == (Flatten(),)

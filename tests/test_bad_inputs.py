@@ -217,7 +217,7 @@ CLI_CASES = [
     case("export", "--format", "pt", "-o", "a_dir", error=ExportError, message="output='a_dir' is a directory"),
     # train: specs, memory, batch sizes, recipes, data paths and formats, checkpoints, devices
     case("train", HUGE, "--epochs", "1", error=MemoryLimitError,
-         message="(3,100000000000) gap: training at batch 128 needs about"),  # fmt: skip
+         message="(3,100000000000) gap: training at batch 32 needs about"),  # fmt: skip
     case("train", "(3,4) gap", *TINY_TRAIN, "--max-memory", "1K", error=MemoryLimitError,
          message="over max_memory=1.0 KiB (--max-memory)"),  # fmt: skip
     case("train", "(3,4) gap", *TINY_TRAIN, "--max-memory", "1X", error=MemoryLimitError,
@@ -341,7 +341,7 @@ def test_argparse_refusals(argv, message, capsys):
     [
         (["results"], "storage file {root}/budgetnet.db is not an SQLite database (it starts with b'garbage')"),
         (["show", "(3,1000000000000)", "--json"], None),
-        (["train", HUGE, "--epochs", "1"], "(3,100000000000) gap: training at batch 128 needs about"),
+        (["train", HUGE, "--epochs", "1"], "(3,100000000000) gap: training at batch 32 needs about"),
     ],
 )
 def test_subprocess_from_a_scratch_directory(tmp_path, argv, message):

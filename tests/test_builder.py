@@ -136,7 +136,7 @@ def test_num_classes_override(small):
 
 def test_spp_gives_channels_times_50_features():
     # 12 -> (3,8) 12 -> 2/2 6 -> (3,12) 6: the 6x6 level fits exactly.
-    arch = parse("(3,8) 2/2 (3,12)", input_shape=(1, 12, 12), num_classes=5)
+    arch = parse("(3,8) 2/2 (3,12) spp fc4096 fc4096", input_shape=(1, 12, 12), num_classes=5)
     model = build(arch).eval()
     with torch.no_grad():
         pooled = model.pool(model.features(torch.zeros(2, 1, 12, 12)))

@@ -63,6 +63,11 @@ def test_train_reports_divergence_with_status_1(capsys):
         (["--data", "idx:/no/such/dir"], "data path '/no/such/dir' does not exist"),
         (["--data", "mnist"], "data='mnist' is invalid"),
         (["--batch-size", "0"], "recipe batch_size=0 is invalid; expected an integer >= 1"),
+        (["--lr", "0"], "recipe lr=0.0 is invalid; expected a number > 0"),
+        (["--lr=-1e-3"], "recipe lr=-0.001 is invalid; expected a number > 0"),
+        (["--epochs", "0"], "recipe epochs=0 is invalid; expected an integer >= 1"),
+        (["(3,4) 2/2 2/2 spp fc16", "--image-size", "8"],
+         "spp level 6 does not fit the 2x2 map that enters it (input 1x8x8"),
         (["--device", "cuda:7"], "device='cuda:7' is not there"),
         (["--image-size", "1"], "the feature map would shrink below 1 pixel"),
     ],
@@ -70,7 +75,9 @@ def test_train_reports_divergence_with_status_1(capsys):
 def test_train_bad_input_exits_2_with_a_message(capsys, arguments, message):
     if arguments[0] == "--device" and torch.cuda.device_count() > 7:
         pytest.skip("this machine has a cuda:7")
-    assert main(["train", SPEC, "--epochs", "1", "--limit", "30", "--no-progress", *arguments]) == 2
+    spec, arguments = (SPEC, arguments) if arguments[0].startswith("--") else (arguments[0], arguments[1:])
+    options = ["--epochs", "1", "--limit", "30", "--batch-size", "8", "--no-progress"]
+    assert main(["train", spec, *options, *arguments]) == 2
     err = capsys.readouterr().err
     assert err.startswith("budgetnet train: error: ") and message in err
 

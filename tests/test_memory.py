@@ -163,16 +163,16 @@ def test_a_batch_larger_than_the_training_split():
     with pytest.raises(TrainingError) as error:
         budgetnet.fit(arch, data, epochs=1, progress=False, batch_size=31)
     assert str(error.value).startswith("batch_size=31 is larger than the training split (30 images)")
-    # The recipe's own 128 is cut to the split, with a warning: one step of 30 images per epoch.
-    with pytest.warns(UserWarning, match=r"recipe 'quick' batch_size=128 is larger than the training split \(30"):
-        result = budgetnet.fit(arch, data, epochs=2, progress=False, device="cpu")
+    # The paper recipe's own 128 is cut to the split, with a warning: one step of 30 images per epoch.
+    with pytest.warns(UserWarning, match=r"recipe 'paper' batch_size=128 is larger than the training split \(30"):
+        result = budgetnet.fit(arch, data, "paper", epochs=2, progress=False, device="cpu")
     assert result.epochs_run == 2 and math.isfinite(result.history[-1]["train_loss"])
     assert budgetnet.fit(arch, data, epochs=1, progress=False, batch_size=30).epochs_run == 1  # at the split: fine
 
 
 def test_search_refuses_a_baseline_that_cannot_fit_before_the_storage(tmp_path):
     data = load_data("digits", limit=40)
-    baseline = r"^\(3,16\) 2/2 \(5,32\) 2/2 \(3,64\)x3 spp\(2,1\): training at batch 40"
+    baseline = r"^\(3,16\) 2/2 \(5,32\) 2/2 \(3,64\)x3 spp\(2,1\): training at batch 32"  # the quick recipe's
     with pytest.raises(MemoryLimitError, match=baseline):
         budgetnet.search("small", data, n_trials=1, epochs=1, storage=str(tmp_path / "s.db"), max_memory="1M",
                          progress=False)  # fmt: skip
@@ -186,7 +186,7 @@ def test_search_fails_the_candidates_that_cannot_fit(tmp_path):
 
     data = load_data("digits", image_size=8, limit=40)
     space = get_space("small", input_shape=data.input_shape, num_classes=data.num_classes)
-    limit = estimate_memory(space.baseline, 40).training_bytes  # the baseline just fits
+    limit = estimate_memory(space.baseline, 32).training_bytes  # the baseline just fits at the quick batch
     study = budgetnet.search(space, data, n_trials=4, epochs=1, seed=3, storage=optuna.storages.InMemoryStorage(),
                              max_memory=limit, progress=False)  # fmt: skip
     assert len(study.trials) == 4
@@ -194,9 +194,9 @@ def test_search_fails_the_candidates_that_cannot_fit(tmp_path):
     assert {trial.state for trial in study.trials} == {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE}
     for trial in study.trials:
         arch = budgetnet.Arch.from_dict(trial.user_attrs["arch"])
-        over = estimate_memory(arch, 40).training_bytes > limit
+        over = estimate_memory(arch, 32).training_bytes > limit
         if over:
             assert trial.state == optuna.trial.TrialState.FAIL
-            assert "training at batch 40 needs about" in trial.user_attrs["error"]
+            assert "training at batch 32 needs about" in trial.user_attrs["error"]
         else:
             assert trial.user_attrs.get("status") in ("ok", "infeasible", "pruned", "diverged")

@@ -69,19 +69,26 @@ def test_repetition_and_separators():
     assert list(parse("2/1x2 (3,8)", input_shape=SMALL).layers[:2]) == [Pool(2, 1), Pool(2, 1)]
 
 
-def test_no_head_adds_the_paper_head():
-    arch = parse("(3,8)", input_shape=SMALL)
-    assert arch.head == paper_head() == (SPP((6, 3, 2, 1)), FC(4096), FC(4096))
-    assert (arch.input_shape, arch.num_classes) == (SMALL, 1000)
+def test_no_head_adds_the_paper_head_from_64_px():
+    for shape in ((3, 224, 224), (3, 64, 64), (1, 64, 100)):
+        arch = parse("(3,8)", input_shape=shape)
+        assert arch.head == paper_head() == (SPP((6, 3, 2, 1)), FC(4096), FC(4096)), shape
     assert parse("(3,8)").input_shape == (3, 224, 224)
+
+
+def test_no_head_adds_a_small_spp_below_64_px():
+    for shape in (SMALL, (3, 63, 63), (1, 200, 63), (1, 8, 8)):
+        assert parse("(3,8)", input_shape=shape).head == (SPP((2, 1)),), shape
+    arch = parse("(3,8)", input_shape=SMALL)
+    assert (arch.input_shape, arch.num_classes) == (SMALL, 1000)
     assert parse("(3,8)", input_shape=SMALL, num_classes=10).num_classes == 10
 
 
 @pytest.mark.parametrize(
     "text, printed",
     [
-        ("(3,8)", "(3,8)"),
-        ("(3,8) spp fc4096 fc4096", "(3,8)"),  # the paper's head is left out
+        ("(3,8)", "(3,8) spp(2,1)"),  # the default head below 64 px is printed
+        ("(3,8) spp fc4096 fc4096", "(3,8) spp fc4096x2"),  # not the default at 16 px
         ("(3,8) spp fc4096", "(3,8) spp fc4096"),
         ("(3,8) gap", "(3,8) gap"),
         ("(3,8) avgspp(1)", "(3,8) gap"),
@@ -89,8 +96,8 @@ def test_no_head_adds_the_paper_head():
         ("(3,8) fc(10,0.5)", "(3,8) flat fc10"),
         ("(3,8) flat fc(10,0) fc(10,0.25)", "(3,8) flat fc(10,0) fc(10,0.25)"),
         ("(3,8) flat fc(10,0.123456789)", "(3,8) flat fc(10,0.123456789)"),
-        ("(3,8)+(3,8)+(3,16) max2/2 (3,32)", "(3,8)x2 + (3,16) 2/2 (3,32)"),
-        ("(3,8) avg3/1p1 2 (3,8)p0", "(3,8) avg3/1p1 2/2 (3,8)p0"),
+        ("(3,8)+(3,8)+(3,16) max2/2 (3,32) gap", "(3,8)x2 + (3,16) 2/2 (3,32) gap"),
+        ("(3,8) avg3/1p1 2 (3,8)p0 gap", "(3,8) avg3/1p1 2/2 (3,8)p0 gap"),
         ("spp fc4096 fc4096", "spp fc4096x2"),  # no feature layer: the head is printed
         ("flat", "flat"),
     ],
@@ -99,6 +106,14 @@ def test_printing(text, printed):
     arch = parse(text, input_shape=SMALL)
     assert str(arch) == arch.notation() == format_arch(arch) == printed
     assert parse(printed, input_shape=SMALL) == arch
+
+
+@pytest.mark.parametrize("text, printed", [("(3,8)", "(3,8)"), ("(3,8) spp fc4096 fc4096", "(3,8)"),
+                                           ("(3,8) spp(2,1)", "(3,8) spp(2,1)")])  # fmt: skip
+def test_printing_leaves_out_the_paper_head_at_224_px(text, printed):
+    arch = parse(text)
+    assert str(arch) == printed
+    assert parse(printed) == arch
 
 
 @pytest.mark.parametrize(

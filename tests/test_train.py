@@ -11,7 +11,7 @@ from torch import nn
 
 import budgetnet
 from budgetnet.data import from_tensors, load_data
-from budgetnet.errors import CheckpointError, DeviceError, TrainingError
+from budgetnet.errors import CheckpointError, DeviceError, ShapeError, TrainingError
 from budgetnet.train import RECIPES, FitResult, Recipe, evaluate, fit, get_recipe, resolve_device
 
 SPEC = "(3,4) 2/2 (3,8) spp(2,1) fc(16) fc(16)"
@@ -66,11 +66,56 @@ def test_quick_recipe_is_cosine_with_label_smoothing():
         (lambda: get_recipe("paper", optimizer="rmsprop"), r"recipe optimizer='rmsprop' is invalid"),
         (lambda: get_recipe("paper", speed=3), r"recipe field 'speed' is unknown"),
         (lambda: Recipe("mine", 3, milestones=(1.5,)), r"recipe milestones=1.5 is invalid; expected fractions"),
+        (lambda: get_recipe("quick", lr=-0.1), r"recipe lr=-0.1 is invalid; expected a number > 0"),
+        (lambda: get_recipe("quick", epochs=-2), r"recipe epochs=-2 is invalid; expected an integer >= 1"),
+        (lambda: get_recipe("quick", epochs=4, warmup_epochs=4),
+         r"recipe warmup_epochs=4 is invalid; expected a number >= 0 and shorter than the run's 4 epochs"),
+        (lambda: get_recipe("paper", epochs=2, warmup_epochs=5.5),
+         r"recipe warmup_epochs=5.5 is invalid; expected a number >= 0 and shorter than the run's 2 epochs"),
+        (lambda: get_recipe("quick", clip_norm=-1.0), r"recipe clip_norm=-1.0 is invalid; expected a number >= 0"),
     ],
 )
 def test_bad_recipes(make, message):
     with pytest.raises(TrainingError, match=message):
         make()
+
+
+def test_quick_recipe_defaults_for_plain_nets():
+    recipe = get_recipe("quick")
+    assert (recipe.batch_size, recipe.lr, recipe.clip_norm, recipe.epochs) == (32, 5e-3, 1.0, 10)
+    assert recipe.warmup_epochs == 0.5  # min(0.5, 5 % of 10 epochs)
+    assert get_recipe("paper").clip_norm == 0.0  # the paper's recipe does not clip
+
+
+def test_clipping_bounds_the_gradient_norm(digits):
+    """With clip_norm, one plain SGD step moves the weights by at most lr * clip_norm."""
+    model = budgetnet.build(budgetnet.parse("(3,4) gap", input_shape=digits.input_shape, num_classes=10))
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    recipe = Recipe("one", 1, batch_size=len(digits.train), optimizer="sgd", lr=1.0, momentum=0.0,
+                    weight_decay=0.0, schedule="constant", clip_norm=0.01)  # fmt: skip
+    fit(model, digits, recipe, progress=False, device="cpu")
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert 0 < torch.linalg.vector_norm(after - before) <= 0.01 * (1 + 1e-5)  # one step of lr 1 * norm 0.01
+
+
+def test_batch_larger_than_the_training_split_is_an_error(arch, digits):
+    with pytest.raises(TrainingError, match=r"batch_size=121 is larger than the training split \(120 images\), so "
+                                            r"every epoch would be one step on the whole split; expected at most 120"):  # fmt: skip
+        fit(arch, digits, "quick", batch_size=121, progress=False)
+
+
+def test_spp_finer_than_its_map_before_fc_layers_is_a_shape_error(digits):
+    # 8 px -> (3,8) 8 -> 2/2 4: the paper's 6x6 level does not fit, and the 224 px parse keeps that head.
+    for arch in (budgetnet.parse("(3,8) 2/2 spp fc16", input_shape=(1, 8, 8)), budgetnet.parse("(3,8) 2/2")):
+        with pytest.raises(ShapeError, match=r"spp level 6 does not fit the 4x4 map that enters it \(input "
+                                             r"1x8x8, .*\); expected levels of at most 4 before fc layers"):  # fmt: skip
+            fit(arch, digits, "quick", epochs=1, progress=False)
+    small = budgetnet.parse("(3,8) 2/2", input_shape=digits.input_shape)  # the default small head fits
+    assert fit(small, digits, "quick", epochs=1, progress=False).epochs_run == 1
+    # straight into the classifier, a too fine pyramid only repeats a vector: accepted
+    one_pixel = budgetnet.parse("(3,8) 2/2 2/2 2/2 spp(2,1)", input_shape=digits.input_shape)
+    assert one_pixel.feature_shape[1:] == (1, 1)
+    assert fit(one_pixel, digits, "quick", epochs=1, progress=False).epochs_run == 1
 
 
 def test_batch_size_not_positive_is_an_error(arch, digits):
@@ -143,7 +188,7 @@ def test_step_schedule_reaches_the_optimizer(digits, arch):
 
 
 def test_divergence_stops_with_a_clear_result(arch, digits):
-    result = fit(arch, digits, get_recipe("paper", epochs=3, lr=1e8), progress=False)
+    result = fit(arch, digits, get_recipe("paper", epochs=3, lr=1e8, batch_size=40), progress=False)
     assert result.diverged and result.val_accuracy == 0.0 and result.epochs_run < 3
     assert "training diverged: the loss became" in result.message and "lower learning rate" in result.message
 

@@ -74,7 +74,7 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
         known = ", ".join([*zoo.PAPER_MODELS, *zoo.ZOO])
         raise ArchError(f"SPEC {spec!r} is not a model name ({known}), a file or a notation such as (3,64) 2/2 gap")
     else:
-        arch = parse(spec)
+        arch = parse(spec) if input_shape is None else parse(spec, input_shape)
     if input_shape is not None or num_classes is not None:
         arch = arch.with_input(input_shape, num_classes)
     return arch

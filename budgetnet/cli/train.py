@@ -9,8 +9,11 @@ data sources (nothing is downloaded):
   cifar:DIR     CIFAR-10 / CIFAR-100 python batches
   folder:DIR    one sub-folder of images per class (or train/ and test/ laid out so)
 
+A notation without a head gets the default head for the data's input size: spp(2,1) below
+64 px (digits, MNIST, CIFAR), the paper's spp fc4096 fc4096 from 64 px.
+
 examples:
-  budgetnet train "(3,32) 2/2 (3,64)x2 gap" --epochs 5
+  budgetnet train "(3,32) 2/2 (3,64) 2/2 (3,128)" --epochs 5
   budgetnet train "(3,32) 2/2 (2,64)x4 gap" --data idx:data/mnist --epochs 3 --views 10
   budgetnet train "(5,64) 2/2 (3,128)x2 spp fc256 fc256" --data cifar:data/cifar-10-batches-py \\
       --recipe paper --epochs 30 --device cuda --checkpoint runs/cifar.pt --json
@@ -43,8 +46,8 @@ def add_arguments(parser) -> None:
                              "stepped at 10/75 and 70/75 of the epochs")  # fmt: skip
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs (default: the recipe's, 10 quick / 75 paper)")
     parser.add_argument("--batch-size", type=int, metavar="N",
-                        help="mini-batch size (default: the recipe's, 128, cut with a warning to a smaller training "
-                             "split); more than the training split is an error")  # fmt: skip
+                        help="mini-batch size (default: the recipe's, 32 quick / 128 paper, cut with a "
+                             "warning to a smaller training split); more than the training split is an error")  # fmt: skip
     parser.add_argument("--max-memory", metavar="SIZE",
                         help="refuse a network whose estimated training memory exceeds SIZE, e.g. 8G or 512M "
                              "(default: the device's memory; see `budgetnet show`)")  # fmt: skip
@@ -75,7 +78,7 @@ def run(args) -> int:
         parse_bytes(args.max_memory)  # a malformed size is refused before the data is loaded
     data = load_data(args.data, image_size=args.image_size, crop_size=args.crop_size, limit=args.limit,
                      val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
-    arch = load_arch(args.spec).with_input(data.input_shape, data.num_classes)
+    arch = load_arch(args.spec, data.input_shape, data.num_classes)
     overrides = {"lr": args.lr} if args.lr is not None else {}
     recipe = get_recipe(args.recipe, args.epochs, **overrides)
     if args.batch_size is not None:
