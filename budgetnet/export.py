@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from budgetnet.arch import Arch
 from budgetnet.complexity import complexity, format_count
 from budgetnet.errors import ArchError, ExportError
+from budgetnet.record import TrialRecord
 
 #: The formats :func:`export_trial` writes.
 FORMATS = ("json", "py", "pt")
@@ -68,7 +69,7 @@ def get_trial(study: optuna.Study, trial: str | int = "best") -> optuna.trial.Fr
         raise ExportError(f"trial={number} does not exist; expected 'best' or a number in 0..{len(trials) - 1}")
     found = trials[number]
     if found.state != TrialState.COMPLETE:
-        reason = found.user_attrs.get("error") or found.state.name.lower()
+        reason = TrialRecord.read(found).error or found.state.name.lower()
         raise ExportError(
             f"trial={number} never completed ({found.state.name}: {reason}); expected a completed trial "
             "inside the budget, such as 'best'"
@@ -90,9 +91,12 @@ def trial_arch(trial: optuna.trial.FrozenTrial) -> Arch:
         >>> str(trial_arch(optuna.create_trial(value=0.9, user_attrs={"arch": arch.to_dict()})))
         '(3,8) gap'
     """
+    data = TrialRecord.read(trial).arch
+    if data is None:
+        raise ExportError(f"trial {trial.number} holds no readable architecture (no 'arch' recorded)")
     try:
-        return Arch.from_dict(trial.user_attrs["arch"])
-    except (KeyError, ArchError) as error:
+        return Arch.from_dict(data)
+    except ArchError as error:
         raise ExportError(f"trial {trial.number} holds no readable architecture ({error})") from None
 
 
@@ -120,25 +124,26 @@ def export_trial(
     if format == "json":
         arch.save(path)
     elif format == "py":
-        path.write_text(module_source(arch, norm=found.user_attrs.get("norm"), about=_about(study, found)))
+        path.write_text(module_source(arch, norm=TrialRecord.read(found).norm, about=_about(study, found)))
     else:
         _copy_weights(found, path)
     return path
 
 
 def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
-    attrs = trial.user_attrs
+    record = TrialRecord.read(trial)
     text = f"study {study.study_name!r}, trial {trial.number}"
-    if attrs.get("val_accuracy") is not None:
-        epochs = attrs.get("epochs")
-        text += f": validation accuracy {attrs['val_accuracy']:.4f} after {epochs} epoch{'' if epochs == 1 else 's'}"
+    if record.val_accuracy is not None:
+        epochs = record.epochs
+        text += f": validation accuracy {record.val_accuracy:.4f} after {epochs} epoch{'' if epochs == 1 else 's'}"
     return text
 
 
 def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
     import torch
 
-    source = trial.user_attrs.get("weights")
+    record = TrialRecord.read(trial)
+    source = record.weights
     if not source:
         raise ExportError(
             f"trial {trial.number} kept no weights; expected a search run with keep_weights=True "
@@ -147,7 +152,7 @@ def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
     if not Path(source).is_file():
         raise ExportError(
             f"trial {trial.number}: weights file {source!r} is not on this machine (worker "
-            f"{trial.user_attrs.get('worker')}); expected it where that worker wrote it"
+            f"{record.worker}); expected it where that worker wrote it"
         )
     try:
         torch.load(source, map_location="cpu", weights_only=True)

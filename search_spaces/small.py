@@ -33,7 +33,7 @@ from typing import Sequence
 from budgetnet.arch import SPP, Arch, Conv, Pool
 from budgetnet.errors import BudgetNetError, SearchError
 from search_spaces.base import _check_shape, check_int, register, retarget
-from search_spaces.paper import MODELS
+from budgetnet.zoo import PAPER_MODELS as MODELS
 from search_spaces.replacement import LayerReplacementSpace
 from search_spaces.stage import StageSpace, StageSpec
 

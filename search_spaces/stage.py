@@ -171,7 +171,7 @@ class StageSpace(SearchSpace):
 
     def default_baseline(self, input_shape, num_classes) -> Arch:
         """Model A, on ``input_shape`` and ``num_classes`` when given."""
-        from search_spaces.paper import MODELS
+        from budgetnet.zoo import PAPER_MODELS as MODELS
 
         return retarget(MODELS["A"], input_shape, num_classes)
 

@@ -91,7 +91,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from budgetnet.explore import records, summary, to_dict, variants
-    from search_spaces.paper import MODELS
+    from budgetnet.zoo import PAPER_MODELS as MODELS
 
     baseline = load_arch(args.spec, args.input, args.classes)
     graph = variants(
