@@ -128,29 +128,34 @@ def variants(
 
 
 def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known) -> list[str]:
-    """Apply every site of every rule to one node; return the keys of new nodes."""
+    """Apply every site of every rule to one node; return the keys of new nodes.
+
+    Each site is worked out on its changed span only (:meth:`Rule.propose`); the new Arch
+    is built only for a variant within the budget and depth."""
     arch = graph.nodes[key]["arch"]
+    macs, depth = graph.nodes[key]["macs"], graph.nodes[key]["depth"]
     new = []
     for rule in rules:
         for site in rule.sites(arch):
             graph.graph["checked"] += 1
             try:
-                result = rule.rewrite(arch, site, tolerance=None)
+                proposal = rule.propose(arch, site, macs)
+                too_deep = max_depth is not None and depth + proposal.depth_change > max_depth
+                if too_deep or not budget.matches(proposal.after_macs):
+                    graph.graph["rejected"] += 1
+                    continue
+                child = proposal.build()
             except RewriteError:
                 graph.graph["refused"] += 1
-                continue
-            child = result.after
-            if (max_depth is not None and child.depth > max_depth) or not budget.matches(result.after_macs):
-                graph.graph["rejected"] += 1
                 continue
             child_key = child.fingerprint()
             if child_key == key:
                 continue
             if child_key not in graph:
-                _add_node(graph, child_key, child, result.after_macs, base_macs, step, budget, known)
+                _add_node(graph, child_key, child, proposal.after_macs, base_macs, step, budget, known)
                 new.append(child_key)
             if not graph.has_edge(key, child_key):
-                graph.add_edge(key, child_key, rule=rule.name, site=site, change=result.change)
+                graph.add_edge(key, child_key, rule=rule.name, site=site, change=proposal.change)
             if max_variants is not None and graph.number_of_nodes() - 1 >= max_variants:
                 graph.graph["truncated"] = True
                 return new
