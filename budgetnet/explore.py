@@ -110,13 +110,14 @@ def variants(
     _add_node(graph, root, baseline, base_macs, base_macs, 0, budget, known)
     started = time.perf_counter()
     frontier = [root]
+    seen = {baseline.layers: root}
     for step in range(1, max_steps + 1):
         if not frontier or graph.graph["truncated"]:
             break
         found = []
         bar = _progress_bar(len(frontier), step, max_steps, progress)
         for key in frontier:
-            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known)
+            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen)
             bar.update(1)
             bar.set_postfix(variants=graph.number_of_nodes() - 1, refresh=False)
             if graph.graph["truncated"]:
@@ -127,11 +128,12 @@ def variants(
     return graph
 
 
-def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known) -> list[str]:
+def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen) -> list[str]:
     """Apply every site of every rule to one node; return the keys of new nodes.
 
     Each site is worked out on its changed span only (:meth:`Rule.propose`); the new Arch
-    is built only for a variant within the budget and depth."""
+    is built only for a variant within the budget and depth, and only once: ``seen`` maps
+    the layers as written to the node key."""
     arch = graph.nodes[key]["arch"]
     macs, depth = graph.nodes[key]["macs"], graph.nodes[key]["depth"]
     new = []
@@ -144,11 +146,14 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
                 if too_deep or not budget.matches(proposal.after_macs):
                     graph.graph["rejected"] += 1
                     continue
-                child = proposal.build()
+                written = arch.layers[: proposal.plan.start] + proposal.plan.layers + arch.layers[proposal.plan.stop :]
+                child_key = seen.get(written)
+                child = None if child_key else proposal.build()
             except RewriteError:
                 graph.graph["refused"] += 1
                 continue
-            child_key = child.fingerprint()
+            if child is not None:
+                child_key = seen[written] = child.fingerprint()
             if child_key == key:
                 continue
             if child_key not in graph:

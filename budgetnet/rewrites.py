@@ -106,7 +106,11 @@ class Site:
     * ``depth``: the new number of convs (``depth_width``);
     * ``pool_size``: size and stride of the new pool (``add_pool``, which moves the convs
       ``start:stop`` to the new stage);
-    * ``pools``: positions of the pools whose stride is delayed (``delay_pool``).
+    * ``pools``: positions of the pools whose stride is delayed (``delay_pool``), or of
+      the pool removed (``stage_pool``);
+    * ``groups``: the new cardinality of a block's spatial conv (``cardinality_width``);
+    * ``blocks``: the new number of blocks of a stage (``blocks_width``, ``bottleneck_blocks``);
+    * ``stride_on``: the body conv (1-based) that takes a block's stride (``block_stride``).
 
     Example:
         >>> site = Site("depth_width", 3, 4, 7, "(3,256)x3", depth=6)
@@ -124,6 +128,9 @@ class Site:
     depth: int | None = None
     pool_size: int | None = None
     pools: tuple[int, ...] | None = None
+    groups: int | None = None
+    blocks: int | None = None
+    stride_on: int | None = None
 
     def __post_init__(self):
         if isinstance(self.pools, (list, tuple)):
@@ -136,7 +143,7 @@ class Site:
 
     def params(self) -> dict:
         """The rule parameters that are set."""
-        names = ("kernel_size", "count", "depth", "pool_size", "pools")
+        names = ("kernel_size", "count", "depth", "pool_size", "pools", "groups", "blocks", "stride_on")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def where(self) -> str:
@@ -957,8 +964,15 @@ WIDTH_FILTER = WidthFilterRule()
 ADD_POOL = AddPoolRule()
 DELAY_POOL = DelayPoolRule()
 
-#: The five rules with default parameters, in the paper's order.
-RULES: tuple[Rule, ...] = (DEPTH_FILTER, DEPTH_WIDTH, WIDTH_FILTER, ADD_POOL, DELAY_POOL)
+#: The paper's five rules with default parameters, in the paper's order (plain convs and pools).
+PLAIN_RULES: tuple[Rule, ...] = (DEPTH_FILTER, DEPTH_WIDTH, WIDTH_FILTER, ADD_POOL, DELAY_POOL)
+
+# The block rules build on the classes above, so they are imported here, at the end.
+from budgetnet.block_rewrites import BLOCK_RULES  # noqa: E402
+
+#: Every rule with default parameters: the paper's five, then the block rules of
+#: :mod:`budgetnet.block_rewrites`.
+RULES: tuple[Rule, ...] = PLAIN_RULES + BLOCK_RULES
 
 
 def get_rule(rule: "str | Rule") -> Rule:
@@ -1018,6 +1032,8 @@ __all__ = [
     "DELAY_POOL",
     "DEPTH_FILTER",
     "DEPTH_WIDTH",
+    "PLAIN_RULES",
+    "Proposal",
     "RULES",
     "WIDTH_FILTER",
     "AddPoolRule",

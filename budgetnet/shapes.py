@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Iterator, Sequence
 
 from budgetnet.errors import ShapeError
@@ -107,8 +108,8 @@ def _describe(layer: Layer) -> str:
     return format_layer(layer)
 
 
-def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
-    """The conv with ``groups`` set for its input (depthwise: one group per input channel)."""
+def _resolve_groups(name: str, layer: Conv, in_channels: int) -> int:
+    """The conv's groups on its input (depthwise: one group per input channel), checked."""
     groups = in_channels if layer.depthwise else layer.groups
     if layer.depthwise and layer.out_channels % in_channels:
         raise ShapeError(
@@ -121,15 +122,19 @@ def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
             f"{name} ({_describe(layer)}): groups={groups} does not divide the {in_channels} input "
             f"channels; expected groups dividing both {in_channels} and {layer.out_channels}"
         )
-    return layer if groups == layer.groups else replace(layer, groups=groups)
+    return groups
+
+
+@lru_cache(maxsize=4096)
+def _resolved(layer: Conv, groups: int, padding: int) -> Conv:
+    """``layer`` with its groups and padding set (cached: rewrites infer the same convs often)."""
+    return layer if (groups, padding) == (layer.groups, layer.padding) else replace(layer, groups=groups, padding=padding)
 
 
 def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int, int]]:
     channels, height, width = shape
     _check_window(name, layer, (height, width), layer.kernel_size, padding)
-    layer = _resolve_groups(name, layer, channels)
-    if layer.padding != padding:
-        layer = replace(layer, padding=padding)
+    layer = _resolved(layer, _resolve_groups(name, layer, channels), padding)
     size = tuple(conv_output_size(m, layer.kernel_size, layer.stride, padding) for m in (height, width))
     return layer, (layer.out_channels, *size)
 
