@@ -27,7 +27,7 @@ import networkx as nx
 from budgetnet.arch import Arch
 from budgetnet.complexity import Budget, conv_macs
 from budgetnet.errors import BudgetError, RewriteError
-from budgetnet.rewrites import Rule, check_tolerance, resolve_rules
+from budgetnet.rewrites import Rule, check_tolerance, resolve_rules, span_notation
 
 
 def variants(
@@ -55,7 +55,8 @@ def variants(
             the baseline's own cost.
         tolerance: relative distance from the target a variant may have (0.05 = 5%).
         max_steps: largest number of rewrites from the baseline.
-        rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all five).
+        rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all of
+            :data:`~budgetnet.rewrites.RULES`, the paper's five and the block rules).
         max_depth: drop variants with more conv layers than this.
         max_variants: stop once this many variants (baseline excluded) are kept.
         progress: show a tqdm bar per step on stderr.
@@ -66,8 +67,8 @@ def variants(
         A ``DiGraph`` keyed by fingerprint. Nodes: ``arch``, ``notation``, ``macs``,
         ``ratio`` (to the baseline), ``depth``, ``steps`` (rewrites from the baseline),
         ``matches`` (within the budget) and ``name`` (or ``None``). Edges: ``rule`` (name),
-        ``site`` (:class:`~budgetnet.rewrites.Site`) and ``change`` (relative cost change).
-        ``graph.graph`` holds ``baseline`` (its key), ``budget``, the settings and the
+        ``site`` (:class:`~budgetnet.rewrites.Site`), ``change`` (relative cost change) and
+        ``new_layers`` (the notation of the layers the rewrite wrote). ``graph.graph`` holds ``baseline`` (its key), ``budget``, the settings and the
         counts ``checked`` (sites tried), ``refused`` (by a rule), ``rejected`` (off budget
         or too deep), ``seconds`` and ``truncated`` (stopped by ``max_variants``).
 
@@ -160,7 +161,8 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
                 _add_node(graph, child_key, child, proposal.after_macs, base_macs, step, budget, known)
                 new.append(child_key)
             if not graph.has_edge(key, child_key):
-                graph.add_edge(key, child_key, rule=rule.name, site=site, change=proposal.change)
+                new_layers = span_notation(proposal.plan.layers)
+                graph.add_edge(key, child_key, rule=rule.name, site=site, change=proposal.change, new_layers=new_layers)
             if max_variants is not None and graph.number_of_nodes() - 1 >= max_variants:
                 graph.graph["truncated"] = True
                 return new
@@ -277,7 +279,10 @@ def records(graph: nx.DiGraph) -> list[dict]:
     """One JSON-ready row per node, in the order of :func:`labels`.
 
     Each row: ``key``, ``label``, ``name``, ``notation``, ``depth``, ``macs``, ``ratio``,
-    ``steps``, ``matches`` and ``path`` (rule names from the baseline).
+    ``steps``, ``matches``, ``path`` (rule names from the baseline), ``rewrites`` (per
+    step, ``site``: its :meth:`~budgetnet.rewrites.Site.label`, ``new_layers``: what it
+    wrote) and ``brief``: the notation, or past :data:`LONG_NOTATION` characters (a
+    ResNet) the layers each rewrite wrote, by stage.
 
     Example:
         >>> from search_spaces.paper import MODELS
@@ -289,6 +294,7 @@ def records(graph: nx.DiGraph) -> list[dict]:
     rows = []
     for key in _ordered(graph):
         data = graph.nodes[key]
+        steps = derivation(graph, key)
         rows.append(
             {
                 "key": key,
@@ -300,10 +306,25 @@ def records(graph: nx.DiGraph) -> list[dict]:
                 "ratio": data["ratio"],
                 "steps": data["steps"],
                 "matches": data["matches"],
-                "path": [step["rule"] for step in derivation(graph, key)],
+                "path": [step["rule"] for step in steps],
+                "rewrites": [{"site": step["site"].label(), "new_layers": step["new_layers"]} for step in steps],
+                "brief": _brief(data["notation"], steps),
             }
         )
     return rows
+
+
+#: Notations longer than this are shown by :func:`records`' ``brief`` as the layers the
+#: rewrites wrote.
+LONG_NOTATION = 120
+
+
+def _brief(notation: str, steps: list[dict]) -> str:
+    if len(notation) <= LONG_NOTATION:
+        return notation
+    if not steps:
+        return "(baseline)"
+    return "... " + "; ".join(f"stage {step['site'].stage}: {step['new_layers']}" for step in steps)
 
 
 def to_dict(graph: nx.DiGraph) -> dict:
@@ -323,7 +344,8 @@ def to_dict(graph: nx.DiGraph) -> dict:
     for row in nodes:
         row["arch"] = graph.nodes[row["key"]]["arch"].to_dict()
     edges = [
-        {"source": u, "target": v, "rule": data["rule"], "site": data["site"].to_dict(), "change": data["change"]}
+        {"source": u, "target": v, "rule": data["rule"], "site": data["site"].to_dict(), "change": data["change"],
+         "new_layers": data["new_layers"]}
         for u, v, data in graph.edges(data=True)
     ]
     return {"settings": settings, "nodes": nodes, "edges": edges}

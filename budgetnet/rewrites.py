@@ -157,6 +157,16 @@ class Site:
         text = f"stage {self.stage} layers {self.start}:{self.stop} '{self.layers}'"
         return text + (f" ({params})" if params else "")
 
+    def label(self) -> str:
+        """A short label for tables and plots: the rule, the stage and the parameters.
+
+        Example:
+            >>> Site("cardinality_width", 2, 2, 5, "res[(1,64) (3,64) (1,256)@none]x3", groups=32).label()
+            'cardinality_width(stage 2, groups=32)'
+        """
+        params = "".join(f", {key}={value}" for key, value in self.params().items())
+        return f"{self.rule}(stage {self.stage}{params})"
+
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
         data = asdict(self)
