@@ -39,13 +39,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import lru_cache
 from typing import Callable, Sequence
 
 from budgetnet.arch import Arch, Conv, Layer, LayerShape, Pool, Residual
 from budgetnet.errors import LayerSpecError, RewriteError, ShapeError
 from budgetnet.notation import format_layer
-from budgetnet.rewrites import Rule, Site, _check_sizes, _check_width_multiple, _macs, _Plan, _site_param, span_notation
-from budgetnet.shapes import infer_shapes
+from budgetnet.rewrites import (
+    Rule,
+    Site,
+    _check_sizes,
+    _check_width_multiple,
+    _macs,
+    _Plan,
+    _site_param,
+    local_shapes,
+    span_notation,
+)
 
 #: Solved block widths are rounded to a multiple of this (and of the groups).
 BLOCK_WIDTH_MULTIPLE = 4
@@ -96,6 +106,7 @@ def _with_body(block: Residual, body: Sequence[Conv]) -> Residual:
     return Residual(tuple(body), None, block.activation)
 
 
+@lru_cache(maxsize=8192)
 def _set_widths(block: Residual, width: int, groups: int | None = None) -> Residual:
     """The block with every inner conv ``width`` wide (the spatial convs in ``groups``)."""
     body = list(block.body)
@@ -106,6 +117,18 @@ def _set_widths(block: Residual, width: int, groups: int | None = None) -> Resid
     if groups is not None:
         last = body[-1]
         body[-1] = replace(last, groups=1) if last.groups != 1 else last
+    return _with_body(block, body)
+
+
+@lru_cache(maxsize=8192)
+def _scaled(block: Residual, width: int, old_width: int, multiple: int) -> Residual:
+    """The block with output ``width`` and inner widths scaled by ``width / old_width``
+    (rounded to ``multiple``, at least one multiple)."""
+    body = list(block.body)
+    for i in _inner(block):
+        inner = round(body[i].out_channels * width / old_width / multiple) * multiple
+        body[i] = replace(body[i], out_channels=max(inner, multiple))
+    body[-1] = replace(body[-1], out_channels=width)
     return _with_body(block, body)
 
 
@@ -211,7 +234,7 @@ class BlockRule(Rule):
         target = _macs(old)
         in_shape = old[0].in_shape
         try:
-            trial = infer_shapes(make(1), in_shape)
+            trial = local_shapes(tuple(make(1)), in_shape)
         except ShapeError as error:
             raise self._refuse(site, f"collapses a map: {error}") from None
         except LayerSpecError as error:
@@ -366,16 +389,9 @@ class BlocksWidthRule(BlockRule):
         old_width = first.body[-1].out_channels
         multiple = self._multiple(site, [first, rest])
 
-        def scaled(block: Residual, width: int) -> Residual:
-            body = list(block.body)
-            for i in _inner(block):
-                inner = round(body[i].out_channels * width / old_width / multiple) * multiple
-                body[i] = replace(body[i], out_channels=max(inner, multiple))
-            body[-1] = replace(body[-1], out_channels=width)
-            return _with_body(block, body)
-
         def make(k: int) -> list[Layer]:
-            return [scaled(first, k * multiple)] + [scaled(rest, k * multiple)] * (count - 1) + [following]
+            first_new, rest_new = (_scaled(block, k * multiple, old_width, multiple) for block in (first, rest))
+            return [first_new] + [rest_new] * (count - 1) + [following]
 
         return self._solve(arch, site, site.stop, make, "stage width", max(old_width // multiple, 1), multiple)
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import lru_cache
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
 
@@ -463,7 +464,7 @@ class Rule:
         full = None
         try:
             if _is_local(old) and _is_local_layers(plan.layers):
-                new = infer_shapes(plan.layers, old[0].in_shape)
+                new = local_shapes(tuple(plan.layers), old[0].in_shape)
                 if new[-1].out_shape != old[-1].out_shape:
                     raise self._refuse(
                         site,
@@ -595,6 +596,18 @@ def _macs(infos: Iterable[LayerShape]) -> int:
 def _depth(infos: Iterable[LayerShape]) -> int:
     """Conv layers off the shortcuts among some inferred layers (see :attr:`Arch.depth`)."""
     return sum(1 for info in infos for inner in info.walk() if inner.kind == "conv" and not inner.shortcut)
+
+
+@lru_cache(maxsize=8192)
+def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[LayerShape, ...]:
+    """:func:`~budgetnet.shapes.infer_shapes` of a few layers on their own input, cached: a
+    walk over variants meets the same stage on the same input many times.
+
+    Example:
+        >>> [info.out_shape for info in local_shapes((Conv(3, 8, stride=2),), (1, 8, 8))]
+        [(8, 4, 4)]
+    """
+    return infer_shapes(layers, in_shape)
 
 
 def _is_local(infos: Sequence[LayerShape]) -> bool:

@@ -12,12 +12,16 @@ every suggestion before training, and a candidate over budget is never trained b
 as infeasible with ``trial.set_constraint``. Each space's ``suggest`` documents when it can
 return such a candidate.
 
-Three spaces are registered in :data:`SPACES` and built by :func:`get_space`:
+Five spaces are registered in :data:`SPACES` and built by :func:`get_space`:
 
 * ``"small"``: :class:`search_spaces.small.SmallStageSpace`, stages for 8-32 pixel inputs;
 * ``"stage"``: :class:`search_spaces.stage.StageSpace`, the paper's stages at 224 pixels;
 * ``"replacement"``: :class:`search_spaces.replacement.LayerReplacementSpace`, the
-  layer-replacement variants of a baseline.
+  layer-replacement variants of a baseline (the block rules included, so a residual
+  baseline such as the zoo's ``resnet18`` works);
+* ``"residual"`` and ``"residual224"``: :class:`search_spaces.residual.ResidualSpace`
+  and :class:`~search_spaces.residual.Residual224Space`, residual stages (block type,
+  blocks, kernel, groups, stride placement) for 16-32 px and 224 px inputs.
 
 Example:
     >>> from search_spaces.base import get_space
@@ -38,7 +42,7 @@ from budgetnet.complexity import Budget
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
 
 #: The names :func:`get_space` accepts.
-SPACES = ("small", "stage", "replacement")
+SPACES = ("small", "stage", "replacement", "residual", "residual224")
 
 #: Inputs with a side below this many pixels get the small baseline by default.
 SMALL_INPUT_LIMIT = 64
@@ -231,7 +235,8 @@ def get_space(
     """Build a registered search space by name.
 
     Args:
-        name: one of :data:`SPACES`: ``"small"``, ``"stage"`` or ``"replacement"``.
+        name: one of :data:`SPACES`: ``"small"``, ``"stage"``, ``"replacement"``,
+            ``"residual"`` or ``"residual224"``.
         baseline: the reference Arch. Defaults: the small baseline for ``"small"``, model A
             for ``"stage"``, and :func:`default_baseline` of the input for ``"replacement"``.
         budget: see :func:`resolve_budget`; ``None`` is the baseline's own cost.
@@ -250,7 +255,7 @@ def get_space(
         >>> get_space("nas")
         Traceback (most recent call last):
         ...
-        budgetnet.errors.SearchError: space='nas' is unknown; expected one of small, stage, replacement
+        budgetnet.errors.SearchError: space='nas' is unknown; expected one of small, stage, replacement, residual, residual224
     """
     if name not in SPACES:
         raise SearchError(f"space={name!r} is unknown; expected one of {', '.join(SPACES)}")
@@ -269,6 +274,11 @@ def get_space(
         from search_spaces.stage import StageSpace
 
         return StageSpace(input_shape=input_shape, num_classes=num_classes, **arguments)
+    if name in ("residual", "residual224"):
+        from search_spaces.residual import Residual224Space, ResidualSpace
+
+        space = ResidualSpace if name == "residual" else Residual224Space
+        return space(input_shape=input_shape, num_classes=num_classes, **arguments)
     from search_spaces.replacement import LayerReplacementSpace
 
     if baseline is None:

@@ -238,7 +238,7 @@ def test_small_space_any_input_and_budget(channels, side, ratio, seed):
 
 # -- get_space, description, bad settings ------------------------------------------------------
 def test_get_space_names_and_defaults():
-    assert SPACES == ("small", "stage", "replacement")
+    assert SPACES == ("small", "stage", "replacement", "residual", "residual224")
     space = get_space("small", input_shape=(1, 28, 28), num_classes=10)
     assert isinstance(space, SmallStageSpace) and space.name == "small"
     assert space.input_shape == (1, 28, 28)
