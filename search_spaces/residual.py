@@ -154,7 +154,7 @@ class ResidualSpace(SearchSpace):
         """The candidate's notation with width unit ``k``.
 
         Example:
-            >>> str(ResidualSpace().build([BlockChoice("bottleneck", 2, 3, 2, "first")] * 3, 2))
+            >>> str(ResidualSpace().build([BlockChoice("bottleneck", 2, 3, 2, "first")] * 3, 4))
             '(3,16)bn res[(1,8)bn (3,8)g2bn (1,16)bn@none]x2 res[(1,16)/2bn (3,16)g2bn (1,32)bn@none] res[(1,16)bn (3,16)g2bn (1,32)bn@none] res[(1,32)/2bn (3,32)g2bn (1,64)bn@none] res[(1,32)bn (3,32)g2bn (1,64)bn@none] gap'
         """
         parts = [self.stem]
