@@ -290,29 +290,44 @@ class BlockRule(Rule):
         return blocks[0], blocks[1] if len(blocks) > 1 else _unstrided(blocks[0])
 
 
-def _block_count_sites(rule: Rule, arch: Arch, factors: Sequence[float], runs) -> list[Site]:
-    sites = []
-    for stage, start, stop, span_stop in runs:
-        count = stop - start
-        for factor in factors:
-            blocks = max(1, round(count * factor))
-            if blocks != count:
-                layers = span_notation(arch.layers[start:span_stop])
-                sites.append(Site(rule.name, stage, start, span_stop, layers, blocks=blocks))
-    return sites
+class BlockCountRule(BlockRule):
+    """Base of the rules that change a run's number of blocks: sites for each run (its span
+    given by :meth:`_runs`) at each of ``block_factors`` times its blocks (rounded).
+
+    Args:
+        block_factors: new block counts as multiples of the old (rounded; default halve, double).
+        width_multiple: round the solved width to this (default 4 and the groups).
+    """
+
+    def __init__(self, block_factors: Sequence[float] = (0.5, 2), width_multiple: int | None = None):
+        super().__init__(width_multiple)
+        self.block_factors = _check_factors(self.name, block_factors)
+
+    def _runs(self, arch: Arch) -> list[tuple[int, int, int, int]]:  # pragma: no cover - abstract
+        """``(stage, start, stop, span_stop)``: a run and where its site's span ends."""
+        raise NotImplementedError
+
+    def _sites(self, arch: Arch) -> list[Site]:
+        sites = []
+        for stage, start, stop, span_stop in self._runs(arch):
+            count = stop - start
+            for factor in self.block_factors:
+                blocks = max(1, round(count * factor))
+                if blocks != count:
+                    layers = span_notation(arch.layers[start:span_stop])
+                    sites.append(Site(self.name, stage, start, span_stop, layers, blocks=blocks))
+        return sites
 
 
 # -- the rules -----------------------------------------------------------------------------------
-class BottleneckBlocksRule(BlockRule):
+class BottleneckBlocksRule(BlockCountRule):
     """Bottleneck width vs blocks: a run of k blocks becomes ``blocks`` blocks (the first
     as it was, then the repeated one); the output width of every block is kept and the
     bottleneck width (every body conv but the last: He et al. 2016's bottleneck, Sandler et
     al. 2018's expansion) is solved so the run costs what it did. He & Sun's Eqns. (6)-(8)
     at block level.
 
-    Args:
-        block_factors: new block counts as multiples of the old (rounded; default halve, double).
-        width_multiple: round the solved width to this (default 4 and the groups).
+    Args: as for :class:`BlockCountRule`.
 
     Example:
         >>> from budgetnet.zoo import ZOO
@@ -325,13 +340,8 @@ class BottleneckBlocksRule(BlockRule):
     name = "bottleneck_blocks"
     equation = "Eqns. (6)-(8), blocks"
 
-    def __init__(self, block_factors: Sequence[float] = (0.5, 2), width_multiple: int | None = None):
-        super().__init__(width_multiple)
-        self.block_factors = _check_factors(self.name, block_factors)
-
-    def _sites(self, arch: Arch) -> list[Site]:
-        runs = [(stage, start, stop, stop) for stage, start, stop in block_runs(arch)]
-        return _block_count_sites(self, arch, self.block_factors, runs)
+    def _runs(self, arch: Arch) -> list[tuple[int, int, int, int]]:
+        return [(stage, start, stop, stop) for stage, start, stop in block_runs(arch)]
 
     def _plan(self, arch: Arch, site: Site) -> _Plan:
         count = _site_param(self, site, "blocks", 1)
@@ -346,7 +356,7 @@ class BottleneckBlocksRule(BlockRule):
         return self._solve(arch, site, site.stop, make, "bottleneck width", _guess(first, multiple), multiple)
 
 
-class BlocksWidthRule(BlockRule):
+class BlocksWidthRule(BlockCountRule):
     """Blocks per stage vs width: a run of k blocks becomes ``blocks`` blocks and the
     stage's width (every block's output) is solved, the inner widths scaled with it, so
     the run and the layer after it (a block or conv, whose input width changes) cost what
@@ -365,17 +375,13 @@ class BlocksWidthRule(BlockRule):
     name = "blocks_width"
     equation = "Eqns. (6)-(8), stages"
 
-    def __init__(self, block_factors: Sequence[float] = (0.5, 2), width_multiple: int | None = None):
-        super().__init__(width_multiple)
-        self.block_factors = _check_factors(self.name, block_factors)
-
-    def _sites(self, arch: Arch) -> list[Site]:
+    def _runs(self, arch: Arch) -> list[tuple[int, int, int, int]]:
         runs = []
         for stage, start, stop in block_runs(arch):
             following = arch.layers[stop] if stop < len(arch.layers) else None
             if isinstance(following, Conv) or (following is not None and _is_block(following)):
                 runs.append((stage, start, stop, stop + 1))
-        return _block_count_sites(self, arch, self.block_factors, runs)
+        return runs
 
     def _plan(self, arch: Arch, site: Site) -> _Plan:
         count = _site_param(self, site, "blocks", 1)
@@ -660,6 +666,7 @@ __all__ = [
     "BOTTLENECK_BLOCKS",
     "CARDINALITY_WIDTH",
     "STAGE_POOL",
+    "BlockCountRule",
     "BlockFilterRule",
     "BlockRule",
     "BlockStrideRule",

@@ -199,3 +199,10 @@ def test_variants_from_resnet50_match_the_rules_one_by_one():
         result = rewrite(ZOO["small_residual"], data["site"], tolerance=None)
         assert result.after.fingerprint() == child
         assert graph.nodes[child]["macs"] == conv_macs(result.after)
+
+
+def test_bad_rule_settings():
+    with pytest.raises(RewriteError, match=r"bottleneck_blocks.*block_factors=\[\] is invalid; expected a non-empty list of numbers > 0"):
+        BottleneckBlocksRule(block_factors=[])
+    with pytest.raises(RewriteError, match=r"bottleneck_blocks.*width_multiple=0 is invalid; expected an integer >= 1"):
+        BottleneckBlocksRule(width_multiple=0)
