@@ -21,11 +21,15 @@ Three parts (``--part``, default all):
   baseline's last stage ``(3,64)x3`` as ``(3,w)xd`` for several depths ``d`` at equal
   Eqn. (1) cost (``w`` solved for each), each trained with every seed. Writes
   ``docs/search_compare.png`` and ``docs/depth_equal_cost.png``.
+* ``residual``: candidates of the ``residual`` space sampled per second (no training), then a
+  search in it on MNIST under the zoo's ``small_residual`` budget; the best candidate and
+  ``small_residual`` are retrained with ``--seeds`` seeds each and tested (mean and spread).
 
 Example:
     python bench/search.py --part overhead
     python bench/search.py --part mnist --mnist ../shared/data/mnist --limit 20000 --mnist-trials 24 --mnist-epochs 5
     python bench/search.py --part compare --mnist ../shared/data/mnist --limit 3000 --compare-trials 16
+    python bench/search.py --part residual --limit 2000 --mnist-trials 6 --mnist-epochs 2 --seeds 3
 """
 
 from __future__ import annotations
@@ -258,10 +262,59 @@ def compare(args) -> list[str]:
     return rows
 
 
+def residual(args) -> list[str]:
+    space = get_space("residual", input_shape=(1, 16, 16), num_classes=10)
+    study = optuna.create_study(direction="maximize")
+    start = time.perf_counter()
+    for _ in range(args.samples):
+        trial = study.ask()
+        arch = space.suggest(trial)
+        study.tell(trial, float(complexity(arch).conv_macs % 97) / 97)  # a stand-in score, no training
+    rate = args.samples / (time.perf_counter() - start)
+    data = load_data(f"idx:{args.mnist}", limit=args.limit)
+    space = get_space("residual", input_shape=data.input_shape, num_classes=data.num_classes)
+    recipe = get_recipe("quick", epochs=args.epochs)
+    with tempfile.TemporaryDirectory() as directory:
+        start = time.perf_counter()
+        study = budgetnet.search(space, data, n_trials=args.trials, recipe=recipe, seed=0, progress=False,
+                                 storage=str(Path(directory) / "r.db"), device="cpu")  # fmt: skip
+        search_seconds = time.perf_counter() - start
+    best = best_trial(study)
+    found = budgetnet.Arch.from_dict(best.user_attrs["arch"])
+    rows = [
+        "| model | Eqn. (1) MACs | ratio | test accuracy, mean ± std over seeds | per seed | train s (mean) |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for label, arch in (("small_residual", space.baseline), (f"best found (trial {best.number})", found)):
+        tests, seconds = [], []
+        for seed in range(args.seeds):
+            result = fit(arch, data, recipe, seed=seed, progress=False, device="cpu")
+            tests.append(evaluate(result.model, data, split="test", device="cpu")["accuracy"])
+            seconds.append(result.seconds)
+        macs = complexity(arch).conv_macs
+        spread = statistics.stdev(tests) if len(tests) > 1 else 0.0
+        rows.append(
+            f"| {label}: `{arch.notation()}` | {macs:,} | {macs / complexity(space.baseline).conv_macs:.2f}x | "
+            f"{statistics.mean(tests):.4f} ± {spread:.4f} | {', '.join(f'{t:.4f}' for t in tests)} | {statistics.mean(seconds):.1f} |"
+        )
+    counts = trial_counts(study)
+    header = [
+        f"residual space: {rate:.1f} candidates sampled per second (suggest with the width solve, Eqn. (1), tell; "
+        f"{args.samples} on 1x16x16, in memory)",
+        "",
+        f"MNIST, 28x28: {len(data.train)} training images (--limit), {len(data.val)} validation, "
+        f"{len(data.test)} test; {args.trials} trials x {args.epochs} epochs "
+        f"({counts['complete']} completed, {counts['pruned']} pruned, {counts['infeasible']} infeasible) in "
+        f"{search_seconds:.0f} s; budget {space.budget}. Both rows retrained with seeds 0..{args.seeds - 1}:",
+        "",
+    ]
+    return header + rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "compare", "all"), default="all",
-                        help="all = overhead, sampling, mnist (compare runs only when named)")  # fmt: skip
+    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "residual", "compare", "all"), default="all",
+                        help="all = overhead, sampling, mnist, residual (compare runs only when named)")  # fmt: skip
     parser.add_argument("--trials", type=int, default=50, help="trials of the digits default (default 50)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial of the digits default (default 15)")
     parser.add_argument("--samples", type=int, default=300, help="candidates for the sampling rate (default 300)")
@@ -271,7 +324,7 @@ def main(argv=None) -> int:
     parser.add_argument("--mnist-epochs", type=int, default=5, dest="mnist_epochs", help="MNIST epochs per trial (default 5)")
     parser.add_argument("--val", type=int, default=1000, help="compare: validation images (default 1000)")
     parser.add_argument("--test", type=int, default=2000, help="compare: test images (default 2000)")
-    parser.add_argument("--seeds", type=int, default=3, help="compare: seeds (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="compare: seeds; residual: retrainings per model (default 3)")
     parser.add_argument("--compare-trials", type=int, default=16, dest="compare_trials",
                         help="compare: trials per search (default 16; TPE samples at random for the first 10)")  # fmt: skip
     parser.add_argument("--epochs-proxy", type=int, default=3, dest="epochs_proxy",
@@ -301,6 +354,11 @@ def main(argv=None) -> int:
     if args.part == "compare":
         print("\n## compare\n")
         print("\n".join(compare(args)))
+    if args.part in ("residual", "all"):
+        print("\n## residual\n")
+        residual_args = argparse.Namespace(mnist=args.mnist, limit=args.limit, trials=args.mnist_trials,
+                                           epochs=args.mnist_epochs, seeds=args.seeds, samples=args.samples)  # fmt: skip
+        print("\n".join(residual(residual_args)))
     print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 

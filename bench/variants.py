@@ -10,8 +10,14 @@ over all five rewrite rules and reports
 * the wall time (median of ``--repeats`` runs), the sites checked per second and the
   variants kept per second.
 
+With ``--speed`` it instead times the walk on deeper nets (model A, a 100-conv plain chain,
+ResNet-50 and ResNet-152 from the zoo) and reports sites checked per second; it uses only
+the public API, so the same script measures an older checkout side by side
+(``PYTHONPATH=/path/to/old/checkout python bench/variants.py --speed``).
+
 Usage:
     python bench/variants.py [--config 2:0.05 --config 3:0.05 ...] [--repeats 3] [--markdown PATH]
+    python bench/variants.py --speed [--repeats 3] [--markdown PATH]
 
 A config is ``STEPS:TOLERANCE`` or ``STEPS:TOLERANCE:MAX_DEPTH``. The defaults are the
 issue's 2 and 3 steps at 5%, 3 steps at 8% (I costs 0.93 of A) and 4 steps at 8% with
@@ -74,6 +80,60 @@ def run(steps: int, tolerance: float, depth: int | None, repeats: int) -> dict:
     }
 
 
+#: (label, model, steps) of the --speed rows; ``chain100`` is 50 3x3 convs of 64, a 2/2 pool
+#: and 50 3x3 convs of 128 on 3x64x64.
+SPEED_ROWS = (("A", "A", 2), ("chain100", "chain100", 1), ("resnet50", "resnet50", 1),
+              ("resnet50", "resnet50", 2), ("resnet152", "resnet152", 1))  # fmt: skip
+
+
+def speed_model(name: str):
+    if name == "chain100":
+        return budgetnet.parse(" ".join(["(3,64)"] * 50 + ["2/2"] + ["(3,128)"] * 50), input_shape=(3, 64, 64))
+    if name in MODELS:
+        return MODELS[name]
+    from budgetnet.zoo import ZOO
+
+    return ZOO[name]
+
+
+def speed(label: str, name: str, steps: int, repeats: int) -> dict:
+    arch = speed_model(name)
+    seconds, graph, error = [], None, ""
+    for _ in range(repeats):
+        start = time.perf_counter()
+        try:
+            graph = budgetnet.variants(arch, tolerance=0.05, max_steps=steps)
+        except Exception as failure:  # the older checkout may fail on residual nets
+            error = f"{type(failure).__name__}: {failure}"[:80]
+            break
+        seconds.append(time.perf_counter() - start)
+    if error:
+        return {"model": label, "steps": steps, "error": error}
+    median = statistics.median(seconds)
+    return {
+        "model": label,
+        "steps": steps,
+        "checked": graph.graph["checked"],
+        "variants": graph.number_of_nodes() - 1,
+        "seconds": median,
+        "sites_per_s": graph.graph["checked"] / median,
+        "error": "",
+    }
+
+
+def speed_markdown(rows: list[dict]) -> str:
+    lines = ["| model | steps | sites checked | variants | seconds | sites/s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        if row["error"]:
+            lines.append(f"| {row['model']} | {row['steps']} | - | - | - | failed: {row['error']} |")
+        else:
+            lines.append(
+                f"| {row['model']} | {row['steps']} | {row['checked']:,} | {row['variants']:,} | "
+                f"{row['seconds']:.2f} | {row['sites_per_s']:,.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "| steps | tolerance | max depth | variants | sites checked | refused | off budget / too deep "
@@ -97,10 +157,17 @@ def main(argv=None) -> int:
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration; the median time is kept (default 3)")
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table as markdown to PATH")
+    parser.add_argument("--speed", action="store_true", help="time the walk on A, a 100-conv chain, ResNet-50 and -152 (at 5%%)")
     args = parser.parse_args(argv)
     configs = args.config or [parse_config(text) for text in DEFAULT_CONFIGS]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CPU: {os.cpu_count()}-core {cpu_model()}; Python {platform.python_version()}; load {load:.1f}")
+    if args.speed:
+        table = speed_markdown([speed(*row, max(1, args.repeats)) for row in SPEED_ROWS])
+        print(f"budgetnet from {Path(budgetnet.__file__).parent}\n\n{table}")
+        if args.markdown:
+            args.markdown.write_text(table + "\n")
+        return 0
     rows = []
     for steps, tolerance, depth in configs:
         row = run(steps, tolerance, depth, max(1, args.repeats))

@@ -28,7 +28,7 @@ from budgetnet.arch import Arch
 from budgetnet.budgets import Budget, resolve_budget
 from budgetnet.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
-from budgetnet.rewrites import Rule, resolve_rules
+from budgetnet.rewrites import Rule, resolve_rules, span_notation
 
 
 def variants(
@@ -58,7 +58,8 @@ def variants(
             ``None``: a :class:`Budget` keeps its own, any other budget gets 5%
             (the rule of :func:`budgetnet.budgets.resolve_budget`).
         max_steps: largest number of rewrites from the baseline.
-        rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all five).
+        rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all of
+            :data:`~budgetnet.rewrites.RULES`, the paper's five and the block rules).
         max_depth: drop variants with more conv layers than this.
         max_variants: stop once this many variants (baseline excluded) are kept.
         progress: show a tqdm bar per step on stderr.
@@ -69,8 +70,8 @@ def variants(
         A ``DiGraph`` keyed by fingerprint. Nodes: ``arch``, ``notation``, ``macs``,
         ``ratio`` (to the baseline), ``depth``, ``steps`` (rewrites from the baseline),
         ``matches`` (within the budget) and ``name`` (or ``None``). Edges: ``rule`` (name),
-        ``site`` (:class:`~budgetnet.rewrites.Site`) and ``change`` (relative cost change).
-        ``graph.graph`` holds ``baseline`` (its key), ``budget``, the settings and the
+        ``site`` (:class:`~budgetnet.rewrites.Site`), ``change`` (relative cost change) and
+        ``new_layers`` (the notation of the layers the rewrite wrote). ``graph.graph`` holds ``baseline`` (its key), ``budget``, the settings and the
         counts ``checked`` (sites tried), ``refused`` (by a rule), ``rejected`` (off budget
         or too deep), ``seconds`` and ``truncated`` (stopped by ``max_variants``).
 
@@ -113,13 +114,14 @@ def variants(
     _add_node(graph, root, baseline, base_macs, base_macs, 0, budget, known)
     started = time.perf_counter()
     frontier = [root]
+    seen = {baseline.layers: root}
     for step in range(1, max_steps + 1):
         if not frontier or graph.graph["truncated"]:
             break
         found = []
         bar = _progress_bar(len(frontier), step, max_steps, progress)
         for key in frontier:
-            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known)
+            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen)
             bar.update(1)
             bar.set_postfix(variants=graph.number_of_nodes() - 1, refresh=False)
             if graph.graph["truncated"]:
@@ -130,30 +132,40 @@ def variants(
     return graph
 
 
-def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known) -> list[str]:
-    """Apply every site of every rule to one node; return the keys of new nodes."""
+def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen) -> list[str]:
+    """Apply every site of every rule to one node; return the keys of new nodes.
+
+    Each site is worked out on its changed span only (:meth:`Rule.propose`); the new Arch
+    is built only for a variant within the budget and depth, and only once: ``seen`` maps
+    the layers as written to the node key."""
     arch = graph.nodes[key]["arch"]
+    macs, depth = graph.nodes[key]["macs"], graph.nodes[key]["depth"]
     new = []
     for rule in rules:
         for site in rule.sites(arch):
             graph.graph["checked"] += 1
             try:
-                result = rule.rewrite(arch, site, tolerance=None)
+                proposal = rule.propose(arch, site, macs)
+                too_deep = max_depth is not None and depth + proposal.depth_change > max_depth
+                if too_deep or not budget.matches(proposal.after_macs):
+                    graph.graph["rejected"] += 1
+                    continue
+                written = arch.layers[: proposal.plan.start] + proposal.plan.layers + arch.layers[proposal.plan.stop :]
+                child_key = seen.get(written)
+                child = None if child_key else proposal.build()
             except RewriteError:
                 graph.graph["refused"] += 1
                 continue
-            child = result.after
-            if (max_depth is not None and child.depth > max_depth) or not budget.matches(result.after_macs):
-                graph.graph["rejected"] += 1
-                continue
-            child_key = child.fingerprint()
+            if child is not None:
+                child_key = seen[written] = child.fingerprint()
             if child_key == key:
                 continue
             if child_key not in graph:
-                _add_node(graph, child_key, child, result.after_macs, base_macs, step, budget, known)
+                _add_node(graph, child_key, child, proposal.after_macs, base_macs, step, budget, known)
                 new.append(child_key)
             if not graph.has_edge(key, child_key):
-                graph.add_edge(key, child_key, rule=rule.name, site=site, change=result.change)
+                new_layers = span_notation(proposal.plan.layers)
+                graph.add_edge(key, child_key, rule=rule.name, site=site, change=proposal.change, new_layers=new_layers)
             if max_variants is not None and graph.number_of_nodes() - 1 >= max_variants:
                 graph.graph["truncated"] = True
                 return new
@@ -266,7 +278,10 @@ def records(graph: nx.DiGraph) -> list[dict]:
     """One JSON-ready row per node, in the order of :func:`labels`.
 
     Each row: ``key``, ``label``, ``name``, ``notation``, ``depth``, ``macs``, ``ratio``,
-    ``steps``, ``matches`` and ``path`` (rule names from the baseline).
+    ``steps``, ``matches``, ``path`` (rule names from the baseline), ``rewrites`` (per
+    step, ``site``: its :meth:`~budgetnet.rewrites.Site.label`, ``new_layers``: what it
+    wrote) and ``brief``: the notation, or past :data:`LONG_NOTATION` characters (a
+    ResNet) the layers each rewrite wrote, by stage.
 
     Example:
         >>> from search_spaces.paper import MODELS
@@ -278,6 +293,7 @@ def records(graph: nx.DiGraph) -> list[dict]:
     rows = []
     for key in _ordered(graph):
         data = graph.nodes[key]
+        steps = derivation(graph, key)
         rows.append(
             {
                 "key": key,
@@ -289,10 +305,25 @@ def records(graph: nx.DiGraph) -> list[dict]:
                 "ratio": data["ratio"],
                 "steps": data["steps"],
                 "matches": data["matches"],
-                "path": [step["rule"] for step in derivation(graph, key)],
+                "path": [step["rule"] for step in steps],
+                "rewrites": [{"site": step["site"].label(), "new_layers": step["new_layers"]} for step in steps],
+                "brief": _brief(data["notation"], steps),
             }
         )
     return rows
+
+
+#: Notations longer than this are shown by :func:`records`' ``brief`` as the layers the
+#: rewrites wrote.
+LONG_NOTATION = 120
+
+
+def _brief(notation: str, steps: list[dict]) -> str:
+    if len(notation) <= LONG_NOTATION:
+        return notation
+    if not steps:
+        return "(baseline)"
+    return "... " + "; ".join(f"stage {step['site'].stage}: {step['new_layers']}" for step in steps)
 
 
 def to_dict(graph: nx.DiGraph) -> dict:
@@ -312,7 +343,8 @@ def to_dict(graph: nx.DiGraph) -> dict:
     for row in nodes:
         row["arch"] = graph.nodes[row["key"]]["arch"].to_dict()
     edges = [
-        {"source": u, "target": v, "rule": data["rule"], "site": data["site"].to_dict(), "change": data["change"]}
+        {"source": u, "target": v, "rule": data["rule"], "site": data["site"].to_dict(), "change": data["change"],
+         "new_layers": data["new_layers"]}
         for u, v, data in graph.edges(data=True)
     ]
     return {"settings": settings, "nodes": nodes, "edges": edges}

@@ -139,7 +139,9 @@ def lineage(
 
     Models are boxes (name, cost ratio to the baseline, notation, depth and Eqn. (1) MACs),
     in columns by the number of rewrites from the baseline; arrows are rewrites, labelled
-    by rule. A box's colour is its cost ratio; named models (``names`` in
+    by rule. A long notation (a ResNet) is shown as the layers the rewrites wrote
+    (``brief`` in :func:`~budgetnet.explore.records`), and the arrows then also name the
+    stage and the parameters. A box's colour is its cost ratio; named models (``names`` in
     :func:`~budgetnet.variants`) have a bold frame.
 
     Args:
@@ -148,7 +150,8 @@ def lineage(
         nodes: node keys to draw (default: all, or, past ``max_nodes``, the named models and
             the variants on their derivations, else the ``max_nodes`` closest to the baseline).
         max_nodes: the most boxes drawn when ``nodes`` is not given.
-        edge_labels: write the rule on every arrow.
+        edge_labels: write the rule (and for long notations the stage and parameters) on
+            every arrow.
         title: the figure title (default: baseline, counts and budget).
 
     Example:
@@ -165,9 +168,11 @@ def lineage(
     from matplotlib.figure import Figure
 
     from budgetnet.complexity import format_count
-    from budgetnet.explore import labels
+    from budgetnet.explore import labels, records
 
     keys = _lineage_nodes(graph, nodes, max_nodes)
+    briefs = {row["key"]: row["brief"] for row in records(graph)}
+    long = any(brief != graph.nodes[key]["notation"] for key, brief in briefs.items())
     shown = graph.subgraph(keys)
     names = labels(graph)
     positions, columns, rows = _lineage_layout(shown)
@@ -187,7 +192,7 @@ def lineage(
         named = bool(data.get("name"))
         text = (
             f"{names[key]}   {data['ratio']:.2f}x\n"
-            + "\n".join(_wrap(data["notation"], 38))
+            + "\n".join(_wrap(briefs[key], 38))
             + f"\nd={data['depth']}, {format_count(data['macs'])} MACs"
         )
         red, green, blue, _ = colours(norm(min(max(data["ratio"], norm.vmin), norm.vmax)))
@@ -211,7 +216,8 @@ def lineage(
         if edge_labels:
             lx, ly = _arc_point(axes, (x0, y0), (x1, y1), bend)
             rule_labels.append(axes.text(
-                lx, ly, data["rule"], ha="center", va="center", fontsize=6.5, color="0.15", zorder=4,
+                lx, ly, data["site"].label() if long else data["rule"], ha="center", va="center", fontsize=6.5,
+                color="0.15", zorder=4,
                 bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85),
             ))  # fmt: skip
     _spread(figure, axes, rule_labels)

@@ -2,8 +2,9 @@
 
 A *rewrite* replaces a few layers of an :class:`~budgetnet.Arch` by others of nearly the
 same Eqn. (1) cost and leaves the rest untouched. Each rule finds its *sites* (every place
-and parameterisation where it applies) and applies one of them as a subgraph replacement
-(:meth:`Arch.replace`). The new convs are written with ``padding=None``, so shape inference
+and parameterisation where it applies) and applies one of them as a replacement of the
+layers ``start:stop`` (see :class:`Proposal`: the cost and shapes are worked out on that
+span, the new Arch is built last). The new convs are written with ``padding=None``, so shape inference
 re-chooses paddings by the paper's rules and the stage map sizes stay as they were.
 
 =====================  ====================  ===============================================
@@ -38,14 +39,16 @@ from __future__ import annotations
 
 import itertools
 import math
+from functools import lru_cache
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
 
-from budgetnet.arch import Arch, Conv, Layer, LayerShape, Pool
+from budgetnet.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Residual
 from budgetnet.budgets import check_tolerance
-from budgetnet.complexity import conv_macs, format_count, layer_cost
-from budgetnet.errors import ArchError, BudgetError, LayerSpecError, RewriteError, ShapeError
+from budgetnet.complexity import conv_macs, eqn1_term, format_count, layer_cost
+from budgetnet.errors import ArchError, LayerSpecError, RewriteError, ShapeError
 from budgetnet.notation import format_layer
+from budgetnet.shapes import infer_shapes
 
 #: Largest relative change of Eqn. (1) a single rewrite may make by default. The paper's
 #: own steps move it by at most 5.7% (D -> I, Eqn. 8).
@@ -83,7 +86,11 @@ class Site:
     * ``depth``: the new number of convs (``depth_width``);
     * ``pool_size``: size and stride of the new pool (``add_pool``, which moves the convs
       ``start:stop`` to the new stage);
-    * ``pools``: positions of the pools whose stride is delayed (``delay_pool``).
+    * ``pools``: positions of the pools whose stride is delayed (``delay_pool``), or of
+      the pool removed (``stage_pool``);
+    * ``groups``: the new cardinality of a block's spatial conv (``cardinality_width``);
+    * ``blocks``: the new number of blocks of a stage (``blocks_width``, ``bottleneck_blocks``);
+    * ``stride_on``: the body conv (1-based) that takes a block's stride (``block_stride``).
 
     Example:
         >>> site = Site("depth_width", 3, 4, 7, "(3,256)x3", depth=6)
@@ -101,6 +108,9 @@ class Site:
     depth: int | None = None
     pool_size: int | None = None
     pools: tuple[int, ...] | None = None
+    groups: int | None = None
+    blocks: int | None = None
+    stride_on: int | None = None
 
     def __post_init__(self):
         if isinstance(self.pools, (list, tuple)):
@@ -113,7 +123,7 @@ class Site:
 
     def params(self) -> dict:
         """The rule parameters that are set."""
-        names = ("kernel_size", "count", "depth", "pool_size", "pools")
+        names = ("kernel_size", "count", "depth", "pool_size", "pools", "groups", "blocks", "stride_on")
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def where(self) -> str:
@@ -126,6 +136,16 @@ class Site:
         params = ", ".join(f"{key}={value}" for key, value in self.params().items())
         text = f"stage {self.stage} layers {self.start}:{self.stop} '{self.layers}'"
         return text + (f" ({params})" if params else "")
+
+    def label(self) -> str:
+        """A short label for tables and plots: the rule, the stage and the parameters.
+
+        Example:
+            >>> Site("cardinality_width", 2, 2, 5, "res[(1,64) (3,64) (1,256)@none]x3", groups=32).label()
+            'cardinality_width(stage 2, groups=32)'
+        """
+        params = "".join(f", {key}={value}" for key, value in self.params().items())
+        return f"{self.rule}(stage {self.stage}{params})"
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -207,13 +227,66 @@ class Rewrite:
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a rule decided for one site: the new layers for ``start:stop`` and the Arch."""
+    """What a rule decided for one site: the new layers for ``start:stop``."""
 
     start: int
     stop: int
     layers: tuple[Layer, ...]
-    after: Arch
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A rewrite worked out on the changed span only: the new layers, their shapes and the
+    cost, without building the new :class:`~budgetnet.Arch` (see :meth:`Rule.propose`).
+
+    When the old and new spans are blocks (and pools) ending with a block, the new layers
+    are inferred alone from the span's input shape, and their output must equal the old
+    span's, so nothing after the span changes. Otherwise (plain convs, whose paddings
+    depend on the layers around them) the new layer list is inferred whole, without a
+    graph. ``after_macs`` is exact either way; :meth:`build` makes the Arch.
+    """
+
+    rule: "Rule"
+    site: Site
+    before: Arch
+    plan: _Plan
+    before_macs: int
+    after_macs: int
+    replaced_macs: int
+    replacement_macs: int
+    depth_change: int
+    #: The whole new Arch's shapes when it was inferred whole (``None`` on the local path).
+    shapes: tuple[LayerShape, ...] | None = None
+
+    @property
+    def change(self) -> float:
+        """Relative change of the whole network's Eqn. (1) cost."""
+        return self.after_macs / self.before_macs - 1
+
+    @property
+    def depth(self) -> int:
+        """Conv layers (off the shortcuts) of the rewritten Arch."""
+        return self.before.depth + self.depth_change
+
+    def build(self) -> Arch:
+        """The rewritten Arch: the layer list with the span replaced (node ids are not kept)."""
+        return self.rule._build(self.before, self.site, self.plan.start, self.plan.stop, self.plan.layers)
+
+    def report(self) -> "Rewrite":
+        """The :class:`Rewrite` report, with the new Arch built."""
+        return Rewrite(
+            rule=self.rule.name,
+            site=self.site,
+            before=self.before,
+            after=self.build(),
+            before_macs=self.before_macs,
+            after_macs=self.after_macs,
+            replaced_macs=self.replaced_macs,
+            replacement_macs=self.replacement_macs,
+            new_layers=span_notation(self.plan.layers),
+            detail=self.plan.detail,
+        )
 
 
 class Rule:
@@ -256,34 +329,40 @@ class Rule:
                 width solves to zero, a shape breaks, or the cost moves beyond tolerance.
         """
         tolerance = check_tolerance(tolerance, allow_none=True)
-        if not isinstance(arch, Arch):
-            raise RewriteError(self.name, site, f"arch={arch!r} is not an Arch")
-        self._check_site(arch, site)
-        plan = self._plan(arch, site)
-        self._check_shapes(arch, site, plan)
-        before_macs, after_macs = conv_macs(arch), conv_macs(plan.after)
-        new_stop = plan.start + len(plan.layers)
-        result = Rewrite(
-            rule=self.name,
-            site=site,
-            before=arch,
-            after=plan.after,
-            before_macs=before_macs,
-            after_macs=after_macs,
-            replaced_macs=_macs(arch.shapes[plan.start : plan.stop]),
-            replacement_macs=_macs(plan.after.shapes[plan.start : new_stop]),
-            new_layers=span_notation(plan.after.layers[plan.start : new_stop]),
-            detail=plan.detail,
-        )
-        if tolerance is not None and abs(result.change) > tolerance:
-            detail = f" ({plan.detail})" if plan.detail else ""
+        proposal = self.propose(arch, site)
+        if tolerance is not None and abs(proposal.change) > tolerance:
+            detail = f" ({proposal.plan.detail})" if proposal.plan.detail else ""
             raise RewriteError(
                 self.name,
                 site,
-                f"moves Eqn. (1) by {result.change:+.1%} ({format_count(before_macs)} -> "
-                f"{format_count(after_macs)} MACs){detail}, beyond the tolerance ±{tolerance:.1%}",
+                f"moves Eqn. (1) by {proposal.change:+.1%} ({format_count(proposal.before_macs)} -> "
+                f"{format_count(proposal.after_macs)} MACs){detail}, beyond the tolerance ±{tolerance:.1%}",
             )
-        return result
+        return proposal.report()
+
+    def propose(self, arch: Arch, site: Site, before_macs: int | None = None) -> Proposal:
+        """Work out ``site`` on ``arch`` without building the new Arch: the new layers,
+        the shape checks and the exact cost (see :class:`Proposal`). No tolerance check.
+
+        Args:
+            arch: the Arch to rewrite.
+            site: one of :meth:`sites`.
+            before_macs: ``conv_macs(arch)`` when the caller knows it already.
+
+        Example:
+            >>> from search_spaces.paper import MODELS
+            >>> proposal = DEPTH_FILTER.propose(MODELS["A"], DEPTH_FILTER.find(MODELS["A"], stage=3))
+            >>> f"{proposal.change:+.1%}", proposal.build() == MODELS["B"]
+            ('-3.9%', True)
+        """
+        if not isinstance(arch, Arch):
+            raise RewriteError(self.name, site, f"arch={arch!r} is not an Arch")
+        self._check_site(arch, site)
+        if before_macs is None:
+            before_macs = conv_macs(arch)
+        proposal = self._evaluate(arch, site, self._plan(arch, site), before_macs)
+        self._check_shapes(arch, site, proposal)
+        return proposal
 
     def apply(self, arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Arch:
         """The rewritten Arch (see :meth:`rewrite` for the checks)."""
@@ -352,31 +431,71 @@ class Rule:
 
     def _build(self, arch: Arch, site: Site, start: int, stop: int, layers: Sequence[Layer]) -> Arch:
         try:
-            return arch.replace(start, stop, layers)
+            return arch.with_layers(arch.layers[:start] + tuple(layers) + arch.layers[stop:])
         except ShapeError as error:
             raise self._refuse(site, f"collapses a map: {error}") from None
         except (ArchError, LayerSpecError) as error:
             raise self._refuse(site, f"gives an invalid Arch: {error}") from None
 
-    def _check_shapes(self, arch: Arch, site: Site, plan: _Plan) -> None:
+    def _evaluate(self, arch: Arch, site: Site, plan: _Plan, before_macs: int) -> Proposal:
+        """Shapes and cost of ``plan`` (see :class:`Proposal` for the local and whole paths)."""
+        old = arch.shapes[plan.start : plan.stop]
+        full = None
+        try:
+            if _is_local(old) and _is_local_layers(plan.layers):
+                new = local_shapes(tuple(plan.layers), old[0].in_shape)
+                if new[-1].out_shape != old[-1].out_shape:
+                    raise self._refuse(
+                        site,
+                        f"breaks a shape: the new layers give {_shape(new[-1].out_shape)}, the replaced "
+                        f"ones gave {_shape(old[-1].out_shape)}; expected the same map after the span",
+                    )
+            else:
+                layers = arch.layers[: plan.start] + tuple(plan.layers) + arch.layers[plan.stop :]
+                full = infer_shapes(layers, arch.input_shape)
+                new = full[plan.start : plan.start + len(plan.layers)]
+        except ShapeError as error:
+            raise self._refuse(site, f"collapses a map: {error}") from None
+        except (ArchError, LayerSpecError) as error:
+            raise self._refuse(site, f"gives an invalid Arch: {error}") from None
+        replaced, replacement = _macs(old), _macs(new)
+        after_macs = before_macs - replaced + replacement if full is None else _macs(full)
+        return Proposal(
+            rule=self,
+            site=site,
+            before=arch,
+            plan=plan,
+            before_macs=before_macs,
+            after_macs=after_macs,
+            replaced_macs=replaced,
+            replacement_macs=replacement,
+            depth_change=_depth(new) - _depth(old),
+            shapes=full,
+        )
+
+    def _check_shapes(self, arch: Arch, site: Site, proposal: Proposal) -> None:
         """Refuse a plan that changes the width after the span, the maps of :attr:`keeps`,
-        or the size of the head's input."""
+        or the size of the head's input (a local proposal kept the span's output already)."""
+        if proposal.shapes is None:
+            return
+        plan = proposal.plan
         old = arch.shapes[plan.stop - 1].out_shape
-        new = plan.after.shapes[plan.start + len(plan.layers) - 1].out_shape
+        new = proposal.shapes[plan.start + len(plan.layers) - 1].out_shape
         if old[0] != new[0]:
             raise self._refuse(
                 site, f"breaks a shape: the replaced layers end with {new[0]} channels, was {old[0]}"
             )
+        before_points, after_points = _map_checkpoints(arch.shapes), _map_checkpoints(proposal.shapes)
         if self.keeps != "features":
             checkpoints = slice(None) if self.keeps == "pools" else slice(-1, None)
-            for before, after in zip(_map_checkpoints(arch)[checkpoints], _map_checkpoints(plan.after)[checkpoints]):
+            for before, after in zip(before_points[checkpoints], after_points[checkpoints]):
                 if before.in_shape != after.in_shape:
                     raise self._refuse(
                         site,
                         f"breaks a shape: the map entering {after.name} (layer {after.index}) is "
                         f"{_shape(after.in_shape)}, was {_shape(before.in_shape)}",
                     )
-        old_head, new_head = _map_checkpoints(arch)[-1], _map_checkpoints(plan.after)[-1]
+        old_head, new_head = before_points[-1], after_points[-1]
         if old_head.out_shape != new_head.out_shape:
             raise self._refuse(
                 site,
@@ -405,17 +524,18 @@ class Rule:
         """The plan ``make(w)`` for ``start:stop``, with the free width ``w`` solved so that
         Eqn. (1) stays as it was.
 
-        Map sizes do not depend on widths, so one trial Arch gives every new layer's shape
-        and the cost of any width is :func:`layer_cost` of those shapes with the channel
-        counts set: exactly ``a*w^2 + b*w + c``, whose coefficients three widths give. The
-        root is rounded to the multiple (below or above) whose cost is closest to the old.
+        Map sizes do not depend on widths, so one trial proposal gives every new layer's
+        shape and the cost of any width is :func:`layer_cost` of those shapes with the
+        channel counts set: exactly ``a*w^2 + b*w + c``, whose coefficients three widths
+        give. The root is rounded to the multiple (below or above) whose cost is closest to
+        the old.
         """
         target = conv_macs(arch)
         trial_layers = make(1)
-        trial = self._build(arch, site, site.start, site.stop, trial_layers)
-        self._check_shapes(arch, site, _Plan(site.start, site.stop, tuple(trial_layers), trial))
+        trial = self._evaluate(arch, site, _Plan(site.start, site.stop, tuple(trial_layers)), target)
+        self._check_shapes(arch, site, trial)
         infos = trial.shapes[site.start : site.start + len(trial_layers)]
-        rest = conv_macs(trial) - _macs(infos)
+        rest = trial.after_macs - _macs(infos)
         in_channels = arch.shapes[site.start].in_shape[0]
 
         def cost(width: int) -> int:
@@ -442,15 +562,42 @@ class Rule:
         low = int(root // multiple) * multiple
         candidates = [w for w in (low, low + multiple) if w > 0]
         width = min(candidates, key=lambda w: (abs(cost(w) - target), w))
-        layers = tuple(make(width))
-        after = self._build(arch, site, site.start, site.stop, layers)
         detail = f"width solved {root:.1f} -> {width} (multiple of {multiple})"
-        return _Plan(site.start, site.stop, layers, after, detail)
+        return _Plan(site.start, site.stop, tuple(make(width)), detail)
 
 
 # -- helpers ---------------------------------------------------------------------------------
 def _macs(infos: Iterable[LayerShape]) -> int:
-    return sum(layer_cost(info).macs for info in infos if info.kind == "conv")
+    """Eqn. (1) of some inferred layers, the convs inside blocks included."""
+    return sum(eqn1_term(inner) for info in infos for inner in info.walk() if inner.kind == "conv")
+
+
+def _depth(infos: Iterable[LayerShape]) -> int:
+    """Conv layers off the shortcuts among some inferred layers (see :attr:`Arch.depth`)."""
+    return sum(1 for info in infos for inner in info.walk() if inner.kind == "conv" and not inner.shortcut)
+
+
+@lru_cache(maxsize=8192)
+def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[LayerShape, ...]:
+    """:func:`~budgetnet.shapes.infer_shapes` of a few layers on their own input, cached: a
+    walk over variants meets the same stage on the same input many times.
+
+    Example:
+        >>> [info.out_shape for info in local_shapes((Conv(3, 8, stride=2),), (1, 8, 8))]
+        [(8, 4, 4)]
+    """
+    return infer_shapes(layers, in_shape)
+
+
+def _is_local(infos: Sequence[LayerShape]) -> bool:
+    """Whether a span's shapes can be inferred alone: blocks and pools, ending with a block
+    (a block's paddings depend on its input alone, and the main chain's padding state starts
+    afresh after one)."""
+    return bool(infos) and all(info.kind in ("res", "concat", "pool") for info in infos) and infos[-1].kind != "pool"
+
+
+def _is_local_layers(layers: Sequence[Layer]) -> bool:
+    return bool(layers) and all(isinstance(layer, (Residual, Concat, Pool)) for layer in layers) and not isinstance(layers[-1], Pool)
 
 
 def _with_channels(info: LayerShape, layer: Conv, in_channels: int) -> LayerShape:
@@ -467,10 +614,10 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(value) for value in shape)
 
 
-def _map_checkpoints(arch: Arch) -> list[LayerShape]:
+def _map_checkpoints(shapes: Sequence[LayerShape]) -> list[LayerShape]:
     """The pools and the head's reducer (spp, gap or flat), in order."""
-    reducer = next(info for info in arch.shapes if info.stage is None)
-    return [info for info in arch.features if info.kind == "pool"] + [reducer]
+    reducer = next(info for info in shapes if info.stage is None)
+    return [info for info in shapes if info.kind == "pool"] + [reducer]
 
 
 def _matches(site: Site, criteria: dict) -> bool:
@@ -575,8 +722,7 @@ class DepthFilterRule(Rule):
                     f"{kernel}x{kernel}; expected a filter size above kernel_size={kernel}",
                 )
             layers += [Conv(kernel, info.layer.out_channels)] * count
-        after = self._build(arch, site, site.start, site.stop, layers)
-        return _Plan(site.start, site.stop, tuple(layers), after)
+        return _Plan(site.start, site.stop, tuple(layers))
 
 
 class DepthWidthRule(Rule):
@@ -716,7 +862,7 @@ class AddPoolRule(Rule):
         sites = []
         for stage, convs in enumerate(arch.stages, start=1):
             for moved in range(2, len(convs), 2):
-                if any(info.layer.stride != 1 for info in convs[-moved:]):
+                if any(info.kind != "conv" or info.layer.stride != 1 for info in convs[-moved:]):
                     continue
                 start, stop = convs[-moved].index, convs[-1].index + 1
                 layers = span_notation(arch.layers[start:stop])
@@ -738,8 +884,7 @@ class AddPoolRule(Rule):
             widen = position % 2 == 0 and position < len(infos) - 1
             width = info.layer.out_channels * size * size if widen else info.layer.out_channels
             layers.append(Conv(info.layer.kernel_size, width))
-        after = self._build(arch, site, site.start, site.stop, layers)
-        return _Plan(site.start, site.stop, tuple(layers), after)
+        return _Plan(site.start, site.stop, tuple(layers))
 
 
 class DelayPoolRule(Rule):
@@ -812,8 +957,7 @@ class DelayPoolRule(Rule):
                 )
             layers[position - site.start] = Pool(pool.kernel_size, 1, pool.padding, pool.mode)
             layers[position + 1 - site.start] = Conv(following.kernel_size, following.out_channels, pool.stride)
-        after = self._build(arch, site, site.start, site.stop, layers)
-        return _Plan(site.start, site.stop, tuple(layers), after)
+        return _Plan(site.start, site.stop, tuple(layers))
 
 
 DEPTH_FILTER = DepthFilterRule()
@@ -822,8 +966,15 @@ WIDTH_FILTER = WidthFilterRule()
 ADD_POOL = AddPoolRule()
 DELAY_POOL = DelayPoolRule()
 
-#: The five rules with default parameters, in the paper's order.
-RULES: tuple[Rule, ...] = (DEPTH_FILTER, DEPTH_WIDTH, WIDTH_FILTER, ADD_POOL, DELAY_POOL)
+#: The paper's five rules with default parameters, in the paper's order (plain convs and pools).
+PLAIN_RULES: tuple[Rule, ...] = (DEPTH_FILTER, DEPTH_WIDTH, WIDTH_FILTER, ADD_POOL, DELAY_POOL)
+
+# The block rules build on the classes above, so they are imported here, at the end.
+from budgetnet.block_rewrites import BLOCK_RULES  # noqa: E402
+
+#: Every rule with default parameters: the paper's five, then the block rules of
+#: :mod:`budgetnet.block_rewrites`.
+RULES: tuple[Rule, ...] = PLAIN_RULES + BLOCK_RULES
 
 
 def get_rule(rule: "str | Rule") -> Rule:
@@ -883,6 +1034,8 @@ __all__ = [
     "DELAY_POOL",
     "DEPTH_FILTER",
     "DEPTH_WIDTH",
+    "PLAIN_RULES",
+    "Proposal",
     "RULES",
     "WIDTH_FILTER",
     "AddPoolRule",

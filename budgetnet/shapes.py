@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Iterator, Sequence
 
 from budgetnet.errors import ShapeError
@@ -117,8 +118,8 @@ def _resolved(spec: Layer, **changes) -> Layer:
     return new
 
 
-def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
-    """The conv with ``groups`` set for its input (depthwise: one group per input channel)."""
+def _resolve_groups(name: str, layer: Conv, in_channels: int) -> int:
+    """The conv's groups on its input (depthwise: one group per input channel), checked."""
     groups = in_channels if layer.depthwise else layer.groups
     if layer.depthwise and layer.out_channels % in_channels:
         raise ShapeError(
@@ -131,15 +132,19 @@ def _resolve_groups(name: str, layer: Conv, in_channels: int) -> Conv:
             f"{name} ({_describe(layer)}): groups={groups} does not divide the {in_channels} input "
             f"channels; expected groups dividing both {in_channels} and {layer.out_channels}"
         )
-    return layer if groups == layer.groups else _resolved(layer, groups=groups)
+    return groups
+
+
+@lru_cache(maxsize=4096)
+def _resolved_conv(layer: Conv, groups: int, padding: int) -> Conv:
+    """``layer`` with its groups and padding set (cached: rewrites infer the same convs often)."""
+    return layer if (groups, padding) == (layer.groups, layer.padding) else _resolved(layer, groups=groups, padding=padding)
 
 
 def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int, int]]:
     channels, height, width = shape
     _check_window(name, layer, (height, width), layer.kernel_size, padding)
-    layer = _resolve_groups(name, layer, channels)
-    if layer.padding != padding:
-        layer = _resolved(layer, padding=padding)
+    layer = _resolved_conv(layer, _resolve_groups(name, layer, channels), padding)
     size = tuple(conv_output_size(m, layer.kernel_size, layer.stride, padding) for m in (height, width))
     return layer, (layer.out_channels, *size)
 

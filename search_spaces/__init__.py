@@ -4,4 +4,4 @@ Each space module registers its space in :data:`search_spaces.base.SPACES`; impo
 package imports them, so :func:`search_spaces.base.get_space` knows every one.
 """
 
-from search_spaces import replacement, small, stage  # noqa: F401  (each registers its space)
+from search_spaces import replacement, residual, small, stage  # noqa: F401  (each registers its space)

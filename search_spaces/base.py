@@ -12,12 +12,16 @@ every suggestion before training, and a candidate over budget is never trained b
 as infeasible with ``trial.set_constraint``. Each space's ``suggest`` documents when it can
 return such a candidate.
 
-Three spaces are registered in :data:`SPACES` and built by :func:`get_space`:
+Five spaces are registered in :data:`SPACES` and built by :func:`get_space`:
 
 * ``"small"``: :class:`search_spaces.small.SmallStageSpace`, stages for 8-32 pixel inputs;
 * ``"stage"``: :class:`search_spaces.stage.StageSpace`, the paper's stages at 224 pixels;
 * ``"replacement"``: :class:`search_spaces.replacement.LayerReplacementSpace`, the
-  layer-replacement variants of a baseline.
+  layer-replacement variants of a baseline (the block rules included, so a residual
+  baseline such as the zoo's ``resnet18`` works);
+* ``"residual"`` and ``"residual224"``: :class:`search_spaces.residual.ResidualSpace`
+  and :class:`~search_spaces.residual.Residual224Space`, residual stages (block type,
+  blocks, kernel, groups, stride placement) for 16-32 px and 224 px inputs.
 
 Example:
     >>> from search_spaces.base import get_space
@@ -181,7 +185,8 @@ def get_space(
     """Build a registered search space by name.
 
     Args:
-        name: a key of :data:`SPACES`: ``"small"``, ``"stage"`` or ``"replacement"``.
+        name: a key of :data:`SPACES`: ``"small"``, ``"stage"``, ``"replacement"``,
+            ``"residual"`` or ``"residual224"``.
         baseline: the reference Arch. Defaults: the small baseline for ``"small"``, model A
             for ``"stage"``, and the one that suits the input for ``"replacement"``.
         budget: see :func:`budgetnet.budgets.resolve_budget`; ``None`` is the baseline's own cost.
@@ -201,7 +206,7 @@ def get_space(
         >>> get_space("nas")
         Traceback (most recent call last):
         ...
-        budgetnet.errors.SearchError: space='nas' is unknown; expected one of replacement, small, stage
+        budgetnet.errors.SearchError: space='nas' is unknown; expected one of replacement, residual, residual224, small, stage
     """
     if name not in SPACES:
         raise SearchError(f"space={name!r} is unknown; expected one of {space_names()}")

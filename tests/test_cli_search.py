@@ -71,7 +71,7 @@ def test_search_prints_a_final_table_and_resumes(tmp_path, capsys):
         (["--trials", "0"], SearchError, r"--trials 0 is invalid; expected a whole number >= 1"),
         (["--workers", "0"], SearchError, r"--workers 0 is invalid; expected a whole number >= 1"),
         (["--baseline-seeds", "0"], SearchError, r"--baseline-seeds 0 is invalid; expected a whole number >= 1"),
-        (["--space", "nas"], SearchError, "space='nas' is unknown; expected one of replacement, small, stage"),
+        (["--space", "nas"], SearchError, "space='nas' is unknown; expected one of replacement, residual, residual224, small, stage"),
         (["--objectives", "accuracy,speed"], SearchError, "objective='speed' is unknown"),
         (["--budget", "1K"], BudgetError, "1.0K MACs"),
         (

@@ -114,3 +114,13 @@ def test_help_lists_rules_and_examples():
     )
     for text in ("--tolerance T", "--plot PATH.png", "depth_filter   Eqns. 3-5", "budgetnet variants A --steps 3"):
         assert text in result.stdout
+
+
+def test_residual_variants_show_the_layers_each_rewrite_wrote(capsys):
+    status, out, err = run(capsys, "variants", "resnet50", "--steps", "1", "--rules", "cardinality_width", "--limit", "4")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[4].split()[:2] == ["resnet50", "(baseline)"]
+    (row,) = [line for line in lines if line.endswith("cardinality_width(stage 2, groups=2)")]
+    # Xie et al. 2017 Table 2: C = 2 takes d = 40, a bottleneck 80 wide
+    assert "... stage 2: res[(1,80)bn (3,80)g2bn (1,256)bn@none]x3" in row

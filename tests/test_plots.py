@@ -61,3 +61,15 @@ def test_lineage_bad_input(fig1_graph):
         lineage(fig1_graph, max_nodes=0)
     with pytest.raises(BudgetError, match=r"nodes=\['nope'\] are not in the graph"):
         lineage(fig1_graph, nodes=["nope"])
+
+
+def test_lineage_of_a_resnet_shows_what_each_rewrite_wrote():
+    from budgetnet.zoo import ZOO
+
+    graph = budgetnet.variants(ZOO["resnet50"], max_steps=1, rules=["cardinality_width"], names=ZOO)
+    figure = lineage(graph)
+    texts = [text.get_text() for text in boxes(figure)]
+    assert any(text.startswith("resnet50") and "(baseline)" in text for text in texts)
+    assert any("... stage 2: res[(1,80)bn (3,80)g2bn" in text.replace("\n", " ") for text in texts)
+    labels = {text.get_text() for text in figure.axes[0].texts if text.get_text().startswith("cardinality_width")}
+    assert "cardinality_width(stage 2, groups=2)" in labels

@@ -21,6 +21,7 @@ SOURCES = sorted([*ROOT.glob("budgetnet/**/*.py"), *ROOT.glob("search_spaces/*.p
 OWN_PRIVATE = {
     ("budgetnet/arch.py", "other._key"),  # Arch.__eq__ compares two Arch keys
     ("budgetnet/rewrites.py", "rule._refuse"),  # a Rule's helper on a Rule
+    ("budgetnet/rewrites.py", "self.rule._build"),  # a rule's Proposal builds through its rule
 }
 #: CIFAR batches are numpy pickles: they name numpy's array rebuilder, which the safe
 #: unpickler of budgetnet/data.py must hand back (numpy moved it in 2.0, hence both names).
@@ -114,8 +115,8 @@ LAYERS = {
          "budgetnet.train",
          "budgetnet.record", "budgetnet.results", "budgetnet.storage"], 2,
     ),  # fmt: skip
-    **dict.fromkeys(["budgetnet.rewrites", "budgetnet.explore"], 3),
-    **{f"search_spaces.{name}": 3 for name in ("base", "paper", "small", "stage", "replacement")},
+    **dict.fromkeys(["budgetnet.rewrites", "budgetnet.block_rewrites", "budgetnet.explore"], 3),
+    **{f"search_spaces.{name}": 3 for name in ("base", "paper", "small", "stage", "replacement", "residual")},
     "search_spaces": 3,
     **dict.fromkeys(["budgetnet.study", "budgetnet.workers", "budgetnet.export", "budgetnet.plots"], 4),
     "budgetnet.cli": 5,

@@ -16,6 +16,7 @@ from budgetnet.rewrites import (
     DELAY_POOL,
     DEPTH_FILTER,
     DEPTH_WIDTH,
+    PLAIN_RULES,
     RULES,
     WIDTH_FILTER,
     AddPoolRule,
@@ -135,6 +136,7 @@ def test_report_to_dict_is_json_and_str_is_readable():
     assert data["site"] == {
         "rule": "depth_width", "stage": 3, "start": 4, "stop": 7, "layers": "(3,256)x3",
         "kernel_size": None, "count": None, "depth": 6, "pool_size": None, "pools": None,
+        "groups": None, "blocks": None, "stride_on": None,
     }  # fmt: skip
     assert data["change"] == 0.0
     assert str(result) == (
@@ -145,7 +147,8 @@ def test_report_to_dict_is_json_and_str_is_readable():
 
 # -- sites ---------------------------------------------------------------------------------
 def test_sites_of_a():
-    wheres = {rule.name: [site.where() for site in rule.sites(MODELS["A"])] for rule in RULES}
+    assert [rule for rule in RULES if rule not in PLAIN_RULES and rule.sites(MODELS["A"])] == []  # no blocks
+    wheres = {rule.name: [site.where() for site in rule.sites(MODELS["A"])] for rule in PLAIN_RULES}
     assert wheres == {
         "depth_filter": [
             "stage 2 layers 2:3 '(5,128)' (kernel_size=2, count=4)",
@@ -200,6 +203,7 @@ def test_rule_lookup_and_equality():
     assert get_rule(DEPTH_WIDTH) is DEPTH_WIDTH
     assert [rule.name for rule in resolve_rules(None)] == [
         "depth_filter", "depth_width", "width_filter", "add_pool", "delay_pool",
+        "blocks_width", "bottleneck_blocks", "cardinality_width", "block_filter", "block_stride", "stage_pool",
     ]  # fmt: skip
     assert resolve_rules("add_pool") == (ADD_POOL,)
     assert DepthWidthRule() == DEPTH_WIDTH and DepthWidthRule(depth_factors=(2,)) != DEPTH_WIDTH

@@ -25,6 +25,7 @@ from budgetnet.rewrites import RULES
 from search_spaces import paper, small
 from search_spaces.base import SPACES, SearchSpace, get_space
 from search_spaces.replacement import LayerReplacementSpace, step_label
+from search_spaces.residual import Residual224Space, ResidualSpace
 from search_spaces.small import SmallStageSpace
 from search_spaces.stage import StageSpace, StageSpec
 
@@ -260,7 +261,8 @@ def test_small_space_any_input_and_budget(channels, side, ratio, seed):
 # -- get_space, description, bad settings ------------------------------------------------------
 def test_get_space_names_and_defaults():
     # Each space module registers its class; importing search_spaces imports them all.
-    assert SPACES == {"small": SmallStageSpace, "stage": StageSpace, "replacement": LayerReplacementSpace}
+    assert SPACES == {"small": SmallStageSpace, "stage": StageSpace, "replacement": LayerReplacementSpace,
+                      "residual": ResidualSpace, "residual224": Residual224Space}
     space = get_space("small", input_shape=(1, 28, 28), num_classes=10)
     assert isinstance(space, SmallStageSpace) and space.name == "small"
     assert space.input_shape == (1, 28, 28)
@@ -271,7 +273,7 @@ def test_get_space_names_and_defaults():
 
 
 def test_get_space_unknown_name_lists_the_names():
-    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of replacement, small, stage"):
+    with pytest.raises(SearchError, match=r"space='nas' is unknown; expected one of replacement, residual, residual224, small, stage"):
         get_space("nas")
 
 

@@ -287,7 +287,7 @@ def test_bad_arguments(tiny_data, options, message):
 
 
 def test_unknown_space_and_mismatched_data(tiny_data):
-    with pytest.raises(SearchError, match="space='nas' is unknown; expected one of replacement, small, stage"):
+    with pytest.raises(SearchError, match="space='nas' is unknown; expected one of replacement, residual, residual224, small, stage"):
         run("nas", tiny_data)
     with pytest.raises(SearchError, match=r"space 'tiny' designs for input \(1, 8, 8\) and 10 classes, but data"):
         run(TinySpace(), load_data("digits", limit=60))

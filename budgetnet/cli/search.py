@@ -20,6 +20,8 @@ examples:
   budgetnet search
   budgetnet search --trials 50 --epochs 5 --budget 0.8x --objectives accuracy,macs
   budgetnet search --data idx:data/mnist --baseline "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1) fc64"
+  budgetnet search --space residual --trials 20 --epochs 5
+  budgetnet search --space replacement --baseline small_residual
   budgetnet search --storage postgresql+psycopg2://me:pw@db:5432/optuna --study mnist-1 --workers 4
   optuna-dashboard sqlite:///budgetnet.db
 """
@@ -48,7 +50,9 @@ def add_arguments(parser) -> None:
     space.add_argument(
         "--space", default="small", metavar="NAME",
         help="search space: small (stages for 8-32 px inputs; default), stage (the paper's stages, 224 px), "
-        "replacement (the layer-replacement variants of the baseline)",
+        "replacement (the layer-replacement variants of the baseline, residual ones too: --baseline resnet18), "
+        "residual (residual stages for 16-32 px inputs: block type, blocks, kernel, groups, stride placement), "
+        "residual224 (the same at 224 px, ResNet-50's budget; for GPUs)",
     )  # fmt: skip
     space.add_argument("--baseline", metavar="SPEC", help=f"the reference model: {SPEC_HELP} (default: the space's)")
     space.add_argument(

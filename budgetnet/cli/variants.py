@@ -10,10 +10,21 @@ rules:
   width_filter   Eqns. 9-10: k convs -> k convs of another filter size, the width solved
   add_pool       Eqn. 11: a p/p pool before the last convs of a stage, the first moved conv p^2 wider
   delay_pool     Sec. 4.6: a pool's stride moves to the conv after it
+block rules (residual blocks, see docs/rewrites.md):
+  blocks_width       a stage's k blocks -> k/2 or 2k blocks, the stage width solved
+  bottleneck_blocks  a stage's k blocks -> k/2 or 2k blocks, the bottleneck width solved
+  cardinality_width  the 3x3 of a bottleneck in C groups, the width C*d solved (ResNeXt Table 2)
+  block_filter       a block's 3x3 -> two 2x2 or a 5x5, the bottleneck width solved
+  block_stride       a downsampling block's stride moves to another conv (ResNet v1 <-> v1.5)
+  stage_pool         a pool before a block gives its stride to the block, or the reverse
+
+A notation longer than 120 characters (a ResNet) is shown as the layers each rewrite wrote
+("... stage 2: <layers>"), and the path then names each rewrite with its stage and parameters.
 
 examples:
   budgetnet variants A
   budgetnet variants A --steps 3 --tolerance 0.08 --max-depth 11 --plot lineage.png
+  budgetnet variants resnet50 --steps 2 --limit 30
   budgetnet variants B --rules delay_pool --steps 1 --json
   budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.9x
 """
@@ -74,7 +85,7 @@ def add_arguments(parser) -> None:
         nargs="+",
         choices=[rule.name for rule in RULES],
         metavar="RULE",
-        help="rules to apply (default: all five, see 'rules:' above)",
+        help="rules to apply (default: all of them, see 'rules:' above)",
     )
     parser.add_argument("--max-depth", type=_count(1), metavar="N", help="drop variants with more than N conv layers")
     parser.add_argument("--limit", type=_count(1), metavar="N", help="stop once N variants are found")
@@ -91,7 +102,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from budgetnet.explore import records, summary, to_dict, variants
-    from budgetnet.zoo import PAPER_MODELS as MODELS
+    from budgetnet.zoo import PAPER_MODELS, ZOO
 
     baseline = load_arch(args.spec, args.input, args.classes)
     graph = variants(
@@ -103,7 +114,7 @@ def run(args) -> int:
         max_depth=args.max_depth,
         max_variants=args.limit,
         progress=not args.no_progress and sys.stderr.isatty(),
-        names=MODELS,
+        names={**PAPER_MODELS, **ZOO},
     )
     if args.plot is not None:
         from budgetnet.plots import lineage
@@ -141,15 +152,16 @@ def format_table(rows: list[dict]) -> str:
         A     (3,8)     1  1.2K  1.000x      0  (baseline)
     """
     header = ("name", "notation", "d", "MACs", "ratio", "steps", "path")
+    long = any(row.get("brief", row["notation"]) != row["notation"] for row in rows)
     lines = [
         (
             row["label"],
-            row["notation"],
+            row.get("brief", row["notation"]),
             str(row["depth"]),
             format_count(row["macs"]),
             f"{row['ratio']:.3f}x",
             str(row["steps"]),
-            " > ".join(row["path"]) or "(baseline)",
+            " > ".join(step["site"] for step in row["rewrites"]) if long and row["path"] else " > ".join(row["path"]) or "(baseline)",
         )
         for row in rows
     ]
