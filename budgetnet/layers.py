@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Iterable, Union
 
-from budgetnet.errors import LayerSpecError
+from budgetnet.errors import ArchError, LayerSpecError
 
 POOL_MODES = ("max", "avg")
 #: Activations a conv (or a residual add) may end with; ``"none"`` is linear.
@@ -336,8 +336,6 @@ def layer_from_dict(item, where: str) -> Layer:
         >>> layer_from_dict({"type": "res", "body": [{"type": "conv", "kernel_size": 3, "out_channels": 8}]}, "x")
         Residual(body=(Conv(kernel_size=3, out_channels=8, stride=1, padding=None, groups=1, depthwise=False, activation='relu', norm=None),), shortcut=None, activation='relu')
     """
-    from budgetnet.errors import ArchError
-
     if not isinstance(item, dict) or not isinstance(item.get("type"), str) or item["type"] not in LAYER_TYPES:
         raise ArchError(
             f"arch JSON: {where}={item!r}; expected an object with type one of {sorted(LAYER_TYPES)}"
