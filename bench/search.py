@@ -122,17 +122,23 @@ def sampling(args) -> list[str]:
     return rows
 
 
-def mnist(args) -> list[str]:
+def search_mnist(space_name: str, args):
+    """A search of ``space_name`` on MNIST (``args.mnist``, ``args.limit`` training images) with
+    the quick recipe: data, space, recipe, study, its seconds, and the best trial and its Arch."""
     data = load_data(f"idx:{args.mnist}", limit=args.limit)
-    space = get_space("small", input_shape=data.input_shape, num_classes=data.num_classes)
+    space = get_space(space_name, input_shape=data.input_shape, num_classes=data.num_classes)
     recipe = get_recipe("quick", epochs=args.epochs)
     with tempfile.TemporaryDirectory() as directory:
         start = time.perf_counter()
         study = budgetnet.search(space, data, n_trials=args.trials, recipe=recipe, seed=0, progress=False,
-                                 storage=str(Path(directory) / "m.db"), device="cpu")  # fmt: skip
-        search_seconds = time.perf_counter() - start
+                                 storage=str(Path(directory) / "search.db"), device="cpu")  # fmt: skip
+        seconds = time.perf_counter() - start
     best = best_trial(study)
-    found = budgetnet.Arch.from_dict(best.user_attrs["arch"])
+    return data, space, recipe, study, seconds, best, budgetnet.Arch.from_dict(best.user_attrs["arch"])
+
+
+def mnist(args) -> list[str]:
+    data, space, recipe, study, search_seconds, best, found = search_mnist("small", args)
     rows = ["| model | Eqn. (1) MACs | ratio | val accuracy | test accuracy | train s |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for label, arch in (("baseline", space.baseline), (f"best found (trial {best.number})", found)):
         result = fit(arch, data, recipe, seed=0, progress=False, device="cpu")
@@ -271,16 +277,7 @@ def residual(args) -> list[str]:
         arch = space.suggest(trial)
         study.tell(trial, float(complexity(arch).conv_macs % 97) / 97)  # a stand-in score, no training
     rate = args.samples / (time.perf_counter() - start)
-    data = load_data(f"idx:{args.mnist}", limit=args.limit)
-    space = get_space("residual", input_shape=data.input_shape, num_classes=data.num_classes)
-    recipe = get_recipe("quick", epochs=args.epochs)
-    with tempfile.TemporaryDirectory() as directory:
-        start = time.perf_counter()
-        study = budgetnet.search(space, data, n_trials=args.trials, recipe=recipe, seed=0, progress=False,
-                                 storage=str(Path(directory) / "r.db"), device="cpu")  # fmt: skip
-        search_seconds = time.perf_counter() - start
-    best = best_trial(study)
-    found = budgetnet.Arch.from_dict(best.user_attrs["arch"])
+    data, space, recipe, study, search_seconds, best, found = search_mnist("residual", args)
     rows = [
         "| model | Eqn. (1) MACs | ratio | test accuracy, mean ± std over seeds | per seed | train s (mean) |",
         "| --- | ---: | ---: | ---: | --- | ---: |",
