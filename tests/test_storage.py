@@ -9,6 +9,8 @@ import json
 import multiprocessing
 import socket
 import sqlite3
+import time
+import warnings
 from wsgiref.util import setup_testing_defaults
 
 import optuna
@@ -161,6 +163,34 @@ def test_first_creation_is_race_free_on_postgresql(postgres_url):
     assert created == [False] * 5 + [True]
     study = optuna.load_study(study_name="raced", storage=postgres_url)
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+
+
+def _take_queued(url, start, count, queue):
+    study = optuna.load_study(study_name="q", storage=open_storage(url))
+    while time.time() < start:  # both processes ask at the same instant
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # heartbeats outside optimize
+        queue.put([study.ask().number for _ in range(count)])
+
+
+def test_two_processes_never_take_the_same_queued_trial_on_sqlite(tmp_path):
+    """How a worker takes a queued slot (read WAITING, write RUNNING) is one transaction on
+    SQLite too: before, two processes took 6-10 of 400 queued slots both."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    study = optuna.create_study(study_name="q", storage=open_storage(url))
+    for _ in range(200):
+        study.enqueue_trial({})
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    start = time.time() + 4
+    processes = [context.Process(target=_take_queued, args=(url, start, 100, queue)) for _ in range(2)]
+    for process in processes:
+        process.start()
+    taken = [queue.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(30)
+    assert sorted(taken[0] + taken[1]) == list(range(200))  # each slot taken exactly once
 
 
 def test_optuna_dashboard_lists_a_budgetnet_study(tmp_path):
