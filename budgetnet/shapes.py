@@ -314,6 +314,7 @@ def infer_shapes(
             channels, height, width = shape
             target = [height, width]
         elif isinstance(layer, SPP):
+            _check_spp_fits(name, layer, (height, width), input_shape)
             shape = (channels * layer.bins,)
         elif isinstance(layer, Flatten):
             shape = (channels * height * width,)
@@ -321,6 +322,19 @@ def infer_shapes(
             shape = (layer.out_features,)
         shapes.append(LayerShape(index, node, name, layer, layer_stage, in_shape, shape, inner))
     return tuple(shapes)
+
+
+def _check_spp_fits(name: str, layer: SPP, size: tuple[int, int], input_shape) -> None:
+    """Refuse an SPP level finer than its map: its bins would have no pixel of their own (the
+    paper's windows, ``ceil(a/n)`` wide with stride ``floor(a/n)``, are then undefined)."""
+    finest, side = max(layer.levels), min(size)
+    if finest > side:
+        fits = ",".join(str(level) for level in layer.levels if level <= side) or "1"
+        raise ShapeError(
+            f"{name}: spp level {finest} is finer than the {size[0]}x{size[1]} map it pools (input "
+            f"{'x'.join(map(str, input_shape))}); expected levels of at most {side}, e.g. spp({fits}), or a "
+            "larger input"
+        )
 
 
 def _smaller(shape, size) -> bool:

@@ -44,9 +44,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.arch import FC, SPP, Arch
+from budgetnet.arch import Arch
 from budgetnet.data import Dataset
-from budgetnet.errors import CheckpointError, DeviceError, ShapeError, TrainingError
+from budgetnet.errors import CheckpointError, DeviceError, TrainingError
 from budgetnet.memory import check_fits
 
 RECIPES = ("quick", "paper")
@@ -290,7 +290,6 @@ def fit(
 
     Raises:
         TrainingError: a bad setting, e.g. a batch larger than the training split.
-        ShapeError: an Arch whose SPP levels are finer than its map (:func:`check_head_fits`).
         MemoryLimitError: an Arch that cannot fit in ``max_memory``.
         DeviceError, CheckpointError: see their messages.
 
@@ -313,7 +312,6 @@ def fit(
     batch = _batch_size(recipe, batch_size, len(data.train))
     if isinstance(model_or_arch, Arch):
         arch = model_or_arch.with_input(data.input_shape, data.num_classes)
-        check_head_fits(arch)
         check_fits(arch, batch, recipe.optimizer, max_memory, dev)
     cuda = dev.type == "cuda"
     amp = cuda if amp is None else bool(amp)
@@ -494,41 +492,6 @@ def _evaluate(model, data: Dataset, split, dev: torch.device, views: int, batch_
         "images": count,
         "views": used_views,
     }
-
-
-def check_head_fits(arch: Arch) -> None:
-    """Refuse an SPP that feeds hidden fc layers with levels finer than the map entering it.
-
-    Such a pyramid repeats pixels across its bins and multiplies the first fc layer's
-    weights for nothing: the paper's ``spp fc4096 fc4096`` (levels 6, 3, 2, 1) needs at
-    least a 6x6 map. An Arch parsed for 224 px and trained on 16 px images keeps that head
-    and fails here, while the same notation parsed with the data's ``input_shape`` gets the
-    small default head. An SPP straight into the classifier (``spp(2,1)`` on a 1x1 map,
-    as the small space's deepest candidates have) is accepted: it only repeats a vector.
-
-    Raises:
-        ShapeError: the level, the map size and the largest level that fits.
-
-    Example:
-        >>> import budgetnet
-        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp(2,1) fc64", input_shape=(1, 8, 8)))
-        >>> check_head_fits(budgetnet.parse("(3,8) 2/2 spp fc64", input_shape=(1, 8, 8)))
-        Traceback (most recent call last):
-        ...
-        budgetnet.errors.ShapeError: spp level 6 does not fit the 4x4 map that enters it ...
-    """
-    shapes = arch.shapes
-    for index, info in enumerate(shapes):
-        if isinstance(info.layer, SPP) and any(isinstance(later.layer, FC) for later in shapes[index + 1 :]):
-            height, width = info.in_shape[1:]
-            for level in info.layer.levels:
-                if level > min(height, width):
-                    raise ShapeError(
-                        f"spp level {level} does not fit the {height}x{width} map that enters it "
-                        f"(input {'x'.join(map(str, arch.input_shape))}, {arch.notation()!r}); expected levels of at "
-                        f"most {min(height, width)} before fc layers, e.g. spp(2,1), or a notation without a head "
-                        "parsed with the data's input_shape"
-                    )
 
 
 # -- helpers -------------------------------------------------------------------------------------

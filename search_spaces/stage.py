@@ -42,9 +42,10 @@ import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
-from budgetnet.arch import FC, REDUCERS, Arch, Conv, Layer, Pool, paper_head
+from budgetnet.arch import FC, REDUCERS, SPP, Arch, Conv, Layer, Pool, paper_head
 from budgetnet.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
+from budgetnet.shapes import infer_shapes
 from search_spaces.base import SearchSpace, check_int, register, retarget
 
 BISECTION_STEPS = 48
@@ -167,6 +168,7 @@ class StageSpace(SearchSpace):
         self.delay = delay
         self.first_stage = 2 + sum(isinstance(layer, Pool) for layer in self.stem)
         self._solved: dict[tuple[StageChoice, ...], Arch] = {}
+        self._heads: dict[tuple[StageChoice, ...], tuple[Layer, ...]] = {}
         self._check_fits()
 
     def default_baseline(self, input_shape, num_classes) -> Arch:
@@ -216,6 +218,24 @@ class StageSpace(SearchSpace):
 
     def layers(self, choices: Sequence[StageChoice], widths: dict[int, int]) -> list[Layer]:
         """The layers of the candidate with these stage choices and stage widths."""
+        return self._features(choices, widths) + list(self.head_for(tuple(choices)))
+
+    def head_for(self, choices: tuple[StageChoice, ...]) -> tuple[Layer, ...]:
+        """The head on the map these choices end with: an SPP keeps the levels that fit the
+        map (the paper's 6x6 level needs a 6x6 map; a deep small candidate ends at 1x1, where
+        only the 1x1 level is defined), or the map itself as its one level when none does."""
+        if choices not in self._heads:
+            features = self._features(choices, dict.fromkeys(self.free_stages(choices), self.min_width))
+            side = min(infer_shapes(features, self.input_shape)[-1].out_shape[1:])
+            self._heads[choices] = tuple(
+                SPP(tuple(level for level in layer.levels if level <= side) or (side,), layer.mode)
+                if isinstance(layer, SPP) and max(layer.levels) > side
+                else layer
+                for layer in self.head
+            )
+        return self._heads[choices]
+
+    def _features(self, choices: Sequence[StageChoice], widths: dict[int, int]) -> list[Layer]:
         layers = list(self.stem)
         numbered = self._specs(len(choices))
         for position, ((number, spec), choice) in enumerate(zip(numbered, choices)):
@@ -227,7 +247,7 @@ class StageSpace(SearchSpace):
                 last = position == len(choices) - 1 and index == choice.depth - 1
                 width = self.last_width if last else widths[number]
                 layers.append(Conv(choice.kernel, width, stride if index == 0 else 1))
-        return layers + list(self.head)
+        return layers
 
     def build(self, choices: Sequence[StageChoice], widths: dict[int, int]) -> Arch:
         """The candidate as an Arch."""

@@ -130,6 +130,8 @@ CLI_CASES = [
     case("show", "(3,8) spp(0)", error=NotationError, message="levels=0 is invalid"),
     case("show", "(3,8) lstm", error=NotationError, message="unknown layer 'lstm'"),
     case("show", "(99,8)p0", "--input", "1x8x8", error=ShapeError, message="conv1 ((99,8)p0): kernel_size=99"),
+    case("show", "(3,8) 2/2 2/2 2/2 spp(2,1)", "--input", "1x8x8", error=ShapeError,
+         message="spp1: spp level 2 is finer than the 1x1 map it pools (input 1x8x8); expected levels of at most 1"),
     case("show", "(3,8) gap (3,8)", error=ArchError, message="layer 3 (conv) comes after the map was pooled"),
     case("show", "nothere.json", error=ArchError, message="SPEC 'nothere.json': no such file"),
     case("show", "garbage.json", error=ArchError, message="garbage.json: arch JSON: not valid JSON"),

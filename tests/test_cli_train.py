@@ -67,7 +67,7 @@ def test_train_reports_divergence_with_status_1(capsys):
         (["--lr=-1e-3"], "recipe lr=-0.001 is invalid; expected a number > 0"),
         (["--epochs", "0"], "recipe epochs=0 is invalid; expected an integer >= 1"),
         (["(3,4) 2/2 2/2 spp fc16", "--image-size", "8"],
-         "spp level 6 does not fit the 2x2 map that enters it (input 1x8x8"),
+         "spp level 6 is finer than the 2x2 map it pools (input 1x8x8)"),
         (["--device", "cuda:7"], "device='cuda:7' is not there"),
         (["--image-size", "1"], "the feature map would shrink below 1 pixel"),
     ],

@@ -12,6 +12,7 @@ import re
 
 import optuna
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from optuna.samplers import RandomSampler
@@ -27,7 +28,7 @@ from search_spaces.base import SPACES, SearchSpace, get_space
 from search_spaces.replacement import LayerReplacementSpace, step_label
 from search_spaces.residual import Residual224Space, ResidualSpace
 from search_spaces.small import SmallStageSpace
-from search_spaces.stage import StageSpace, StageSpec
+from search_spaces.stage import StageChoice, StageSpace, StageSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -139,7 +140,9 @@ def check_suggestions(space: StageSpace, pairs, min_matched: float):
             assert isinstance(pool, Pool)
             assert (pool.stride == 1) == delayed and (convs[0].layer.stride > 1) == delayed
         assert arch.layers[-1 - len(space.head)].out_channels == space.last_width
-        assert arch.head == space.head
+        side = min(arch.feature_shape[1:])  # the SPP keeps the levels its map holds
+        assert arch.head[0].levels == tuple(level for level in space.head[0].levels if level <= side)
+        assert arch.head[1:] == space.head[1:]
     assert matched >= min_matched * len(pairs), f"{matched}/{len(pairs)} within the tolerance"
 
 
@@ -492,3 +495,14 @@ def test_spaces_importable_from_paper_and_small():
     space = small.SmallReplacementSpace(input_shape=(3, 32, 32))
     assert space.baseline == small.baseline((3, 32, 32))
     assert get_space("replacement", input_shape=(3, 224, 224), num_classes=1000).baseline == paper.MODELS["A"]
+
+
+def test_a_stage_candidate_ending_on_a_1x1_map_keeps_the_spp_level_that_fits():
+    """16 px -> 2/2 8 -> 2/2 4 -> 2/2 2 -> one (2,64) conv 1: spp(2,1)'s 2x2 level has no
+    map to pool; the candidate keeps spp(1), and one conv more (2x2 again) keeps both."""
+    space = SmallStageSpace()
+    one = space.solve((StageChoice(1, 2), StageChoice(1, 2), StageChoice(1, 2)))
+    assert one.feature_shape == (64, 1, 1) and str(one).endswith("(2,64) spp(1)")
+    two = space.solve((StageChoice(1, 2), StageChoice(1, 2), StageChoice(2, 2)))
+    assert two.feature_shape[1:] == (2, 2) and str(two).endswith(" spp(2,1)")
+    assert budgetnet.build(one)(torch.zeros(2, 1, 16, 16)).shape == (2, 10)

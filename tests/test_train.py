@@ -104,16 +104,17 @@ def test_batch_larger_than_the_training_split_is_an_error(arch, digits):
         fit(arch, digits, "quick", batch_size=121, progress=False)
 
 
-def test_spp_finer_than_its_map_before_fc_layers_is_a_shape_error(digits):
+def test_spp_finer_than_its_map_is_a_shape_error(digits):
     # 8 px -> (3,8) 8 -> 2/2 4: the paper's 6x6 level does not fit, and the 224 px parse keeps that head.
-    for arch in (budgetnet.parse("(3,8) 2/2 spp fc16", input_shape=(1, 8, 8)), budgetnet.parse("(3,8) 2/2")):
-        with pytest.raises(ShapeError, match=r"spp level 6 does not fit the 4x4 map that enters it \(input "
-                                             r"1x8x8, .*\); expected levels of at most 4 before fc layers"):  # fmt: skip
-            fit(arch, digits, "quick", epochs=1, progress=False)
+    arch = budgetnet.parse("(3,8) 2/2")
+    with pytest.raises(ShapeError, match=r"spp1: spp level 6 is finer than the 4x4 map it pools \(input 1x8x8\); "
+                                         r"expected levels of at most 4, e.g. spp\(3,2,1\), or a larger input"):  # fmt: skip
+        fit(arch, digits, "quick", epochs=1, progress=False)
+    with pytest.raises(ShapeError, match=r"spp level 2 is finer than the 1x1 map it pools"):  # no fc after it either
+        budgetnet.parse("(3,8) 2/2 2/2 2/2 spp(2,1)", input_shape=digits.input_shape)
     small = budgetnet.parse("(3,8) 2/2", input_shape=digits.input_shape)  # the default small head fits
     assert fit(small, digits, "quick", epochs=1, progress=False).epochs_run == 1
-    # straight into the classifier, a too fine pyramid only repeats a vector: accepted
-    one_pixel = budgetnet.parse("(3,8) 2/2 2/2 2/2 spp(2,1)", input_shape=digits.input_shape)
+    one_pixel = budgetnet.parse("(3,8) 2/2 2/2 2/2 spp(1)", input_shape=digits.input_shape)
     assert one_pixel.feature_shape[1:] == (1, 1)
     assert fit(one_pixel, digits, "quick", epochs=1, progress=False).epochs_run == 1
 
