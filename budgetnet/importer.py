@@ -13,7 +13,10 @@ one add or concatenation; see :mod:`budgetnet.dag`):
   by an optional activation; ``torch.cat(..., dim=1)``; ``Identity`` and ``Dropout`` (no-ops
   in a feature map);
 * the reducer: ``AdaptiveAvgPool2d(n)`` / ``AdaptiveMaxPool2d(n)`` (becomes ``SPP((n,),
-  mode)``; ``AdaptiveAvgPool2d(1)`` is ``gap``), budgetnet's own ``SpatialPyramidPool``, or a
+  mode)``; ``AdaptiveAvgPool2d(1)`` is ``gap``; with ``n`` above the map's side, as VGG's
+  ``AdaptiveAvgPool2d(7)`` on a 32 px input, it only repeats or averages pixels and becomes
+  ``flat``, the pooling folded into the first ``Linear``'s weights by :func:`copy_weights`),
+  budgetnet's own ``SpatialPyramidPool``, or a
   flatten (``nn.Flatten``, ``torch.flatten(x, 1)``, ``x.flatten(1)``,
   ``x.view(x.size(0), -1)``, ``x.reshape(x.shape[0], -1)``, ``x.view(-1, N)``);
 * the head: ``Linear`` layers with ``ReLU`` and ``Dropout`` between them. The last
@@ -124,6 +127,9 @@ class Imported:
     arch: Arch
     convs: list[ImportedConv]
     linears: list[tuple[str, nn.Linear]] = field(default_factory=list)
+    #: An adaptive pool finer than its map, imported as ``flat``: the (bins x pixels) matrix
+    #: that pools the map, folded into the first Linear's weights by :func:`copy_weights`.
+    fold: torch.Tensor | None = None
 
 
 def arch_from_module(module: nn.Module, input_shape: Sequence[int]) -> Arch:
@@ -323,11 +329,12 @@ class _Importer:
             else:
                 self._feature_step(step)
         layers, leaves = self._features()
-        head_layers, linears = _head_layers(self.head)
+        feature_shape = Arch(layers, self.input_shape).feature_shape if layers else tuple(self.input_shape)
+        head_layers, linears, fold = _head_layers(self.head, feature_shape)
         imported_convs = [self.convs[node] for node in leaves if node in self.convs]
         arch = Arch(layers + head_layers, self.input_shape, linears[-1][1].out_features)
         arch = _automatic_shortcuts(arch)
-        result = Imported(arch, imported_convs, linears)
+        result = Imported(arch, imported_convs, linears, fold)
         _check_widths(result, self.input_shape)
         _verify(module, self.root, result, [self.pools[node][1] for node in leaves if node in self.pools])
         return result
@@ -513,13 +520,14 @@ def _check_norm(step: _Step) -> None:
         raise UnsupportedModuleError(f"{step.where}: eps={m.eps}; expected the default eps=1e-05")
 
 
-def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Linear]]]:
-    """The reducer and hidden fc layers of the head, and its Linear modules (the forward's
-    output was checked to be a Linear's)."""
+def _head_layers(steps: list[_Step], feature_shape) -> tuple[list[Layer], list[tuple[str, nn.Linear]], torch.Tensor | None]:
+    """The reducer and hidden fc layers of the head, its Linear modules (the forward's output
+    was checked to be a Linear's), and the fold of an adaptive pool finer than its map."""
     layers: list[Layer] = []
     linears: list[tuple[str, nn.Linear]] = []
     dropouts: dict[int, float] = {}
     pooled = False
+    fold = None
     for step in steps:
         if step.kind == "reducer":
             if layers or linears:
@@ -527,7 +535,10 @@ def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Li
                     f"{step.where} comes after the map was already pooled or flattened; expected one "
                     "adaptive pool or flatten between the conv layers and the Linear layers"
                 )
-            layers.append(_spec(step))
+            spec = _spec(step)
+            if not isinstance(step.module, SpatialPyramidPool) and spec.levels[0] > min(feature_shape[1:]):
+                spec, fold = Flatten(), _fold(step, spec, feature_shape[1:])
+            layers.append(spec)
             pooled = not isinstance(step.module, SpatialPyramidPool)
         elif step.kind == "flatten":
             if not layers:
@@ -566,7 +577,23 @@ def _head_layers(steps: list[_Step]) -> tuple[list[Layer], list[tuple[str, nn.Li
         )
     for index, (name, linear) in enumerate(linears[:-1]):
         layers.append(FC(linear.out_features, dropouts.get(index, 0.0)))
-    return layers, linears
+    return layers, linears, fold
+
+
+def _fold(step: _Step, spec: SPP, size: tuple[int, int]) -> torch.Tensor:
+    """The (bins x pixels) matrix of an adaptive pool with more bins per side than its map has
+    pixels (VGG's ``AdaptiveAvgPool2d(7)`` on a 32 px input's 1x1 map): it only repeats or
+    averages pixels, a linear map that the first Linear absorbs, so it imports as ``flat``."""
+    level, pixels = spec.levels[0], size[0] * size[1]
+    basis = torch.eye(pixels).view(pixels, 1, *size)
+    matrix = F.adaptive_avg_pool2d(basis, level).view(pixels, level * level).T.contiguous()
+    if spec.mode == "max" and not bool(((matrix == 1).sum(dim=1) == 1).all()):
+        raise UnsupportedModuleError(
+            f"{step.where}: AdaptiveMaxPool2d({level}) on a {size[0]}x{size[1]} map takes the maximum of "
+            f"overlapping pixel pairs, which an Arch cannot express; expected an output_size of at most "
+            f"{min(size)}, a multiple of the map's side, or a larger input"
+        )
+    return matrix
 
 
 def _automatic_shortcuts(arch: Arch) -> Arch:
@@ -781,6 +808,8 @@ def _check_widths(result: Imported, input_shape) -> None:
                 f"{conv.conv.out_channels} channels of {where}; expected num_features={conv.conv.out_channels}"
             )
     features = [info.out_shape[0] for info in result.arch.shapes if info.stage is None and info.kind != "fc"]
+    if result.fold is not None:  # the first Linear reads the pooled map, not the flat one
+        features[0] = features[0] // result.fold.shape[1] * result.fold.shape[0]
     widths = features + [layer.out_features for layer in result.arch.head if isinstance(layer, FC)]
     for (name, linear), width in zip(result.linears, widths):
         if linear.in_features != width:
@@ -876,8 +905,12 @@ def copy_weights(source: nn.Module, model: nn.Module) -> None:
                 if bias is not None:
                     norm.running_mean.sub_(bias)
         linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
-        for linear, (_, found_linear) in zip(linears, imported.linears):
-            linear.weight.copy_(found_linear.weight)
+        for index, (linear, (_, found_linear)) in enumerate(zip(linears, imported.linears)):
+            weight = found_linear.weight
+            if index == 0 and imported.fold is not None:
+                bins = imported.fold.shape[0]
+                weight = (weight.view(weight.shape[0], -1, bins) @ imported.fold.to(weight)).flatten(1)
+            linear.weight.copy_(weight)
             if found_linear.bias is not None:
                 linear.bias.copy_(found_linear.bias)
             else:

@@ -225,6 +225,33 @@ def test_adaptive_pools_become_spp(pool, spp):
     assert budgetnet.parse(str(arch), input_shape=(2, 9, 9), num_classes=3) == arch
 
 
+@pytest.mark.parametrize(
+    "pool, size",
+    [
+        (nn.AdaptiveAvgPool2d(7), 1),  # VGG's pool on a 32 px input: one pixel repeated 49 times
+        (nn.AdaptiveAvgPool2d(3), 2),  # bins average one or two of the 2x2 pixels
+        (nn.AdaptiveMaxPool2d(4), 2),  # each bin is one pixel: max = that pixel
+    ],
+)
+def test_an_adaptive_pool_finer_than_its_map_imports_as_flat_with_equal_logits(pool, size):
+    level = pool.output_size
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), pool, nn.Flatten(), nn.Linear(4 * level**2, 3)).eval()
+    arch = Arch.from_module(net, (2, size, size))
+    assert arch.head == (Flatten(),) and arch.shapes[-1].out_shape == (4 * size * size,)
+    built = budgetnet.build(arch, weights_from=net).eval()
+    image = torch.randn(5, 2, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(built(image), net(image), atol=1e-5, rtol=0)
+
+
+def test_an_adaptive_max_pool_over_overlapping_pixels_is_refused():
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.AdaptiveMaxPool2d(3), nn.Flatten(), nn.Linear(36, 3))
+    with pytest.raises(UnsupportedModuleError, match=r"'1' \(AdaptiveMaxPool2d\): AdaptiveMaxPool2d\(3\) on a 2x2 map "
+                                                     r"takes the maximum of overlapping pixel pairs.*expected an "
+                                                     r"output_size of at most 2, a multiple of the map's side"):  # fmt: skip
+        Arch.from_module(net, (2, 2, 2))
+
+
 def test_pools_padding_strings_dropout_and_identity():
     net = nn.Sequential(
         nn.Conv2d(3, 8, 5, padding="same"),
