@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -89,6 +90,7 @@ class Arch:
         if isinstance(layers, nx.DiGraph) and is_chain(layers):
             graph = layers.copy()
             order = _chain_order(graph)
+            layers = [graph.nodes[node]["layer"] for node in order]
         else:
             if isinstance(layers, nx.DiGraph):
                 layers = from_graph(layers)
@@ -98,44 +100,54 @@ class Arch:
                 raise ArchError(
                     f"arch layers={layers!r} is invalid; expected a list of layer specs or a graph"
                 ) from None
-            graph = nx.DiGraph()
-            for node, layer in enumerate(layers):
-                graph.add_node(node, layer=layer)
-                if node:
-                    graph.add_edge(node - 1, node)
+            graph = None  # the chain graph is built on first use (see :attr:`graph`)
             order = list(range(len(layers)))
             _check_layer_types(layers)
         self._input_shape = _check_input_shape(input_shape)
         check_int("arch", "num_classes", num_classes, 1)
         self._num_classes = num_classes
-        if not any(isinstance(graph.nodes[node]["layer"], REDUCERS) for node in order):
-            head = next(
-                (i for i, node in enumerate(order) if isinstance(graph.nodes[node]["layer"], FC)),
-                len(order),
-            )
+        if not any(isinstance(layer, REDUCERS) for layer in layers):
+            head = next((i for i, layer in enumerate(layers) if isinstance(layer, FC)), len(layers))
             new = _fresh_node(order)
-            graph.add_node(new, layer=Flatten())
-            if head > 0:
-                graph.add_edge(order[head - 1], new)
-            if head < len(order):
-                if head > 0:
-                    graph.remove_edge(order[head - 1], order[head])
-                graph.add_edge(new, order[head])
+            if graph is not None:
+                _insert_node(graph, order, head, new, Flatten())
             order = order[:head] + [new] + order[head:]
-        graph.graph.clear()
-        nx.freeze(graph)
+            layers = layers[:head] + [Flatten()] + layers[head:]
+        if graph is not None:
+            graph.graph.clear()
+            nx.freeze(graph)
         self._graph = graph
         self._order = tuple(order)
-        self._layers = tuple(graph.nodes[node]["layer"] for node in order)
+        self._layers = tuple(layers)
         _check_order(self._layers)
         self._shapes = infer_shapes(self._layers, self._input_shape, self._order)
-        self._key = (self._input_shape, self._num_classes, self.resolved_layers)
+        self._resolved = tuple(info.layer for info in self._shapes)
+        self._key = (self._input_shape, self._num_classes, self._resolved)
+        self._fingerprint: str | None = None
+        self._convs: tuple[LayerShape, ...] | None = None
 
     # -- views -------------------------------------------------------------------------
     @property
     def graph(self) -> nx.DiGraph:
         """The frozen chain of top-level layers (a block is one node); node attribute
-        ``layer`` holds the spec as written. :meth:`dag` draws every layer and join."""
+        ``layer`` holds the spec as written. :meth:`dag` draws every layer and join.
+
+        Built on first use for an Arch made from a list of layers (a walk over variants
+        builds many Archs and reads few graphs); node ids are the list positions, and an
+        appended :class:`Flatten` takes the next id.
+
+        Example:
+            >>> import budgetnet
+            >>> arch = budgetnet.parse("(3,8) 2/2 fc10", input_shape=(1, 8, 8))
+            >>> list(arch.graph.edges), arch.nodes
+            ([(0, 1), (1, 3), (3, 2)], (0, 1, 3, 2))
+        """
+        if self._graph is None:
+            graph = nx.DiGraph()
+            for node, layer in sorted(zip(self._order, self._layers), key=lambda item: item[0]):
+                graph.add_node(node, layer=layer)
+            nx.add_path(graph, self._order)
+            self._graph = nx.freeze(graph)
         return self._graph
 
     def dag(self) -> nx.DiGraph:
@@ -189,12 +201,14 @@ class Arch:
     @property
     def resolved_layers(self) -> tuple[Layer, ...]:
         """Layer specs with every padding chosen."""
-        return tuple(info.layer for info in self._shapes)
+        return self._resolved
 
     @property
     def convs(self) -> tuple[LayerShape, ...]:
         """Every conv, inside blocks and shortcuts too, in execution order."""
-        return tuple(info for info in self.walk() if info.kind == "conv")
+        if self._convs is None:
+            self._convs = tuple(info for info in self.walk() if info.kind == "conv")
+        return self._convs
 
     @property
     def depth(self) -> int:
@@ -247,7 +261,7 @@ class Arch:
                 f"replace: start={start!r}, stop={stop!r} is invalid; expected "
                 f"0 <= start <= stop <= {count}"
             )
-        graph = nx.DiGraph(self._graph)
+        graph = nx.DiGraph(self.graph)
         graph.remove_nodes_from(self._order[start:stop])
         before = self._order[start - 1] if start > 0 else None
         after = self._order[stop] if stop < count else None
@@ -275,19 +289,12 @@ class Arch:
             (8, 14, 14)
         """
         return Arch(
-            self._graph,
+            self.graph,
             self._input_shape if input_shape is None else input_shape,
             self._num_classes if num_classes is None else num_classes,
         )
 
     # -- identity ------------------------------------------------------------------------
-    def _canonical(self) -> dict:
-        return {
-            "input_shape": list(self._input_shape),
-            "num_classes": self._num_classes,
-            "layers": [layer_to_dict(layer) for layer in self.resolved_layers],
-        }
-
     def __eq__(self, other) -> bool:
         return isinstance(other, Arch) and self._key == other._key
 
@@ -297,13 +304,22 @@ class Arch:
     def fingerprint(self) -> str:
         """A stable 16-hex-digit digest of the resolved layers, input shape and classes.
 
+        The digest is SHA-256 of the compact, key-sorted JSON of ``{"input_shape": ...,
+        "layers": [layer_to_dict(layer) for each resolved layer], "num_classes": ...}``;
+        it is worked out once per Arch, from each layer's JSON text (kept per layer spec,
+        since a walk over variants meets the same blocks in many Archs).
+
         Example:
             >>> import budgetnet
             >>> len(budgetnet.parse("(3,8)").fingerprint())
             16
         """
-        text = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        if self._fingerprint is None:
+            layers = ",".join(_layer_json(layer) for layer in self.resolved_layers)
+            shape = ",".join(str(side) for side in self._input_shape)
+            text = f'{{"input_shape":[{shape}],"layers":[{layers}],"num_classes":{self._num_classes}}}'
+            self._fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._fingerprint
 
     # -- text and JSON -------------------------------------------------------------------
     def notation(self) -> str:
@@ -407,6 +423,28 @@ def _check_input_shape(input_shape) -> tuple[int, int, int]:
 def _fresh_node(nodes: Iterable) -> int:
     """An integer node id above every integer id in use (other ids never collide with it)."""
     return max((n for n in nodes if isinstance(n, int) and not isinstance(n, bool)), default=-1) + 1
+
+
+@lru_cache(maxsize=16384)
+def _layer_json(layer: Layer) -> str:
+    """The compact, key-sorted JSON of one layer spec (for :meth:`Arch.fingerprint`).
+
+    Cached by value: equal specs have equal fields, and every field is checked to be an
+    int, a bool, a str, ``None`` or a tuple of those (``FC.dropout`` is made a float), so
+    equal specs print the same.
+    """
+    return json.dumps(layer_to_dict(layer), sort_keys=True, separators=(",", ":"))
+
+
+def _insert_node(graph: nx.DiGraph, order: list, position: int, node: int, layer: Layer) -> None:
+    """Wire ``node`` into the chain ``graph`` (layers in ``order``) before ``order[position]``."""
+    graph.add_node(node, layer=layer)
+    if position > 0:
+        graph.add_edge(order[position - 1], node)
+    if position < len(order):
+        if position > 0:
+            graph.remove_edge(order[position - 1], order[position])
+        graph.add_edge(node, order[position])
 
 
 def _chain_order(graph: nx.DiGraph) -> list[int]:

@@ -181,6 +181,86 @@ def test_fingerprint_is_stable_across_processes():
     assert len(arch.fingerprint()) == 16 and int(arch.fingerprint(), 16) >= 0
 
 
+# Fingerprints written by budgetnet before fingerprints were cached per Arch and built from
+# per-layer JSON (commit 792273b); stored studies and latency tables are keyed by them.
+GOLDEN_FINGERPRINTS = {
+    "A": "bd64f57433a3d4ba",
+    "J'": "bb0e170e923f0a2c",
+    "resnet50": "56c65d11be90acd2",
+    "mobilenet_v2": "92dd6072c2139f0c",
+    "resnext50_32x4d": "08630f41078cbd18",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_FINGERPRINTS))
+def test_fingerprints_did_not_change(name):
+    from budgetnet.zoo import ZOO
+
+    arch = MODELS[name] if name in MODELS else ZOO[name]
+    assert arch.fingerprint() == GOLDEN_FINGERPRINTS[name]
+
+
+def test_fingerprint_is_the_digest_of_the_canonical_json():
+    import hashlib
+
+    arch = parse("(3,8) cat[(1,8) | (3,8) | id] 2/2 fc(32,0.1)", input_shape=(1, 16, 16), num_classes=7)
+    canonical = {
+        "input_shape": [1, 16, 16],
+        "num_classes": 7,
+        "layers": [layer_to_dict(layer) for layer in arch.resolved_layers],
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    assert arch.fingerprint() == hashlib.sha256(text.encode()).hexdigest()[:16] == "258e220ea22f696f"
+
+
+def test_cached_views_never_serve_another_arch():
+    # Fingerprints, shapes and layer JSON are kept per Arch and per layer spec; an edit must
+    # give a new Arch whose every view is its own.
+    from budgetnet import Residual
+
+    block = Residual((Conv(3, 16), Conv(3, 16)))
+    arch = Arch([Conv(3, 16), block, block, Pool(2)], input_shape=(1, 16, 16))
+    first = (arch.fingerprint(), arch.shapes, arch.convs, arch.depth)
+    wider = arch.replace(2, 3, [Residual((Conv(3, 32), Conv(3, 32)))])
+    assert wider.fingerprint() != arch.fingerprint()
+    assert [info.out_shape for info in wider.features] == [(16, 16, 16), (16, 16, 16), (32, 16, 16), (32, 8, 8)]
+    assert [info.name for info in wider.convs][-1] == "res2.short.conv1"  # a projection appears
+    assert (arch.fingerprint(), arch.shapes, arch.convs, arch.depth) == first  # the original is untouched
+    assert [info.out_shape for info in arch.features][-1] == (16, 8, 8)
+    # The same blocks on another input or at another place get their own shapes and names.
+    moved = arch.with_input((1, 32, 32))
+    assert moved.fingerprint() != arch.fingerprint() and moved.features[1].out_shape == (16, 32, 32)
+    shifted = arch.replace(0, 0, [Conv(3, 16)])
+    assert [info.name for info in shifted.features] == ["conv1", "conv2", "res1", "res2", "pool1"]
+    assert shifted.features[2].index == 2 and shifted.features[2].inner[0].name == "res1.conv1"
+    # Different Arches never share a fingerprint; equal ones always do.
+    archs = [arch, wider, moved, shifted, arch.with_input(num_classes=10), Arch(list(arch.layers), (1, 16, 16))]
+    assert len({a.fingerprint() for a in archs}) == 5 and archs[-1].fingerprint() == arch.fingerprint()
+
+
+def test_a_failed_block_inference_fails_again():
+    # Block shapes are cached, errors are not: the same bad Arch raises the same error twice.
+    from budgetnet import Residual
+
+    layers = [Conv(3, 8), Residual((Conv(5, 8, padding=0), Conv(5, 8, padding=0)))]
+    messages = []
+    for _ in range(2):
+        with pytest.raises(ShapeError) as error:
+            Arch(layers, input_shape=(1, 6, 6))
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "res1.conv2" in messages[0]
+    assert Arch(layers, input_shape=(1, 12, 12)).feature_shape == (8, 4, 4)
+
+
+def test_graph_of_a_list_arch_is_built_when_read():
+    arch = Arch([Conv(3, 8), Pool(2), FC(10)], input_shape=(1, 8, 8))
+    assert arch.nodes == (0, 1, 3, 2)  # the appended Flatten takes the next id
+    assert list(arch.graph.edges) == [(0, 1), (1, 3), (3, 2)]
+    assert [arch.graph.nodes[node]["layer"] for node in arch.nodes] == list(arch.layers)
+    assert arch.graph is arch.graph and nx.is_frozen(arch.graph)
+    assert Arch(arch.graph, input_shape=(1, 8, 8)) == arch
+
+
 # -- immutability and edits ----------------------------------------------------------------
 
 
