@@ -204,6 +204,24 @@ def _check_branch(block: str, field: str, branch, allow_empty: bool) -> tuple:
     return branch
 
 
+def _hash_once(self) -> int:
+    """A block's hash, worked out once per object (it hashes every nested spec, and the
+    caches of shape inference, notation and rewrites hash the same blocks many times).
+    Consistent with the dataclass ``__eq__``: the hash of the tuple of the fields."""
+    try:
+        return self.__dict__["_hash"]
+    except KeyError:
+        value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
+        object.__setattr__(self, "_hash", value)
+        return value
+
+
+def _state_without_hash(self) -> dict:
+    """The state that copies and pickles carry: the fields, never the cached hash (a copy
+    may get other field values; another process hashes strings differently)."""
+    return {key: value for key, value in self.__dict__.items() if key != "_hash"}
+
+
 @dataclass(frozen=True)
 class Residual:
     """A residual block: ``activation(body(x) + shortcut(x))`` (He et al. 2016).
@@ -226,6 +244,8 @@ class Residual:
     activation: str = "relu"
 
     kind = "res"
+    __hash__ = _hash_once
+    __getstate__ = _state_without_hash
 
     def __post_init__(self):
         object.__setattr__(self, "body", _check_branch("res", "body", self.body, allow_empty=False))
@@ -248,6 +268,8 @@ class Concat:
     branches: tuple
 
     kind = "concat"
+    __hash__ = _hash_once
+    __getstate__ = _state_without_hash
 
     def __post_init__(self):
         branches = self.branches

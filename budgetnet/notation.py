@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Sequence
 
 from budgetnet.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, default_head, paper_head
@@ -241,13 +242,8 @@ def format_layer(layer: Layer) -> str:
         if layer.norm == "batch":
             text += "bn"
         return text + ("" if layer.activation == "relu" else f"@{layer.activation}")
-    if isinstance(layer, Residual):
-        text = "res[" + format_layers(layer.body)
-        if layer.shortcut is not None:
-            text += " | " + (format_layers(layer.shortcut) or "id")
-        return text + "]" + ("" if layer.activation == "relu" else f"@{layer.activation}")
-    if isinstance(layer, Concat):
-        return "cat[" + " | ".join(format_layers(branch) or "id" for branch in layer.branches) + "]"
+    if isinstance(layer, (Residual, Concat)):
+        return _format_block(layer)
     if isinstance(layer, Pool):
         text = ("avg" if layer.mode == "avg" else "") + f"{layer.kernel_size}/{layer.stride}"
         return text + (f"p{layer.padding}" if layer.padding else "")
@@ -266,6 +262,18 @@ def format_layer(layer: Layer) -> str:
     if float(dropout) != layer.dropout:  # keep every digit that printing then parsing needs
         dropout = repr(layer.dropout)
     return f"fc({layer.out_features},{dropout})"
+
+
+@lru_cache(maxsize=8192)
+def _format_block(layer: Residual | Concat) -> str:
+    """A block in the notation, cached by value (every field of a spec is checked, so
+    equal specs print the same; a ResNet's notation repeats a few blocks many times)."""
+    if isinstance(layer, Residual):
+        text = "res[" + format_layers(layer.body)
+        if layer.shortcut is not None:
+            text += " | " + (format_layers(layer.shortcut) or "id")
+        return text + "]" + ("" if layer.activation == "relu" else f"@{layer.activation}")
+    return "cat[" + " | ".join(format_layers(branch) or "id" for branch in layer.branches) + "]"
 
 
 def format_arch(arch: Arch) -> str:

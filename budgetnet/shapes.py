@@ -32,7 +32,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from budgetnet.errors import ShapeError
 from budgetnet.layers import FC, FEATURE_LAYERS, SPP, Concat, Conv, Flatten, Layer, Pool, Residual
@@ -256,18 +256,34 @@ def _following_even_convs(layers: Sequence[Layer], index: int) -> int:
 
 
 def infer_shapes(
-    layers: Sequence[Layer], input_shape: tuple[int, int, int], nodes: Sequence | None = None
+    layers: Sequence[Layer],
+    input_shape: tuple[int, int, int],
+    nodes: Sequence | None = None,
+    *,
+    start: int = 0,
+    stage: int = 1,
+    counts: Mapping[str, int] | None = None,
 ) -> tuple[LayerShape, ...]:
-    """Every top-level layer after shape inference, in order (blocks hold theirs in ``inner``)."""
+    """Every top-level layer after shape inference, in order (blocks hold theirs in ``inner``).
+
+    ``start``, ``stage`` and ``counts`` (layers of each kind so far) continue a net whose
+    first ``start`` layers came before, so a span of blocks and pools gets the indexes,
+    names and stages it has in the whole net. Convs would also need the main chain's
+    padding state, which a span does not carry: give such a span its whole net instead.
+
+    Example:
+        >>> [info.name for info in infer_shapes((Pool(2), Residual((Conv(3, 8),))), (8, 8, 8), start=3, counts={"pool": 1})]
+        ['pool2', 'res1']
+    """
     channels, height, width = input_shape
-    nodes = range(len(layers)) if nodes is None else nodes
+    nodes = range(start, start + len(layers)) if nodes is None else nodes
     target = [height, width]  # the stage's dominant size, per side
-    stage = 1
     delayed = False  # a stride-1 pool already set the target for this strided conv
-    counters: dict[str, int] = {}
+    counters: dict[str, int] = dict(counts or {})
     shapes = []
     shape: tuple[int, ...] = input_shape
-    for index, (layer, node) in enumerate(zip(layers, nodes)):
+    for position, (layer, node) in enumerate(zip(layers, nodes)):
+        index = start + position
         counters[layer.kind] = counters.get(layer.kind, 0) + 1
         name = f"{layer.kind}{counters[layer.kind]}"
         in_shape = shape
@@ -291,7 +307,7 @@ def infer_shapes(
                     guess = guess if padding is None else padding
                     target = [conv_output_size(t, kernel, stride, guess) for t in target]
                 if padding is None:
-                    desired = target[0] - (_following_even_convs(layers, index) % 2)
+                    desired = target[0] - (_following_even_convs(layers, position) % 2)
                     padding = _closest_padding(height, kernel, stride, desired)
             delayed = False
             layer, shape = _conv_shape(name, layer, (channels, *size), padding)
@@ -299,18 +315,15 @@ def infer_shapes(
         elif isinstance(layer, Pool):
             shape = _pool_shape(name, layer, (channels, height, width))
             channels, height, width = shape
-            following = layers[index + 1] if index + 1 < len(layers) else None
+            following = layers[position + 1] if position + 1 < len(layers) else None
             delayed = layer.stride == 1 and isinstance(following, Conv) and following.stride > 1
             step = following.stride if delayed else layer.stride
             target = [conv_output_size(t, layer.kernel_size, step, layer.padding) for t in target]
             stage += 1
         elif isinstance(layer, (Residual, Concat)):
             delayed = False
-            layer, inner, shape = _infer_block(layer, (channels, height, width), name, index, stage, False)
-            if _smaller(shape, (height, width)):
-                stage += 1
-                layer_stage = stage
-                inner = tuple(_restage(info, stage) for info in inner)
+            layer, inner, shape, stage = _top_block(layer, (channels, height, width), name, index, stage)
+            layer_stage = stage
             channels, height, width = shape
             target = [height, width]
         elif isinstance(layer, SPP):
@@ -335,6 +348,21 @@ def _check_spp_fits(name: str, layer: SPP, size: tuple[int, int], input_shape) -
             f"{'x'.join(map(str, input_shape))}); expected levels of at most {side}, e.g. spp({fits}), or a "
             "larger input"
         )
+
+
+@lru_cache(maxsize=8192)
+def _top_block(layer, shape, name, index, stage) -> tuple[Layer, tuple, tuple, int]:
+    """A top-level block resolved: (spec, inner shapes, output shape, its stage).
+
+    A block's shapes depend on these arguments alone (its paddings follow the block rules,
+    not the main chain's), and specs and shapes are frozen, so the result is cached: a walk
+    over variants infers the same blocks of the same net many times. Errors are not cached.
+    """
+    layer, inner, out = _infer_block(layer, shape, name, index, stage, False)
+    if _smaller(out, shape[1:]):
+        stage += 1
+        inner = tuple(_restage(info, stage) for info in inner)
+    return layer, inner, out, stage
 
 
 def _smaller(shape, size) -> bool:

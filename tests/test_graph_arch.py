@@ -281,3 +281,34 @@ def test_export_writes_residual_nets(tmp_path):
     with torch.no_grad():
         assert torch.equal(built(x), written(x))
     assert sum(p.numel() for p in built.parameters()) == complexity(arch).params
+
+
+# -- caches: a block's hash, its shapes --------------------------------------------------------
+def test_a_block_hash_is_kept_but_never_copied():
+    import copy
+    import pickle
+
+    from budgetnet.shapes import _resolved
+
+    block = Residual((Conv(1, 8), Conv(3, 8)))
+    same = Residual([Conv(1, 8), Conv(3, 8)])
+    assert hash(block) == hash(same) == hash((block.body, None, "relu")) and {block: 1}[same] == 1
+    # shape inference copies a spec and sets fields on the copy: the copy hashes as what it is
+    wider = _resolved(block, body=(Conv(1, 16), Conv(3, 16)))
+    assert hash(wider) == hash(Residual((Conv(1, 16), Conv(3, 16)))) != hash(block)
+    assert "_hash" not in copy.copy(block).__dict__ and "_hash" not in pickle.loads(pickle.dumps(block)).__dict__
+    cat = Concat(((Conv(1, 4),), ()))
+    assert hash(cat) == hash(Concat([[Conv(1, 4)], []])) and pickle.loads(pickle.dumps(cat)) == cat
+
+
+def test_a_span_inferred_alone_continues_the_whole_net():
+    from budgetnet.shapes import infer_shapes
+    from budgetnet.zoo import ZOO
+
+    arch = ZOO["resnet50"]
+    start, stop = 1, 6  # the stem pool, stage 2's three blocks and stage 3's first block
+    counts = {"conv": 1}
+    span = infer_shapes(arch.layers[start:stop], arch.shapes[start].in_shape, start=start, stage=1, counts=counts)
+    assert span == arch.shapes[start:stop]
+    assert [(info.name, info.index, info.stage) for info in span] == [
+        ("pool1", 1, 1), ("res1", 2, 2), ("res2", 3, 2), ("res3", 4, 2), ("res4", 5, 3)]  # fmt: skip
