@@ -183,6 +183,7 @@ class BlockRule(Rule):
     """Base of the block rules: reading a run of blocks and solving a width on it."""
 
     keeps = "head"
+    plans_on_span = True
 
     def __init__(self, width_multiple: int | None = None):
         self.width_multiple = _check_width_multiple(self.name, width_multiple)

@@ -111,7 +111,7 @@ def variants(
         rejected=0,
         truncated=False,
     )
-    _add_node(graph, root, baseline, base_macs, base_macs, 0, budget, known)
+    _add_node(graph, root, baseline, base_macs, baseline.depth, base_macs, 0, budget, known)
     started = time.perf_counter()
     frontier = [root]
     seen = {baseline.layers: root}
@@ -161,7 +161,7 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
             if child_key == key:
                 continue
             if child_key not in graph:
-                _add_node(graph, child_key, child, proposal.after_macs, base_macs, step, budget, known)
+                _add_node(graph, child_key, child, proposal.after_macs, proposal.depth, base_macs, step, budget, known)
                 new.append(child_key)
             if not graph.has_edge(key, child_key):
                 new_layers = span_notation(proposal.plan.layers)
@@ -172,14 +172,16 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
     return new
 
 
-def _add_node(graph, key, arch, macs, base_macs, steps, budget, known) -> None:
+def _add_node(graph, key, arch, macs, depth, base_macs, steps, budget, known) -> None:
+    """One node; ``macs`` and ``depth`` come from the proposal (Eqn. (1) and the depth of
+    the span it changed, added to its parent's), not from a walk over the new Arch."""
     graph.add_node(
         key,
         arch=arch,
         notation=arch.notation(),
         macs=macs,
         ratio=macs / base_macs,
-        depth=arch.depth,
+        depth=depth,
         steps=steps,
         matches=budget.matches(macs),
         name=known.get(key),

@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
+from collections import Counter
 from functools import lru_cache
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
@@ -299,6 +301,12 @@ class Rule:
     #: head), ``"head"`` (the map entering the head) or ``"features"`` (only the head's
     #: input size, e.g. SPP's bins, since the rule changes maps by design).
     keeps: ClassVar[str] = "pools"
+    #: True when ``_plan`` reads nothing of the Arch but the site's layers and their
+    #: shapes. Then a proposal that was worked out locally (a span of blocks and pools
+    #: ending with a block, whose shapes depend on its input shape alone) is remembered
+    #: by (rule, site, layers, input shape) and served to every Arch with those layers on
+    #: that input there: a walk meets the same stage in many variants.
+    plans_on_span: ClassVar[bool] = False
     #: Multiple the solved widths are rounded to (``None``: automatic); rules that solve set it.
     width_multiple: int | None = None
 
@@ -360,8 +368,25 @@ class Rule:
         self._check_site(arch, site)
         if before_macs is None:
             before_macs = conv_macs(arch)
+        key = self._span_key(arch, site)
+        known = _SPAN_PROPOSALS.get(key) if key is not None else None
+        if known is not None:
+            plan, replaced, replacement, depth_change = known
+            return Proposal(
+                rule=self,
+                site=site,
+                before=arch,
+                plan=plan,
+                before_macs=before_macs,
+                after_macs=before_macs - replaced + replacement,
+                replaced_macs=replaced,
+                replacement_macs=replacement,
+                depth_change=depth_change,
+            )
         proposal = self._evaluate(arch, site, self._plan(arch, site), before_macs)
         self._check_shapes(arch, site, proposal)
+        if key is not None and proposal.shapes is None:
+            _remember_span(key, (proposal.plan, proposal.replaced_macs, proposal.replacement_macs, proposal.depth_change))
         return proposal
 
     def apply(self, arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Arch:
@@ -429,6 +454,16 @@ class Rule:
                 site, f"the site does not exist in this Arch: layer {site.start} is in stage {stage}"
             )
 
+    def _span_key(self, arch: Arch, site: Site) -> tuple | None:
+        """The key of ``site``'s proposal in :data:`_SPAN_PROPOSALS` (see
+        :attr:`plans_on_span`), or ``None`` when it may depend on the rest of the Arch."""
+        if not self.plans_on_span:
+            return None
+        span = arch.shapes[site.start : site.stop]
+        if not _is_local(span):
+            return None
+        return (self, site, arch.layers[site.start : site.stop], span[0].in_shape)
+
     def _build(self, arch: Arch, site: Site, start: int, stop: int, layers: Sequence[Layer]) -> Arch:
         try:
             return arch.with_layers(arch.layers[:start] + tuple(layers) + arch.layers[stop:])
@@ -443,7 +478,7 @@ class Rule:
         full = None
         try:
             if _is_local(old) and _is_local_layers(plan.layers):
-                new = local_shapes(tuple(plan.layers), old[0].in_shape)
+                new = _span_shapes(arch, plan)
                 if new[-1].out_shape != old[-1].out_shape:
                     raise self._refuse(
                         site,
@@ -567,6 +602,20 @@ class Rule:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+#: Proposals worked out on a span alone, as ``(plan, replaced_macs, replacement_macs,
+#: depth_change)`` by :meth:`Rule._span_key`; the oldest goes past :data:`_SPAN_PROPOSALS_MAX`.
+_SPAN_PROPOSALS: dict[tuple, tuple] = {}
+_SPAN_PROPOSALS_MAX = 8192
+_SPAN_LOCK = threading.Lock()
+
+
+def _remember_span(key: tuple, value: tuple) -> None:
+    with _SPAN_LOCK:
+        if len(_SPAN_PROPOSALS) >= _SPAN_PROPOSALS_MAX:
+            del _SPAN_PROPOSALS[next(iter(_SPAN_PROPOSALS))]
+        _SPAN_PROPOSALS[key] = value
+
+
 def _macs(infos: Iterable[LayerShape]) -> int:
     """Eqn. (1) of some inferred layers, the convs inside blocks included."""
     return sum(eqn1_term(inner) for info in infos for inner in info.walk() if inner.kind == "conv")
@@ -587,6 +636,17 @@ def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[
         [(8, 4, 4)]
     """
     return infer_shapes(layers, in_shape)
+
+
+def _span_shapes(arch: Arch, plan: _Plan) -> tuple[LayerShape, ...]:
+    """Shapes of a local plan's new layers (see :func:`_is_local`) on the span's input,
+    with the indexes, names and stages they get in the rewritten Arch, so that building it
+    finds those blocks inferred already (:func:`budgetnet.shapes.infer_shapes` caches a
+    block by its spec, input shape, name, index and stage)."""
+    previous = arch.shapes[plan.start - 1] if plan.start else None
+    stage = 1 if previous is None else previous.stage + (previous.kind == "pool")
+    counts = Counter(layer.kind for layer in arch.layers[: plan.start])
+    return infer_shapes(plan.layers, arch.shapes[plan.start].in_shape, start=plan.start, stage=stage, counts=counts)
 
 
 def _is_local(infos: Sequence[LayerShape]) -> bool:

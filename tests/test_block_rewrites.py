@@ -201,6 +201,52 @@ def test_variants_from_resnet50_match_the_rules_one_by_one():
         assert graph.nodes[child]["macs"] == conv_macs(result.after)
 
 
+def _proposal_facts(proposal):
+    return (proposal.plan, proposal.before_macs, proposal.after_macs, proposal.replaced_macs,
+            proposal.replacement_macs, proposal.depth_change)  # fmt: skip
+
+
+def test_remembered_span_proposals_equal_fresh_ones(monkeypatch):
+    # A block rule's proposal on a span of blocks is remembered by (rule, site, layers, input
+    # shape) and served to other Archs with that span: it must equal a fresh proposal there.
+    from budgetnet import rewrites
+
+    base = ZOO["resnet50"]
+    parent = rewrite(base, CARDINALITY_WIDTH.find(base, stage=3, groups=32), tolerance=None).after
+    archs = [base, parent, parent.with_input((3, 160, 160))]
+    remembered = []
+    for arch in archs:
+        macs = conv_macs(arch)
+        for rule in BLOCK_RULES:
+            for site in rule.sites(arch):
+                served = rule._span_key(arch, site) in rewrites._SPAN_PROPOSALS
+                try:
+                    remembered.append((served, arch, rule, site, _proposal_facts(rule.propose(arch, site, macs))))
+                except RewriteError:
+                    pass
+    assert sum(served for served, *_ in remembered) > 20  # at least the untouched stages of the parent
+    monkeypatch.setattr(rewrites, "_SPAN_PROPOSALS", {})
+    for served, arch, rule, site, facts in remembered:
+        fresh = rule.propose(arch, site, conv_macs(arch))
+        assert _proposal_facts(fresh) == facts, (rule.name, site)
+        if served:
+            assert fresh.after_macs == conv_macs(fresh.build())
+
+
+def test_a_remembered_span_is_not_served_to_another_input_or_rule():
+    stage = "res[(1,64)bn (3,64)bn (1,256)bn@none]x3"
+    small = budgetnet.parse(f"(3,256) {stage}", input_shape=(3, 28, 28))
+    large = budgetnet.parse(f"(3,256) {stage}", input_shape=(3, 56, 56))
+    site = BOTTLENECK_BLOCKS.find(small, blocks=6)
+    first = BOTTLENECK_BLOCKS.propose(small, site)
+    second = BOTTLENECK_BLOCKS.propose(large, site)
+    assert second.replaced_macs == 4 * first.replaced_macs  # the same span on maps twice as wide
+    assert (first.after_macs, second.after_macs) == (conv_macs(first.build()), conv_macs(second.build()))
+    coarse = BottleneckBlocksRule(width_multiple=32).propose(small, site)
+    assert coarse.plan.layers[0].body[0].out_channels % 32 == 0
+    assert first.plan.layers[0].body[0].out_channels % 32 != 0  # 40 (multiple of 4), as solved by hand above
+
+
 def test_bad_rule_settings():
     with pytest.raises(RewriteError, match=r"bottleneck_blocks.*block_factors=\[\] is invalid; expected a non-empty list of numbers > 0"):
         BottleneckBlocksRule(block_factors=[])

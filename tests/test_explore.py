@@ -84,6 +84,20 @@ def test_reaching_a_model_twice_gives_one_node_with_two_parents(two_steps):
     assert len({data["arch"] for _, data in two_steps.nodes(data=True)}) == two_steps.number_of_nodes()
 
 
+def test_node_data_equals_what_each_arch_says_from_scratch():
+    # The walk takes cost and depth from the proposals and reuses cached shapes, fingerprints
+    # and proposals; every node must still say what its Arch, rebuilt from JSON, says.
+    from budgetnet.zoo import ZOO
+
+    graph = variants(ZOO["resnet18"], max_steps=2, tolerance=0.05)
+    assert graph.number_of_nodes() > 100
+    for key, data in graph.nodes(data=True):
+        fresh = budgetnet.Arch.from_json(data["arch"].to_json())
+        assert key == fresh.fingerprint() == data["arch"].fingerprint()
+        assert (data["macs"], data["depth"], data["notation"]) == (conv_macs(fresh), fresh.depth, str(fresh))
+        assert data["arch"].shapes == fresh.shapes
+
+
 @pytest.mark.slow
 def test_four_steps_reach_every_model_of_tables_1_and_2():
     """I costs 0.93 of A, so the tolerance is 8%; J' is four rewrites away (A->B->E->J->J');
