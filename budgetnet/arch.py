@@ -28,6 +28,7 @@ from typing import Iterable, Iterator, Sequence
 
 import networkx as nx
 
+from budgetnet.checks import check_shape
 from budgetnet.dag import from_graph, is_chain, to_graph
 from budgetnet.errors import ArchError
 from budgetnet.layers import (
@@ -103,7 +104,7 @@ class Arch:
             graph = None  # the chain graph is built on first use (see :attr:`graph`)
             order = list(range(len(layers)))
             _check_layer_types(layers)
-        self._input_shape = _check_input_shape(input_shape)
+        self._input_shape = check_shape(ArchError, input_shape)
         check_int("arch", "num_classes", num_classes, 1)
         self._num_classes = num_classes
         if not any(isinstance(layer, REDUCERS) for layer in layers):
@@ -403,23 +404,6 @@ class Arch:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _check_input_shape(input_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        shape = None
-    if (
-        shape is None
-        or len(shape) != 3
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape)
-    ):
-        raise ArchError(
-            f"input_shape={input_shape!r} is invalid; expected (channels, height, width), "
-            "three integers >= 1"
-        )
-    return shape
-
-
 def _fresh_node(nodes: Iterable) -> int:
     """An integer node id above every integer id in use (other ids never collide with it)."""
     return max((n for n in nodes if isinstance(n, int) and not isinstance(n, bool)), default=-1) + 1
@@ -550,5 +534,5 @@ def default_head(input_shape: Sequence[int]) -> tuple[Layer, ...]:
         >>> default_head((1, 16, 16))
         (SPP(levels=(2, 1), mode='max'),)
     """
-    _, height, width = _check_input_shape(input_shape)
+    _, height, width = check_shape(ArchError, input_shape)
     return paper_head() if min(height, width) >= PAPER_HEAD_MIN_SIZE else (SPP(SMALL_HEAD_LEVELS),)

@@ -34,6 +34,7 @@ import re
 from typing import Union
 
 from budgetnet.arch import Arch
+from budgetnet.checks import is_int
 from budgetnet.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError
 
@@ -192,7 +193,7 @@ class Budget(CostBudget):
         """Eqn. (1) of ``arch``, or ``arch`` itself when it is already a MAC count."""
         if isinstance(arch, Arch):
             return conv_macs(arch)
-        if isinstance(arch, bool) or not isinstance(arch, int):
+        if not is_int(arch):
             raise BudgetError(f"budget: arch={arch!r} is invalid; expected a budgetnet.Arch or a MAC count")
         return arch
 

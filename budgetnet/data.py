@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from budgetnet.checks import is_int
 from budgetnet.errors import DataError
 
 SOURCES = ("digits", "idx:PATH", "cifar:PATH", "folder:PATH")
@@ -381,7 +382,7 @@ def from_tensors(
     largest = int(train_y.max()) if test is None else max(int(train_y.max()), int(test[1].max()))
     if num_classes is None:
         num_classes = largest + 1
-    elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    elif not is_int(num_classes, 1):
         raise DataError(f"num_classes={num_classes!r} is invalid; expected an integer >= 1")
     channels = train_x.shape[1]
     raw = _Raw(
@@ -532,12 +533,12 @@ def _check_fraction(name: str, value) -> None:
 
 
 def _check_optional_size(name: str, value) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    if value is not None and not is_int(value, 1):
         raise DataError(f"{name}={value!r} is invalid; expected an integer >= 1 (pixels) or None")
 
 
 def _check_limit(limit) -> None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if limit is not None and not is_int(limit, 1):
         raise DataError(f"limit={limit!r} is invalid; expected an integer >= 1 or None")
 
 

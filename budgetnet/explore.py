@@ -26,6 +26,7 @@ import networkx as nx
 
 from budgetnet.arch import Arch
 from budgetnet.budgets import Budget, resolve_budget
+from budgetnet.checks import check_int
 from budgetnet.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
 from budgetnet.rewrites import Rule, resolve_rules, span_notation
@@ -86,11 +87,11 @@ def variants(
     """
     if not isinstance(baseline, Arch):
         raise BudgetError(f"baseline={baseline!r} is invalid; expected an Arch")
-    _check_count("max_steps", max_steps, 0)
+    check_int(BudgetError, "max_steps", max_steps, 0)
     if max_depth is not None:
-        _check_count("max_depth", max_depth, 1)
+        check_int(BudgetError, "max_depth", max_depth, 1)
     if max_variants is not None:
-        _check_count("max_variants", max_variants, 1)
+        check_int(BudgetError, "max_variants", max_variants, 1)
     rules = resolve_rules(rules)
     budget = _budget(baseline, budget, tolerance)
     tolerance = budget.tolerance
@@ -186,11 +187,6 @@ def _add_node(graph, key, arch, macs, depth, base_macs, steps, budget, known) ->
         matches=budget.matches(macs),
         name=known.get(key),
     )
-
-
-def _check_count(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BudgetError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
 
 
 def _budget(baseline: Arch, budget, tolerance: float | None) -> Budget:

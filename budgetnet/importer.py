@@ -63,7 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from budgetnet.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, _check_input_shape
+from budgetnet.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual
+from budgetnet.checks import check_shape
 from budgetnet.dag import INPUT, read_graph
 from budgetnet.errors import ArchError, BudgetNetError, UnsupportedModuleError
 from budgetnet.layers import Add, Cat
@@ -164,7 +165,7 @@ def import_module(module: nn.Module, input_shape: Sequence[int]) -> Imported:
             f"module={type(module).__name__} is not a torch.nn.Module; expected a torch CNN "
             "such as an nn.Sequential of Conv2d, ReLU, MaxPool2d, Flatten and Linear"
         )
-    input_shape = _check_input_shape(input_shape)
+    input_shape = check_shape(ArchError, input_shape)
     graph_module = _trace(module)
     return _Importer(graph_module, input_shape).run(module)
 

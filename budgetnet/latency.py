@@ -43,6 +43,7 @@ from torch import nn
 
 from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
 from budgetnet.budgets import CostBudget, check_tolerance, is_time_budget, parse_budget
+from budgetnet.checks import check_shape, is_int
 from budgetnet.notation import format_layer
 from budgetnet.torch_layers import Concat, Residual
 from budgetnet.errors import BudgetError, LatencyError
@@ -137,7 +138,7 @@ def measure(
         raise LatencyError(
             f"arch_or_module={type(arch_or_module).__name__} is invalid; expected a budgetnet.Arch or a torch.nn.Module"
         )
-    input_shape = _check_shape(input_shape)
+    input_shape = check_shape(LatencyError, input_shape)
     times = _time_module(model, (batch_size, *input_shape), dev, mode, repeats, warmup, dtype, loss=True)
     median = statistics.median(times)
     return Measurement(median, median / batch_size, batch_size, str(dev), mode, repeats, tuple(times),
@@ -212,7 +213,7 @@ def _synchronize(dev: torch.device) -> None:
 def _check_settings(device, batch_size, mode, repeats, warmup, dtype):
     dev = resolve_device(device)
     for name, value, minimum in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if not is_int(value, minimum):
             raise LatencyError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
     if mode not in MODES:
         raise LatencyError(f"mode={mode!r} is invalid; expected one of {MODES}")
@@ -227,16 +228,6 @@ def _check_settings(device, batch_size, mode, repeats, warmup, dtype):
 
 def _dtype_name(dtype: torch.dtype) -> str:
     return next((name for name, value in DTYPES.items() if value == dtype), str(dtype))
-
-
-def _check_shape(input_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(side) for side in input_shape)
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise LatencyError(f"input_shape={input_shape!r} is invalid; expected (C, H, W) with positive sides")
-    return shape
 
 
 # -- per-layer latency tables ------------------------------------------------------------------

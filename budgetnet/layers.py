@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Iterable, Union
 
+from budgetnet.checks import is_int
 from budgetnet.errors import ArchError, LayerSpecError
 
 POOL_MODES = ("max", "avg")
@@ -43,7 +44,7 @@ def check_int(layer: str, field: str, value, minimum: int) -> None:
         ...
         budgetnet.errors.LayerSpecError: conv: groups=0 is invalid; expected an integer >= 1
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value, minimum):
         raise LayerSpecError(layer, field, value, f"an integer >= {minimum}")
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from budgetnet.arch import Arch
+from budgetnet.checks import is_int
 from budgetnet.complexity import complexity
 from budgetnet.errors import MemoryLimitError
 
@@ -122,7 +123,7 @@ def estimate_memory(arch: Arch, batch_size: int = 128, optimizer: str = "adamw")
         >>> estimate_memory(arch, 1, "adamw").params == (1 * 9 * 8 + 8) + (8 * 2 + 2)
         True
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size, 1):
         raise MemoryLimitError(f"memory estimate: batch_size={batch_size!r} is invalid; expected an integer >= 1")
     if optimizer not in OPTIMIZER_STATES:
         raise MemoryLimitError(

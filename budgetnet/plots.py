@@ -8,6 +8,7 @@ changes the caller's backend) and saves it when given a ``path``.
 from __future__ import annotations
 
 from pathlib import Path
+from budgetnet.checks import is_int
 
 
 def _figure(size=(6.4, 4.4)):
@@ -240,7 +241,7 @@ def _lineage_nodes(graph, nodes, max_nodes: int) -> list:
     from budgetnet.errors import BudgetError
     from budgetnet.explore import derivation, records
 
-    if isinstance(max_nodes, bool) or not isinstance(max_nodes, int) or max_nodes < 1:
+    if not is_int(max_nodes, 1):
         raise BudgetError(f"max_nodes={max_nodes!r} is invalid; expected an integer >= 1")
     root = graph.graph["baseline"]
     if nodes is not None:

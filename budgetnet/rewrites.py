@@ -47,6 +47,7 @@ from typing import Callable, ClassVar, Iterable, Sequence
 
 from budgetnet.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Residual
 from budgetnet.budgets import check_tolerance
+from budgetnet.checks import is_int
 from budgetnet.complexity import conv_macs, eqn1_term, format_count, layer_cost
 from budgetnet.errors import ArchError, LayerSpecError, RewriteError, ShapeError
 from budgetnet.notation import format_layer
@@ -433,7 +434,7 @@ class Rule:
         count = len(arch.layers)
         for name in ("start", "stop"):
             value = getattr(site, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_int(value):
                 raise self._refuse(site, f"{name}={value!r} is not an integer layer position")
         if not 0 <= site.start < site.stop <= count:
             raise self._refuse(
@@ -712,7 +713,7 @@ def _conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[
 
 
 def _check_width_multiple(rule: str, value) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+    if value is not None and not is_int(value, 1):
         raise RewriteError(rule, None, f"width_multiple={value!r} is invalid; expected an integer >= 1")
     return value
 
@@ -722,14 +723,14 @@ def _check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
         values = tuple(values)
     except TypeError:
         values = None
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
+    if not values or any(not is_int(v, minimum) for v in values):
         raise RewriteError(rule, None, f"{name}={values!r} is invalid; expected a non-empty list of integers >= {minimum}")
     return values
 
 
 def _site_param(rule: "Rule", site: Site, name: str, minimum: int) -> int:
     value = getattr(site, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not is_int(value, minimum):
         raise rule._refuse(site, f"{name}={value!r} is invalid; expected an integer >= {minimum}")
     return value
 
@@ -987,7 +988,7 @@ class DelayPoolRule(Rule):
 
     def _plan(self, arch: Arch, site: Site) -> _Plan:
         pools = site.pools
-        if not pools or any(isinstance(p, bool) or not isinstance(p, int) for p in pools):
+        if not pools or any(not is_int(p) for p in pools):
             raise self._refuse(site, f"pools={pools!r} is invalid; expected the positions of one or more pools")
         if pools[0] != site.start or pools[-1] + 2 != site.stop or list(pools) != sorted(set(pools)):
             raise self._refuse(

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import optuna
 
+from budgetnet.checks import is_int
 from budgetnet.errors import SearchError, StorageError
 
 #: The SQLite file a search uses when no storage is given (in the working directory).
@@ -144,10 +145,10 @@ def open_storage(
     """
     if isinstance(url, optuna.storages.BaseStorage):
         return url
-    if isinstance(heartbeat_interval, bool) or not isinstance(heartbeat_interval, int) or heartbeat_interval < 1:
+    if not is_int(heartbeat_interval, 1):
         raise StorageError(f"heartbeat_interval={heartbeat_interval!r} is invalid; expected whole seconds >= 1")
     grace_period = 3 * heartbeat_interval if grace_period is None else grace_period
-    if isinstance(grace_period, bool) or not isinstance(grace_period, int) or grace_period <= heartbeat_interval:
+    if not is_int(grace_period) or grace_period <= heartbeat_interval:
         raise StorageError(
             f"grace_period={grace_period!r} is invalid; expected whole seconds > heartbeat_interval "
             f"({heartbeat_interval})"

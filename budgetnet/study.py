@@ -59,6 +59,7 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
+from budgetnet.checks import is_int
 from budgetnet.complexity import complexity
 from budgetnet.errors import BudgetNetError, SearchError
 from budgetnet.memory import check_fits, parse_bytes
@@ -211,7 +212,7 @@ def search(
         >>> len(study.trials), "notation" in study.trials[0].user_attrs
         (2, True)
     """
-    if isinstance(baseline_seeds, bool) or not isinstance(baseline_seeds, int) or baseline_seeds < 1:
+    if not is_int(baseline_seeds, 1):
         raise SearchError(f"baseline_seeds={baseline_seeds!r} is invalid; expected a whole number >= 1")
     study, storage, settings = _setup(
         space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
@@ -373,7 +374,7 @@ def default_study_name(space, data, objectives: Sequence[str]) -> str:
 
 
 def _check_limits(n_trials, timeout) -> None:
-    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
+    if n_trials is not None and not is_int(n_trials, 1):
         raise SearchError(f"n_trials={n_trials!r} is invalid; expected a whole number >= 1")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (0 < timeout < math.inf)

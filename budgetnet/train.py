@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from budgetnet.arch import Arch
+from budgetnet.checks import check_int
 from budgetnet.data import Dataset
 from budgetnet.errors import CheckpointError, DeviceError, TrainingError
 from budgetnet.memory import check_fits
@@ -91,8 +92,8 @@ class Recipe:
 
     def __post_init__(self):
         object.__setattr__(self, "milestones", tuple(self.milestones))
-        _check_int("recipe epochs", self.epochs, 1)
-        _check_int("recipe batch_size", self.batch_size, 1)
+        check_int(TrainingError, "recipe epochs", self.epochs, 1)
+        check_int(TrainingError, "recipe batch_size", self.batch_size, 1)
         _check_choice("recipe optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("recipe schedule", self.schedule, SCHEDULES)
         _check_number("recipe lr", self.lr, 0, math.inf, "a number > 0", low_open=True)
@@ -307,7 +308,7 @@ def fit(
         raise TrainingError(
             f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))"
         )
-    _check_int("seed", seed, 0)
+    check_int(TrainingError, "seed", seed, 0)
     dev = resolve_device(device)
     batch = _batch_size(recipe, batch_size, len(data.train))
     if isinstance(model_or_arch, Arch):
@@ -458,7 +459,7 @@ def evaluate(
         raise TrainingError(f"split={split!r} is invalid; expected 'test', 'val' or 'train'")
     if views not in VIEWS:
         raise TrainingError(f"views={views!r} is invalid; expected 1 (centre) or 10 (centre, corners and flips)")
-    _check_int("batch_size", batch_size, 1)
+    check_int(TrainingError, "batch_size", batch_size, 1)
     dev = resolve_device(device)
     model.to(dev)
     scores = _evaluate(model, data, data.split(split), dev, views, batch_size, dev.type == "cuda")
@@ -697,11 +698,6 @@ def _set_rng(rng: dict, order_generator, augment_generator, cuda: bool) -> None:
         torch.cuda.set_rng_state(rng["cuda"])
     order_generator.set_state(rng["order"])
     augment_generator.set_state(rng["augment"])
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise TrainingError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
 
 
 def _check_choice(name: str, value, choices) -> None:

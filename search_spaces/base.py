@@ -38,6 +38,8 @@ from typing import Sequence
 
 from budgetnet.arch import Arch
 from budgetnet.budgets import budget_to_dict, resolve_budget
+from budgetnet import checks
+from budgetnet.checks import check_shape
 from budgetnet.errors import BudgetNetError, SearchError
 
 #: The registered spaces, name -> class; each space's module adds its own with :func:`register`
@@ -70,9 +72,7 @@ def check_int(where: str, field: str, value, minimum: int = 1) -> int:
         >>> check_int("small space", "max_width", 256)
         256
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SearchError(f"{where}: {field}={value!r} is invalid; expected an integer >= {minimum}")
-    return value
+    return checks.check_int(SearchError, field, value, minimum, where)
 
 
 class SearchSpace(abc.ABC):
@@ -211,7 +211,7 @@ def get_space(
     if name not in SPACES:
         raise SearchError(f"space={name!r} is unknown; expected one of {space_names()}")
     if input_shape is not None:
-        input_shape = _check_shape(input_shape)
+        input_shape = check_shape(SearchError, input_shape)
     if num_classes is not None:
         check_int(f"{name} space", "num_classes", num_classes)
     if baseline is not None:
@@ -219,15 +219,3 @@ def get_space(
     return SPACES[name].create(
         baseline=baseline, budget=budget, tolerance=tolerance, input_shape=input_shape, num_classes=num_classes, **options
     )
-
-
-def _check_shape(input_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        shape = ()
-    if len(shape) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
-        raise SearchError(
-            f"input_shape={input_shape!r} is invalid; expected (channels, height, width), three integers >= 1"
-        )
-    return shape

@@ -31,8 +31,9 @@ from __future__ import annotations
 from typing import Sequence
 
 from budgetnet.arch import SPP, Arch, Conv, Pool
+from budgetnet.checks import check_shape
 from budgetnet.errors import BudgetNetError, SearchError
-from search_spaces.base import _check_shape, check_int, register, retarget
+from search_spaces.base import check_int, register, retarget
 from budgetnet.zoo import PAPER_MODELS as MODELS
 from search_spaces.replacement import LayerReplacementSpace
 from search_spaces.stage import StageSpace, StageSpec
@@ -70,7 +71,7 @@ def baseline(input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int 
         >>> budgetnet.conv_macs(baseline((3, 32, 32), 10))
         9617408
     """
-    input_shape = _check_shape(input_shape)
+    input_shape = check_shape(SearchError, input_shape)
     check_int("small baseline", "num_classes", num_classes)
     layers = [*SMALL_STEM, SMALL_STAGES[0].pool, Conv(5, 32), SMALL_STAGES[1].pool]
     layers += [Conv(3, SMALL_LAST_WIDTH)] * 3 + list(SMALL_HEAD)
@@ -116,7 +117,7 @@ def extra_stage_fits(input_shape: Sequence[int]) -> bool:
     """
     layers = [*SMALL_STEM] + [spec.pool for spec in (*SMALL_STAGES, SMALL_EXTRA_STAGE)]
     try:
-        arch = Arch(layers, _check_shape(input_shape))
+        arch = Arch(layers, check_shape(SearchError, input_shape))
     except BudgetNetError:
         return False
     return min(arch.feature_shape[1:]) >= 2
@@ -153,7 +154,7 @@ class SmallStageSpace(StageSpace):
     ):
         if input_shape is None:
             input_shape = DEFAULT_INPUT_SHAPE if baseline is None else baseline.input_shape
-        input_shape = _check_shape(input_shape)
+        input_shape = check_shape(SearchError, input_shape)
         settings = dict(
             stem=SMALL_STEM,
             stages=SMALL_STAGES,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from budgetnet.arch import FC, REDUCERS, SPP, Arch, Conv, Layer, Pool, paper_head
+from budgetnet.checks import is_int
 from budgetnet.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
 from budgetnet.shapes import infer_shapes
@@ -435,7 +436,7 @@ class StageSpace(SearchSpace):
             values = tuple(dict.fromkeys(kernels))
         except TypeError:
             values = ()
-        if not values or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in values):
+        if not values or any(not is_int(k, 1) for k in values):
             raise SearchError(
                 f"{self.where}: kernels={kernels!r} is invalid; expected a non-empty list of integers >= 1"
             )
