@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
 from budgetnet.errors import ArchError
+from budgetnet.tables import text_table
 
 
 @dataclass(frozen=True)
@@ -180,17 +181,7 @@ class ComplexityReport:
                     format_count(row.activations),
                 )
             )
-        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-
-        def render(cells):
-            return "  ".join(
-                cell.ljust(width) if i < 2 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(cells, widths))
-            ).rstrip()
-
-        out = [render(header), render(["-" * w for w in widths])]
-        out += [render(line) for line in lines]
-        out.append("")
+        out = [text_table(header, lines, right=range(2, len(header))), ""]
         out.append(f"conv MACs, Eqn. (1): {self.conv_macs:,} ({format_count(self.conv_macs)}; FLOPs = 2 x MACs)")
         out.append(f"fc MACs:             {self.fc_macs:,} ({format_count(self.fc_macs)})")
         out.append(f"pooling window ops:  {self.pool_ops:,}")

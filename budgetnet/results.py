@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from budgetnet.complexity import format_count
 from budgetnet.errors import SearchError
 from budgetnet.record import StudyRecord, TrialRecord
+from budgetnet.tables import text_table
 
 #: Columns of the trial table, in order ("vs baseline" only when the baseline was trained).
 COLUMNS = ("trial", "accuracy", "vs baseline", "MACs", "ratio", "params", "latency", "epochs", "seconds", "architecture")
@@ -357,14 +358,7 @@ def format_table(records: list[dict]) -> str:
              if key != "vs_baseline" or any(record.get(key) is not None for record in records)]  # fmt: skip
     columns = [column for _, column in shown]
     rows = [[cell(record.get(key), column, record) for key, column in shown] for record in records]
-    widths = [max(len(column), *(len(row[i]) for row in rows)) if rows else len(column) for i, column in enumerate(columns)]
-
-    def render(cells):
-        return "  ".join(
-            c.ljust(w) if i == len(columns) - 1 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([render(columns), render(["-" * w for w in widths])] + [render(row) for row in rows])
+    return text_table(columns, rows, right=range(len(columns) - 1))
 
 
 def format_summary(summary: dict) -> str:

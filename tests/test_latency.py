@@ -189,3 +189,21 @@ def test_public_names_are_lazy():
     assert budgetnet.LatencyBudget is LatencyBudget and budgetnet.LatencyTable is LatencyTable
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         budgetnet.nothing
+
+
+def test_latency_command_prints_a_per_layer_table_and_json(tmp_path, capsys):
+    from budgetnet import cli
+
+    spec = ["(3,8) 2/2 (3,16)x2", "--input", "1x16x16", "--repeats", "1", "--warmup", "0", "--cache-dir", str(tmp_path)]
+    assert cli.main(["latency", *spec, "--table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("layer")))
+    assert lines[start].split() == ["layer", "configuration", "ms", "share"] and set(lines[start + 1]) == {"-", " "}
+    rows = lines[start + 2 : lines.index("", start)]
+    assert [row.split()[0] for row in rows] == ["conv1", "pool1", "conv2", "conv3", "head"]
+    shares = [float(row.split()[-1].rstrip("%")) for row in rows]
+    assert sum(shares) == pytest.approx(100, abs=0.5)  # each layer's share of the predicted time
+    assert cli.main(["latency", *spec, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["measurement"]["batch_size"] == 1 and result["measurement"]["median_ms"] > 0
+    assert result["arch"]["notation"] == "(3,8) 2/2 (3,16)x2 spp(2,1)" and result["conv_macs"] == 16 * 16 * 9 * 1 * 8 + 8 * 8 * 9 * 8 * 16 + 8 * 8 * 9 * 16 * 16

@@ -107,6 +107,7 @@ def test_own_private_fields_on_self_are_allowed(tmp_path, monkeypatch):
 LAYERS = {
     "budgetnet.errors": 0,
     "budgetnet.checks": 0,
+    "budgetnet.tables": 0,
     **dict.fromkeys(
         ["budgetnet.layers", "budgetnet.shapes", "budgetnet.dag", "budgetnet.arch", "budgetnet.notation",
          "budgetnet.zoo", "budgetnet.torch_layers", "budgetnet.builder", "budgetnet.importer"], 1,

@@ -14,6 +14,7 @@ examples:
 from __future__ import annotations
 
 from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
+from budgetnet.tables import text_table
 
 NAME = "latency"
 HELP = "measure an architecture's time per image on a device (and a per-layer table)"
@@ -75,12 +76,9 @@ def run(args) -> int:
     )
     print(f"Eqn. (1) {format_count(macs)} MACs per image")
     if comparison is not None:
-        rows = comparison["layers"]
-        width = max(len(row["key"]) for row in rows)
         total = comparison["predicted_ms"]
-        print(f"\n{'layer':<8}{'configuration':<{width + 2}}{'ms':>10}{'share':>8}")
-        for row in rows:
-            print(f"{row['name']:<8}{row['key']:<{width + 2}}{row['ms']:>10.3f}{row['ms'] / total:>8.1%}")
+        rows = [(row["name"], row["key"], f"{row['ms']:.3f}", f"{row['ms'] / total:.1%}") for row in comparison["layers"]]
+        print("\n" + text_table(("layer", "configuration", "ms", "share"), rows, right={2, 3}))
         print(
             f"\npredicted {total:.3f} ms per batch, measured {measured.median_ms:.3f} ms: "
             f"error {comparison['error']:+.1%}   (table {comparison['table'] or 'in memory'})"

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
 from budgetnet.complexity import format_count
+from budgetnet.tables import text_table
 
 NAME = "variants"
 HELP = "list the equal-cost variants the layer-replacement rules reach from an architecture"
@@ -165,12 +166,4 @@ def format_table(rows: list[dict]) -> str:
         )
         for row in rows
     ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
-    right = {2, 3, 4, 5}
-
-    def render(cells):
-        return "  ".join(
-            cell.rjust(width) if i in right else cell.ljust(width) for i, (cell, width) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    return "\n".join([render(header), render(["-" * w for w in widths])] + [render(line) for line in lines])
+    return text_table(header, lines, right={2, 3, 4, 5})
