@@ -57,7 +57,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="save after every epoch and resume from PATH when it exists")  # fmt: skip
     parser.add_argument("--views", type=int, choices=(1, 10), default=1,
-                        help="test views: 1 (centre) or 10 (centre, 4 corners and their flips)")  # fmt: skip
+                        help="test views: 1 (centre) or 10 (centre, 4 corners and their flips; 5 where the data is "
+                        "never flipped, as digits and MNIST)")  # fmt: skip
     parser.add_argument("--norm", choices=("none", "batch"), default="none",
                         help="none (the paper: conv + ReLU) or batch (conv + BatchNorm + ReLU)")  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
