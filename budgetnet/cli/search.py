@@ -54,7 +54,12 @@ def add_arguments(parser) -> None:
         "residual (residual stages for 16-32 px inputs: block type, blocks, kernel, groups, stride placement), "
         "residual224 (the same at 224 px, ResNet-50's budget; for GPUs)",
     )  # fmt: skip
-    space.add_argument("--baseline", metavar="SPEC", help=f"the reference model: {SPEC_HELP} (default: the space's)")
+    space.add_argument(
+        "--baseline", metavar="SPEC",
+        help=f"the reference model: {SPEC_HELP} (default: the space's). It is trained for comparison and sets "
+        "the budget; the stage spaces (small, stage) keep their own head, the replacement space rewrites the "
+        "baseline itself",
+    )  # fmt: skip
     space.add_argument(
         "--budget", metavar="BUDGET",
         help="hard ceiling: a ratio of the baseline's Eqn. (1) cost (1.0x), MACs (850M, 2.3e6) or measured "
