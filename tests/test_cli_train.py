@@ -87,7 +87,7 @@ def test_latency_prints_time_and_table(capsys, tmp_path):
     assert main([*arguments, "--table", "--cache-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "ms/image" in out and "Eqn. (1) 6.9K MACs per image" in out  # 1*9*4*64 + 4*9*8*16 = 6912
-    assert "conv1   conv in=1x8x8 out=4 k=3 s=1 p=1" in out and "predicted" in out and "error" in out
+    assert "conv1  conv in=1x8x8 out=4 k=3 s=1 p=1" in out and "predicted" in out and "error" in out
     assert len(list(tmp_path.glob("latency-*.json"))) == 1
 
 
