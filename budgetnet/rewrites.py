@@ -372,18 +372,7 @@ class Rule:
         key = self._span_key(arch, site)
         known = _SPAN_PROPOSALS.get(key) if key is not None else None
         if known is not None:
-            plan, replaced, replacement, depth_change = known
-            return Proposal(
-                rule=self,
-                site=site,
-                before=arch,
-                plan=plan,
-                before_macs=before_macs,
-                after_macs=before_macs - replaced + replacement,
-                replaced_macs=replaced,
-                replacement_macs=replacement,
-                depth_change=depth_change,
-            )
+            return self._proposal(arch, site, before_macs, *known)
         proposal = self._evaluate(arch, site, self._plan(arch, site), before_macs)
         self._check_shapes(arch, site, proposal)
         if key is not None and proposal.shapes is None:
@@ -494,19 +483,22 @@ class Rule:
             raise self._refuse(site, f"collapses a map: {error}") from None
         except (ArchError, LayerSpecError) as error:
             raise self._refuse(site, f"gives an invalid Arch: {error}") from None
-        replaced, replacement = _macs(old), _macs(new)
-        after_macs = before_macs - replaced + replacement if full is None else _macs(full)
+        return self._proposal(arch, site, before_macs, plan, _macs(old), _macs(new), _depth(new) - _depth(old), full)
+
+    def _proposal(self, arch, site, before_macs, plan, replaced, replacement, depth_change, shapes=None) -> Proposal:
+        """The Proposal; after a local inference (``shapes`` None) its cost is the
+        before-cost with the span's cost swapped, else the whole new Arch's."""
         return Proposal(
             rule=self,
             site=site,
             before=arch,
             plan=plan,
             before_macs=before_macs,
-            after_macs=after_macs,
+            after_macs=before_macs - replaced + replacement if shapes is None else _macs(shapes),
             replaced_macs=replaced,
             replacement_macs=replacement,
-            depth_change=_depth(new) - _depth(old),
-            shapes=full,
+            depth_change=depth_change,
+            shapes=shapes,
         )
 
     def _check_shapes(self, arch: Arch, site: Site, proposal: Proposal) -> None:
