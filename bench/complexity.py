@@ -39,8 +39,8 @@ import torch
 from tqdm import tqdm
 
 import budgetnet
-from budgetnet.latency import cpu_model
-from budgetnet.zoo import ZOO
+from budgetnet.cost.latency import cpu_model
+from budgetnet.graph.zoo import ZOO
 from search_spaces.paper import MODELS
 
 GOAL = 1000.0
@@ -93,7 +93,7 @@ def measure(name: str, repeats: int, fvcore_repeats: int) -> dict:
 
 def import_time(repeats: int = 3) -> str:
     """The median time of ``Arch.from_module`` on torchvision's ResNet-152 at 224 px."""
-    from budgetnet.importer import import_torchvision
+    from budgetnet.pytorch.importer import import_torchvision
 
     model = import_torchvision().models.resnet152().eval()
     seconds = median_seconds(lambda: budgetnet.Arch.from_module(model, (3, 224, 224)), repeats)

@@ -34,9 +34,10 @@ import torch
 from torch import nn
 
 import budgetnet
-from budgetnet.complexity import complexity
-from budgetnet.data import from_tensors
-from budgetnet.train import Recipe, fit
+from budgetnet.cost.complexity import complexity
+from budgetnet.training.data import from_tensors
+from budgetnet.training.recipes import Recipe
+from budgetnet.training.train import fit
 from search_spaces.paper import MODELS
 
 #: Dense bf16 tensor-core peaks (FLOP/s), matched in order against the device name.

@@ -10,7 +10,7 @@ For every model of Tables 1-2 (3x224x224, 1000 classes) the script measures, wit
 * **train step**: forward, loss, backward and SGD update of the full model, batch
   ``--train-batch``;
 
-and the time predicted by a :class:`budgetnet.latency.LatencyTable` (every distinct layer
+and the time predicted by a :class:`budgetnet.cost.latency.LatencyTable` (every distinct layer
 configuration timed in isolation, kept in a temporary cache so each run starts fresh) for the
 forward and train rows. It prints a markdown table, the Spearman rank correlation of Eqn. (1)
 with each measured column and of the predicted with the measured times, and the table's mean
@@ -35,7 +35,7 @@ import torch
 from scipy.stats import spearmanr
 
 import budgetnet
-from budgetnet.latency import LatencyTable, device_name, measure
+from budgetnet.cost.latency import LatencyTable, device_name, measure
 from search_spaces.paper import MODELS, NOTATION
 
 #: Model A with its filters scaled, to see Eqn. (1) against time over a wide range of costs.

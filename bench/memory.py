@@ -1,4 +1,4 @@
-"""Benchmark: the training memory estimate of ``budgetnet.memory`` against a measured peak.
+"""Benchmark: the training memory estimate of ``budgetnet.cost.memory`` against a measured peak.
 
 For each network and batch size, a fresh Python process builds the model (float32, CPU, one
 thread), creates the batch, and reads its resident memory (``VmRSS``); it then resets the
@@ -33,7 +33,7 @@ CASES = [
 
 _CHILD = r"""
 import json, sys, torch, budgetnet
-from budgetnet.memory import estimate_memory
+from budgetnet.cost.memory import estimate_memory
 torch.set_num_threads(1)
 spec, shape, batch, optimizer = json.loads(sys.argv[1])
 def status(key):

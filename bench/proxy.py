@@ -37,10 +37,11 @@ import optuna
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from budgetnet.complexity import complexity
-from budgetnet.data import Split, load_data
-from budgetnet.latency import cpu_model
-from budgetnet.train import evaluate, fit, get_recipe
+from budgetnet.cost.complexity import complexity
+from budgetnet.training.data import Split, load_data
+from budgetnet.cost.latency import cpu_model
+from budgetnet.training.recipes import get_recipe
+from budgetnet.training.train import evaluate, fit
 from search_spaces.base import get_space
 
 TOP = 5

@@ -22,8 +22,9 @@ import time
 import torch
 
 import budgetnet
-from budgetnet.latency import cpu_model
-from budgetnet.train import evaluate, fit, get_recipe
+from budgetnet.cost.latency import cpu_model
+from budgetnet.training.recipes import get_recipe
+from budgetnet.training.train import evaluate, fit
 
 NETS = (
     ("(3,32) 2/2 (3,64)x2 gap", 5),

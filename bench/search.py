@@ -47,14 +47,15 @@ import optuna
 import torch
 
 import budgetnet
-from budgetnet.arch import Conv
-from budgetnet.complexity import complexity, conv_macs
-from budgetnet.data import load_data
-from budgetnet.latency import cpu_model
-from budgetnet.results import best_trial, trial_counts
-from budgetnet import study as study_module
-from budgetnet.study import make_sampler
-from budgetnet.train import evaluate, fit, get_recipe
+from budgetnet.graph.arch import Conv
+from budgetnet.cost.complexity import complexity, conv_macs
+from budgetnet.training.data import load_data
+from budgetnet.cost.latency import cpu_model
+from budgetnet.studies.results import best_trial, trial_counts
+from budgetnet.studies import settings as settings_module
+from budgetnet.studies.settings import make_sampler
+from budgetnet.training.recipes import get_recipe
+from budgetnet.training.train import evaluate, fit
 from search_spaces.base import get_space
 
 
@@ -207,10 +208,10 @@ def compare(args) -> list[str]:
         "| seed | method | best trial (proxy val accuracy) | test accuracy after retraining | search s |",
         "| ---: | --- | --- | ---: | ---: |",
     ]
-    original = study_module.make_sampler
+    original = settings_module.make_sampler
     for seed in seeds:
         for method, sampler in (("TPE search", original), ("random search", _random_sampler)):
-            study_module.make_sampler = sampler
+            settings_module.make_sampler = sampler
             try:
                 start = time.perf_counter()
                 study = budgetnet.search(space, data, n_trials=args.compare_trials, recipe=recipe, seed=seed,
@@ -218,7 +219,7 @@ def compare(args) -> list[str]:
                                          device="cpu")  # fmt: skip
                 seconds = time.perf_counter() - start
             finally:
-                study_module.make_sampler = original
+                settings_module.make_sampler = original
             best = best_trial(study)
             found = budgetnet.Arch.from_dict(best.user_attrs["arch"])
             scores[method].append(_long_test(found, data, args, seed))

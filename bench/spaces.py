@@ -28,7 +28,7 @@ import optuna
 import torch
 
 import budgetnet
-from budgetnet.latency import cpu_model
+from budgetnet.cost.latency import cpu_model
 from search_spaces import small
 from search_spaces.base import SPACES, get_space
 

@@ -28,9 +28,10 @@ import torch
 from torch import nn
 
 import budgetnet
-from budgetnet.data import load_data
-from budgetnet.latency import device_name
-from budgetnet.train import Recipe, fit
+from budgetnet.training.data import load_data
+from budgetnet.cost.latency import device_name
+from budgetnet.training.recipes import Recipe
+from budgetnet.training.train import fit
 
 DEFAULT_DATA = "idx:/work/shared/data/mnist"
 GOAL = 0.95

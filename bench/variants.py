@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 
 import budgetnet
-from budgetnet.explore import summary
-from budgetnet.latency import cpu_model
+from budgetnet.rewrites.explore import summary
+from budgetnet.cost.latency import cpu_model
 from search_spaces.paper import MODELS
 
 DEFAULT_CONFIGS = ("2:0.05", "3:0.05", "3:0.08", "4:0.08:11")
@@ -96,7 +96,7 @@ def speed_model(name: str):
         return budgetnet.parse(" ".join(["(3,64)"] * 50 + ["2/2"] + ["(3,128)"] * 50), input_shape=(3, 64, 64))
     if name in MODELS:
         return MODELS[name]
-    from budgetnet.zoo import ZOO
+    from budgetnet.graph.zoo import ZOO
 
     return ZOO[name]
 

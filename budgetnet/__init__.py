@@ -7,13 +7,11 @@ Example:
     854954688
 """
 
-from budgetnet.arch import FC, SPP, Arch, Concat, Conv, Flatten, Pool, Residual
-from budgetnet.budgets import Budget
-from budgetnet.complexity import ComplexityReport, complexity, conv_macs
+from budgetnet.graph import FC, SPP, Arch, Concat, Conv, Flatten, Pool, Residual, parse, zoo
+from budgetnet.cost.budgets import Budget, LatencyBudget
+from budgetnet.cost.complexity import ComplexityReport, complexity, conv_macs
 from budgetnet.errors import BudgetNetError
-from budgetnet.explore import variants
-from budgetnet.notation import parse
-from budgetnet.rewrites import RULES, Rewrite, Rule, Site, rewrite
+from budgetnet.rewrites import RULES, Rewrite, Rule, Site, rewrite, variants
 
 __version__ = "0.1.0"
 
@@ -46,11 +44,12 @@ __all__ = [
     "rewrite",
     "search",
     "variants",
+    "zoo",
 ]
 
 
 def build(arch, num_classes=None, norm=None, weights_from=None):
-    """Build a ``torch.nn.Module`` from an Arch (see :func:`budgetnet.builder.build`).
+    """Build a ``torch.nn.Module`` from an Arch (see :func:`budgetnet.pytorch.builder.build`).
 
     Imported lazily so that ``import budgetnet`` does not import torch.
 
@@ -60,46 +59,46 @@ def build(arch, num_classes=None, norm=None, weights_from=None):
         >>> type(model).__name__
         'BudgetNet'
     """
-    from budgetnet.builder import build as _build
+    from budgetnet.pytorch.builder import build as _build
 
     return _build(arch, num_classes=num_classes, norm=norm, weights_from=weights_from)
 
 
 def search(space, data, **options):
     """Search ``space`` for the most accurate architectures inside its budget (an Optuna
-    study); see :func:`budgetnet.study.search` for the options.
+    study); see :func:`budgetnet.studies.study.search` for the options.
 
     Imported lazily so that ``import budgetnet`` does not import optuna or torch.
 
     Example:
         >>> import budgetnet, optuna
-        >>> from budgetnet.data import load_data
+        >>> from budgetnet.training.data import load_data
         >>> study = budgetnet.search("small", load_data("digits", limit=60), n_trials=1, epochs=1,
         ...                          storage=optuna.storages.InMemoryStorage(), progress=False)
         >>> len(study.trials)
         1
     """
-    from budgetnet.study import search as _search
+    from budgetnet.studies.study import search as _search
 
     return _search(space, data, **options)
 
 
 def load_data(spec="digits", **options):
     """Load a dataset (``"digits"``, ``"idx:DIR"``, ``"cifar:DIR"``, ``"folder:DIR"``); see
-    :func:`budgetnet.data.load_data` for the options. Imported lazily (torch).
+    :func:`budgetnet.training.data.load_data` for the options. Imported lazily (torch).
 
     Example:
         >>> import budgetnet
         >>> budgetnet.load_data("digits", limit=100).input_shape
         (1, 16, 16)
     """
-    from budgetnet.data import load_data as _load_data
+    from budgetnet.training.data import load_data as _load_data
 
     return _load_data(spec, **options)
 
 
 def fit(model_or_arch, data, recipe="quick", **options):
-    """Train an Arch or a torch module on a dataset; see :func:`budgetnet.train.fit` for the
+    """Train an Arch or a torch module on a dataset; see :func:`budgetnet.training.train.fit` for the
     options. Imported lazily (torch).
 
     Example:
@@ -109,14 +108,14 @@ def fit(model_or_arch, data, recipe="quick", **options):
         >>> budgetnet.fit(arch, data, epochs=1, progress=False).epochs_run
         1
     """
-    from budgetnet.train import fit as _fit
+    from budgetnet.training.train import fit as _fit
 
     return _fit(model_or_arch, data, recipe, **options)
 
 
 def evaluate(model, data, **options):
     """Score a trained model on a split (optionally with the paper's 10 views); see
-    :func:`budgetnet.train.evaluate`. Imported lazily (torch).
+    :func:`budgetnet.training.train.evaluate`. Imported lazily (torch).
 
     Example:
         >>> import budgetnet
@@ -125,14 +124,14 @@ def evaluate(model, data, **options):
         >>> budgetnet.evaluate(model, data, device="cpu")["images"]
         359
     """
-    from budgetnet.train import evaluate as _evaluate
+    from budgetnet.training.train import evaluate as _evaluate
 
     return _evaluate(model, data, **options)
 
 
 def measure(arch_or_module, device="cpu", batch_size=1, mode="forward", **options):
     """Measured time of a network on a device (median of several runs); see
-    :func:`budgetnet.latency.measure`. Imported lazily (torch).
+    :func:`budgetnet.cost.latency.measure`. Imported lazily (torch).
 
     Example:
         >>> import budgetnet
@@ -140,13 +139,13 @@ def measure(arch_or_module, device="cpu", batch_size=1, mode="forward", **option
         >>> budgetnet.measure(arch, "cpu", repeats=2, warmup=1).ms_per_image > 0
         True
     """
-    from budgetnet.latency import measure as _measure
+    from budgetnet.cost.latency import measure as _measure
 
     return _measure(arch_or_module, device, batch_size, mode, **options)
 
 
 #: Public classes whose modules import torch: loaded on first access.
-_LAZY_CLASSES = {"LatencyBudget": "budgetnet.latency", "LatencyTable": "budgetnet.latency"}
+_LAZY_CLASSES = {"LatencyTable": "budgetnet.cost.latency"}
 
 
 def __getattr__(name):

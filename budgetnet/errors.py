@@ -87,7 +87,7 @@ class TrainingError(BudgetNetError, ValueError):
 
 class MemoryLimitError(BudgetNetError, ValueError):
     """A network whose estimated memory (parameters, activations x batch) exceeds the limit,
-    or a memory limit that is not a size; see :mod:`budgetnet.memory`."""
+    or a memory limit that is not a size; see :mod:`budgetnet.cost.memory`."""
 
 
 class LatencyError(BudgetNetError, ValueError):

@@ -37,8 +37,8 @@ def pareto_front(study, x: str = "macs", path: str | Path | None = None):
     """
     from optuna.trial import TrialState
 
-    from budgetnet.record import StudyRecord, TrialRecord
-    from budgetnet.results import cost_key, is_feasible, pareto_trials
+    from budgetnet.studies.record import StudyRecord, TrialRecord
+    from budgetnet.studies.results import cost_key, is_feasible, pareto_trials
 
     key = cost_key(x)
     record = StudyRecord.read(study)
@@ -85,7 +85,7 @@ def optimization_history(study, path: str | Path | None = None):
     """
     from optuna.trial import TrialState
 
-    from budgetnet.results import is_feasible
+    from budgetnet.studies.results import is_feasible
 
     figure = _figure()
     axes = figure.add_subplot()
@@ -141,7 +141,7 @@ def lineage(
     Models are boxes (name, cost ratio to the baseline, notation, depth and Eqn. (1) MACs),
     in columns by the number of rewrites from the baseline; arrows are rewrites, labelled
     by rule. A long notation (a ResNet) is shown as the layers the rewrites wrote
-    (``brief`` in :func:`~budgetnet.explore.records`), and the arrows then also name the
+    (``brief`` in :func:`~budgetnet.rewrites.explore.records`), and the arrows then also name the
     stage and the parameters. A box's colour is its cost ratio; named models (``names`` in
     :func:`~budgetnet.variants`) have a bold frame.
 
@@ -168,8 +168,8 @@ def lineage(
     from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
-    from budgetnet.complexity import format_count
-    from budgetnet.explore import labels, records
+    from budgetnet.cost.complexity import format_count
+    from budgetnet.rewrites.explore import labels, records
 
     keys = _lineage_nodes(graph, nodes, max_nodes)
     briefs = {row["key"]: row["brief"] for row in records(graph)}
@@ -239,7 +239,7 @@ def lineage(
 
 def _lineage_nodes(graph, nodes, max_nodes: int) -> list:
     from budgetnet.errors import BudgetError
-    from budgetnet.explore import derivation, records
+    from budgetnet.rewrites.explore import derivation, records
 
     if not is_int(max_nodes, 1):
         raise BudgetError(f"max_nodes={max_nodes!r} is invalid; expected an integer >= 1")

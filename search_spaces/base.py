@@ -36,8 +36,8 @@ from __future__ import annotations
 import abc
 from typing import Sequence
 
-from budgetnet.arch import Arch
-from budgetnet.budgets import budget_to_dict, resolve_budget
+from budgetnet.graph.arch import Arch
+from budgetnet.cost.budgets import budget_to_dict, resolve_budget
 from budgetnet import checks
 from budgetnet.checks import check_shape
 from budgetnet.errors import BudgetNetError, SearchError
@@ -189,7 +189,7 @@ def get_space(
             ``"residual"`` or ``"residual224"``.
         baseline: the reference Arch. Defaults: the small baseline for ``"small"``, model A
             for ``"stage"``, and the one that suits the input for ``"replacement"``.
-        budget: see :func:`budgetnet.budgets.resolve_budget`; ``None`` is the baseline's own cost.
+        budget: see :func:`budgetnet.cost.budgets.resolve_budget`; ``None`` is the baseline's own cost.
         tolerance: the budget's relative tolerance (``None``: a budget object's own, 5 % for
             one given as ``None``, text or a number).
         input_shape: ``(C, H, W)`` of the data; the baseline is moved onto it.

@@ -1,8 +1,8 @@
 """The paper's models, Tables 1-2, written in its notation exactly as the tables print them.
 
 Every model takes a 224x224x3 image, ends with SPP {6,3,2,1}, fc 4096, fc 4096 and a
-1000-way classifier, and counts its cost by Eqn. (1) (``budgetnet.complexity``). The models
-live in :mod:`budgetnet.zoo` (beside the residual families); this module re-exports them
+1000-way classifier, and counts its cost by Eqn. (1) (``budgetnet.cost.complexity``). The models
+live in :mod:`budgetnet.graph.zoo` (beside the residual families); this module re-exports them
 under their historical names, with the search spaces built on them.
 
 Example:
@@ -13,9 +13,9 @@ Example:
 
 from __future__ import annotations
 
-from budgetnet.zoo import PAPER_COMPLEXITY, PAPER_ERROR
-from budgetnet.zoo import PAPER_MODELS as MODELS
-from budgetnet.zoo import PAPER_NOTATION as NOTATION
+from budgetnet.graph.zoo import PAPER_COMPLEXITY, PAPER_ERROR
+from budgetnet.graph.zoo import PAPER_MODELS as MODELS
+from budgetnet.graph.zoo import PAPER_NOTATION as NOTATION
 
 # The search spaces built on these models (issue 5); imported last, since they use MODELS.
 from search_spaces.stage import StageSpace  # noqa: E402

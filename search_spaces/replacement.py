@@ -38,10 +38,11 @@ from typing import Iterable, Sequence
 
 import networkx as nx
 
-from budgetnet.arch import Arch
-from budgetnet.complexity import conv_macs, format_count
+from budgetnet.graph.arch import Arch
+from budgetnet.cost.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
-from budgetnet.budgets import DEFAULT_TOLERANCE
+from budgetnet.cost.budgets import DEFAULT_TOLERANCE
+from search_spaces import small
 from search_spaces.base import SearchSpace, check_int, register, retarget
 
 #: The choice that stops the walk at the architecture reached so far.
@@ -123,7 +124,7 @@ class LayerReplacementSpace(SearchSpace):
     def graph(self) -> nx.DiGraph:
         """The lineage graph of :func:`budgetnet.variants` (built once)."""
         if self._graph is None:
-            from budgetnet.explore import variants
+            from budgetnet.rewrites.explore import variants
 
             target = self.budget if self.target_macs is not None else None
             self._graph = variants(
@@ -177,9 +178,7 @@ class LayerReplacementSpace(SearchSpace):
         """The space for :func:`~search_spaces.base.get_space`; without a baseline, the one
         that suits the input (:func:`search_spaces.small.default_baseline`)."""
         if baseline is None:
-            from search_spaces.small import default_baseline
-
-            baseline = default_baseline(input_shape, num_classes)
+            baseline = small.default_baseline(input_shape, num_classes)
         return cls(baseline, budget, tolerance, **options)
 
     def suggest(self, trial) -> Arch:
@@ -278,3 +277,35 @@ class LayerReplacementSpace(SearchSpace):
         if self._graph is not None:
             text += f", {len(self.candidates())} candidates"
         return text
+
+
+class SmallReplacementSpace(LayerReplacementSpace):
+    """:class:`LayerReplacementSpace` from the small baseline (:func:`search_spaces.small.baseline`).
+
+    Args:
+        budget: the budget; ``None`` is the small baseline's cost.
+        baseline: default :func:`search_spaces.small.baseline` on ``input_shape`` and ``num_classes``.
+        tolerance: the budget's tolerance (see :func:`budgetnet.cost.budgets.resolve_budget`).
+        input_shape: default 1x16x16.
+        num_classes: default 10.
+        **options: as for LayerReplacementSpace (``max_steps``, ``rules``, ...).
+
+    Example:
+        >>> space = SmallReplacementSpace(input_shape=(1, 28, 28))
+        >>> space.baseline.notation(), space.baseline.input_shape
+        ('(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)', (1, 28, 28))
+    """
+
+    def __init__(
+        self,
+        budget=None,
+        baseline: Arch | None = None,
+        tolerance: float | None = None,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_classes: int | None = None,
+        **options,
+    ):
+        if baseline is None:
+            baseline = small.baseline(input_shape, num_classes)
+        super().__init__(baseline, budget, tolerance, input_shape=input_shape, num_classes=num_classes, **options)

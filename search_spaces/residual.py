@@ -44,10 +44,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from budgetnet.arch import Arch
-from budgetnet.complexity import conv_macs
+from budgetnet.graph.arch import Arch
+from budgetnet.cost.complexity import conv_macs
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
-from budgetnet.notation import parse
+from budgetnet.graph.notation import parse
 from search_spaces.base import SearchSpace, check_int, register, retarget
 
 BLOCK_TYPES = ("basic", "bottleneck", "inverted")
@@ -110,7 +110,7 @@ class ResidualSpace(SearchSpace):
         head: str = "gap",
     ):
         if baseline is None:
-            from budgetnet.zoo import get
+            from budgetnet.graph.zoo import get
 
             baseline = get("small_residual")
         baseline = retarget(baseline, input_shape, num_classes)
@@ -280,7 +280,7 @@ class Residual224Space(ResidualSpace):
         **options,
     ):
         if baseline is None:
-            from budgetnet.zoo import get
+            from budgetnet.graph.zoo import get
 
             baseline = get("resnet50_v1.5")
         super().__init__(budget, baseline, stem=stem, widths=widths, unit=unit, max_blocks=max_blocks, **options)

@@ -16,8 +16,8 @@ training digits takes about 0.1 s on 2 CPU cores (see ``docs/spaces.md``).
 
 :class:`SmallStageSpace` is :class:`~search_spaces.stage.StageSpace` with this layout
 (stages 2 and 3 searchable, an optional stage 4 after a 2/2 pool, kernels 2, 3, 5, widths
-multiples of 8 from 8 to 256); :class:`SmallReplacementSpace` is the layer-replacement
-space of the small baseline.
+multiples of 8 from 8 to 256); :class:`~search_spaces.replacement.SmallReplacementSpace` is
+the layer-replacement space of the small baseline.
 
 Example:
     >>> from search_spaces import small
@@ -30,12 +30,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from budgetnet.arch import SPP, Arch, Conv, Pool
+from budgetnet.graph.arch import SPP, Arch, Conv, Pool
 from budgetnet.checks import check_shape
 from budgetnet.errors import BudgetNetError, SearchError
 from search_spaces.base import check_int, register, retarget
-from budgetnet.zoo import PAPER_MODELS as MODELS
-from search_spaces.replacement import LayerReplacementSpace
+from budgetnet.graph.zoo import PAPER_MODELS as MODELS
 from search_spaces.stage import StageSpace, StageSpec
 
 #: Inputs with a side below this many pixels get the small baseline by default.
@@ -57,8 +56,8 @@ SMALL_LAST_WIDTH = 64
 SMALL_HEAD = (SPP((2, 1)),)
 
 
-def baseline(input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int = DEFAULT_NUM_CLASSES) -> Arch:
-    """The small baseline in the spirit of model A, for 8-32 pixel inputs.
+def baseline(input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Arch:
+    """The small baseline in the spirit of model A, for 8-32 pixel inputs (default 1x16x16, 10 classes).
 
     ``(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)``: a stem conv and pool, a 5x5 stage and
     pool, a stage of three 3x3 convs, SPP and the classifier (the only fc).
@@ -71,7 +70,8 @@ def baseline(input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int 
         >>> budgetnet.conv_macs(baseline((3, 32, 32), 10))
         9617408
     """
-    input_shape = check_shape(SearchError, input_shape)
+    input_shape = check_shape(SearchError, DEFAULT_INPUT_SHAPE if input_shape is None else input_shape)
+    num_classes = DEFAULT_NUM_CLASSES if num_classes is None else num_classes
     check_int("small baseline", "num_classes", num_classes)
     layers = [*SMALL_STEM, SMALL_STAGES[0].pool, Conv(5, 32), SMALL_STAGES[1].pool]
     layers += [Conv(3, SMALL_LAST_WIDTH)] * 3 + list(SMALL_HEAD)
@@ -82,13 +82,6 @@ def baseline(input_shape: Sequence[int] = DEFAULT_INPUT_SHAPE, num_classes: int 
             f"small baseline: input_shape={input_shape!r} is too small ({error}); expected at "
             "least 4x4 pixels"
         ) from None
-
-
-def _default_baseline(input_shape=None, num_classes=None) -> Arch:
-    return baseline(
-        DEFAULT_INPUT_SHAPE if input_shape is None else input_shape,
-        DEFAULT_NUM_CLASSES if num_classes is None else num_classes,
-    )
 
 
 def default_baseline(input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> Arch:
@@ -104,7 +97,7 @@ def default_baseline(input_shape: Sequence[int] | None = None, num_classes: int 
         '(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)'
     """
     if input_shape is None or min(tuple(input_shape)[1:]) < SMALL_INPUT_LIMIT:
-        return _default_baseline(input_shape, num_classes)
+        return baseline(input_shape, num_classes)
     return retarget(MODELS["A"], input_shape, num_classes)
 
 
@@ -171,36 +164,4 @@ class SmallStageSpace(StageSpace):
 
     def default_baseline(self, input_shape, num_classes) -> Arch:
         """The small baseline on ``input_shape`` (default 1x16x16) and ``num_classes`` (default 10)."""
-        return _default_baseline(input_shape, num_classes)
-
-
-class SmallReplacementSpace(LayerReplacementSpace):
-    """:class:`~search_spaces.replacement.LayerReplacementSpace` from the small baseline.
-
-    Args:
-        budget: the budget; ``None`` is the small baseline's cost.
-        baseline: default :func:`baseline` on ``input_shape`` and ``num_classes``.
-        tolerance: the budget's tolerance (see :func:`budgetnet.budgets.resolve_budget`).
-        input_shape: default 1x16x16.
-        num_classes: default 10.
-        **options: as for LayerReplacementSpace (``max_steps``, ``rules``, ...).
-
-    Example:
-        >>> space = SmallReplacementSpace(input_shape=(1, 28, 28))
-        >>> space.baseline.notation(), space.baseline.input_shape
-        ('(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1)', (1, 28, 28))
-    """
-
-    def __init__(
-        self,
-        budget=None,
-        baseline: Arch | None = None,
-        tolerance: float | None = None,
-        *,
-        input_shape: Sequence[int] | None = None,
-        num_classes: int | None = None,
-        **options,
-    ):
-        if baseline is None:
-            baseline = _default_baseline(input_shape, num_classes)
-        super().__init__(baseline, budget, tolerance, input_shape=input_shape, num_classes=num_classes, **options)
+        return baseline(input_shape, num_classes)

@@ -14,7 +14,7 @@ conv of stage ``N`` gets one width ``w_N``, except the network's last conv, whic
 width the head expects (256 in the paper), and the ``w_N`` are **solved** so that the
 candidate's Eqn. (1) cost is as close as possible to the budget without passing its
 ceiling. All stages share one scale ``alpha`` (``w_N = alpha * base_N`` rounded to
-``width_multiple``), found by bisection on :func:`budgetnet.complexity.conv_macs`; then the
+``width_multiple``), found by bisection on :func:`budgetnet.cost.complexity.conv_macs`; then the
 ``w_N`` move apart, a step of ``width_multiple`` at a time, while that lands closer to the
 target.
 
@@ -42,11 +42,11 @@ import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
-from budgetnet.arch import FC, REDUCERS, SPP, Arch, Conv, Layer, Pool, paper_head
+from budgetnet.graph.arch import FC, REDUCERS, SPP, Arch, Conv, Layer, Pool, paper_head
 from budgetnet.checks import is_int
-from budgetnet.complexity import conv_macs, format_count
+from budgetnet.cost.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
-from budgetnet.shapes import infer_shapes
+from budgetnet.graph.shapes import infer_shapes
 from search_spaces.base import SearchSpace, check_int, register, retarget
 
 BISECTION_STEPS = 48
@@ -174,7 +174,7 @@ class StageSpace(SearchSpace):
 
     def default_baseline(self, input_shape, num_classes) -> Arch:
         """Model A, on ``input_shape`` and ``num_classes`` when given."""
-        from budgetnet.zoo import PAPER_MODELS as MODELS
+        from budgetnet.graph.zoo import PAPER_MODELS as MODELS
 
         return retarget(MODELS["A"], input_shape, num_classes)
 
@@ -373,7 +373,7 @@ class StageSpace(SearchSpace):
 
     # -- description -------------------------------------------------------------------------
     def options(self) -> dict:
-        from budgetnet.arch import layer_to_dict
+        from budgetnet.graph.arch import layer_to_dict
 
         def spec(s: StageSpec | None):
             if s is None:
@@ -394,7 +394,7 @@ class StageSpace(SearchSpace):
         }
 
     def summary(self) -> str:
-        from budgetnet.notation import format_layer
+        from budgetnet.graph.printing import format_layer
 
         kernels = "/".join(str(k) for k in self.kernels)
         parts = [

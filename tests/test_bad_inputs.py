@@ -85,7 +85,7 @@ def workspace(tmp_path_factory):
     with sqlite3.connect(root / "contacts.db") as connection:
         connection.execute("CREATE TABLE contacts (name TEXT)")
     (root / "latency_cache").mkdir()
-    from budgetnet.latency import LatencyTable
+    from budgetnet.cost.latency import LatencyTable
 
     (root / "latency_cache" / LatencyTable("cpu", cache_dir=False).file_name()).write_text("{broken")
     return root
@@ -431,8 +431,8 @@ def test_public_function_bad_input(name, call, error, message, digits, tmp_path,
 
 
 def test_export_and_storage_functions_leave_files_alone(workspace):
-    from budgetnet.export import export_trial
-    from budgetnet.storage import load_study, open_storage
+    from budgetnet.studies.export import export_trial
+    from budgetnet.studies.storage import load_study, open_storage
 
     before = snapshot(workspace)
     study = load_study(open_storage(str(workspace / "budgetnet.db")), "s")

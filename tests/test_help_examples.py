@@ -31,7 +31,7 @@ from optuna.trial import TrialState
 
 import budgetnet
 from budgetnet.cli import main
-from budgetnet.zoo import get as zoo_model
+from budgetnet.graph.zoo import get as zoo_model
 
 #: Appended to every search example: 2 trials of 1 epoch on 60 training images, no baseline run.
 CHEAP = ["--trials", "2", "--epochs", "1", "--limit", "60", "--no-progress", "--no-baseline", "--device", "cpu"]
@@ -289,8 +289,8 @@ def test_latency_examples(tmp_path, monkeypatch, capsys):
 
 
 def test_recover_examples(tmp_path, monkeypatch, capsys):
-    from budgetnet.record import TrialRecord
-    from budgetnet.storage import create_or_load_study, open_storage, storage_url
+    from budgetnet.studies.record import TrialRecord
+    from budgetnet.studies.storage import create_or_load_study, open_storage, storage_url
 
     examples = help_examples("recover", capsys)
     assert len(examples) == 3

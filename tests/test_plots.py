@@ -4,7 +4,7 @@ import pytest
 
 import budgetnet
 from budgetnet.errors import BudgetError
-from budgetnet.explore import node_named
+from budgetnet.rewrites.explore import node_named
 from budgetnet.plots import lineage
 from search_spaces.paper import MODELS
 
@@ -64,7 +64,7 @@ def test_lineage_bad_input(fig1_graph):
 
 
 def test_lineage_of_a_resnet_shows_what_each_rewrite_wrote():
-    from budgetnet.zoo import ZOO
+    from budgetnet.graph.zoo import ZOO
 
     graph = budgetnet.variants(ZOO["resnet50"], max_steps=1, rules=["cardinality_width"], names=ZOO)
     figure = lineage(graph)

@@ -19,12 +19,12 @@ SOURCES = sorted([*ROOT.glob("budgetnet/**/*.py"), *ROOT.glob("search_spaces/*.p
 
 #: budgetnet's own classes reading their own private fields on another instance of the class.
 OWN_PRIVATE = {
-    ("budgetnet/arch.py", "other._key"),  # Arch.__eq__ compares two Arch keys
-    ("budgetnet/rewrites.py", "rule._refuse"),  # a Rule's helper on a Rule
-    ("budgetnet/rewrites.py", "self.rule._build"),  # a rule's Proposal builds through its rule
+    ("budgetnet/graph/arch.py", "other._key"),  # Arch.__eq__ compares two Arch keys
+    ("budgetnet/rewrites/framework.py", "rule._refuse"),  # a Rule's helper on a Rule
+    ("budgetnet/rewrites/framework.py", "self.rule._build"),  # a rule's Proposal builds through its rule
 }
 #: CIFAR batches are numpy pickles: they name numpy's array rebuilder, which the safe
-#: unpickler of budgetnet/data.py must hand back (numpy moved it in 2.0, hence both names).
+#: unpickler of budgetnet/training/readers.py must hand back (numpy moved it in 2.0, hence both names).
 PICKLE_NAMES = {"numpy._core.multiarray", "numpy.core.multiarray", "_reconstruct"}
 
 
@@ -44,7 +44,7 @@ def private_uses(path: Path) -> list[str]:
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
             names = [alias.name for alias in node.names] if isinstance(node, ast.ImportFrom) else []
-            if where == "budgetnet/data.py" and set(modules + names) <= PICKLE_NAMES:
+            if where == "budgetnet/training/readers.py" and set(modules + names) <= PICKLE_NAMES:
                 continue
             for module in modules:
                 if not module.startswith("budgetnet") and any(part.startswith("_") and not part.startswith("__") for part in module.split(".")):
@@ -63,7 +63,7 @@ def private_uses(path: Path) -> list[str]:
 
 def test_sources_are_found():
     names = {path.relative_to(ROOT).as_posix() for path in SOURCES}
-    assert {"budgetnet/study.py", "budgetnet/storage.py", "search_spaces/base.py"} <= names
+    assert {"budgetnet/studies/study.py", "budgetnet/studies/storage.py", "search_spaces/base.py"} <= names
 
 
 def test_no_private_names_of_other_libraries():
@@ -101,71 +101,118 @@ def test_own_private_fields_on_self_are_allowed(tmp_path, monkeypatch):
 
 
 # -- layers ------------------------------------------------------------------------------------
-#: Each module's layer; a module imports (at the top or inside a function) only modules of
-#: its own layer or below: layers -> shapes -> arch -> cost/budgets -> rewrites/spaces ->
-#: search -> cli.
-LAYERS = {
-    "budgetnet.errors": 0,
-    "budgetnet.checks": 0,
-    "budgetnet.tables": 0,
-    **dict.fromkeys(
-        ["budgetnet.layers", "budgetnet.shapes", "budgetnet.dag", "budgetnet.arch", "budgetnet.notation",
-         "budgetnet.zoo", "budgetnet.torch_layers", "budgetnet.builder", "budgetnet.importer"], 1,
-    ),  # fmt: skip
-    **dict.fromkeys(
-        ["budgetnet.complexity", "budgetnet.budgets", "budgetnet.memory", "budgetnet.latency", "budgetnet.data",
-         "budgetnet.train",
-         "budgetnet.record", "budgetnet.results", "budgetnet.storage"], 2,
-    ),  # fmt: skip
-    **dict.fromkeys(["budgetnet.rewrites", "budgetnet.block_rewrites", "budgetnet.explore"], 3),
-    **{f"search_spaces.{name}": 3 for name in ("base", "paper", "small", "stage", "replacement", "residual")},
-    "search_spaces": 3,
-    **dict.fromkeys(["budgetnet.study", "budgetnet.workers", "budgetnet.export", "budgetnet.plots"], 4),
-    "budgetnet.cli": 5,
-    "budgetnet": 6,
-    "budgetnet.__main__": 6,
+#: The packages from the bottom up: a module imports (at the top or inside a function) only
+#: from its own package or the ones below it. docs/architecture.md lists the same order.
+PACKAGES = [
+    ("base", ("budgetnet.errors", "budgetnet.checks", "budgetnet.tables")),
+    ("graph", ("budgetnet.graph",)),
+    ("pytorch", ("budgetnet.pytorch",)),
+    ("cost", ("budgetnet.cost",)),
+    ("rewrites", ("budgetnet.rewrites",)),
+    ("search_spaces", ("search_spaces",)),
+    ("training", ("budgetnet.training",)),
+    ("studies", ("budgetnet.studies",)),
+    ("plots", ("budgetnet.plots",)),
+    ("cli", ("budgetnet.cli",)),
+    ("package", ("budgetnet",)),
+]
+#: The upward imports there are, each inside a function and each for a reason.
+UPWARD = {
+    # Arch.from_module, the public spelling of the torch importer (imported on first use)
+    ("budgetnet.graph.arch", "budgetnet.pytorch.importer"),
 }
-LAYER_NAMES = ["errors", "layers/shapes/arch", "cost/budgets", "rewrites/spaces", "search", "cli", "package"]
 
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
-    name = ".".join(parts)
-    return "budgetnet.cli" if name.startswith("budgetnet.cli.") else name
+    return ".".join(parts)
 
 
-def layer_of(name: str) -> int | None:
-    while name:
-        if name in LAYERS:
-            return LAYERS[name]
-        name = name.rpartition(".")[0]
-    return None
+MODULES = {module_name(path): path for path in SOURCES}
+
+
+def package_of(name: str) -> str | None:
+    """The package (layer) a module belongs to: the longest prefix listed in PACKAGES."""
+    best = None
+    for package, prefixes in PACKAGES:
+        for prefix in prefixes:
+            if (name == prefix or name.startswith(prefix + ".")) and (best is None or len(prefix) > len(best[1])):
+                best = (package, prefix)
+    return None if best is None else best[0]
+
+
+def rank(package: str) -> int:
+    return [name for name, _ in PACKAGES].index(package)
 
 
 def imports_of(path: Path) -> set[str]:
+    """The budgetnet and search_spaces modules ``path`` imports, at the top or in a function
+    (not those under ``if TYPE_CHECKING:``, which only annotations read)."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            node.body = []
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found |= {f"{node.module}.{alias.name}" for alias in node.names}
+            for alias in node.names:  # `from package import module` imports the module
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in MODULES or alias.name == "__version__" else node.module)
     return {name for name in found if name.split(".")[0] in ("budgetnet", "search_spaces")}
 
 
-def test_every_module_has_a_layer():
-    assert [module_name(path) for path in SOURCES if layer_of(module_name(path)) is None] == []
+def import_graph():
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for name, path in MODULES.items():
+        graph.add_node(name)
+        for imported in imports_of(path):
+            if imported == "budgetnet.__version__":  # the package's version string, for --version
+                continue
+            graph.add_edge(name, imported)
+    return graph
+
+
+def test_every_module_has_a_package():
+    assert [name for name in MODULES if package_of(name) is None] == []
 
 
 def test_dependencies_run_one_way():
-    upward = []
-    for path in SOURCES:
-        name = module_name(path)
-        for imported in imports_of(path):
-            target = layer_of(imported)
-            if imported == "budgetnet.__version__":  # the package's version string, for --version
-                continue
-            if target is not None and target > layer_of(name):
-                upward.append(f"{name} ({LAYER_NAMES[layer_of(name)]}) imports {imported} ({LAYER_NAMES[target]})")
+    upward = [
+        f"{source} ({package_of(source)}) imports {target} ({package_of(target)})"
+        for source, target in import_graph().edges
+        if package_of(target) is not None and rank(package_of(target)) > rank(package_of(source))
+        and (source, target) not in UPWARD
+    ]
     assert upward == []
+
+
+def test_no_circle_between_files():
+    import networkx as nx
+
+    graph = import_graph()
+    graph.remove_edges_from(UPWARD)
+    # a package's __init__ re-exports its modules; a module importing its own package's
+    # __init__ would close a circle, so every circle counts, the __init__ ones too
+    assert list(nx.simple_cycles(graph)) == []
+
+
+def test_the_package_map_is_what_the_imports_draw(capsys):
+    """The order of PACKAGES is the one the imports give, and docs/architecture.md shows it."""
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for source, target in import_graph().edges:
+        if (source, target) not in UPWARD and package_of(source) != package_of(target):
+            graph.add_edge(package_of(source), package_of(target))
+    order = list(nx.lexicographical_topological_sort(graph.reverse(), key=rank))
+    with capsys.disabled():
+        print("\npackages, bottom up:", " <- ".join(order))
+    assert order == [name for name, _ in PACKAGES]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    assert "packages, bottom up: " + " <- ".join(order) in doc

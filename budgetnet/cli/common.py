@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from budgetnet.arch import Arch
+from budgetnet.graph.arch import Arch
 from budgetnet.errors import ArchError
-from budgetnet.notation import parse
+from budgetnet.graph.notation import parse
 
 SPEC_HELP = (
     "a zoo model (resnet18, resnet34, resnet50, resnet101, resnet152 as in He et al. 2016; "
@@ -57,7 +57,7 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
         >>> load_arch("resnet50", num_classes=10).num_classes
         10
     """
-    from budgetnet import zoo
+    from budgetnet.graph import zoo
 
     module_spec = _MODULE_SPEC.fullmatch(spec)
     if spec in zoo.PAPER_MODELS or spec in zoo.ZOO:

@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from budgetnet.export import export_trial
+    from budgetnet.studies.export import export_trial
 
     study = open_study(args)
     path = export_trial(study, args.trial, args.format, args.output)

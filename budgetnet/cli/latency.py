@@ -42,8 +42,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from budgetnet.complexity import conv_macs, format_count
-    from budgetnet.latency import LatencyTable, device_name, measure
+    from budgetnet.cost.complexity import conv_macs, format_count
+    from budgetnet.cost.latency import LatencyTable, device_name, measure
 
     arch = load_arch(args.spec, args.input, args.classes)
     norm = None if args.norm == "none" else args.norm

@@ -39,7 +39,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from budgetnet.study import recover_trials
+    from budgetnet.studies.worker import recover_trials
 
     study = open_study(args)
     numbers = recover_trials(study, older_than=args.older_than, workers=args.worker)

@@ -35,7 +35,7 @@ def add_arguments(parser) -> None:
 
 def open_study(args):
     """The study named by --storage and --study."""
-    from budgetnet.storage import load_study, open_storage, storage_url
+    from budgetnet.studies.storage import load_study, open_storage, storage_url
 
     url = storage_url(args.storage)
     if url.startswith("sqlite:///") and not _exists(url):
@@ -63,7 +63,7 @@ def report(study, args, next_step: str = "") -> int:
     """Print the report of ``study`` (a table, or JSON with --json) and save --plot-dir's plots;
     ``next_step`` follows the table when there is a best trial. 0 when a trial completed in
     budget, else 1 (shared with `budgetnet search`)."""
-    from budgetnet.results import format_summary, summarize
+    from budgetnet.studies.results import format_summary, summarize
 
     summary = summarize(study, top=args.top)
     if args.plot_dir:
@@ -105,7 +105,7 @@ def save_plots(study, directory) -> list[Path]:
     from budgetnet.plots import optimization_history, pareto_front
 
     directory = plot_dir(directory)
-    from budgetnet.record import StudyRecord
+    from budgetnet.studies.record import StudyRecord
 
     objectives = StudyRecord.read(study).objectives
     x = objectives[1] if len(objectives) > 1 else "macs"

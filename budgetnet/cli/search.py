@@ -155,10 +155,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import optuna
 
-    from budgetnet.budgets import is_time_budget, parse_budget
-    from budgetnet.data import load_data
-    from budgetnet.storage import describe, storage_url
-    from budgetnet.study import search, setup_search
+    from budgetnet.cost.budgets import is_time_budget, parse_budget
+    from budgetnet.training.data import load_data
+    from budgetnet.studies.storage import describe, storage_url
+    from budgetnet.studies.study import search, setup_search
     from search_spaces.base import get_space
 
     if args.trials < 1:
@@ -227,7 +227,7 @@ def _interrupt(signum, frame):
 
 
 def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
-    from budgetnet.workers import run_workers, worker_command, worker_environments
+    from budgetnet.studies.workers import run_workers, worker_command, worker_environments
 
     timeout = None if args.timeout is None else max(args.timeout - (time.monotonic() - start), 1.0)
     commands = []

@@ -5,7 +5,7 @@ its Eqn. (1) cost to the baseline's (the paper's "comp." column). Then the memor
 state, against --max-memory or this machine's memory (what `budgetnet train` and `budgetnet
 search` refuse when it is over).
 
-SPEC is a model name (the residual zoo of budgetnet.zoo, or the paper's A .. J'), a notation
+SPEC is a model name (the residual zoo of budgetnet.graph.zoo, or the paper's A .. J'), a notation
 string, a JSON file, or FILE.py:NAME: a function or class in your own Python file that returns
 a torch.nn.Module (imported with Arch.from_module at --input, default 3x224x224). The file is
 executed to import it, as `python FILE.py` would run it: name only files you trust.
@@ -21,8 +21,8 @@ examples:
 from __future__ import annotations
 
 from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
-from budgetnet.complexity import complexity
-from budgetnet.memory import device_memory, estimate_memory, format_bytes, parse_bytes
+from budgetnet.cost.complexity import complexity
+from budgetnet.cost.memory import device_memory, estimate_memory, format_bytes, parse_bytes
 
 NAME = "show"
 HELP = "print an architecture's per-layer Eqn. (1) cost table"

@@ -69,11 +69,12 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    from budgetnet.complexity import conv_macs, format_count
-    from budgetnet.data import load_data
-    from budgetnet.train import evaluate, fit, get_recipe
+    from budgetnet.cost.complexity import conv_macs, format_count
+    from budgetnet.training.data import load_data
+    from budgetnet.training.recipes import get_recipe
+    from budgetnet.training.train import evaluate, fit
 
-    from budgetnet.memory import parse_bytes
+    from budgetnet.cost.memory import parse_bytes
 
     if args.max_memory is not None:
         parse_bytes(args.max_memory)  # a malformed size is refused before the data is loaded

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 
 from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
-from budgetnet.complexity import format_count
+from budgetnet.cost.complexity import format_count
 from budgetnet.tables import text_table
 
 NAME = "variants"
@@ -102,8 +102,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from budgetnet.explore import records, summary, to_dict, variants
-    from budgetnet.zoo import PAPER_MODELS, ZOO
+    from budgetnet.rewrites.explore import records, summary, to_dict, variants
+    from budgetnet.graph.zoo import PAPER_MODELS, ZOO
 
     baseline = load_arch(args.spec, args.input, args.classes)
     graph = variants(
@@ -143,7 +143,7 @@ def run(args) -> int:
 
 
 def format_table(rows: list[dict]) -> str:
-    """The terminal table of :func:`budgetnet.explore.records` rows.
+    """The terminal table of :func:`budgetnet.rewrites.explore.records` rows.
 
     Example:
         >>> print(format_table([{"label": "A", "notation": "(3,8)", "depth": 1, "macs": 1152,

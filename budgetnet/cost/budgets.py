@@ -9,8 +9,8 @@ Every budget is a :class:`CostBudget`: a ``target`` in its ``unit``, a relative
   ``tolerance`` of the target on either side;
 * ``slack(arch)``: the signed room left under the ceiling (negative when over).
 
-:class:`Budget` counts Eqn. (1); :class:`budgetnet.latency.LatencyBudget` measures time on a
-device. :func:`parse_budget` reads both from text (one grammar), and :func:`resolve_budget`
+:class:`Budget` counts Eqn. (1); :class:`LatencyBudget` measures time on a
+device (through :mod:`budgetnet.cost.latency`). :func:`parse_budget` reads both from text (one grammar), and :func:`resolve_budget`
 turns whatever a user gives into a budget with one tolerance rule: **a tolerance given
 explicitly applies to any budget; otherwise a budget object keeps its own, and a budget
 built from text, a number or ``None`` gets** :data:`DEFAULT_TOLERANCE`.
@@ -28,15 +28,21 @@ Example:
 from __future__ import annotations
 
 import abc
+import copy
 import dataclasses
 import math
 import re
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
-from budgetnet.arch import Arch
+from budgetnet.graph.arch import Arch
 from budgetnet.checks import is_int
-from budgetnet.complexity import conv_macs, format_count
+from budgetnet.cost.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError
+
+if TYPE_CHECKING:  # annotations only: importing torch here would make `import budgetnet` slow
+    import torch
+
+    from budgetnet.cost.latency import LatencyTable
 
 #: The tolerance of a budget built from text, a number or ``None`` when none is given.
 DEFAULT_TOLERANCE = 0.05
@@ -164,7 +170,7 @@ class Budget(CostBudget):
 
     @classmethod
     def parse(cls, text: str, baseline: Arch | None = None, tolerance: float = 0.0, device: str = "auto"):
-        """:func:`parse_budget` (a time per image gives a :class:`~budgetnet.latency.LatencyBudget`).
+        """:func:`parse_budget` (a time per image gives a :class:`LatencyBudget`).
 
         Example:
             >>> Budget.parse("850M").target_macs
@@ -207,6 +213,129 @@ class Budget(CostBudget):
         return f"{format_count(self.target_macs)} MACs" + (f" ({self.label})" if self.label else "")
 
 
+# -- measured time ------------------------------------------------------------------------------
+class LatencyBudget(CostBudget):
+    """A ceiling on measured time: ``ms_per_image`` on ``device``, with a relative ``tolerance``.
+
+    The cost of an Arch is its measured time per image (:func:`budgetnet.cost.latency.measure`, cached by the
+    Arch's fingerprint), or its time predicted by ``table`` when one is given
+    (``table=True`` uses the cached table of the device). It is a
+    :class:`CostBudget`: ``admits``, ``matches`` and ``slack`` mean what
+    they mean for :class:`budgetnet.Budget`, in milliseconds.
+
+    Example:
+        >>> import budgetnet
+        >>> budget = LatencyBudget(1000.0, "cpu", tolerance=0.1, repeats=2, warmup=1)
+        >>> budget.admits(budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2))
+        True
+        >>> str(LatencyBudget.parse("2.5ms@cpu"))
+        '2.5 ms/image on cpu (forward, batch 1)'
+    """
+
+    def __init__(
+        self,
+        ms_per_image: float,
+        device: str | torch.device = "auto",
+        tolerance: float = 0.0,
+        *,
+        batch_size: int = 1,
+        mode: str = "forward",
+        table: LatencyTable | bool | None = None,
+        repeats: int = 10,
+        warmup: int = 3,
+        label: str = "",
+    ):
+        if (
+            isinstance(ms_per_image, bool)
+            or not isinstance(ms_per_image, (int, float))
+            or not (ms_per_image > 0 and math.isfinite(ms_per_image))
+        ):
+            raise BudgetError(f"budget ms_per_image={ms_per_image!r} is invalid; expected milliseconds > 0")
+        check_tolerance(tolerance, "budget tolerance")
+        from budgetnet.cost.latency import LatencyTable, check_settings
+
+        dev, batch_size, mode, _ = check_settings(device, batch_size, mode, repeats, warmup, None)
+        self.ms_per_image = float(ms_per_image)
+        self.device = str(dev)
+        self.tolerance = float(tolerance)
+        self.batch_size, self.mode, self.repeats, self.warmup = batch_size, mode, repeats, warmup
+        self.label = label
+        if table is True:
+            table = LatencyTable(dev, batch_size=batch_size, mode=mode, repeats=repeats, warmup=warmup)
+        if table is False:
+            table = None
+        if table is not None and not isinstance(table, LatencyTable):
+            raise BudgetError(f"budget table={table!r} is invalid; expected a LatencyTable, True or None")
+        self.table = table
+        self._costs: dict[str, float] = {}
+
+    @classmethod
+    def parse(
+        cls, text: str, device: str | torch.device = "auto", tolerance: float = 0.0, **options
+    ) -> "LatencyBudget":
+        """Read ``"2.5ms"`` or ``"2.5ms@cuda"`` (milliseconds per image on a device), with
+        :func:`parse_budget`'s grammar.
+
+        Example:
+            >>> LatencyBudget.parse("0.8ms@cpu", tolerance=0.05).limit_ms
+            0.8400000000000001
+        """
+        if not is_time_budget(text):
+            raise BudgetError(f"budget={text!r} is invalid; expected milliseconds per image like 2.5ms or 2.5ms@cuda")
+        budget = parse_budget(text, tolerance=tolerance, device=device)
+        return cls(budget.ms_per_image, budget.device, tolerance, label=budget.label, **options)
+
+    @property
+    def target(self) -> float:
+        return self.ms_per_image
+
+    @property
+    def unit(self) -> str:
+        return "ms"
+
+    @property
+    def limit_ms(self) -> float:
+        """The hard ceiling, ``ms_per_image * (1 + tolerance)``."""
+        return self.limit
+
+    def with_tolerance(self, tolerance: float) -> "LatencyBudget":
+        budget = copy.copy(self)
+        budget.tolerance = check_tolerance(tolerance, "budget tolerance")
+        return budget
+
+    def cost(self, arch: Union[Arch, float]) -> float:
+        """Milliseconds per image of ``arch`` (measured or predicted); a number passes through."""
+        if not isinstance(arch, Arch):
+            return float(arch)
+        key = arch.fingerprint()
+        if key not in self._costs:
+            if self.table is not None:
+                self._costs[key] = self.table.predict(arch).ms_per_image
+            else:
+                from budgetnet.cost.latency import measure
+
+                self._costs[key] = measure(arch, self.device, self.batch_size, self.mode, repeats=self.repeats,
+                                           warmup=self.warmup).ms_per_image  # fmt: skip
+        return self._costs[key]
+
+    def to_dict(self) -> dict:
+        return {
+            "ms_per_image": self.ms_per_image,
+            "device": self.device,
+            "tolerance": self.tolerance,
+            "batch_size": self.batch_size,
+            "mode": self.mode,
+            "table": self.table is not None,
+            "label": self.label,
+        }
+
+    def describe_target(self) -> str:
+        return f"{self.ms_per_image:g} ms/image on {self.device} ({self.mode}, batch {self.batch_size})"
+
+    def __repr__(self) -> str:
+        return f"LatencyBudget({self.ms_per_image!r}, {self.device!r}, tolerance={self.tolerance!r})"
+
+
 def parse_budget(text, baseline: Arch | None = None, tolerance: float = 0.0, device: str = "auto") -> CostBudget:
     """Read a budget: ``"0.9x"`` (of ``baseline``), ``"850M"``, ``"1.2G"``, ``"850000000"``
     (MACs), or ``"2.5ms"`` / ``"2.5ms@cuda"`` (milliseconds per image, on ``device`` unless
@@ -232,8 +361,6 @@ def parse_budget(text, baseline: Arch | None = None, tolerance: float = 0.0, dev
         raise BudgetError(f"budget={text!r} is invalid; {_EXPECTED}")
     value, unit = float(match.group(1)), match.group(2)
     if unit.startswith("ms"):
-        from budgetnet.latency import LatencyBudget
-
         return LatencyBudget(value, match.group(3) or device, tolerance, label=str(text).strip())
     if unit in ("x", "X"):
         if baseline is None:

@@ -1,4 +1,4 @@
-"""Eqn. (1) of the paper and the per-layer cost report (budgets: :mod:`budgetnet.budgets`).
+"""Eqn. (1) of the paper and the per-layer cost report (budgets: :mod:`budgetnet.cost.budgets`).
 
 This module is the one source of truth for costs. Eqn. (1) counts multiply-adds (MACs)
 per image of the conv layers only::
@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
-from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
+from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
 from budgetnet.errors import ArchError
 from budgetnet.tables import text_table
 

@@ -1,4 +1,4 @@
-"""Measured time cost: timing a network on a device, per-layer latency tables, latency budgets.
+"""Measured time cost: timing a network on a device, and per-layer latency tables.
 
 * :func:`measure` times a forward pass (``mode="forward"``, inference) or a training step
   (``mode="train"``: forward, cross-entropy, backward and an SGD step) after ``warmup``
@@ -11,9 +11,9 @@
   and mode, and cached as JSON in ``$BUDGETNET_CACHE`` (default
   ``$XDG_CACHE_HOME/budgetnet``, i.e. ``~/.cache/budgetnet``), so each layer is timed once
   per machine.
-* :class:`LatencyBudget` is the measured-time counterpart of :class:`budgetnet.Budget`:
-  milliseconds per image on a named device, with the same ``admits`` / ``matches`` /
-  ``slack``; ``Budget.parse("2.5ms")`` (or ``"2.5ms@cuda"``) returns one.
+* :class:`~budgetnet.cost.budgets.LatencyBudget` (in :mod:`budgetnet.cost.budgets`, beside
+  :class:`budgetnet.Budget`) is a ceiling in milliseconds per image that asks this module
+  for its measurements; ``Budget.parse("2.5ms")`` (or ``"2.5ms@cuda"``) returns one.
 
 Example:
     >>> import budgetnet
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import platform
 import re
@@ -35,20 +34,18 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
-from budgetnet.budgets import CostBudget, check_tolerance, is_time_budget, parse_budget
+from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
 from budgetnet.checks import check_shape, is_int
-from budgetnet.notation import format_layer
-from budgetnet.torch_layers import Concat, Residual
-from budgetnet.errors import BudgetError, LatencyError
-from budgetnet.memory import check_fits
-from budgetnet.train import resolve_device
+from budgetnet.graph.printing import format_layer
+from budgetnet.pytorch.modules import Concat, Residual
+from budgetnet.errors import LatencyError
+from budgetnet.cost.memory import check_fits
+from budgetnet.pytorch.device import resolve_device
 
 MODES = ("forward", "train")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -110,7 +107,7 @@ def measure(
 
     Raises:
         LatencyError: a setting out of range; MemoryLimitError: an Arch whose memory estimate
-        (see :mod:`budgetnet.memory`) exceeds the device's memory, refused before it is built.
+        (see :mod:`budgetnet.cost.memory`) exceeds the device's memory, refused before it is built.
 
     Example:
         >>> import budgetnet
@@ -118,9 +115,9 @@ def measure(
         >>> measure(arch, batch_size=2, mode="train", repeats=2, warmup=1).mode
         'train'
     """
-    dev, batch_size, mode, dtype = _check_settings(device, batch_size, mode, repeats, warmup, dtype)
+    dev, batch_size, mode, dtype = check_settings(device, batch_size, mode, repeats, warmup, dtype)
     if isinstance(arch_or_module, Arch):
-        from budgetnet.builder import build
+        from budgetnet.pytorch.builder import build
 
         check_fits(arch_or_module, batch_size, "sgd", None, dev, training=mode == "train")
         model = build(arch_or_module, norm=norm)
@@ -210,7 +207,7 @@ def _synchronize(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def _check_settings(device, batch_size, mode, repeats, warmup, dtype):
+def check_settings(device, batch_size, mode, repeats, warmup, dtype):
     dev = resolve_device(device)
     for name, value, minimum in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
         if not is_int(value, minimum):
@@ -323,7 +320,7 @@ class LatencyTable:
         repeats: int = 10,
         warmup: int = 3,
     ):
-        self.device, self.batch_size, self.mode, dtype = _check_settings(
+        self.device, self.batch_size, self.mode, dtype = check_settings(
             device, batch_size, mode, repeats, warmup, dtype
         )
         self.dtype = _dtype_name(dtype)
@@ -416,7 +413,7 @@ class LatencyTable:
         missing = {key for _, key in pieces if key not in self.entries}
         if not missing:
             return 0
-        from budgetnet.builder import build
+        from budgetnet.pytorch.builder import build
 
         check_fits(arch, self.batch_size, "sgd", None, self.device, training=self.mode == "train")
         model = build(arch, norm=norm)
@@ -485,122 +482,3 @@ def _feature_modules(model) -> list[nn.Module]:
         else:
             groups[-1].append(module)
     return [group[0] if len(group) == 1 else nn.Sequential(*group) for group in groups]
-
-
-# -- latency budgets --------------------------------------------------------------------------
-class LatencyBudget(CostBudget):
-    """A ceiling on measured time: ``ms_per_image`` on ``device``, with a relative ``tolerance``.
-
-    The cost of an Arch is its measured time per image (:func:`measure`, cached by the
-    Arch's fingerprint), or its time predicted by ``table`` when one is given
-    (``table=True`` uses the cached table of the device). It is a
-    :class:`budgetnet.budgets.CostBudget`: ``admits``, ``matches`` and ``slack`` mean what
-    they mean for :class:`budgetnet.Budget`, in milliseconds.
-
-    Example:
-        >>> import budgetnet
-        >>> budget = LatencyBudget(1000.0, "cpu", tolerance=0.1, repeats=2, warmup=1)
-        >>> budget.admits(budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2))
-        True
-        >>> str(LatencyBudget.parse("2.5ms@cpu"))
-        '2.5 ms/image on cpu (forward, batch 1)'
-    """
-
-    def __init__(
-        self,
-        ms_per_image: float,
-        device: str | torch.device = "auto",
-        tolerance: float = 0.0,
-        *,
-        batch_size: int = 1,
-        mode: str = "forward",
-        table: LatencyTable | bool | None = None,
-        repeats: int = 10,
-        warmup: int = 3,
-        label: str = "",
-    ):
-        if (
-            isinstance(ms_per_image, bool)
-            or not isinstance(ms_per_image, (int, float))
-            or not (ms_per_image > 0 and math.isfinite(ms_per_image))
-        ):
-            raise BudgetError(f"budget ms_per_image={ms_per_image!r} is invalid; expected milliseconds > 0")
-        check_tolerance(tolerance, "budget tolerance")
-        dev, batch_size, mode, _ = _check_settings(device, batch_size, mode, repeats, warmup, None)
-        self.ms_per_image = float(ms_per_image)
-        self.device = str(dev)
-        self.tolerance = float(tolerance)
-        self.batch_size, self.mode, self.repeats, self.warmup = batch_size, mode, repeats, warmup
-        self.label = label
-        if table is True:
-            table = LatencyTable(dev, batch_size=batch_size, mode=mode, repeats=repeats, warmup=warmup)
-        if table is False:
-            table = None
-        if table is not None and not isinstance(table, LatencyTable):
-            raise BudgetError(f"budget table={table!r} is invalid; expected a LatencyTable, True or None")
-        self.table = table
-        self._costs: dict[str, float] = {}
-
-    @classmethod
-    def parse(
-        cls, text: str, device: str | torch.device = "auto", tolerance: float = 0.0, **options
-    ) -> "LatencyBudget":
-        """Read ``"2.5ms"`` or ``"2.5ms@cuda"`` (milliseconds per image on a device), with
-        :func:`budgetnet.budgets.parse_budget`'s grammar.
-
-        Example:
-            >>> LatencyBudget.parse("0.8ms@cpu", tolerance=0.05).limit_ms
-            0.8400000000000001
-        """
-        if not is_time_budget(text):
-            raise BudgetError(f"budget={text!r} is invalid; expected milliseconds per image like 2.5ms or 2.5ms@cuda")
-        budget = parse_budget(text, tolerance=tolerance, device=device)
-        return cls(budget.ms_per_image, budget.device, tolerance, label=budget.label, **options)
-
-    @property
-    def target(self) -> float:
-        return self.ms_per_image
-
-    @property
-    def unit(self) -> str:
-        return "ms"
-
-    @property
-    def limit_ms(self) -> float:
-        """The hard ceiling, ``ms_per_image * (1 + tolerance)``."""
-        return self.limit
-
-    def with_tolerance(self, tolerance: float) -> "LatencyBudget":
-        budget = copy.copy(self)
-        budget.tolerance = check_tolerance(tolerance, "budget tolerance")
-        return budget
-
-    def cost(self, arch: Union[Arch, float]) -> float:
-        """Milliseconds per image of ``arch`` (measured or predicted); a number passes through."""
-        if not isinstance(arch, Arch):
-            return float(arch)
-        key = arch.fingerprint()
-        if key not in self._costs:
-            if self.table is not None:
-                self._costs[key] = self.table.predict(arch).ms_per_image
-            else:
-                self._costs[key] = measure(arch, self.device, self.batch_size, self.mode, repeats=self.repeats,
-                                           warmup=self.warmup).ms_per_image  # fmt: skip
-        return self._costs[key]
-
-    def to_dict(self) -> dict:
-        return {
-            "ms_per_image": self.ms_per_image,
-            "device": self.device,
-            "tolerance": self.tolerance,
-            "batch_size": self.batch_size,
-            "mode": self.mode,
-            "table": self.table is not None,
-            "label": self.label,
-        }
-
-    def describe_target(self) -> str:
-        return f"{self.ms_per_image:g} ms/image on {self.device} ({self.mode}, batch {self.batch_size})"
-
-    def __repr__(self) -> str:
-        return f"LatencyBudget({self.ms_per_image!r}, {self.device!r}, tolerance={self.tolerance!r})"

@@ -1,7 +1,7 @@
 """How much memory a network needs, estimated from its cost report, and the check that
 refuses one that cannot fit before anything is allocated.
 
-The counts come from :func:`budgetnet.complexity` (its per-layer ``params`` and
+The counts come from :func:`budgetnet.cost.complexity` (its per-layer ``params`` and
 ``activations``); this module recomputes no shape. Values are float32, 4 bytes each:
 
 * **parameters**: every weight and bias;
@@ -20,7 +20,7 @@ terabytes) before torch tries to allocate it.
 
 Example:
     >>> import budgetnet
-    >>> from budgetnet.memory import estimate_memory
+    >>> from budgetnet.cost.memory import estimate_memory
     >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 4, 4), num_classes=2)
     >>> estimate = estimate_memory(arch, batch_size=2, optimizer="sgd")
     >>> estimate.param_bytes, estimate.activation_bytes, estimate.training_bytes
@@ -35,9 +35,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from budgetnet.arch import Arch
+from budgetnet.graph.arch import Arch
 from budgetnet.checks import is_int
-from budgetnet.complexity import complexity
+from budgetnet.cost.complexity import complexity
 from budgetnet.errors import MemoryLimitError
 
 #: Bytes of one value (float32).

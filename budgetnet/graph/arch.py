@@ -1,11 +1,11 @@
 """:class:`Arch`, the architecture: top-level layers and blocks of a CNN, their shapes, identity
 and JSON.
 
-An Arch holds a chain of top-level specs from :mod:`budgetnet.layers` (convs, pools, residual
+An Arch holds a chain of top-level specs from :mod:`budgetnet.graph.layers` (convs, pools, residual
 and concat blocks, then a reducer and hidden fc layers), from a single input of shape
 ``(channels, height, width)``; a final classifier of ``num_classes`` units always follows.
 ``arch.graph`` is that chain as a networkx ``DiGraph``; ``arch.dag()`` draws every layer and
-join. Shapes and resolved paddings come from :mod:`budgetnet.shapes` (the paper's padding
+join. Shapes and resolved paddings come from :mod:`budgetnet.graph.shapes` (the paper's padding
 rules live there).
 
 Example:
@@ -29,9 +29,9 @@ from typing import Iterable, Iterator, Sequence
 import networkx as nx
 
 from budgetnet.checks import check_shape
-from budgetnet.dag import from_graph, is_chain, to_graph
+from budgetnet.graph.dag import from_graph, is_chain, to_graph
 from budgetnet.errors import ArchError
-from budgetnet.layers import (
+from budgetnet.graph.layers import (
     ACTIVATIONS,
     BLOCKS,
     FC,
@@ -48,11 +48,13 @@ from budgetnet.layers import (
     Pool,
     Residual,
     check_int,
+    default_head,
     layer_from_dict,
     layer_to_dict,
     paper_head,
 )
-from budgetnet.shapes import LayerShape, conv_output_size, default_padding, infer_shapes
+from budgetnet.graph.printing import format_arch
+from budgetnet.graph.shapes import LayerShape, conv_output_size, default_padding, infer_shapes
 
 JSON_FORMAT = "budgetnet.arch"
 JSON_VERSION = 1
@@ -154,7 +156,7 @@ class Arch:
     def dag(self) -> nx.DiGraph:
         """The graph this Arch computes: every conv, pool and head layer, an ``Add`` per
         residual add and a ``Cat`` per concatenation, from an ``"input"`` node (resolved
-        specs; see :mod:`budgetnet.dag`). ``Arch(arch.dag(), ...)`` gives back an equal Arch.
+        specs; see :mod:`budgetnet.graph.dag`). ``Arch(arch.dag(), ...)`` gives back an equal Arch.
 
         Example:
             >>> import budgetnet
@@ -325,7 +327,6 @@ class Arch:
     # -- text and JSON -------------------------------------------------------------------
     def notation(self) -> str:
         """The paper's table notation (see :func:`budgetnet.parse`)."""
-        from budgetnet.notation import format_arch
 
         return format_arch(self)
 
@@ -397,8 +398,8 @@ class Arch:
 
     @classmethod
     def from_module(cls, module, input_shape: Sequence[int]) -> "Arch":
-        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.importer.arch_from_module`)."""
-        from budgetnet.importer import arch_from_module
+        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.pytorch.importer.arch_from_module`)."""
+        from budgetnet.pytorch.importer import arch_from_module
 
         return arch_from_module(module, input_shape)
 
@@ -513,26 +514,3 @@ __all__ = [
     "paper_head",
 ]
 
-
-#: Inputs at least this many pixels on their shorter side get the paper's head by default.
-PAPER_HEAD_MIN_SIZE = 64
-#: The default head below that: SPP with 2x2 and 1x1 max bins (5 bins), then the classifier.
-SMALL_HEAD_LEVELS = (2, 1)
-
-
-def default_head(input_shape: Sequence[int]) -> tuple[Layer, ...]:
-    """The head added to a notation without one: the paper's for inputs of at least
-    :data:`PAPER_HEAD_MIN_SIZE` pixels, ``spp(2,1)`` (no hidden fc) for smaller ones.
-
-    On the 16 px digits, ``(3,32) 2/2 (3,64) 2/2 (3,128)`` with ``spp fc4096 fc4096`` ended
-    5 quick epochs near chance (0.10-0.20); with ``spp(2,1)`` it reaches 0.99
-    (``bench/recipe.py``, ``docs/benchmarks.md``).
-
-    Example:
-        >>> [layer.kind for layer in default_head((3, 224, 224))]
-        ['spp', 'fc', 'fc']
-        >>> default_head((1, 16, 16))
-        (SPP(levels=(2, 1), mode='max'),)
-    """
-    _, height, width = check_shape(ArchError, input_shape)
-    return paper_head() if min(height, width) >= PAPER_HEAD_MIN_SIZE else (SPP(SMALL_HEAD_LEVELS),)

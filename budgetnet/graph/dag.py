@@ -1,8 +1,8 @@
 """Between an Arch's nested blocks and a plain ``networkx`` DAG of layers and joins.
 
 :func:`to_graph` draws an Arch as the graph it computes: one node per conv, pool and head
-layer, an :class:`~budgetnet.layers.Add` node per residual add and a
-:class:`~budgetnet.layers.Cat` node per concatenation, from an input node (``layer=None``).
+layer, an :class:`~budgetnet.graph.layers.Add` node per residual add and a
+:class:`~budgetnet.graph.layers.Cat` node per concatenation, from an input node (``layer=None``).
 :func:`from_graph` reads such a graph back into top-level layers and blocks. It takes any
 series-parallel DAG with one input and one output, which covers ResNet, ResNeXt, MobileNet,
 Inception and DenseNet; each fork must close at an Add (two branches) or a Cat. The
@@ -26,7 +26,7 @@ import copy
 import networkx as nx
 
 from budgetnet.errors import ArchError
-from budgetnet.layers import JOINS, Add, Cat, Concat, Layer, Residual
+from budgetnet.graph.layers import JOINS, Add, Cat, Concat, Layer, Residual
 
 INPUT = "input"
 

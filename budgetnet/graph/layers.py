@@ -9,7 +9,7 @@ Two blocks hold branches of leaf layers (or of further blocks):
   input through, as in DenseNet).
 
 :class:`Add` and :class:`Cat` are the join nodes of a hand-made ``networkx`` graph; an Arch
-turns them into the blocks above (see :mod:`budgetnet.dag`).
+turns them into the blocks above (see :mod:`budgetnet.graph.dag`).
 
 Example:
     >>> block = Residual((Conv(1, 64, norm="batch"), Conv(3, 64, norm="batch"), Conv(1, 256, norm="batch", activation="none")))
@@ -20,9 +20,9 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
-from budgetnet.checks import is_int
+from budgetnet.checks import check_shape, is_int
 from budgetnet.errors import ArchError, LayerSpecError
 
 POOL_MODES = ("max", "avg")
@@ -326,6 +326,30 @@ def paper_head() -> tuple[Layer, ...]:
     return (SPP(PAPER_SPP_LEVELS), FC(PAPER_FC_UNITS), FC(PAPER_FC_UNITS))
 
 
+#: Inputs at least this many pixels on their shorter side get the paper's head by default.
+PAPER_HEAD_MIN_SIZE = 64
+#: The default head below that: SPP with 2x2 and 1x1 max bins (5 bins), then the classifier.
+SMALL_HEAD_LEVELS = (2, 1)
+
+
+def default_head(input_shape: Sequence[int]) -> tuple[Layer, ...]:
+    """The head added to a notation without one: the paper's for inputs of at least
+    :data:`PAPER_HEAD_MIN_SIZE` pixels, ``spp(2,1)`` (no hidden fc) for smaller ones.
+
+    On the 16 px digits, ``(3,32) 2/2 (3,64) 2/2 (3,128)`` with ``spp fc4096 fc4096`` ended
+    5 quick epochs near chance (0.10-0.20); with ``spp(2,1)`` it reaches 0.99
+    (``bench/recipe.py``, ``docs/benchmarks.md``).
+
+    Example:
+        >>> [layer.kind for layer in default_head((3, 224, 224))]
+        ['spp', 'fc', 'fc']
+        >>> default_head((1, 16, 16))
+        (SPP(levels=(2, 1), mode='max'),)
+    """
+    _, height, width = check_shape(ArchError, input_shape)
+    return paper_head() if min(height, width) >= PAPER_HEAD_MIN_SIZE else (SPP(SMALL_HEAD_LEVELS),)
+
+
 def layer_to_dict(layer: Layer) -> dict:
     """A JSON-ready dict for one layer spec (blocks nest their layers).
 
@@ -407,5 +431,6 @@ __all__ = [
     "SPP",
     "layer_from_dict",
     "layer_to_dict",
+    "default_head",
     "paper_head",
 ]

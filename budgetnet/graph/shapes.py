@@ -13,7 +13,7 @@ Shapes use PyTorch's floor rule, ``out = floor((m + 2p - k) / stride) + 1``. A c
   delayed subsampling (a stride-1 pool, then a strided conv) the target is what the pool
   would give with the conv's stride, so stages keep the sizes they had before.
 
-Inside a block (:class:`~budgetnet.layers.Residual`, :class:`~budgetnet.layers.Concat`) an
+Inside a block (:class:`~budgetnet.graph.layers.Residual`, :class:`~budgetnet.graph.layers.Concat`) an
 automatic padding is the "same" padding: ``(k - 1) / 2`` for odd kernels (7x7 too), and for
 even kernels ``k/2 - 1`` then ``k/2`` alternately, so a pair of 2x2 convs keeps the map.
 A residual block's automatic shortcut is the identity when the body keeps the shape, else a
@@ -21,7 +21,7 @@ A residual block's automatic shortcut is the identity when the body keeps the sh
 no activation): He et al. 2016's option B.
 
 Example:
-    >>> from budgetnet.layers import Conv, Pool
+    >>> from budgetnet.graph.layers import Conv, Pool
     >>> shapes = infer_shapes((Conv(3, 16), Pool(2), Conv(2, 32), Conv(2, 32)), (1, 8, 8))
     >>> [info.out_shape for info in shapes if info.kind == "conv"]
     [(16, 8, 8), (32, 3, 3), (32, 4, 4)]
@@ -35,7 +35,8 @@ from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
 
 from budgetnet.errors import ShapeError
-from budgetnet.layers import FC, FEATURE_LAYERS, SPP, Concat, Conv, Flatten, Layer, Pool, Residual
+from budgetnet.graph.layers import FC, FEATURE_LAYERS, SPP, Concat, Conv, Flatten, Layer, Pool, Residual
+from budgetnet.graph.printing import format_layer
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
@@ -97,16 +98,10 @@ def _check_window(name: str, layer: Layer, size: Sequence[int], kernel: int, pad
     for side in size:
         if side + 2 * padding < kernel:
             raise ShapeError(
-                f"{name} ({_describe(layer)}): kernel_size={kernel} is larger than the padded "
+                f"{name} ({format_layer(layer)}): kernel_size={kernel} is larger than the padded "
                 f"map ({side} + 2*{padding} = {side + 2 * padding}), so the feature map would "
                 f"shrink below 1 pixel; expected a kernel of at most {side + 2 * padding}"
             )
-
-
-def _describe(layer: Layer) -> str:
-    from budgetnet.notation import format_layer
-
-    return format_layer(layer)
 
 
 def _resolved(spec: Layer, **changes) -> Layer:
@@ -123,13 +118,13 @@ def _resolve_groups(name: str, layer: Conv, in_channels: int) -> int:
     groups = in_channels if layer.depthwise else layer.groups
     if layer.depthwise and layer.out_channels % in_channels:
         raise ShapeError(
-            f"{name} ({_describe(layer)}): depthwise conv with out_channels={layer.out_channels} on "
+            f"{name} ({format_layer(layer)}): depthwise conv with out_channels={layer.out_channels} on "
             f"{in_channels} input channels; expected out_channels a multiple of {in_channels} "
             "(the channel multiplier times the input channels)"
         )
     if in_channels % groups:
         raise ShapeError(
-            f"{name} ({_describe(layer)}): groups={groups} does not divide the {in_channels} input "
+            f"{name} ({format_layer(layer)}): groups={groups} does not divide the {in_channels} input "
             f"channels; expected groups dividing both {in_channels} and {layer.out_channels}"
         )
     return groups
@@ -213,7 +208,7 @@ def _infer_block(layer, shape, name, index, stage, in_shortcut) -> tuple[Layer, 
         short, short_out = _infer_branch(shortcut_layers, shape, f"{name}.short.", index, stage, True)
         if short_out != out:
             raise ShapeError(
-                f"{name} ({_describe(layer)}): the body gives {out} but the shortcut gives {short_out}; "
+                f"{name} ({format_layer(layer)}): the body gives {out} but the shortcut gives {short_out}; "
                 "expected equal shapes at the add (an automatic shortcut needs an output side of "
                 "ceil(input side / stride))"
             )
@@ -231,7 +226,7 @@ def _infer_block(layer, shape, name, index, stage, in_shortcut) -> tuple[Layer, 
         if len(sizes) > 1:
             listing = ", ".join(f"branch {n} gives {out}" for n, out in enumerate(outs, start=1))
             raise ShapeError(
-                f"{name} ({_describe(layer)}): {listing}; expected the same height and width in every "
+                f"{name} ({format_layer(layer)}): {listing}; expected the same height and width in every "
                 "branch to concatenate the channels"
             )
         resolved_branches, position = [], 0

@@ -25,7 +25,7 @@ Arch equal to its zoo entry (:data:`TORCHVISION` maps torchvision's names to the
 
 Example:
     >>> import budgetnet
-    >>> from budgetnet import zoo
+    >>> from budgetnet.graph import zoo
     >>> round(budgetnet.conv_macs(zoo.ZOO["resnet101"]) / 1e9, 1)
     7.6
     >>> zoo.get("small_residual", input_shape=(3, 32, 32)).feature_shape
@@ -36,10 +36,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from budgetnet.arch import Arch, Conv
+from budgetnet.graph.arch import Arch, Conv
 from budgetnet.errors import ArchError
-from budgetnet.layers import check_int
-from budgetnet.notation import format_layer, parse
+from budgetnet.graph.layers import check_int
+from budgetnet.graph.notation import parse
+from budgetnet.graph.printing import format_layer
 
 #: Tables 1-2 of He & Sun (CVPR 2015), row by row, written exactly as the tables print them.
 PAPER_NOTATION = {

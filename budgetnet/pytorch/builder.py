@@ -1,8 +1,8 @@
 """Arch -> ``torch.nn.Module`` (``budgetnet.build``; the module is named builder so the
 function keeps the public name).
 
-The modules come from :mod:`budgetnet.torch_layers`, the description the ``.py`` export
-writes too; every shape and padding comes from :mod:`budgetnet.shapes`.
+The modules come from :mod:`budgetnet.pytorch.modules`, the description the ``.py`` export
+writes too; every shape and padding comes from :mod:`budgetnet.graph.shapes`.
 
 Example:
     >>> import torch, budgetnet
@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from budgetnet.arch import Arch
+from budgetnet.graph.arch import Arch
 from budgetnet.errors import ArchError
-from budgetnet.torch_layers import (
+from budgetnet.pytorch.modules import (
     NORMS,
     SpatialPyramidPool,
     classifier_specs,
@@ -83,7 +83,7 @@ def build(arch: Arch, num_classes: int | None = None, norm: str | None = None, w
     )
     init_weights(model)
     if weights_from is not None:
-        from budgetnet.importer import copy_weights
+        from budgetnet.pytorch.importer import copy_weights
 
         copy_weights(weights_from, model)
     return model

@@ -2,7 +2,7 @@
 
 The module is traced with ``torch.fx``; its forward may branch and merge, as residual and
 Inception/DenseNet networks do, as long as the graph is series-parallel (each fork closed by
-one add or concatenation; see :mod:`budgetnet.dag`):
+one add or concatenation; see :mod:`budgetnet.graph.dag`):
 
 * features: ``Conv2d`` (square kernel, stride and padding, any ``groups``: a conv with one
   group per input channel is depthwise; no dilation, zero padding), each optionally followed
@@ -63,13 +63,13 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from budgetnet.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual
+from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual
 from budgetnet.checks import check_shape
-from budgetnet.dag import INPUT, read_graph
+from budgetnet.graph.dag import INPUT, read_graph
 from budgetnet.errors import ArchError, BudgetNetError, UnsupportedModuleError
-from budgetnet.layers import Add, Cat
-from budgetnet.shapes import infer_shapes
-from budgetnet.torch_layers import SpatialPyramidPool
+from budgetnet.graph.layers import Add, Cat
+from budgetnet.graph.shapes import infer_shapes
+from budgetnet.pytorch.modules import SpatialPyramidPool
 
 SUPPORTED = (
     "supported: Conv2d (square, no dilation, zero padding, any groups) with optional BatchNorm2d "

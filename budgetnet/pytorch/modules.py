@@ -23,7 +23,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from budgetnet.arch import FC, SPP, Arch, Conv, LayerShape, Pool, Residual as ResidualSpec
+from budgetnet.graph.arch import FC, SPP, Arch, Conv, LayerShape, Pool, Residual as ResidualSpec
 
 #: norm values :func:`feature_specs` takes: ``None`` keeps each conv's own, ``"batch"`` adds
 #: batch norm to every conv.

@@ -1,8 +1,8 @@
 """Block-level rewrite rules: the paper's equal-cost trade-offs on residual stages.
 
-Same contract as :mod:`budgetnet.rewrites` (:class:`~budgetnet.rewrites.Rule`,
+Same contract as :mod:`budgetnet.rewrites.framework` (:class:`~budgetnet.rewrites.Rule`,
 :class:`~budgetnet.rewrites.Site`, :class:`~budgetnet.rewrites.Rewrite`); the rules are in
-:data:`budgetnet.rewrites.RULES`. They rewrite top-level :class:`~budgetnet.layers.Residual`
+:data:`budgetnet.rewrites.RULES`. They rewrite top-level :class:`~budgetnet.graph.layers.Residual`
 blocks whose bodies are convs and whose shortcut is automatic (``shortcut=None``): every new
 block keeps ``shortcut=None``, so a 1x1 projection appears or disappears as the shapes
 require. A *run* is the top-level blocks of one stage, in a row. Widths are solved so the
@@ -42,17 +42,17 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Callable, Sequence
 
-from budgetnet.arch import Arch, Conv, Layer, LayerShape, Pool, Residual
+from budgetnet.graph.arch import Arch, Conv, Layer, LayerShape, Pool, Residual
 from budgetnet.errors import LayerSpecError, RewriteError, ShapeError
-from budgetnet.notation import format_layer
-from budgetnet.rewrites import (
+from budgetnet.graph.printing import format_layer
+from budgetnet.rewrites.framework import (
     Rule,
     Site,
-    _check_sizes,
-    _check_width_multiple,
-    _macs,
-    _Plan,
-    _site_param,
+    check_sizes,
+    check_width_multiple,
+    span_macs,
+    Plan,
+    site_param,
     local_shapes,
     span_notation,
 )
@@ -70,7 +70,7 @@ def block_runs(arch: Arch) -> list[tuple[int, int, int]]:
     Only blocks whose body is convs and whose shortcut is automatic count.
 
     Example:
-        >>> from budgetnet.zoo import ZOO
+        >>> from budgetnet.graph.zoo import ZOO
         >>> block_runs(ZOO["resnet50"])
         [(2, 2, 5), (3, 5, 9), (4, 9, 15), (5, 15, 18)]
     """
@@ -186,7 +186,7 @@ class BlockRule(Rule):
     plans_on_span = True
 
     def __init__(self, width_multiple: int | None = None):
-        self.width_multiple = _check_width_multiple(self.name, width_multiple)
+        self.width_multiple = check_width_multiple(self.name, width_multiple)
 
     def _blocks(self, arch: Arch, site: Site, start: int | None = None, stop: int | None = None) -> list[Residual]:
         """The blocks ``start:stop`` (default: the site's), each checked to be rewritable."""
@@ -227,12 +227,12 @@ class BlockRule(Rule):
     def _solve(
         self, arch: Arch, site: Site, stop: int, make: Callable[[int], list[Layer]], unit: str, guess: int,
         multiple: int = 1,
-    ) -> _Plan:
+    ) -> Plan:
         """The plan ``make(k)`` for ``site.start:stop`` with the integer ``k >= 1`` whose
         Eqn. (1) cost is closest to the replaced layers' (cost grows with ``k``); the width
         called ``unit`` is ``k * multiple``, about ``guess * multiple`` before the rewrite."""
         old = arch.shapes[site.start : stop]
-        target = _macs(old)
+        target = span_macs(old)
         in_shape = old[0].in_shape
         try:
             trial = local_shapes(tuple(make(1)), in_shape)
@@ -278,7 +278,7 @@ class BlockRule(Rule):
         low = max(int(root), 1)
         best = min(range(max(low - 1, 1), low + 3), key=lambda k: (abs(cost(k) - target), k))
         detail = f"{unit} solved {root * multiple:.1f} -> {best * multiple}"
-        return _Plan(site.start, stop, tuple(make(best)), detail + (f" (multiple of {multiple})" if multiple > 1 else ""))
+        return Plan(site.start, stop, tuple(make(best)), detail + (f" (multiple of {multiple})" if multiple > 1 else ""))
 
     def _stage(self, arch: Arch, site: Site, stop: int) -> tuple[Residual, Residual]:
         """The first block of the run ``site.start:stop`` and the block that repeats after
@@ -331,7 +331,7 @@ class BottleneckBlocksRule(BlockCountRule):
     Args: as for :class:`BlockCountRule`.
 
     Example:
-        >>> from budgetnet.zoo import ZOO
+        >>> from budgetnet.graph.zoo import ZOO
         >>> rule = BottleneckBlocksRule()
         >>> result = rule.rewrite(ZOO["resnet50"], rule.find(ZOO["resnet50"], stage=2, blocks=6))
         >>> result.new_layers, result.detail
@@ -344,8 +344,8 @@ class BottleneckBlocksRule(BlockCountRule):
     def _runs(self, arch: Arch) -> list[tuple[int, int, int, int]]:
         return [(stage, start, stop, stop) for stage, start, stop in block_runs(arch)]
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        count = _site_param(self, site, "blocks", 1)
+    def _plan(self, arch: Arch, site: Site) -> Plan:
+        count = site_param(self, site, "blocks", 1)
         first, rest = self._stage(arch, site, site.stop)
         if not _inner(first) or not _inner(rest):
             raise self._refuse(site, "a block of one conv has no bottleneck width to solve")
@@ -366,7 +366,7 @@ class BlocksWidthRule(BlockCountRule):
     run that feeds the head has no site (the head's input would change).
 
     Example:
-        >>> from budgetnet.zoo import ZOO
+        >>> from budgetnet.graph.zoo import ZOO
         >>> rule = BlocksWidthRule()
         >>> result = rule.rewrite(ZOO["small_residual"], rule.find(ZOO["small_residual"], stage=1, blocks=1))
         >>> result.new_layers.split(" res[")[0], f"{result.change:+.1%}"
@@ -384,8 +384,8 @@ class BlocksWidthRule(BlockCountRule):
                 runs.append((stage, start, stop, stop + 1))
         return runs
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        count = _site_param(self, site, "blocks", 1)
+    def _plan(self, arch: Arch, site: Site) -> Plan:
+        count = site_param(self, site, "blocks", 1)
         stop = site.stop - 1
         following = arch.layers[stop]
         if not (isinstance(following, Conv) or _is_block(following)):
@@ -425,7 +425,7 @@ class CardinalityWidthRule(BlockRule):
 
     def __init__(self, cardinalities: Sequence[int] = (1, 2, 4, 8, 32)):
         super().__init__(None)
-        self.cardinalities = _check_sizes(self.name, "cardinalities", cardinalities, 1)
+        self.cardinalities = check_sizes(self.name, "cardinalities", cardinalities, 1)
 
     def _sites(self, arch: Arch) -> list[Site]:
         sites = []
@@ -440,8 +440,8 @@ class CardinalityWidthRule(BlockRule):
                     sites.append(Site(self.name, stage, start, stop, layers, groups=groups))
         return sites
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        groups = _site_param(self, site, "groups", 1)
+    def _plan(self, arch: Arch, site: Site) -> Plan:
+        groups = site_param(self, site, "groups", 1)
         blocks = self._blocks(arch, site)
         for block in blocks:
             if not _one_spatial(block) or not _inner(block):
@@ -481,7 +481,7 @@ class BlockFilterRule(BlockRule):
 
     def __init__(self, kernel_sizes: Sequence[int] = (2, 3, 5), width_multiple: int | None = None):
         super().__init__(width_multiple)
-        self.kernel_sizes = _check_sizes(self.name, "kernel_sizes", kernel_sizes, 2)
+        self.kernel_sizes = check_sizes(self.name, "kernel_sizes", kernel_sizes, 2)
 
     def _sites(self, arch: Arch) -> list[Site]:
         sites = []
@@ -496,8 +496,8 @@ class BlockFilterRule(BlockRule):
                     sites.append(Site(self.name, stage, start, stop, layers, kernel_size=kernel, count=2 if kernel == 2 else 1))
         return sites
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        kernel = _site_param(self, site, "kernel_size", 2)
+    def _plan(self, arch: Arch, site: Site) -> Plan:
+        kernel = site_param(self, site, "kernel_size", 2)
         blocks = self._blocks(arch, site)
         if any(_spatial_kernel(block) is None for block in blocks):
             raise self._refuse(site, "expected blocks with one spatial conv (or one pair of 2x2 convs)")
@@ -542,7 +542,7 @@ class BlockStrideRule(BlockRule):
     each other body conv.
 
     Example:
-        >>> from budgetnet.zoo import ZOO
+        >>> from budgetnet.graph.zoo import ZOO
         >>> site = BLOCK_STRIDE.find(ZOO["resnet50"], stage=3, stride_on=2)
         >>> result = BLOCK_STRIDE.rewrite(ZOO["resnet50"], site)
         >>> result.new_layers, f"{result.change:+.1%}"
@@ -566,8 +566,8 @@ class BlockStrideRule(BlockRule):
                         sites.append(Site(self.name, stage, index, index + 1, layers, stride_on=position))
         return sites
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        position = _site_param(self, site, "stride_on", 1)
+    def _plan(self, arch: Arch, site: Site) -> Plan:
+        position = site_param(self, site, "stride_on", 1)
         (block,) = self._blocks(arch, site)
         strided = _strided(block)
         if len(strided) != 1:
@@ -584,7 +584,7 @@ class BlockStrideRule(BlockRule):
         stride = body[strided[0]].stride
         body[strided[0]] = replace(body[strided[0]], stride=1, padding=None)
         body[position - 1] = replace(body[position - 1], stride=stride, padding=None)
-        return _Plan(site.start, site.stop, (_with_body(block, body),))
+        return Plan(site.start, site.stop, (_with_body(block, body),))
 
 
 class StagePoolRule(BlockRule):
@@ -594,7 +594,7 @@ class StagePoolRule(BlockRule):
     it (``pool_size`` = the stride). The map after the block must stay as it was.
 
     Example:
-        >>> from budgetnet.zoo import ZOO
+        >>> from budgetnet.graph.zoo import ZOO
         >>> site = STAGE_POOL.find(ZOO["resnet50"], pools=(1,))
         >>> result = STAGE_POOL.rewrite(ZOO["resnet50"], site)
         >>> result.new_layers, f"{result.change:+.1%}"
@@ -619,7 +619,7 @@ class StagePoolRule(BlockRule):
                     sites.append(Site(self.name, stage, index, index + 1, format_layer(block), pool_size=stride))
         return sites
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
+    def _plan(self, arch: Arch, site: Site) -> Plan:
         if site.pools is not None:
             if len(site.pools) != 1 or site.pools[0] != site.start or site.stop != site.start + 2:
                 raise self._refuse(site, f"pools={site.pools!r}; expected the one pool at the site's start, before a block")
@@ -631,12 +631,12 @@ class StagePoolRule(BlockRule):
                 raise self._refuse(site, f"{format_layer(block)} strides already; expected a stride-1 block after the pool")
             body = list(block.body)
             body[0] = replace(body[0], stride=pool.stride, padding=None)
-            return _Plan(site.start, site.stop, (_with_body(block, body),))
-        size = _site_param(self, site, "pool_size", 2)
+            return Plan(site.start, site.stop, (_with_body(block, body),))
+        size = site_param(self, site, "pool_size", 2)
         (block,) = self._blocks(arch, site)
         if len(_strided(block)) != 1:
             raise self._refuse(site, f"{format_layer(block)} does not stride once; expected one strided conv to replace by a pool")
-        return _Plan(site.start, site.stop, (Pool(size), _unstrided(block)))
+        return Plan(site.start, site.stop, (Pool(size), _unstrided(block)))
 
 
 def _check_factors(rule: str, factors) -> tuple[float, ...]:

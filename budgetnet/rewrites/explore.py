@@ -24,12 +24,13 @@ from typing import Iterable, Mapping
 
 import networkx as nx
 
-from budgetnet.arch import Arch
-from budgetnet.budgets import Budget, resolve_budget
+from budgetnet.graph.arch import Arch
+from budgetnet.cost.budgets import Budget, resolve_budget
 from budgetnet.checks import check_int
-from budgetnet.complexity import conv_macs
+from budgetnet.cost.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
-from budgetnet.rewrites import Rule, resolve_rules, span_notation
+from budgetnet.rewrites.framework import Rule, span_notation
+from budgetnet.rewrites.registry import resolve_rules
 
 
 def variants(
@@ -53,11 +54,11 @@ def variants(
     Args:
         baseline: the Arch to start from (always the root, even outside the budget).
         budget: the target cost: a :class:`Budget`, a string for
-            :func:`budgetnet.budgets.parse_budget` (``"0.9x"`` of the baseline, ``"850M"``)
+            :func:`budgetnet.cost.budgets.parse_budget` (``"0.9x"`` of the baseline, ``"850M"``)
             or MACs; default the baseline's own cost.
         tolerance: relative distance from the target a variant may have (0.05 = 5%);
             ``None``: a :class:`Budget` keeps its own, any other budget gets 5%
-            (the rule of :func:`budgetnet.budgets.resolve_budget`).
+            (the rule of :func:`budgetnet.cost.budgets.resolve_budget`).
         max_steps: largest number of rewrites from the baseline.
         rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all of
             :data:`~budgetnet.rewrites.RULES`, the paper's five and the block rules).

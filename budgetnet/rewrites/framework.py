@@ -1,38 +1,22 @@
-"""The paper's layer-replacement rules (Sec. 4), as first-class objects.
+"""The rule framework of layer replacement: sites, proposals, rewrites and the :class:`Rule` base.
 
 A *rewrite* replaces a few layers of an :class:`~budgetnet.Arch` by others of nearly the
-same Eqn. (1) cost and leaves the rest untouched. Each rule finds its *sites* (every place
-and parameterisation where it applies) and applies one of them as a replacement of the
-layers ``start:stop`` (see :class:`Proposal`: the cost and shapes are worked out on that
-span, the new Arch is built last). The new convs are written with ``padding=None``, so shape inference
-re-chooses paddings by the paper's rules and the stage map sizes stay as they were.
-
-=====================  ====================  ===============================================
-rule                   paper                 what it does
-=====================  ====================  ===============================================
-``depth_filter``       Sec. 4.1, Eqns. 3-5   each s x s conv -> a cascade of t x t convs
-``depth_width``        Sec. 4.2, Eqns. 6-8   k convs -> k' > k narrower convs, width solved
-``width_filter``       Sec. 4.3, Eqns. 9-10  k convs -> k convs of another size, width solved
-``add_pool``           Sec. 4.5, Eqn. 11     a p/p pool moves the last convs to a new stage
-``delay_pool``         Sec. 4.6              a pool's stride moves to the next conv
-=====================  ====================  ===============================================
-
-Costs come from :mod:`budgetnet.complexity` and shapes from :mod:`budgetnet.arch`; a width
-is solved from the real Eqn. (1) cost of candidate Archs (it is a quadratic in the width,
-since map sizes do not depend on widths), then rounded to a multiple. Every application
-returns a :class:`Rewrite` report (cost before, after, relative change); a rewrite that
-does not apply, breaks a shape or moves the cost beyond ``tolerance`` raises
-:class:`~budgetnet.errors.RewriteError` naming the rule, the site and the reason.
+same Eqn. (1) cost and leaves the rest untouched. A rule finds its *sites* (every place and
+parameterisation where it applies) and applies one as a replacement of the layers
+``start:stop`` (a :class:`Plan`); :class:`Proposal` works out the cost and shapes on that span
+and builds the new Arch last. Every application returns a :class:`Rewrite` report (cost
+before, after, relative change); a rewrite that does not apply, breaks a shape or moves the
+cost beyond ``tolerance`` raises :class:`~budgetnet.errors.RewriteError` naming the rule, the
+site and the reason. The paper's rules are in :mod:`budgetnet.rewrites.paper_rules`, the
+block rules in :mod:`budgetnet.rewrites.block_rules`, the registry of both in
+:mod:`budgetnet.rewrites.registry`.
 
 Example:
     >>> from search_spaces.paper import MODELS
-    >>> from budgetnet.rewrites import DEPTH_FILTER, rewrite
+    >>> from budgetnet.rewrites import DEPTH_FILTER
     >>> site = DEPTH_FILTER.find(MODELS["A"], stage=3, kernel_size=2)
     >>> site.where()
     "stage 3 layers 4:7 '(3,256)x3' (kernel_size=2, count=2)"
-    >>> result = rewrite(MODELS["A"], site)
-    >>> result.after == MODELS["B"], f"{result.change:+.1%}"
-    (True, '-3.9%')
 """
 
 from __future__ import annotations
@@ -45,13 +29,13 @@ from functools import lru_cache
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
 
-from budgetnet.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Residual
-from budgetnet.budgets import check_tolerance
+from budgetnet.graph.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Residual
+from budgetnet.cost.budgets import check_tolerance
 from budgetnet.checks import is_int
-from budgetnet.complexity import conv_macs, eqn1_term, format_count, layer_cost
+from budgetnet.cost.complexity import conv_macs, eqn1_term, format_count, layer_cost
 from budgetnet.errors import ArchError, LayerSpecError, RewriteError, ShapeError
-from budgetnet.notation import format_layer
-from budgetnet.shapes import infer_shapes
+from budgetnet.graph.printing import format_layer
+from budgetnet.graph.shapes import infer_shapes
 
 #: Largest relative change of Eqn. (1) a single rewrite may make by default. The paper's
 #: own steps move it by at most 5.7% (D -> I, Eqn. 8).
@@ -174,7 +158,7 @@ class Site:
 @dataclass(frozen=True)
 class Rewrite:
     """The report of one applied rewrite; costs are Eqn. (1) MACs from
-    :func:`budgetnet.complexity.conv_macs` and :func:`~budgetnet.complexity.layer_cost`.
+    :func:`budgetnet.cost.complexity.conv_macs` and :func:`~budgetnet.cost.complexity.layer_cost`.
 
     ``before_macs``/``after_macs`` are whole-network costs; ``replaced_macs`` is the cost
     of the replaced convs in ``before`` and ``replacement_macs`` that of the new convs in
@@ -229,7 +213,7 @@ class Rewrite:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Plan:
     """What a rule decided for one site: the new layers for ``start:stop``."""
 
     start: int
@@ -253,7 +237,7 @@ class Proposal:
     rule: "Rule"
     site: Site
     before: Arch
-    plan: _Plan
+    plan: Plan
     before_macs: int
     after_macs: int
     replaced_macs: int
@@ -320,7 +304,7 @@ class Rule:
     def _sites(self, arch: Arch) -> list[Site]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _plan(self, arch: Arch, site: Site) -> _Plan:  # pragma: no cover - abstract
+    def _plan(self, arch: Arch, site: Site) -> Plan:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- public API ------------------------------------------------------------------------
@@ -462,7 +446,7 @@ class Rule:
         except (ArchError, LayerSpecError) as error:
             raise self._refuse(site, f"gives an invalid Arch: {error}") from None
 
-    def _evaluate(self, arch: Arch, site: Site, plan: _Plan, before_macs: int) -> Proposal:
+    def _evaluate(self, arch: Arch, site: Site, plan: Plan, before_macs: int) -> Proposal:
         """Shapes and cost of ``plan`` (see :class:`Proposal` for the local and whole paths)."""
         old = arch.shapes[plan.start : plan.stop]
         full = None
@@ -483,7 +467,7 @@ class Rule:
             raise self._refuse(site, f"collapses a map: {error}") from None
         except (ArchError, LayerSpecError) as error:
             raise self._refuse(site, f"gives an invalid Arch: {error}") from None
-        return self._proposal(arch, site, before_macs, plan, _macs(old), _macs(new), _depth(new) - _depth(old), full)
+        return self._proposal(arch, site, before_macs, plan, span_macs(old), span_macs(new), _depth(new) - _depth(old), full)
 
     def _proposal(self, arch, site, before_macs, plan, replaced, replacement, depth_change, shapes=None) -> Proposal:
         """The Proposal; after a local inference (``shapes`` None) its cost is the
@@ -494,7 +478,7 @@ class Rule:
             before=arch,
             plan=plan,
             before_macs=before_macs,
-            after_macs=before_macs - replaced + replacement if shapes is None else _macs(shapes),
+            after_macs=before_macs - replaced + replacement if shapes is None else span_macs(shapes),
             replaced_macs=replaced,
             replacement_macs=replacement,
             depth_change=depth_change,
@@ -548,7 +532,7 @@ class Rule:
             raise self._refuse(site, "the convs have different filter sizes; expected one filter size")
         return infos
 
-    def _solve_width(self, arch: Arch, site: Site, make: Callable[[int], list[Layer]], out_channels: int) -> _Plan:
+    def _solve_width(self, arch: Arch, site: Site, make: Callable[[int], list[Layer]], out_channels: int) -> Plan:
         """The plan ``make(w)`` for ``start:stop``, with the free width ``w`` solved so that
         Eqn. (1) stays as it was.
 
@@ -560,10 +544,10 @@ class Rule:
         """
         target = conv_macs(arch)
         trial_layers = make(1)
-        trial = self._evaluate(arch, site, _Plan(site.start, site.stop, tuple(trial_layers)), target)
+        trial = self._evaluate(arch, site, Plan(site.start, site.stop, tuple(trial_layers)), target)
         self._check_shapes(arch, site, trial)
         infos = trial.shapes[site.start : site.start + len(trial_layers)]
-        rest = trial.after_macs - _macs(infos)
+        rest = trial.after_macs - span_macs(infos)
         in_channels = arch.shapes[site.start].in_shape[0]
 
         def cost(width: int) -> int:
@@ -591,7 +575,7 @@ class Rule:
         candidates = [w for w in (low, low + multiple) if w > 0]
         width = min(candidates, key=lambda w: (abs(cost(w) - target), w))
         detail = f"width solved {root:.1f} -> {width} (multiple of {multiple})"
-        return _Plan(site.start, site.stop, tuple(make(width)), detail)
+        return Plan(site.start, site.stop, tuple(make(width)), detail)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -609,7 +593,7 @@ def _remember_span(key: tuple, value: tuple) -> None:
         _SPAN_PROPOSALS[key] = value
 
 
-def _macs(infos: Iterable[LayerShape]) -> int:
+def span_macs(infos: Iterable[LayerShape]) -> int:
     """Eqn. (1) of some inferred layers, the convs inside blocks included."""
     return sum(eqn1_term(inner) for info in infos for inner in info.walk() if inner.kind == "conv")
 
@@ -621,7 +605,7 @@ def _depth(infos: Iterable[LayerShape]) -> int:
 
 @lru_cache(maxsize=8192)
 def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[LayerShape, ...]:
-    """:func:`~budgetnet.shapes.infer_shapes` of a few layers on their own input, cached: a
+    """:func:`~budgetnet.graph.shapes.infer_shapes` of a few layers on their own input, cached: a
     walk over variants meets the same stage on the same input many times.
 
     Example:
@@ -631,10 +615,10 @@ def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[
     return infer_shapes(layers, in_shape)
 
 
-def _span_shapes(arch: Arch, plan: _Plan) -> tuple[LayerShape, ...]:
+def _span_shapes(arch: Arch, plan: Plan) -> tuple[LayerShape, ...]:
     """Shapes of a local plan's new layers (see :func:`_is_local`) on the span's input,
     with the indexes, names and stages they get in the rewritten Arch, so that building it
-    finds those blocks inferred already (:func:`budgetnet.shapes.infer_shapes` caches a
+    finds those blocks inferred already (:func:`budgetnet.graph.shapes.infer_shapes` caches a
     block by its spec, input shape, name, index and stage)."""
     previous = arch.shapes[plan.start - 1] if plan.start else None
     stage = 1 if previous is None else previous.stage + (previous.kind == "pool")
@@ -689,7 +673,7 @@ def _power_of_two_divisor(value: int, limit: int) -> int:
     return multiple
 
 
-def _conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
+def conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
     """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 convs with equal ``key``."""
     groups = []
     for _, run in itertools.groupby(
@@ -704,13 +688,13 @@ def _conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[
     return groups
 
 
-def _check_width_multiple(rule: str, value) -> int | None:
+def check_width_multiple(rule: str, value) -> int | None:
     if value is not None and not is_int(value, 1):
         raise RewriteError(rule, None, f"width_multiple={value!r} is invalid; expected an integer >= 1")
     return value
 
 
-def _check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
+def check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
     try:
         values = tuple(values)
     except TypeError:
@@ -720,387 +704,8 @@ def _check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
     return values
 
 
-def _site_param(rule: "Rule", site: Site, name: str, minimum: int) -> int:
+def site_param(rule: "Rule", site: Site, name: str, minimum: int) -> int:
     value = getattr(site, name)
     if not is_int(value, minimum):
         raise rule._refuse(site, f"{name}={value!r} is invalid; expected an integer >= {minimum}")
     return value
-
-
-# -- the rules -------------------------------------------------------------------------------
-class DepthFilterRule(Rule):
-    """Depth vs filter size (Sec. 4.1, Eqns. 3-5): each s x s conv becomes a cascade of
-    ``count`` t x t convs (t < s); the first maps the conv's input to its width, the rest
-    keep the width. Eqn. (3): ``256*3^2*256 => 256*2^2*256 + 256*2^2*256`` (8/9 of the
-    cost); Eqn. (4): ``64*5^2*128 => 64*3^2*128 + 128*3^2*128``; Eqn. (5): 5x5 -> four 2x2.
-
-    Generalised to any stage, any s and t: the sites are the maximal runs of identical
-    stride-1 convs (the notation's ``(s,n)xk`` groups), every conv of the run replaced, and
-    each t whose cascade of ``count = (s-1)/(t-1)`` convs sees exactly the s x s field
-    (3 -> 2+2, 5 -> 3+3, 5 -> 2x4, 7 -> 4+4, 7 -> 3x3, ...). A hand-made site may use any
-    t < s and any count >= 2.
-
-    Example:
-        >>> from search_spaces.paper import MODELS
-        >>> [site.where() for site in DepthFilterRule().sites(MODELS["A"])]  # doctest: +NORMALIZE_WHITESPACE
-        ["stage 2 layers 2:3 '(5,128)' (kernel_size=2, count=4)",
-         "stage 2 layers 2:3 '(5,128)' (kernel_size=3, count=2)",
-         "stage 3 layers 4:7 '(3,256)x3' (kernel_size=2, count=2)"]
-    """
-
-    name = "depth_filter"
-    equation = "Eqns. (3)-(5)"
-
-    def _sites(self, arch: Arch) -> list[Site]:
-        sites = []
-        for stage, start, stop in _conv_groups(arch, lambda info: arch.layers[info.index]):
-            size = arch.layers[start].kernel_size
-            for kernel in range(2, size):
-                if (size - 1) % (kernel - 1):
-                    continue
-                count = (size - 1) // (kernel - 1)
-                layers = span_notation(arch.layers[start:stop])
-                sites.append(Site(self.name, stage, start, stop, layers, kernel_size=kernel, count=count))
-        return sites
-
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        kernel = _site_param(self, site, "kernel_size", 1)
-        count = _site_param(self, site, "count", 2)
-        layers: list[Layer] = []
-        for info in self._conv_span(arch, site, same_kernel=False):
-            if info.layer.kernel_size <= kernel:
-                raise self._refuse(
-                    site,
-                    f"layer {info.index} {format_layer(arch.layers[info.index])} is not larger than "
-                    f"{kernel}x{kernel}; expected a filter size above kernel_size={kernel}",
-                )
-            layers += [Conv(kernel, info.layer.out_channels)] * count
-        return _Plan(site.start, site.stop, tuple(layers))
-
-
-class DepthWidthRule(Rule):
-    """Depth vs width (Sec. 4.2, Eqns. 6-8): k convs of one filter size become ``depth``
-    k' > k convs of that size; the first input and the last output width are kept and the
-    k'-1 others take one width solved from Eqn. (1). Eqn. (6): A's three 3x3 convs ->
-    ``(3,160)x5 + (3,256)`` (F); Eqn. (7): -> ``(3,128)x8 + (3,256)`` (G); Eqn. (8):
-    ``(3,128)x2`` -> ``(3,64)x3 + (3,128)`` (H, I).
-
-    Generalised to any stage and filter size: the sites are the maximal runs of stride-1
-    convs of one filter size in a stage, with the depth multiplied by each of
-    ``depth_factors`` (the paper doubles and triples); a hand-made site may use any depth
-    above k.
-
-    Args:
-        depth_factors: the new depths the sites offer, as multiples of the old (2 gives F
-            and H, 3 gives G).
-        width_multiple: round the solved width to this multiple; ``None`` uses the largest
-            power of two up to 32 that divides the kept output width.
-
-    Example:
-        >>> from search_spaces.paper import MODELS
-        >>> site = DepthWidthRule().find(MODELS["A"], stage=3, depth=6)
-        >>> DepthWidthRule().apply(MODELS["A"], site) == MODELS["F"]
-        True
-    """
-
-    name = "depth_width"
-    equation = "Eqns. (6)-(8)"
-
-    def __init__(self, depth_factors: Sequence[int] = (2, 3), width_multiple: int | None = None):
-        self.depth_factors = _check_sizes(self.name, "depth_factors", depth_factors, 2)
-        self.width_multiple = _check_width_multiple(self.name, width_multiple)
-
-    def _sites(self, arch: Arch) -> list[Site]:
-        sites = []
-        for stage, start, stop in _conv_groups(arch, lambda info: info.layer.kernel_size):
-            layers = span_notation(arch.layers[start:stop])
-            for factor in self.depth_factors:
-                sites.append(Site(self.name, stage, start, stop, layers, depth=factor * (stop - start)))
-        return sites
-
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        infos = self._conv_span(arch, site, same_kernel=True)
-        depth = _site_param(self, site, "depth", len(infos) + 1)
-        kernel, out = infos[0].layer.kernel_size, infos[-1].layer.out_channels
-
-        def make(width: int) -> list[Layer]:
-            return [Conv(kernel, width)] * (depth - 1) + [Conv(kernel, out)]
-
-        return self._solve_width(arch, site, make, out)
-
-
-class WidthFilterRule(Rule):
-    """Width vs filter size (Sec. 4.3, Eqns. 9-10): k convs of one filter size become k
-    convs of another (``kernel_size``); the last output width is kept and the k-1 others
-    take one width solved from Eqn. (1). B's ``(2,256)x6`` <-> F's ``(3,160)x5 + (3,256)``
-    (Eqn. 9), and E's ``(2,128)x4`` <-> I's ``(3,64)x3 + (3,128)`` (Tables 1-2; Eqn. 10
-    prints a 96-wide layer that neither table model has).
-
-    Generalised to any stage, k >= 2 and any pair of filter sizes: the sites are the
-    maximal runs of stride-1 convs of one filter size in a stage, with every size in
-    ``kernel_sizes`` other than the current one.
-
-    Args:
-        kernel_sizes: the filter sizes the sites offer (the paper's 2 and 3 by default).
-        width_multiple: as for :class:`DepthWidthRule`.
-
-    Example:
-        >>> from search_spaces.paper import MODELS
-        >>> site = WidthFilterRule().find(MODELS["B"], stage=3, kernel_size=3)
-        >>> str(WidthFilterRule().apply(MODELS["B"], site))
-        '(7,64)/2 3/3 (5,128) 2/2 (3,160)x5 + (3,256)'
-    """
-
-    name = "width_filter"
-    equation = "Eqns. (9)-(10)"
-
-    def __init__(self, kernel_sizes: Sequence[int] = (2, 3), width_multiple: int | None = None):
-        self.kernel_sizes = _check_sizes(self.name, "kernel_sizes", kernel_sizes, 1)
-        self.width_multiple = _check_width_multiple(self.name, width_multiple)
-
-    def _sites(self, arch: Arch) -> list[Site]:
-        sites = []
-        for stage, start, stop in _conv_groups(arch, lambda info: info.layer.kernel_size):
-            if stop - start < 2:
-                continue
-            layers = span_notation(arch.layers[start:stop])
-            for kernel in self.kernel_sizes:
-                if kernel != arch.layers[start].kernel_size:
-                    sites.append(Site(self.name, stage, start, stop, layers, kernel_size=kernel))
-        return sites
-
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        infos = self._conv_span(arch, site, same_kernel=True)
-        kernel = _site_param(self, site, "kernel_size", 1)
-        if len(infos) < 2:
-            raise self._refuse(site, "needs at least 2 convs: the last keeps its width, the others take the solved one")
-        if kernel == infos[0].layer.kernel_size:
-            raise self._refuse(site, f"kernel_size={kernel} is the current filter size; expected another")
-        out = infos[-1].layer.out_channels
-
-        def make(width: int) -> list[Layer]:
-            return [Conv(kernel, width)] * (len(infos) - 1) + [Conv(kernel, out)]
-
-        return self._solve_width(arch, site, make, out)
-
-
-class AddPoolRule(Rule):
-    """Adding a pooling layer (Sec. 4.5, Eqn. 11): a max pool of size and stride p goes
-    before the last convs of a stage, which form a new stage on a map p times smaller. To
-    keep the cost, the first moved conv is p^2 times wider, the last keeps its width.
-    Eqn. (11): ``256*2^2*256 + 256*2^2*256 = (256*2^2*2304 + 2304*2^2*256)/3^2`` (E -> J).
-
-    Generalised to any stage, p and number of moved convs: every other moved conv (the 1st,
-    3rd, ...) is widened by p^2, which keeps each moved conv's ``n_{l-1} * n_l / p^2`` equal
-    to the old ``n_{l-1} * n_l`` (exact for an even number of convs; with an odd number
-    the last conv, whose width is kept, gets p^2 cheaper). The sites move an even number of
-    convs, leaving at least one before the pool, with each p in ``pool_sizes``. The head's
-    input must keep its size (true for SPP, whose bins do not depend on the map).
-
-    Example:
-        >>> from search_spaces.paper import MODELS
-        >>> site = AddPoolRule().find(MODELS["E"], stage=3, pool_size=3, length=2)
-        >>> AddPoolRule().apply(MODELS["E"], site) == MODELS["J"]
-        True
-    """
-
-    name = "add_pool"
-    equation = "Eqn. (11)"
-    keeps = "features"
-
-    def __init__(self, pool_sizes: Sequence[int] = (2, 3)):
-        self.pool_sizes = _check_sizes(self.name, "pool_sizes", pool_sizes, 2)
-
-    def _sites(self, arch: Arch) -> list[Site]:
-        sites = []
-        for stage, convs in enumerate(arch.stages, start=1):
-            for moved in range(2, len(convs), 2):
-                if any(info.kind != "conv" or info.layer.stride != 1 for info in convs[-moved:]):
-                    continue
-                start, stop = convs[-moved].index, convs[-1].index + 1
-                layers = span_notation(arch.layers[start:stop])
-                for size in self.pool_sizes:
-                    sites.append(Site(self.name, stage, start, stop, layers, pool_size=size))
-        return sites
-
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        size = _site_param(self, site, "pool_size", 2)
-        infos = self._conv_span(arch, site, same_kernel=False)
-        if site.start == 0 or arch.shapes[site.start - 1].kind != "conv":
-            raise self._refuse(site, "at least one conv must stay in the stage before the new pool")
-        if site.stop < len(arch.layers) and arch.shapes[site.stop].kind == "conv":
-            raise self._refuse(
-                site, f"layer {site.stop} is a conv of the same stage; expected the site to end its stage"
-            )
-        layers: list[Layer] = [Pool(size)]
-        for position, info in enumerate(infos):
-            widen = position % 2 == 0 and position < len(infos) - 1
-            width = info.layer.out_channels * size * size if widen else info.layer.out_channels
-            layers.append(Conv(info.layer.kernel_size, width))
-        return _Plan(site.start, site.stop, tuple(layers))
-
-
-class DelayPoolRule(Rule):
-    """Delayed subsampling (Sec. 4.6): a pool keeps its window but takes stride 1, and the
-    conv right after it takes the pool's old stride, so the stage sizes, and Eqn. (1), stay
-    as they were (B -> B', D -> D', E -> E', J -> J'). Paddings are re-chosen: after a
-    strided 2x2 conv a run of 2x2 convs alternates 35, 36, 35 instead of 35, 36, 35, 36
-    (E' costs 0.3% less than E); the map entering the head must stay as it was.
-
-    The sites are each pool with stride > 1 followed by a stride-1 conv, and all such pools
-    at once (``pools`` lists their positions).
-
-    Example:
-        >>> from search_spaces.paper import MODELS
-        >>> site = DelayPoolRule().find(MODELS["B"], pools=(1, 3))
-        >>> DelayPoolRule().apply(MODELS["B"], site) == MODELS["B'"]
-        True
-    """
-
-    name = "delay_pool"
-    equation = "Sec. 4.6"
-    keeps = "head"
-
-    def _sites(self, arch: Arch) -> list[Site]:
-        eligible = [
-            info.index
-            for info in arch.features[:-1]
-            if info.kind == "pool"
-            and info.layer.stride > 1
-            and arch.shapes[info.index + 1].kind == "conv"
-            and arch.layers[info.index + 1].stride == 1
-        ]
-        choices = [(index,) for index in eligible] + ([tuple(eligible)] if len(eligible) > 1 else [])
-        return [self._site(arch, pools) for pools in choices]
-
-    def _site(self, arch: Arch, pools: tuple[int, ...]) -> Site:
-        start, stop = pools[0], pools[-1] + 2
-        layers = span_notation(arch.layers[start:stop])
-        return Site(self.name, arch.shapes[start].stage, start, stop, layers, pools=pools)
-
-    def _plan(self, arch: Arch, site: Site) -> _Plan:
-        pools = site.pools
-        if not pools or any(not is_int(p) for p in pools):
-            raise self._refuse(site, f"pools={pools!r} is invalid; expected the positions of one or more pools")
-        if pools[0] != site.start or pools[-1] + 2 != site.stop or list(pools) != sorted(set(pools)):
-            raise self._refuse(
-                site, f"pools={pools!r} does not match layers {site.start}:{site.stop}; expected "
-                "increasing positions, the first at start and the last at stop - 2"
-            )
-        layers = list(arch.layers[site.start : site.stop])
-        for position in pools:
-            pool = arch.layers[position]
-            following = arch.layers[position + 1] if position + 1 < len(arch.layers) else None
-            if not isinstance(pool, Pool):
-                raise self._refuse(site, f"layer {position} is {format_layer(pool)}, not a pool")
-            if pool.stride == 1:
-                raise self._refuse(site, f"the pool at layer {position} already has stride 1; nothing to delay")
-            if not isinstance(following, Conv):
-                what = "nothing" if following is None else format_layer(following)
-                raise self._refuse(
-                    site,
-                    f"the layer after the pool at layer {position} is {what}, not a conv; "
-                    "expected a conv to take the pool's stride",
-                )
-            if following.stride != 1:
-                raise self._refuse(
-                    site,
-                    f"the conv after the pool at layer {position} already has stride "
-                    f"{following.stride}; expected a stride-1 conv to take the pool's stride",
-                )
-            layers[position - site.start] = Pool(pool.kernel_size, 1, pool.padding, pool.mode)
-            layers[position + 1 - site.start] = Conv(following.kernel_size, following.out_channels, pool.stride)
-        return _Plan(site.start, site.stop, tuple(layers))
-
-
-DEPTH_FILTER = DepthFilterRule()
-DEPTH_WIDTH = DepthWidthRule()
-WIDTH_FILTER = WidthFilterRule()
-ADD_POOL = AddPoolRule()
-DELAY_POOL = DelayPoolRule()
-
-#: The paper's five rules with default parameters, in the paper's order (plain convs and pools).
-PLAIN_RULES: tuple[Rule, ...] = (DEPTH_FILTER, DEPTH_WIDTH, WIDTH_FILTER, ADD_POOL, DELAY_POOL)
-
-# The block rules build on the classes above, so they are imported here, at the end.
-from budgetnet.block_rewrites import BLOCK_RULES  # noqa: E402
-
-#: Every rule with default parameters: the paper's five, then the block rules of
-#: :mod:`budgetnet.block_rewrites`.
-RULES: tuple[Rule, ...] = PLAIN_RULES + BLOCK_RULES
-
-
-def get_rule(rule: "str | Rule") -> Rule:
-    """A rule object by name (``"depth_filter"``, ...); a Rule is returned as is.
-
-    Example:
-        >>> get_rule("add_pool").equation
-        'Eqn. (11)'
-    """
-    if isinstance(rule, Rule):
-        return rule
-    for candidate in RULES:
-        if candidate.name == rule:
-            return candidate
-    names = ", ".join(candidate.name for candidate in RULES)
-    raise RewriteError(str(rule), None, f"unknown rule; expected one of {names}")
-
-
-def resolve_rules(rules: "Iterable[str | Rule] | None") -> tuple[Rule, ...]:
-    """Rules from names or objects; ``None`` gives :data:`RULES`.
-
-    Example:
-        >>> [rule.name for rule in resolve_rules(["delay_pool", DEPTH_FILTER])]
-        ['delay_pool', 'depth_filter']
-    """
-    if rules is None:
-        return RULES
-    if isinstance(rules, (str, Rule)):
-        rules = [rules]
-    try:
-        resolved = tuple(get_rule(rule) for rule in rules)
-    except TypeError:
-        raise RewriteError(repr(rules), None, "expected a list of rule names or Rule objects") from None
-    if not resolved:
-        raise RewriteError("[]", None, "no rules given; expected at least one rule name or Rule")
-    return resolved
-
-
-def rewrite(arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Rewrite:
-    """Apply a site with the default rule of its name (see :meth:`Rule.rewrite`).
-
-    Example:
-        >>> from search_spaces.paper import MODELS
-        >>> site = DEPTH_FILTER.find(MODELS["A"], stage=2, kernel_size=3)
-        >>> result = rewrite(MODELS["A"], site)
-        >>> result.after == MODELS["C"], f"{result.local_change:+.0%}"
-        (True, '+8%')
-    """
-    if not isinstance(site, Site):
-        raise RewriteError("?", repr(site), "expected a Site (from rule.sites(arch))")
-    return get_rule(site.rule).rewrite(arch, site, tolerance)
-
-
-__all__ = [
-    "ADD_POOL",
-    "DEFAULT_TOLERANCE",
-    "DELAY_POOL",
-    "DEPTH_FILTER",
-    "DEPTH_WIDTH",
-    "PLAIN_RULES",
-    "Proposal",
-    "RULES",
-    "WIDTH_FILTER",
-    "AddPoolRule",
-    "DelayPoolRule",
-    "DepthFilterRule",
-    "DepthWidthRule",
-    "Rewrite",
-    "Rule",
-    "Site",
-    "WidthFilterRule",
-    "get_rule",
-    "resolve_rules",
-    "rewrite",
-    "span_notation",
-]

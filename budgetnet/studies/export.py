@@ -28,10 +28,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from budgetnet.arch import Arch
-from budgetnet.complexity import complexity, format_count
+from budgetnet.graph.arch import Arch
+from budgetnet.cost.complexity import complexity, format_count
 from budgetnet.errors import ArchError, ExportError
-from budgetnet.record import TrialRecord
+from budgetnet.studies.record import TrialRecord
 
 #: The formats :func:`export_trial` writes.
 FORMATS = ("json", "py", "pt")
@@ -50,7 +50,7 @@ def get_trial(study: optuna.Study, trial: str | int = "best") -> optuna.trial.Fr
         >>> get_trial(study, "best").number
         0
     """
-    from budgetnet.results import best_trial, is_feasible
+    from budgetnet.studies.results import best_trial, is_feasible
 
     if trial == "best":
         found = best_trial(study)
@@ -165,7 +165,7 @@ def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
 def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", about: str = "") -> str:
     """Python source of a standalone ``torch.nn.Module`` equal to ``budgetnet.build(arch, norm=norm)``.
 
-    The layers come from :mod:`budgetnet.torch_layers`, the description ``build`` uses, with
+    The layers come from :mod:`budgetnet.pytorch.modules`, the description ``build`` uses, with
     every shape and padding from ``arch``; the helper classes it needs (SPP, residual and
     concat blocks) are copied in, so the file imports only torch, and the parameter names
     match the builder's, so a state dict of one loads into the other.
@@ -180,7 +180,7 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
     """
     import inspect
 
-    from budgetnet.torch_layers import (
+    from budgetnet.pytorch.modules import (
         HELPERS,
         NORMS,
         classifier_specs,

@@ -53,7 +53,7 @@ class TrialRecord:
         val_accuracy: validation accuracy at the end of training (or when pruned).
         latency_ms: measured milliseconds per image, batch 1.
         epochs: epochs trained.
-        train_seconds: training time reported by :func:`budgetnet.train.fit`.
+        train_seconds: training time reported by :func:`budgetnet.training.train.fit`.
         fit_seconds: wall time inside ``fit`` (pruned and interrupted trials too).
         latency_seconds: wall time of the latency measurement.
         trial_seconds: wall time of the whole trial.
@@ -136,7 +136,7 @@ class StudyRecord:
         n_trials: the number of finished trials asked for last.
         ready: set once the creator queued the first slots.
         baseline_result: the baseline trained with the search's recipe, on one seed or
-            several (see :func:`budgetnet.study.train_baseline_runs`).
+            several (see :func:`budgetnet.studies.objective.train_baseline_runs`).
     """
 
     settings: Optional[dict] = None

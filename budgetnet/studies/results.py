@@ -21,9 +21,9 @@ import sys
 import optuna
 from optuna.trial import TrialState
 
-from budgetnet.complexity import format_count
+from budgetnet.cost.complexity import format_count
 from budgetnet.errors import SearchError
-from budgetnet.record import StudyRecord, TrialRecord
+from budgetnet.studies.record import StudyRecord, TrialRecord
 from budgetnet.tables import text_table
 
 #: Columns of the trial table, in order ("vs baseline" only when the baseline was trained).
@@ -126,7 +126,7 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def cost_key(x: str) -> str:
-    """The :class:`~budgetnet.record.TrialRecord` field that holds a trial's cost ``x``
+    """The :class:`~budgetnet.studies.record.TrialRecord` field that holds a trial's cost ``x``
     (``"macs"`` or ``"latency"``).
 
     Example:

@@ -12,7 +12,7 @@ A storage is given as text (``--storage`` on the command line, ``storage=`` in
 * ``journal:PATH`` or a path ending in ``.log`` or ``.journal``: Optuna's journal file, for
   workers that share a file system but no database server. It has no heartbeats: a killed
   worker's trial stays RUNNING until ``budgetnet recover`` (or
-  :func:`budgetnet.study.recover_trials`) marks it failed and queues it again.
+  :func:`budgetnet.studies.worker.recover_trials`) marks it failed and queues it again.
 
 Database storages get heartbeats (Optuna's, inside ``study.optimize``): a running trial
 writes one every ``heartbeat_interval`` seconds, and a trial silent for ``grace_period``
@@ -23,7 +23,7 @@ A database that goes away during a search ends it with a :class:`StorageError` n
 host and port (:func:`storage_lost`); every trial told before stays in the database.
 
 Example:
-    >>> from budgetnet.storage import storage_url
+    >>> from budgetnet.studies.storage import storage_url
     >>> storage_url("runs/study.journal")
     'journal:runs/study.journal'
     >>> storage_url("postgresql://me:secret@db.lan/optuna").startswith("postgresql+psycopg2://")

@@ -19,12 +19,10 @@ Images are stored as float32 ``N, C, H, W``, normalised per channel with the tra
 split's mean and standard deviation. Where a source has no test split, ``test_fraction``
 of the images is held out; the validation split is always ``val_fraction`` of the rest.
 
-Augmentation follows Sec. 5 of the paper and runs as batched tensor ops on whatever device
-the batch is on (:meth:`Dataset.augment_batch`): a random crop (from the image padded by
-``padding`` pixels, or from a larger stored image when ``crop_size`` is given), a horizontal
-flip of half the images where the dataset allows it (not for digits), and AlexNet's PCA
-colour altering for RGB images. :meth:`Dataset.views` gives the test views: the centre, or
-the paper's 10 views (centre and four corners, and their flips).
+:meth:`Dataset.augment_batch` augments a training batch on its own device (random crop,
+flip, PCA colour altering: :mod:`budgetnet.training.augment`) and :meth:`Dataset.views`
+gives the test views: the centre, or the paper's 10 views (centre and four corners, and
+their flips). The files are read by :mod:`budgetnet.training.readers`.
 
 Example:
     >>> data = load_data("digits", seed=0)
@@ -36,27 +34,27 @@ Example:
 
 from __future__ import annotations
 
-import gzip
-import math
-import pickle
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from budgetnet.checks import is_int
 from budgetnet.errors import DataError
+from budgetnet.training.augment import (
+    center_crop,
+    check_augment,
+    color_pca,
+    five_crop,
+    pca_lighting,
+    random_crop,
+    random_flip,
+)
+from budgetnet.training.readers import LAYOUTS, READERS, Raw, read_digits, resize
 
 SOURCES = ("digits", "idx:PATH", "cifar:PATH", "folder:PATH")
 DIGITS_IMAGE_SIZE = 16
-AUGMENT_KEYS = ("crop", "padding", "flip", "color")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
-#: Training images sampled to estimate the colour PCA of :func:`pca_lighting`.
-PCA_SAMPLE_IMAGES = 2000
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,97 +180,6 @@ class Dataset:
             f"train {len(self.train)} / val {len(self.val)} / test {len(self.test)})"
         )
 
-
-# -- augmentation: batched tensor ops ----------------------------------------------------------
-def random_crop(
-    images: torch.Tensor, size: Sequence[int], padding: int, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """One random ``size`` crop per image from the images zero-padded by ``padding``.
-
-    Zero is the mean colour once the images are normalised.
-
-    Example:
-        >>> x = torch.arange(16.).view(1, 1, 4, 4)
-        >>> random_crop(x, (4, 4), 0).equal(x)
-        True
-    """
-    if padding:
-        images = F.pad(images, (padding,) * 4)
-    batch, _, height, width = images.shape
-    out_height, out_width = size
-    device = images.device
-    top = torch.randint(0, height - out_height + 1, (batch,), generator=generator, device=device)
-    left = torch.randint(0, width - out_width + 1, (batch,), generator=generator, device=device)
-    rows = (top[:, None] + torch.arange(out_height, device=device))[:, :, None]
-    cols = (left[:, None] + torch.arange(out_width, device=device))[:, None, :]
-    index = torch.arange(batch, device=device)[:, None, None]
-    return images.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2)
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror a random half of the images left to right (each with probability 0.5).
-
-    Example:
-        >>> x = torch.arange(3.).view(1, 1, 1, 3).repeat(4, 1, 1, 1)
-        >>> sorted(row[0, 0].tolist() for row in random_flip(x, torch.Generator().manual_seed(0)))
-        [[0.0, 1.0, 2.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0], [2.0, 1.0, 0.0]]
-    """
-    flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
-
-
-def pca_lighting(
-    images: torch.Tensor,
-    eigenvalues: torch.Tensor,
-    eigenvectors: torch.Tensor,
-    strength: float,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """AlexNet's colour altering: add ``eigenvectors @ (alpha * eigenvalues)`` to every pixel.
-
-    ``alpha ~ N(0, strength)`` per image and component; ``eigenvalues`` are the standard
-    deviations along the principal components of the training pixels (normalised space).
-
-    Example:
-        >>> x = torch.zeros(2, 3, 4, 4)
-        >>> shifted = pca_lighting(x, torch.ones(3), torch.eye(3), 0.1, torch.Generator().manual_seed(0))
-        >>> shifted.shape, bool((shifted[:, :, 0, 0, None, None] == shifted).all())
-        (torch.Size([2, 3, 4, 4]), True)
-    """
-    alpha = torch.randn(images.shape[0], eigenvalues.shape[0], generator=generator, device=images.device)
-    shift = (alpha * strength * eigenvalues.to(images.device)) @ eigenvectors.to(images.device).T
-    return images + shift[:, :, None, None].to(images.dtype)
-
-
-def center_crop(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """The central ``size`` crop (the images unchanged when they already have that size).
-
-    Example:
-        >>> center_crop(torch.arange(16.).view(1, 1, 4, 4), (2, 2)).flatten().tolist()
-        [5.0, 6.0, 9.0, 10.0]
-    """
-    height, width = images.shape[2:]
-    top, left = (height - size[0]) // 2, (width - size[1]) // 2
-    return images[:, :, top : top + size[0], left : left + size[1]]
-
-
-def five_crop(images: torch.Tensor, size: Sequence[int]) -> list[torch.Tensor]:
-    """Centre, top-left, top-right, bottom-left and bottom-right ``size`` crops.
-
-    Example:
-        >>> crops = five_crop(torch.arange(16.).view(1, 1, 4, 4), (3, 3))
-        >>> [crop[0, 0, 0, 0].item() for crop in crops]
-        [0.0, 0.0, 1.0, 4.0, 5.0]
-    """
-    height, width = images.shape[2:]
-    out_height, out_width = size
-    bottom, right = height - out_height, width - out_width
-    corners = [(0, 0), (0, right), (bottom, 0), (bottom, right)]
-    return [center_crop(images, size)] + [
-        images[:, :, top : top + out_height, left : left + out_width] for top, left in corners
-    ]
-
-
 # -- loading ---------------------------------------------------------------------------------
 def load_data(
     spec: str = "digits",
@@ -316,17 +223,17 @@ def load_data(
     _check_optional_size("crop_size", crop_size)
     _check_limit(limit)
     if kind == "digits" and not path:
-        raw = _read_digits()
+        raw = read_digits()
         image_size = DIGITS_IMAGE_SIZE if image_size is None else image_size
     elif kind in ("idx", "cifar", "folder") and path:
         root = Path(path).expanduser()
         if not root.exists():
-            raise DataError(f"data path {str(root)!r} does not exist; expected a {kind} directory ({_LAYOUTS[kind]})")
+            raise DataError(f"data path {str(root)!r} does not exist; expected a {kind} directory ({LAYOUTS[kind]})")
         if not root.is_dir():
             raise DataError(
-                f"data path {str(root)!r} is not a directory; expected a {kind} directory ({_LAYOUTS[kind]})"
+                f"data path {str(root)!r} is not a directory; expected a {kind} directory ({LAYOUTS[kind]})"
             )
-        raw = _READERS[kind](root, image_size)
+        raw = READERS[kind](root, image_size)
     else:
         raise DataError(f"data={spec!r} is invalid; expected one of {', '.join(SOURCES)}")
     raw.name = spec
@@ -385,7 +292,7 @@ def from_tensors(
     elif not is_int(num_classes, 1):
         raise DataError(f"num_classes={num_classes!r} is invalid; expected an integer >= 1")
     channels = train_x.shape[1]
-    raw = _Raw(
+    raw = Raw(
         name=name,
         train=(train_x, train_y),
         test=test,
@@ -396,27 +303,13 @@ def from_tensors(
     )  # fmt: skip
     return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment)
 
-
-@dataclass
-class _Raw:
-    """What a reader returns: float images in [0, 1] (N, C, H, W) and int64 labels."""
-
-    name: str
-    train: tuple[torch.Tensor, torch.Tensor]
-    test: tuple[torch.Tensor, torch.Tensor] | None
-    num_classes: int
-    classes: tuple[str, ...]
-    augment: dict
-    val: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-def _assemble(raw: _Raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment) -> Dataset:
+def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment) -> Dataset:
     for split_name, pair in (("train", raw.train), ("val", raw.val), ("test", raw.test)):
         if pair is not None:
             _check_labels(raw.name, split_name, pair[1], raw.num_classes)
     if image_size is not None:
         raw.train, raw.val, raw.test = (
-            None if pair is None else (_resize(pair[0], image_size), pair[1]) for pair in (raw.train, raw.val, raw.test)
+            None if pair is None else (resize(pair[0], image_size), pair[1]) for pair in (raw.train, raw.val, raw.test)
         )
     generator = torch.Generator().manual_seed(seed)
     train_x, train_y = raw.train
@@ -442,7 +335,7 @@ def _assemble(raw: _Raw, image_size, crop_size, val_fraction, test_fraction, see
     options = dict(raw.augment)
     if crop_size is not None:
         options.update(crop=True, padding=0)
-    options.update(_check_augment(augment))
+    options.update(check_augment(augment))
     pixels = train_x.transpose(0, 1).reshape(channels, -1)
     mean = pixels.mean(dim=1)
     std = pixels.std(dim=1).clamp_min(1e-6)
@@ -463,37 +356,8 @@ def _assemble(raw: _Raw, image_size, crop_size, val_fraction, test_fraction, see
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
         classes=raw.classes,
-        color_pca=_color_pca(train_images) if channels > 1 else None,
+        color_pca=color_pca(train_images) if channels > 1 else None,
     )
-
-
-def _check_augment(augment) -> dict:
-    if augment is None:
-        return {}
-    if not isinstance(augment, dict) or set(augment) - set(AUGMENT_KEYS):
-        raise DataError(f"augment={augment!r} is invalid; expected a dict with keys among {AUGMENT_KEYS}")
-    checks = {
-        "crop": lambda v: isinstance(v, bool),
-        "padding": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-        "flip": lambda v: isinstance(v, bool),
-        "color": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
-    }
-    accepted = {
-        "crop": "True or False",
-        "padding": "an integer >= 0",
-        "flip": "True or False",
-        "color": "a number >= 0",
-    }
-    for key, value in augment.items():
-        if not checks[key](value):
-            raise DataError(f"augment[{key!r}]={value!r} is invalid; expected {accepted[key]}")
-    return dict(augment)
-
-
-def _color_pca(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    sample = images[:PCA_SAMPLE_IMAGES].transpose(0, 1).reshape(images.shape[1], -1).double()
-    eigenvalues, eigenvectors = torch.linalg.eigh(torch.cov(sample))
-    return eigenvalues.clamp_min(0).sqrt().float(), eigenvectors.float()
 
 
 def _stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator):
@@ -507,12 +371,6 @@ def _stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Ge
         kept.append(members[count:])
     kept, held = torch.cat(kept), torch.cat(held)
     return kept[torch.randperm(len(kept), generator=generator)], held[torch.randperm(len(held), generator=generator)]
-
-
-def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if tuple(images.shape[2:]) == (size, size):
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def _check_labels(name: str, split: str, labels: torch.Tensor, num_classes: int) -> None:
@@ -566,285 +424,3 @@ def _tensor_pair(images, labels, images_name: str, labels_name: str):
     else:
         raise DataError(f"{images_name} dtype {images.dtype} is invalid; expected uint8 (0..255) or float")
     return images, labels.long()
-
-
-# -- readers ---------------------------------------------------------------------------------
-def _read_digits() -> _Raw:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0)[:, None]
-    return _Raw(
-        name="digits",
-        train=(images, torch.from_numpy(digits.target.astype(np.int64))),
-        test=None,
-        num_classes=10,
-        classes=tuple(str(label) for label in digits.target_names),
-        augment={"crop": True, "padding": 2, "flip": False, "color": 0.0},
-    )
-
-
-_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into a numpy array.
-
-    Raises :class:`DataError` naming the file when it is not an IDX file or is truncated.
-
-    Example:
-        >>> import tempfile
-        >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
-        >>> _ = path.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]))  # unsigned bytes, 1 dimension of 3
-        >>> read_idx(path).tolist()
-        [7, 8, 9]
-    """
-    path = Path(path)
-    try:
-        blob = path.read_bytes()
-        if blob[:2] == b"\x1f\x8b":
-            blob = gzip.decompress(blob)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise DataError(
-            f"IDX file {str(path)!r} cannot be read ({error}); expected an IDX file, gzipped or not"
-        ) from None
-    if len(blob) < 4 or blob[:2] != b"\x00\x00" or blob[2] not in _IDX_TYPES or blob[3] == 0:
-        raise DataError(
-            f"IDX file {str(path)!r} has no IDX header (magic {blob[:4].hex() or 'empty'}); expected an MNIST-format "
-            "file starting 0000 08 0N"
-        )
-    dims = blob[3]
-    header = 4 + 4 * dims
-    if len(blob) < header:
-        raise DataError(f"IDX file {str(path)!r} is truncated in its header; expected {dims} dimensions")
-    shape = struct.unpack(f">{dims}I", blob[4:header])
-    dtype = np.dtype(_IDX_TYPES[blob[2]])
-    expected = math.prod(shape) * dtype.itemsize
-    if len(blob) - header != expected:
-        raise DataError(
-            f"IDX file {str(path)!r} holds {len(blob) - header} data bytes; expected {expected} for shape {shape}"
-        )
-    return np.frombuffer(blob, dtype=dtype, offset=header).reshape(shape)
-
-
-def _find_idx(root: Path, prefixes: Sequence[str], kind: str) -> Path | None:
-    for prefix in prefixes:
-        for pattern in (f"{prefix}-{kind}-idx?-ubyte", f"{prefix}-{kind}.idx?-ubyte"):
-            for suffix in ("", ".gz"):
-                matches = sorted(root.glob(pattern + suffix))
-                if matches:
-                    return matches[0]
-    return None
-
-
-def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise DataError(
-            f"IDX file {str(images_path)!r} holds {images.dtype} of shape {images.shape}; expected unsigned bytes "
-            "of shape N, H, W"
-        )
-    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(images):
-        raise DataError(
-            f"IDX file {str(labels_path)!r} holds {labels.dtype} of shape {labels.shape}; expected {len(images)} "
-            "integer labels (one per image)"
-        )
-    return torch.from_numpy(images.astype(np.float32) / 255)[:, None], torch.from_numpy(labels.astype(np.int64))
-
-
-def _read_idx_dir(root: Path, image_size) -> _Raw:
-    train_images, train_labels = _find_idx(root, ("train",), "images"), _find_idx(root, ("train",), "labels")
-    if train_images is None or train_labels is None:
-        raise DataError(f"data path {str(root)!r} has no IDX training files; expected {_LAYOUTS['idx']}")
-    train = _read_idx_pair(train_images, train_labels)
-    test_images, test_labels = _find_idx(root, ("t10k", "test"), "images"), _find_idx(root, ("t10k", "test"), "labels")
-    test = None
-    if test_images is not None and test_labels is not None:
-        test = _read_idx_pair(test_images, test_labels)
-        if test[0].shape[2:] != train[0].shape[2:]:
-            raise DataError(
-                f"IDX file {str(test_images)!r} holds {tuple(test[0].shape[2:])} images; expected the training size "
-                f"{tuple(train[0].shape[2:])}"
-            )
-    num_classes = int(train[1].max()) + 1
-    return _Raw(
-        name="",
-        train=train,
-        test=test,
-        num_classes=num_classes,
-        classes=tuple(str(label) for label in range(num_classes)),
-        augment={"crop": True, "padding": max(1, train[0].shape[2] // 8), "flip": False, "color": 0.0},
-    )
-
-
-try:
-    from numpy._core.multiarray import _reconstruct
-except ImportError:  # numpy < 2
-    from numpy.core.multiarray import _reconstruct
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Admits only what numpy arrays need; any other global in the file is refused."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return getattr(np, name) if module == "numpy" else _reconstruct
-        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
-
-
-def _unpickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as handle:
-            data = _ArrayUnpickler(handle, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, OSError) as error:
-        raise DataError(
-            f"CIFAR batch {str(path)!r} cannot be read ({error}); expected a CIFAR python batch (a pickled dict "
-            "of numpy arrays and lists)"
-        ) from None
-    if not isinstance(data, dict):
-        raise DataError(f"CIFAR batch {str(path)!r} holds a {type(data).__name__}; expected a dict")
-    return {key.decode() if isinstance(key, bytes) else key: value for key, value in data.items()}
-
-
-def _cifar_batch(path: Path, label_key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    batch = _unpickle(path)
-    if "data" not in batch or label_key not in batch:
-        raise DataError(f"CIFAR batch {str(path)!r} has keys {sorted(batch)}; expected 'data' and {label_key!r}")
-    data = batch["data"]
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise DataError(
-            f"CIFAR batch {str(path)!r}: 'data' is {getattr(data, 'dtype', type(data).__name__)} of shape "
-            f"{getattr(data, 'shape', None)}; expected uint8 of shape N x 3072 (3 x 32 x 32)"
-        )
-    try:
-        labels = np.asarray(batch[label_key], dtype=np.int64)
-    except (TypeError, ValueError):
-        labels = np.zeros(0)
-    if labels.ndim != 1 or len(labels) != len(data):
-        raise DataError(f"CIFAR batch {str(path)!r}: {label_key!r} does not hold {len(data)} integer labels")
-    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).astype(np.float32) / 255)
-    return images, torch.from_numpy(labels)
-
-
-def _read_cifar_dir(root: Path, image_size) -> _Raw:
-    if sorted(root.glob("data_batch_*")):
-        train_files, test_file, meta_file = (
-            sorted(root.glob("data_batch_*")),
-            root / "test_batch",
-            root / "batches.meta",
-        )
-        label_key, names_key, num_classes = "labels", "label_names", 10
-    elif (root / "train").is_file():
-        train_files, test_file, meta_file = [root / "train"], root / "test", root / "meta"
-        label_key, names_key, num_classes = "fine_labels", "fine_label_names", 100
-    else:
-        raise DataError(f"data path {str(root)!r} has no CIFAR batches; expected {_LAYOUTS['cifar']}")
-    classes = tuple(str(label) for label in range(num_classes))
-    if meta_file.is_file():
-        names = _unpickle(meta_file).get(names_key)
-        if isinstance(names, list) and names:
-            classes = tuple(name.decode() if isinstance(name, bytes) else str(name) for name in names)
-            num_classes = len(classes)
-    parts = [_cifar_batch(path, label_key) for path in train_files]
-    train = (torch.cat([images for images, _ in parts]), torch.cat([labels for _, labels in parts]))
-    test = _cifar_batch(test_file, label_key) if test_file.is_file() else None
-    return _Raw(
-        name="",
-        train=train,
-        test=test,
-        num_classes=num_classes,
-        classes=classes,
-        augment={"crop": True, "padding": 4, "flip": True, "color": 0.1},
-    )
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _class_folders(root: Path) -> list[Path]:
-    return sorted(path for path in root.iterdir() if path.is_dir() and not path.name.startswith("."))
-
-
-def _read_folder_dir(root: Path, image_size) -> _Raw:
-    from PIL import Image, UnidentifiedImageError
-
-    split_roots = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
-    if not ("train" in split_roots and "test" in split_roots):
-        split_roots = {"train": root}
-    classes = [folder.name for folder in _class_folders(split_roots["train"])]
-    if not classes:
-        raise DataError(f"data path {str(root)!r} has no class folders; expected {_LAYOUTS['folder']}")
-    files: dict[str, list[tuple[Path, int]]] = {}
-    for split, split_root in split_roots.items():
-        files[split] = []
-        for folder in _class_folders(split_root):
-            if folder.name not in classes:
-                raise DataError(
-                    f"class folder {str(folder)!r} is not among the training classes; expected one of {classes}"
-                )
-            images = _image_files(folder)
-            if split == "train" and not images:
-                raise DataError(
-                    f"class folder {str(folder)!r} holds no images; expected files ending in {', '.join(IMAGE_SUFFIXES)}"
-                )
-            files[split] += [(path, classes.index(folder.name)) for path in images]
-    pictures: dict[str, list] = {split: [] for split in files}
-    modes = set()
-    for split, entries in files.items():
-        for path, _ in entries:
-            try:
-                with Image.open(path) as image:
-                    image.load()
-                    pictures[split].append(image.copy())
-                    modes.add(image.mode)
-            except (UnidentifiedImageError, OSError) as error:
-                raise DataError(
-                    f"image {str(path)!r} cannot be read ({error}); expected an image PIL can open"
-                ) from None
-    mode = "L" if modes <= {"1", "L", "I", "I;16", "F"} else "RGB"
-    reference = files["train"][0][0], pictures["train"][0].size
-
-    def to_tensor(path: Path, image) -> torch.Tensor:
-        if image_size is None and image.size != reference[1]:
-            raise DataError(
-                f"image {str(path)!r} is {image.size[0]}x{image.size[1]} but {str(reference[0])!r} is "
-                f"{reference[1][0]}x{reference[1][1]}; expected one size in a folder dataset (or give image_size "
-                "to resize them)"
-            )
-        array = np.asarray(image.convert(mode), dtype=np.float32) / 255
-        tensor = torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)[None]
-        return tensor if image_size is None else _resize(tensor, image_size)
-
-    def stack(split: str):
-        if not files[split]:
-            return None
-        images = torch.cat([to_tensor(path, image) for (path, _), image in zip(files[split], pictures[split])])
-        return images, torch.tensor([label for _, label in files[split]], dtype=torch.int64)
-
-    channels = 1 if mode == "L" else 3
-    return _Raw(
-        name="",
-        train=stack("train"),
-        test=stack("test") if "test" in files else None,
-        val=stack("val") if "val" in files else None,
-        num_classes=len(classes),
-        classes=tuple(classes),
-        augment={"crop": True, "padding": max(1, min(reference[1]) // 8), "flip": True,
-                 "color": 0.1 if channels == 3 else 0.0},
-    )  # fmt: skip
-
-
-_READERS = {"idx": _read_idx_dir, "cifar": _read_cifar_dir, "folder": _read_folder_dir}
-_LAYOUTS = {
-    "idx": "train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz], optionally t10k-* for the test split",
-    "cifar": "data_batch_1..5 and test_batch (CIFAR-10) or train and test (CIFAR-100) python batches",
-    "folder": "one sub-folder of images per class, or train/ and test/ each laid out that way",
-}

@@ -1,16 +1,7 @@
-"""Training and evaluation: recipes, ``fit``, ``evaluate``, checkpoints, the device.
+"""Training and evaluation: ``fit`` and ``evaluate``, on the CPU or a GPU.
 
-Two recipes (:func:`get_recipe`):
-
-* ``"paper"``: Sec. 5 of the paper: SGD with momentum 0.9, weight decay 5e-4, batch 128,
-  learning rate 0.01 divided by 10 after 10/75 and 70/75 of the epochs (the paper's 10 and
-  70 of 75), Gaussian initialisation (done by :func:`budgetnet.build`) and 50 % dropout on
-  the first two fc layers (part of the Arch). Default 75 epochs; any other number scales
-  the milestones.
-* ``"quick"``: a short modern recipe for proxies: AdamW (lr 5e-3, weight decay 0.05), batch
-  32, a cosine schedule with a short linear warm-up (5 % of the run, at most half an epoch),
-  gradient norm clipped at 1.0 and label smoothing 0.1. Default 10 epochs. Plain (no BN)
-  nets train stably with it on the bundled digits (``docs/training.md``).
+Recipes are in :mod:`budgetnet.training.recipes`, checkpoints in
+:mod:`budgetnet.training.checkpoints`.
 
 :func:`fit` runs on the CPU by default when no GPU is present and on CUDA with bf16
 autocast, channels-last tensors, optionally ``torch.compile``, the training images kept on
@@ -21,7 +12,7 @@ the CPU).
 
 Example:
     >>> import budgetnet
-    >>> from budgetnet.data import load_data
+    >>> from budgetnet.training.data import load_data
     >>> data = load_data("digits", image_size=8, limit=200)
     >>> arch = budgetnet.parse("(3,8) 2/2 (3,16) gap", input_shape=data.input_shape, num_classes=10)
     >>> result = fit(arch, data, "quick", epochs=1, progress=False)
@@ -32,11 +23,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,121 +34,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.arch import Arch
+from budgetnet.graph.arch import Arch
 from budgetnet.checks import check_int
-from budgetnet.data import Dataset
-from budgetnet.errors import CheckpointError, DeviceError, TrainingError
-from budgetnet.memory import check_fits
+from budgetnet.training.checkpoints import checkpoint_settings, load_checkpoint, save_checkpoint, set_rng
+from budgetnet.training.data import Dataset
+from budgetnet.training.recipes import Recipe, resolve_recipe
+from budgetnet.errors import TrainingError
+from budgetnet.cost.memory import check_fits
+from budgetnet.pytorch.device import resolve_device
 
-RECIPES = ("quick", "paper")
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "constant")
 VIEWS = (1, 10)
-CHECKPOINT_FORMAT = "budgetnet.checkpoint"
-CHECKPOINT_VERSION = 1
 #: Training images up to this many bytes (and a quarter of the free GPU memory) stay on the GPU.
 RESIDENT_BYTES = 4 << 30
 #: On CUDA, the loss is checked for NaN / inf every this many steps (each check waits for the GPU).
 CUDA_CHECK_EVERY = 50
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How to train: optimiser, learning-rate schedule, batch size, epochs.
-
-    ``milestones`` are fractions of ``epochs`` at which a ``"step"`` schedule multiplies
-    the learning rate by ``gamma``; ``warmup_epochs`` (shorter than the run) ramps it up
-    linearly first. ``clip_norm`` > 0 clips the gradients' global L2 norm before each step.
-
-    Example:
-        >>> recipe = get_recipe("paper", epochs=15)
-        >>> recipe.lr, recipe.milestone_epochs()
-        (0.01, (2.0, 14.0))
-    """
-
-    name: str
-    epochs: int
-    batch_size: int = 128
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "step"
-    milestones: tuple[float, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    clip_norm: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "milestones", tuple(self.milestones))
-        check_int(TrainingError, "recipe epochs", self.epochs, 1)
-        check_int(TrainingError, "recipe batch_size", self.batch_size, 1)
-        _check_choice("recipe optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("recipe schedule", self.schedule, SCHEDULES)
-        _check_number("recipe lr", self.lr, 0, math.inf, "a number > 0", low_open=True)
-        _check_number("recipe momentum", self.momentum, 0, 1, "a number in [0, 1)", high_open=True)
-        _check_number("recipe weight_decay", self.weight_decay, 0, math.inf, "a number >= 0")
-        _check_number("recipe gamma", self.gamma, 0, 1, "a number in (0, 1]", low_open=True)
-        _check_number("recipe warmup_epochs", self.warmup_epochs, 0, self.epochs,
-                      f"a number >= 0 and shorter than the run's {self.epochs} epochs", high_open=True)  # fmt: skip
-        _check_number("recipe label_smoothing", self.label_smoothing, 0, 1, "a number in [0, 1)", high_open=True)
-        _check_number("recipe clip_norm", self.clip_norm, 0, math.inf, "a number >= 0 (0: no clipping)")
-        for milestone in self.milestones:
-            _check_number("recipe milestones", milestone, 0, 1, "fractions of the epochs in (0, 1)", True, True)
-
-    def milestone_epochs(self) -> tuple[float, ...]:
-        """The step schedule's milestones in epochs."""
-        return tuple(round(fraction * self.epochs, 6) for fraction in self.milestones)
-
-    def lr_factor(self, epoch: float) -> float:
-        """The learning rate at fractional ``epoch``, relative to ``lr``.
-
-        Example:
-            >>> recipe = get_recipe("paper")
-            >>> [recipe.lr_factor(epoch) for epoch in (0, 9.9, 10, 69.9, 70)]
-            [1.0, 1.0, 0.1, 0.1, 0.010000000000000002]
-        """
-        if self.warmup_epochs and epoch < self.warmup_epochs:
-            return (epoch + 1e-3) / self.warmup_epochs
-        if self.schedule == "step":
-            return self.gamma ** sum(epoch >= milestone for milestone in self.milestone_epochs())
-        if self.schedule == "cosine":
-            span = max(self.epochs - self.warmup_epochs, 1e-9)
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - self.warmup_epochs) / span)))
-        return 1.0
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["milestones"] = list(self.milestones)
-        return data
-
-
-def get_recipe(name: str = "quick", epochs: int | None = None, **overrides) -> Recipe:
-    """A named recipe (``"quick"`` or ``"paper"``), optionally with other epochs or fields.
-
-    Example:
-        >>> get_recipe("quick", epochs=3, batch_size=64).batch_size
-        64
-    """
-    if name == "paper":
-        recipe = Recipe("paper", 75, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-                        schedule="step", milestones=(10 / 75, 70 / 75), gamma=0.1)  # fmt: skip
-    elif name == "quick":
-        recipe = Recipe("quick", 10, batch_size=32, optimizer="adamw", lr=5e-3, momentum=0.9, weight_decay=0.05,
-                        schedule="cosine", warmup_epochs=0.0, label_smoothing=0.1, clip_norm=1.0)  # fmt: skip
-    else:
-        raise TrainingError(f"recipe={name!r} is invalid; expected one of {RECIPES}")
-    unknown = set(overrides) - {item.name for item in fields(Recipe)}
-    if unknown:
-        raise TrainingError(
-            f"recipe field {sorted(unknown)[0]!r} is unknown; expected one of {[f.name for f in fields(Recipe)]}"
-        )
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if name == "quick" and "warmup_epochs" not in overrides:
-        overrides["warmup_epochs"] = min(0.5, 0.05 * overrides.get("epochs", recipe.epochs))
-    return replace(recipe, **overrides)
 
 
 @dataclass
@@ -204,42 +93,6 @@ class FitResult:
         }
 
 
-# -- device ------------------------------------------------------------------------------------
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` (CUDA when there is a GPU, else the CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-
-    Raises:
-        DeviceError: the device is not there or not understood.
-
-    Example:
-        >>> resolve_device("cpu")
-        device(type='cpu')
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise DeviceError(f"device={device!r} is not understood; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"device={device!r} is not there: this torch {torch.__version__} sees no CUDA GPU; "
-                "expected 'cpu' or 'auto' on this machine"
-            )
-        count = torch.cuda.device_count()
-        if resolved.index is not None and resolved.index >= count:
-            raise DeviceError(
-                f"device={device!r} is not there: {count} CUDA GPU(s); expected cuda:0 .. cuda:{count - 1}"
-            )
-    elif resolved.type == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise DeviceError(f"device={device!r} is not there; expected 'cpu' or 'auto' on this machine")
-    elif resolved.type != "cpu":
-        raise DeviceError(f"device={device!r} is not supported; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    return resolved
-
-
 # -- training ------------------------------------------------------------------------------------
 def fit(
     model_or_arch,
@@ -263,7 +116,7 @@ def fit(
     Args:
         model_or_arch: an :class:`~budgetnet.Arch` (built with :func:`budgetnet.build`
             after ``arch.with_input(data.input_shape, data.num_classes)``) or a torch module.
-        data: a :class:`~budgetnet.data.Dataset`; training uses its augmentation.
+        data: a :class:`~budgetnet.training.data.Dataset`; training uses its augmentation.
         recipe: a :class:`Recipe` or the name of one (``"quick"``, ``"paper"``).
         epochs, batch_size: override the recipe's.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
@@ -278,7 +131,7 @@ def fit(
         compile: wrap the model in ``torch.compile``.
         amp: bf16 autocast; default on for CUDA, off on the CPU.
         max_memory: refuse an Arch whose training memory estimate (see
-            :mod:`budgetnet.memory`) exceeds this many bytes (or ``"8G"``); default the
+            :mod:`budgetnet.cost.memory`) exceeds this many bytes (or ``"8G"``); default the
             device's memory. Checked before the model is built.
 
     A ``batch_size`` given here larger than the training split is refused; a recipe's
@@ -296,17 +149,17 @@ def fit(
 
     Example:
         >>> import budgetnet
-        >>> from budgetnet.data import load_data
+        >>> from budgetnet.training.data import load_data
         >>> data = load_data("digits", image_size=8, limit=100)
         >>> arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
         >>> fit(arch, data, "paper", epochs=2, batch_size=50, progress=False).history[-1]["epoch"]
         2
     """
     started = time.perf_counter()
-    recipe = _resolve_recipe(recipe, epochs, batch_size)
+    recipe = resolve_recipe(recipe, epochs, batch_size)
     if not isinstance(data, Dataset):
         raise TrainingError(
-            f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))"
+            f"data={type(data).__name__} is invalid; expected a budgetnet.training.data.Dataset (load_data(...))"
         )
     check_int(TrainingError, "seed", seed, 0)
     dev = resolve_device(device)
@@ -326,15 +179,15 @@ def fit(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: recipe.lr_factor(step / steps_per_epoch))
         order_generator = torch.Generator().manual_seed(seed)
         augment_generator = torch.Generator(device=dev).manual_seed(seed + 1)
-        settings = _settings(recipe, seed, data)
+        settings = checkpoint_settings(recipe, seed, data)
         history: list[dict] = []
         start_epoch = 0
         if checkpoint is not None and Path(checkpoint).exists():
-            state = _load_checkpoint(checkpoint, model, settings)
+            state = load_checkpoint(checkpoint, model, settings)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            _set_rng(state["rng"], order_generator, augment_generator, cuda)
+            set_rng(state["rng"], order_generator, augment_generator, cuda)
             history, start_epoch = list(state["history"]), int(state["epoch"])
         net = torch.compile(model) if compile else model
         memory_format = torch.channels_last if cuda else torch.contiguous_format
@@ -398,8 +251,8 @@ def fit(
                 bar.set_description(f"epoch {epoch + 1}/{recipe.epochs}")
                 bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val_acc=f"{metrics['val_accuracy']:.3f}")
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, model, optimizer, scheduler, order_generator, augment_generator,
-                                 cuda, settings, history, epoch + 1)  # fmt: skip
+                save_checkpoint(checkpoint, model, optimizer, scheduler, order_generator, augment_generator,
+                                cuda, settings, history, epoch + 1)  # fmt: skip
             if callback is not None and callback(epoch + 1, dict(metrics)):
                 stopped_early = True
                 break
@@ -440,7 +293,7 @@ def evaluate(
 
     Example:
         >>> import budgetnet
-        >>> from budgetnet.data import load_data
+        >>> from budgetnet.training.data import load_data
         >>> data = load_data("digits", image_size=8, limit=50)
         >>> model = budgetnet.build(budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10))
         >>> scores = evaluate(model, data, split="val", device="cpu", views=10)
@@ -453,7 +306,7 @@ def evaluate(
         raise TrainingError(f"model={type(model).__name__} is invalid; expected a torch.nn.Module (or a FitResult)")
     if not isinstance(data, Dataset):
         raise TrainingError(
-            f"data={type(data).__name__} is invalid; expected a budgetnet.data.Dataset (load_data(...))"
+            f"data={type(data).__name__} is invalid; expected a budgetnet.training.data.Dataset (load_data(...))"
         )
     if split not in ("val", "test", "train"):
         raise TrainingError(f"split={split!r} is invalid; expected 'test', 'val' or 'train'")
@@ -496,19 +349,6 @@ def _evaluate(model, data: Dataset, split, dev: torch.device, views: int, batch_
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _resolve_recipe(recipe, epochs, batch_size) -> Recipe:
-    if isinstance(recipe, str):
-        recipe = get_recipe(recipe)
-    elif not isinstance(recipe, Recipe):
-        raise TrainingError(f"recipe={recipe!r} is invalid; expected a Recipe or one of {RECIPES}")
-    overrides = {}
-    if epochs is not None:
-        overrides["epochs"] = epochs
-    if batch_size is not None:
-        overrides["batch_size"] = batch_size
-    return replace(recipe, **overrides) if overrides else recipe
-
-
 def _batch_size(recipe: Recipe, batch_size: int | None, images: int) -> int:
     """The batch size to train with: an explicit ``batch_size`` over the split is an error,
     the recipe's is cut to the split with a warning."""
@@ -529,7 +369,7 @@ def _batch_size(recipe: Recipe, batch_size: int | None, images: int) -> int:
 
 
 def _prepare_model(model_or_arch, data: Dataset, norm, dev: torch.device) -> nn.Module:
-    from budgetnet.builder import build
+    from budgetnet.pytorch.builder import build
 
     if isinstance(model_or_arch, Arch):
         model = build(model_or_arch.with_input(data.input_shape, data.num_classes), norm=norm)
@@ -604,110 +444,3 @@ def _progress_bar(progress: bool, total: int, start_epoch: int, recipe: Recipe):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="img", unit_scale=True, disable=None, desc=f"epoch {start_epoch + 1}/{recipe.epochs}")
-
-
-def _settings(recipe: Recipe, seed: int, data: Dataset) -> dict:
-    """What must match for a checkpoint to be resumed."""
-    return {
-        "recipe": recipe.to_dict(),
-        "seed": seed,
-        "data": {"name": data.name, "input_shape": list(data.input_shape), "num_classes": data.num_classes,
-                 "train": len(data.train), "val": len(data.val)},
-    }  # fmt: skip
-
-
-def _identity(model: nn.Module) -> dict:
-    arch = getattr(model, "arch", None)
-    return {
-        "arch": arch.to_json() if isinstance(arch, Arch) else "",
-        "fingerprint": arch.fingerprint() if isinstance(arch, Arch) else "",
-        "notation": arch.notation() if isinstance(arch, Arch) else type(model).__name__,
-        "shapes": {name: list(value.shape) for name, value in model.state_dict().items()},
-    }
-
-
-def _save_checkpoint(path, model, optimizer, scheduler, order_generator, augment_generator, cuda, settings,
-                     history, epoch) -> None:  # fmt: skip
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "identity": _identity(model),
-        "settings": settings,
-        "epoch": epoch,
-        "history": history,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state() if cuda else torch.zeros(0, dtype=torch.uint8),
-            "order": order_generator.get_state(),
-            "augment": augment_generator.get_state(),
-        },
-    }
-    path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be written ({error}); expected a writable path"
-        ) from None
-
-
-def _load_checkpoint(path, model: nn.Module, settings: dict) -> dict:
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:200]}); "
-            "expected a file written by budgetnet fit(checkpoint=...)"
-        ) from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a budgetnet checkpoint; expected one written by fit()")
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} has version {state.get('version')!r}; expected {CHECKPOINT_VERSION}"
-        )
-    saved, current = state["identity"], _identity(model)
-    same = (
-        saved["fingerprint"] == current["fingerprint"]
-        if current["fingerprint"]
-        else saved["shapes"] == current["shapes"]
-    )
-    if not same:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} belongs to another architecture: it holds {saved['notation']!r}, this run "
-            f"trains {current['notation']!r}; expected a checkpoint of the same architecture (or another path)"
-        )
-    for key, value in settings.items():
-        if state["settings"].get(key) != value:
-            raise CheckpointError(
-                f"checkpoint {str(path)!r} was written with {key}={state['settings'].get(key)!r}, this run has "
-                f"{key}={value!r}; expected the same {key} to resume (or another path)"
-            )
-    return state
-
-
-def _set_rng(rng: dict, order_generator, augment_generator, cuda: bool) -> None:
-    torch.set_rng_state(rng["torch"])
-    if cuda and rng["cuda"].numel():
-        torch.cuda.set_rng_state(rng["cuda"])
-    order_generator.set_state(rng["order"])
-    augment_generator.set_state(rng["augment"])
-
-
-def _check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise TrainingError(f"{name}={value!r} is invalid; expected one of {choices}")
-
-
-def _check_number(name, value, low, high, expected, low_open=False, high_open=False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        raise TrainingError(f"{name}={value!r} is invalid; expected {expected}")

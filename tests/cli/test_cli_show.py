@@ -228,7 +228,7 @@ def test_residual_zoo_name(capsys):
 
 def test_every_command_resolves_zoo_names():
     from budgetnet.cli.common import load_arch
-    from budgetnet.zoo import ZOO
+    from budgetnet.graph.zoo import ZOO
 
     assert load_arch("mobilenet_v2") is ZOO["mobilenet_v2"]
     small = load_arch("small_residual", (3, 32, 32), 100)

@@ -1,4 +1,4 @@
-"""Tests for ``budgetnet.budgets``: Budget, the one grammar, the one tolerance rule, and the
+"""Tests for ``budgetnet.cost.budgets``: Budget, the one grammar, the one tolerance rule, and the
 interface that Budget and LatencyBudget share.
 
 Golden values are hand arithmetic written here (model A's Eqn. (1) cost from tests/test_paper.py).
@@ -12,9 +12,9 @@ import pytest
 
 import budgetnet
 from budgetnet import Budget, parse
-from budgetnet.budgets import CostBudget, budget_to_dict, is_time_budget, parse_budget, resolve_budget
+from budgetnet.cost.budgets import CostBudget, budget_to_dict, is_time_budget, parse_budget, resolve_budget
 from budgetnet.errors import BudgetError
-from budgetnet.latency import LatencyBudget
+from budgetnet.cost.budgets import LatencyBudget
 from search_spaces.paper import MODELS
 
 A_MACS = 854_954_688  # Eqn. (1) of model A, by hand in tests/test_paper.py

@@ -1,4 +1,4 @@
-"""Tests for ``budgetnet.complexity``: the per-layer report and Eqn. (1) (budgets: test_budgets.py).
+"""Tests for ``budgetnet.cost.complexity``: the per-layer report and Eqn. (1) (budgets: test_budgets.py).
 
 Golden values are hand arithmetic written here: a conv costs ``n_in * k^2 * n_out * H * W``
 multiply-adds and has ``n_in * k^2 * n_out + n_out`` parameters; an fc layer costs
@@ -14,7 +14,7 @@ import pytest
 
 import budgetnet
 from budgetnet import Arch, Budget, Conv, Pool, complexity, conv_macs, parse
-from budgetnet.complexity import LayerCost, format_count, layer_cost
+from budgetnet.cost.complexity import LayerCost, format_count, layer_cost
 from budgetnet.errors import ArchError, BudgetError
 from search_spaces.paper import MODELS
 

@@ -1,4 +1,4 @@
-"""budgetnet.latency: measure, per-layer tables and their cache, LatencyBudget, Budget.parse("Nms")."""
+"""budgetnet.cost.latency: measure, per-layer tables and their cache, LatencyBudget, Budget.parse("Nms")."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 import budgetnet
-from budgetnet import latency
-from budgetnet.budgets import Budget
+from budgetnet.cost import latency
+from budgetnet.cost.budgets import Budget
 from budgetnet.errors import BudgetError, DeviceError, LatencyError
-from budgetnet.latency import LatencyBudget, LatencyTable, default_cache_dir, measure
+from budgetnet.cost.budgets import LatencyBudget
+from budgetnet.cost.latency import LatencyTable, default_cache_dir, measure
 
 SMALL = budgetnet.parse("(3,4) 2/2 (3,8)x3 gap", input_shape=(1, 12, 12), num_classes=5)
 

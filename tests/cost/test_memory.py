@@ -1,4 +1,4 @@
-"""budgetnet.memory: the memory estimate (golden values by hand), the limit, and the refusals
+"""budgetnet.cost.memory: the memory estimate (golden values by hand), the limit, and the refusals
 in fit, measure and search before anything is built."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import budgetnet
-from budgetnet import memory
-from budgetnet.data import load_data
+from budgetnet.cost import memory
+from budgetnet.training.data import load_data
 from budgetnet.errors import MemoryLimitError, TrainingError
-from budgetnet.memory import check_fits, device_memory, estimate_memory, format_bytes, parse_bytes
+from budgetnet.cost.memory import check_fits, device_memory, estimate_memory, format_bytes, parse_bytes
 from search_spaces.paper import MODELS
 
 HUGE = "(3,100000000000) gap"
@@ -136,12 +136,12 @@ def test_check_fits_names_the_estimate_and_the_limit():
 @pytest.fixture
 def no_build(monkeypatch):
     """Fail the test if anything builds a torch module."""
-    import budgetnet.builder
+    import budgetnet.pytorch.builder
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was built")
 
-    monkeypatch.setattr(budgetnet.builder, "build", refuse)
+    monkeypatch.setattr(budgetnet.pytorch.builder, "build", refuse)
 
 
 def test_fit_refuses_before_building(no_build):

@@ -1,4 +1,4 @@
-"""Tests for ``budgetnet.arch``: layer specs, shape inference, identity, edits, JSON.
+"""Tests for ``budgetnet.graph.arch``: layer specs, shape inference, identity, edits, JSON.
 
 Expected sizes are hand arithmetic with the floor rule ``out = (m + 2p - k) // stride + 1``.
 """
@@ -15,7 +15,7 @@ import networkx as nx
 import pytest
 
 from budgetnet import FC, SPP, Arch, Conv, Flatten, Pool, parse
-from budgetnet.arch import conv_output_size, default_padding, layer_to_dict, paper_head
+from budgetnet.graph.arch import conv_output_size, default_padding, layer_to_dict, paper_head
 from budgetnet.errors import ArchError, BudgetNetError, LayerSpecError, ShapeError
 from search_spaces.paper import MODELS
 
@@ -194,7 +194,7 @@ GOLDEN_FINGERPRINTS = {
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_FINGERPRINTS))
 def test_fingerprints_did_not_change(name):
-    from budgetnet.zoo import ZOO
+    from budgetnet.graph.zoo import ZOO
 
     arch = MODELS[name] if name in MODELS else ZOO[name]
     assert arch.fingerprint() == GOLDEN_FINGERPRINTS[name]

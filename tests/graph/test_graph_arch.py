@@ -1,5 +1,5 @@
 """Residual, concat, grouped and depthwise layers: specs, shapes, Eqn. (1), the DAG, notation,
-JSON, build and export (budgetnet/layers.py, shapes.py, dag.py and their use in arch.py).
+JSON, build and export (budgetnet/graph/layers.py, shapes.py, dag.py and their use in arch.py).
 
 Expected numbers are worked out by hand in each test from PyTorch's floor rule and
 ``(in / groups) * k^2 * out * H * W``; torch itself checks shapes and the standalone export.
@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 import budgetnet
 from budgetnet import Arch, Concat, Conv, Pool, Residual, parse
-from budgetnet.complexity import complexity, conv_macs
+from budgetnet.cost.complexity import complexity, conv_macs
 from budgetnet.errors import ArchError, BudgetNetError, LayerSpecError, NotationError, ShapeError
-from budgetnet.export import module_source
-from budgetnet.layers import SPP, Add, Cat
+from budgetnet.studies.export import module_source
+from budgetnet.graph.layers import SPP, Add, Cat
 
 SMALL = (3, 8, 8)
 
@@ -288,7 +288,7 @@ def test_a_block_hash_is_kept_but_never_copied():
     import copy
     import pickle
 
-    from budgetnet.shapes import _resolved
+    from budgetnet.graph.shapes import _resolved
 
     block = Residual((Conv(1, 8), Conv(3, 8)))
     same = Residual([Conv(1, 8), Conv(3, 8)])
@@ -302,8 +302,8 @@ def test_a_block_hash_is_kept_but_never_copied():
 
 
 def test_a_span_inferred_alone_continues_the_whole_net():
-    from budgetnet.shapes import infer_shapes
-    from budgetnet.zoo import ZOO
+    from budgetnet.graph.shapes import infer_shapes
+    from budgetnet.graph.zoo import ZOO
 
     arch = ZOO["resnet50"]
     start, stop = 1, 6  # the stem pool, stage 2's three blocks and stage 3's first block

@@ -1,4 +1,4 @@
-"""Tests for ``budgetnet.notation``: the grammar, printing, round trips and bad text."""
+"""Tests for ``budgetnet.graph.notation``: the grammar, printing, round trips and bad text."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from budgetnet import FC, SPP, Arch, Conv, Flatten, Pool, parse
-from budgetnet.arch import paper_head
+from budgetnet.graph.arch import paper_head
 from budgetnet.errors import ArchError, BudgetNetError, NotationError, ShapeError
-from budgetnet.notation import MAX_REPEAT, format_arch, format_layer
+from budgetnet.graph.notation import MAX_REPEAT
+from budgetnet.graph.printing import format_arch, format_layer
 from search_spaces.paper import MODELS, NOTATION
 
 SMALL = (1, 16, 16)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import budgetnet
-from budgetnet.arch import FC, SPP
+from budgetnet.graph.arch import FC, SPP
 from search_spaces.paper import MODELS, NOTATION, PAPER_COMPLEXITY, PAPER_ERROR
 
 NAMES = ["A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "B'", "D'", "E'", "J'"]

@@ -1,4 +1,4 @@
-"""Golden tests for ``budgetnet.zoo``: the residual families against their papers.
+"""Golden tests for ``budgetnet.graph.zoo``: the residual families against their papers.
 
 Every golden number here is computed independently of budgetnet: by hand arithmetic (stage
 by stage, below), by fvcore's FlopCountAnalysis on torch modules written in this file (not

@@ -1,7 +1,7 @@
 """Tests for ``budgetnet.build``: modules, shapes, and fvcore's count against Eqn. (1).
 
 fvcore's FlopCountAnalysis counts one multiply-add as one flop, like Eqn. (1), so its conv
-count must equal ``budgetnet.complexity``'s to the unit, layer by layer.
+count must equal ``budgetnet.cost.complexity``'s to the unit, layer by layer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import nn
 
 import budgetnet
 from budgetnet import parse
-from budgetnet.builder import BudgetNet, SpatialPyramidPool, build
+from budgetnet.pytorch.builder import BudgetNet, SpatialPyramidPool, build
 from budgetnet.errors import ArchError, LayerSpecError
 from search_spaces.paper import MODELS
 

@@ -1,4 +1,4 @@
-"""Tests for budgetnet/importer.py: torch module -> Arch through torch.fx."""
+"""Tests for budgetnet/pytorch/importer.py: torch module -> Arch through torch.fx."""
 
 import dataclasses
 import re

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 import budgetnet
-from budgetnet.complexity import eqn1_term
+from budgetnet.cost.complexity import eqn1_term
 from budgetnet.errors import ArchError
-from budgetnet.importer import import_module, import_torchvision
+from budgetnet.pytorch.importer import import_module, import_torchvision
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -108,7 +108,7 @@ def test_mobilenet_v2_is_about_300m_macs():
 
 
 def test_weights_from_another_module_is_refused():
-    from budgetnet.importer import copy_weights
+    from budgetnet.pytorch.importer import copy_weights
 
     arch = budgetnet.Arch.from_module(models.resnet18(), (3, 64, 64))
     with pytest.raises(ArchError, match=r"build: weights_from=ResNet imports as '\(7,64\)/2p3bn 3/2p1 res\[\(1,64\)"):

@@ -1,11 +1,11 @@
-"""Block-level rewrite rules (budgetnet/block_rewrites.py) and span-local proposals."""
+"""Block-level rewrite rules (budgetnet/rewrites/block_rules.py) and span-local proposals."""
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import budgetnet
-from budgetnet.block_rewrites import (
+from budgetnet.rewrites.block_rules import (
     BLOCK_FILTER,
     BLOCK_RULES,
     BLOCK_STRIDE,
@@ -16,10 +16,10 @@ from budgetnet.block_rewrites import (
     BottleneckBlocksRule,
     block_runs,
 )
-from budgetnet.complexity import conv_macs
+from budgetnet.cost.complexity import conv_macs
 from budgetnet.errors import RewriteError
 from budgetnet.rewrites import DEPTH_FILTER, RULES, Site, rewrite
-from budgetnet.zoo import ZOO, small_residual_notation
+from budgetnet.graph.zoo import ZOO, small_residual_notation
 from search_spaces.paper import MODELS
 
 # ResNet-50's first-stage template: 256 channels in and out on 56x56 (Xie et al. 2017, Table 2).
@@ -209,7 +209,7 @@ def _proposal_facts(proposal):
 def test_remembered_span_proposals_equal_fresh_ones(monkeypatch):
     # A block rule's proposal on a span of blocks is remembered by (rule, site, layers, input
     # shape) and served to other Archs with that span: it must equal a fresh proposal there.
-    from budgetnet import rewrites
+    from budgetnet.rewrites import framework as rewrites
 
     base = ZOO["resnet50"]
     parent = rewrite(base, CARDINALITY_WIDTH.find(base, stage=3, groups=32), tolerance=None).after

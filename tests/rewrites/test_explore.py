@@ -1,4 +1,4 @@
-"""Tests for budgetnet.explore: the breadth-first walk over the rewrites from a baseline."""
+"""Tests for budgetnet.rewrites.explore: the breadth-first walk over the rewrites from a baseline."""
 
 import json
 
@@ -6,10 +6,10 @@ import networkx as nx
 import pytest
 
 import budgetnet
-from budgetnet.budgets import Budget
-from budgetnet.complexity import conv_macs
+from budgetnet.cost.budgets import Budget
+from budgetnet.cost.complexity import conv_macs
 from budgetnet.errors import BudgetError, RewriteError
-from budgetnet.explore import derivation, node_named, records, summary, to_dict, variants
+from budgetnet.rewrites.explore import derivation, node_named, records, summary, to_dict, variants
 from budgetnet.rewrites import RULES
 from search_spaces.paper import MODELS, PAPER_COMPLEXITY
 
@@ -87,7 +87,7 @@ def test_reaching_a_model_twice_gives_one_node_with_two_parents(two_steps):
 def test_node_data_equals_what_each_arch_says_from_scratch():
     # The walk takes cost and depth from the proposals and reuses cached shapes, fingerprints
     # and proposals; every node must still say what its Arch, rebuilt from JSON, says.
-    from budgetnet.zoo import ZOO
+    from budgetnet.graph.zoo import ZOO
 
     graph = variants(ZOO["resnet18"], max_steps=2, tolerance=0.05)
     assert graph.number_of_nodes() > 100
@@ -121,7 +121,7 @@ def test_budget_forms(one_step):
     as_budget = variants(A, budget=Budget(target, 0.5), tolerance=0.05, max_steps=1)  # a given tolerance wins
     assert set(as_string) == set(as_number) == set(as_budget) == set(one_step)
     assert as_budget.graph["budget"].tolerance == as_budget.graph["tolerance"] == 0.05
-    # No tolerance given: a Budget keeps its own (the rule of budgetnet.budgets.resolve_budget).
+    # No tolerance given: a Budget keeps its own (the rule of budgetnet.cost.budgets.resolve_budget).
     exact = variants(A, budget=Budget(target, 0.0), max_steps=1)
     assert exact.graph["tolerance"] == 0.0
     assert all(exact.nodes[key]["macs"] == target for key in exact)  # 0 %: only exactly equal cost

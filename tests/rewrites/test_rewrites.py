@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import budgetnet
-from budgetnet.arch import Arch, Conv, Pool
-from budgetnet.complexity import conv_macs, layer_cost
+from budgetnet.graph.arch import Arch, Conv, Pool
+from budgetnet.cost.complexity import conv_macs, layer_cost
 from budgetnet.errors import BudgetError, BudgetNetError, RewriteError
 from budgetnet.rewrites import (
     ADD_POOL,
@@ -19,15 +19,13 @@ from budgetnet.rewrites import (
     PLAIN_RULES,
     RULES,
     WIDTH_FILTER,
-    AddPoolRule,
-    DepthWidthRule,
     Site,
-    WidthFilterRule,
     get_rule,
     resolve_rules,
     rewrite,
     span_notation,
 )
+from budgetnet.rewrites.paper_rules import AddPoolRule, DepthWidthRule, WidthFilterRule
 from search_spaces.paper import MODELS
 
 # (source, target, rule, site criteria): every replacement of Sec. 4, from A alone.
@@ -402,7 +400,7 @@ def small_archs(draw):
             layers.append(Pool(2))
     head = draw(st.sampled_from(["spp", "gap"]))
     return budgetnet.parse(
-        " ".join(budgetnet.notation.format_layer(layer) for layer in layers) + f" {head}",
+        " ".join(budgetnet.graph.printing.format_layer(layer) for layer in layers) + f" {head}",
         input_shape=(3, 32, 32),
         num_classes=10,
     )

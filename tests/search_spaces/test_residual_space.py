@@ -5,9 +5,9 @@ import pytest
 from optuna.samplers import RandomSampler
 from optuna.trial import FixedTrial
 
-from budgetnet.complexity import conv_macs
+from budgetnet.cost.complexity import conv_macs
 from budgetnet.errors import BudgetError, SearchError
-from budgetnet.zoo import get
+from budgetnet.graph.zoo import get
 from search_spaces.base import get_space
 from search_spaces.residual import BlockChoice, Residual224Space, ResidualSpace
 

@@ -20,10 +20,10 @@ from optuna.trial import FixedTrial
 
 import budgetnet
 from budgetnet import Budget, Conv, Pool, conv_macs
-from budgetnet.budgets import CostBudget
+from budgetnet.cost.budgets import CostBudget
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
 from budgetnet.rewrites import RULES
-from search_spaces import paper, small
+from search_spaces import paper, replacement, small
 from search_spaces.base import SPACES, SearchSpace, get_space
 from search_spaces.replacement import LayerReplacementSpace, step_label
 from search_spaces.residual import Residual224Space, ResidualSpace
@@ -492,7 +492,7 @@ def test_replacement_space_bad_settings():
 def test_spaces_importable_from_paper_and_small():
     assert paper.StageSpace is StageSpace
     assert paper.LayerReplacementSpace is LayerReplacementSpace
-    space = small.SmallReplacementSpace(input_shape=(3, 32, 32))
+    space = replacement.SmallReplacementSpace(input_shape=(3, 32, 32))
     assert space.baseline == small.baseline((3, 32, 32))
     assert get_space("replacement", input_shape=(3, 224, 224), num_classes=1000).baseline == paper.MODELS["A"]
 

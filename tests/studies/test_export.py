@@ -1,4 +1,4 @@
-"""budgetnet.export: the standalone .py equals the builder's module, JSON and weights of a
+"""budgetnet.studies.export: the standalone .py equals the builder's module, JSON and weights of a
 trial, and trials that cannot be exported."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 import budgetnet
 from budgetnet.errors import ExportError
-from budgetnet.export import export_trial, get_trial, module_source
+from budgetnet.studies.export import export_trial, get_trial, module_source
 
 ARCHS = [
     ("(3,8) 2/2 (2,16)x2 gap", (1, 8, 8), 10, None),

@@ -1,4 +1,4 @@
-"""budgetnet.storage: URL forms, connection errors that name host and port, race-free study
+"""budgetnet.studies.storage: URL forms, connection errors that name host and port, race-free study
 creation on a real PostgreSQL server, and optuna-dashboard reading a budgetnet study."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import optuna
 import pytest
 
 from budgetnet.errors import BudgetNetError, SearchError, StorageError
-from budgetnet.storage import (
+from budgetnet.studies.storage import (
     create_or_load_study,
     describe,
     load_study,
@@ -195,7 +195,7 @@ def test_two_processes_never_take_the_same_queued_trial_on_sqlite(tmp_path):
 
 def test_optuna_dashboard_lists_a_budgetnet_study(tmp_path):
     optuna_dashboard = pytest.importorskip("optuna_dashboard")
-    from budgetnet.study import DIRECTIONS
+    from budgetnet.studies.settings import DIRECTIONS
 
     url = storage_url(str(tmp_path / "budgetnet.db"))
     study, _ = create_or_load_study(open_storage(url), "small-digits", [DIRECTIONS["accuracy"]])

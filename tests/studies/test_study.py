@@ -17,11 +17,11 @@ from optuna.trial import TrialState
 
 import budgetnet
 from budgetnet import SPP, Conv, Pool
-from budgetnet.data import load_data
+from budgetnet.training.data import load_data
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
-from budgetnet.record import StudyRecord
-from budgetnet.results import format_summary, summarize, trial_counts
-from budgetnet.study import counted_trials
+from budgetnet.studies.record import StudyRecord
+from budgetnet.studies.results import format_summary, summarize, trial_counts
+from budgetnet.studies.study import counted_trials
 from search_spaces.base import SearchSpace, get_space
 
 

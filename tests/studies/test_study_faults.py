@@ -14,11 +14,12 @@ from optuna.trial import TrialState
 from processes import QUICK, budgetnet_command, mid_trial, wait_for
 from test_study import TinySpace, memory, run
 
-from budgetnet.data import load_data
+from budgetnet.training.data import load_data
 from budgetnet.errors import SearchError
-from budgetnet.record import TrialRecord
-from budgetnet.results import is_finished, trial_counts
-from budgetnet.study import counted_trials, recover_trials
+from budgetnet.studies.record import TrialRecord
+from budgetnet.studies.results import is_finished, trial_counts
+from budgetnet.studies.study import counted_trials
+from budgetnet.studies.worker import recover_trials
 
 EPOCHS = 40
 
@@ -54,7 +55,7 @@ def test_two_processes_raising_trials_at_once_stay_within_the_bound(tmp_path):
         assert process.wait(300) == 0, process.stderr.read().decode()
     study = optuna.load_study(study_name="r", storage=storage)
     finished = [t for t in study.trials if is_finished(t)]
-    # The bound (budgetnet/study.py): n_trials finished, plus at most one per other process
+    # The bound (budgetnet/studies/study.py): n_trials finished, plus at most one per other process
     # when both read the study at the instant the other's trial starts.
     assert 4 <= len(finished) <= 5
     others = [TrialRecord.read(t) for t in study.trials if not is_finished(t)]

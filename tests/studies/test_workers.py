@@ -10,9 +10,9 @@ import optuna
 from optuna.trial import TrialState
 from processes import QUICK, budgetnet_command, mid_trial, wait_for
 
-from budgetnet.record import TrialRecord
-from budgetnet.storage import RetryCallback
-from budgetnet.study import counted_trials
+from budgetnet.studies.record import TrialRecord
+from budgetnet.studies.storage import RetryCallback
+from budgetnet.studies.study import counted_trials
 
 EPOCHS = 40
 

@@ -1,4 +1,4 @@
-"""budgetnet.data: every source from files written here, splits, augmentation, bad input."""
+"""budgetnet.training.data: every source from files written here, splits, augmentation, bad input."""
 
 from __future__ import annotations
 
@@ -15,17 +15,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from budgetnet.data import (
-    Dataset,
-    center_crop,
-    five_crop,
-    from_tensors,
-    load_data,
-    pca_lighting,
-    random_crop,
-    random_flip,
-    read_idx,
-)
+from budgetnet.training.augment import center_crop, five_crop, pca_lighting, random_crop, random_flip
+from budgetnet.training.data import Dataset, from_tensors, load_data
+from budgetnet.training.readers import read_idx
 from budgetnet.errors import BudgetNetError, DataError
 
 

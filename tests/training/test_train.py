@@ -1,4 +1,4 @@
-"""budgetnet.train: recipes, fit, evaluate, divergence, checkpoints and resume, devices."""
+"""budgetnet.training.train: recipes, fit, evaluate, divergence, checkpoints and resume, devices."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 import budgetnet
-from budgetnet.data import from_tensors, load_data
+from budgetnet.training.data import from_tensors, load_data
 from budgetnet.errors import CheckpointError, DeviceError, ShapeError, TrainingError
-from budgetnet.train import RECIPES, FitResult, Recipe, evaluate, fit, get_recipe, resolve_device
+from budgetnet.pytorch.device import resolve_device
+from budgetnet.training.recipes import RECIPES, Recipe, get_recipe
+from budgetnet.training.train import FitResult, evaluate, fit
 
 SPEC = "(3,4) 2/2 (3,8) spp(2,1) fc(16) fc(16)"
 
@@ -204,7 +206,7 @@ def test_fit_a_torch_module_and_reject_mismatched_ones(digits):
         fit(nn.Sequential(nn.Flatten(), nn.Linear(50, 10)), digits, progress=False)
     with pytest.raises(TrainingError, match=r"model_or_arch=str is invalid; expected a budgetnet.Arch"):
         fit("(3,8)", digits, progress=False)
-    with pytest.raises(TrainingError, match=r"data=list is invalid; expected a budgetnet.data.Dataset"):
+    with pytest.raises(TrainingError, match=r"data=list is invalid; expected a budgetnet.training.data.Dataset"):
         fit(model, [], progress=False)
 
 
