@@ -36,6 +36,7 @@ from budgetnet.graph.layers import (
     BLOCKS,
     FC,
     FEATURE_LAYERS,
+    LAYER_TYPES,
     NORMS,
     REDUCERS,
     SPP,
@@ -58,7 +59,7 @@ from budgetnet.graph.shapes import LayerShape, conv_output_size, default_padding
 
 JSON_FORMAT = "budgetnet.arch"
 JSON_VERSION = 1
-_LAYER_CLASSES = (Conv, Pool, SPP, Flatten, FC, Residual, Concat)
+_LAYER_CLASSES = tuple(LAYER_TYPES.values())
 
 
 class Arch:
@@ -461,8 +462,8 @@ def _check_layer_types(layers: Iterable) -> None:
     for layer in layers:
         if not isinstance(layer, _LAYER_CLASSES):
             raise ArchError(
-                f"arch layer {layer!r} is not a budgetnet layer spec; expected Conv, Pool, Residual, "
-                "Concat, SPP, Flatten or FC"
+                f"arch layer {layer!r} is not a budgetnet layer spec; expected one of "
+                + ", ".join(cls.__name__ for cls in _LAYER_CLASSES)
             )
 
 
@@ -473,7 +474,7 @@ def _check_order(layers: Sequence[Layer]) -> None:
             if phase:
                 raise ArchError(
                     f"layer {index + 1} ({layer.kind}) comes after the map was pooled or "
-                    "flattened; expected conv and pool layers before spp/gap/flat"
+                    "flattened; expected feature layers (conv, pool, norm, ..., blocks) before spp/gap/flat"
                 )
         elif isinstance(layer, REDUCERS):
             if phase:
