@@ -292,8 +292,21 @@ def _flat(groups: Sequence[Sequence[ModuleSpec]]) -> tuple[ModuleSpec, ...]:
 
 
 def feature_specs(arch: Arch, norm: str | None = None) -> list[ModuleSpec]:
-    """The modules of ``arch``'s convs, pools and blocks, in order (``model.features``)."""
-    return [spec for info in arch.features for spec in _layer_specs(info, norm)]
+    """The modules of ``arch``'s feature layers and blocks, in order (``model.features``)."""
+    return [spec for specs in layer_specs(arch, norm) for spec in specs]
+
+
+def layer_specs(arch: Arch, norm: str | None = None) -> list[list[ModuleSpec]]:
+    """:func:`feature_specs` per top-level feature layer (a conv with its norm and
+    activation, a pool, a norm, a block, ...), in order.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8)bn 2/2 bn gap", input_shape=(1, 8, 8))
+        >>> [[spec.name for spec in specs] for specs in layer_specs(arch)]
+        [['nn.Conv2d', 'nn.BatchNorm2d', 'nn.ReLU'], ['nn.MaxPool2d'], ['nn.BatchNorm2d']]
+    """
+    return [_layer_specs(info, norm) for info in arch.features]
 
 
 def pool_spec(arch: Arch) -> ModuleSpec:
