@@ -94,7 +94,7 @@ def efficientnet_b0_notation() -> str:
 
     Example:
         >>> efficientnet_b0_notation().split(" res[")[1].split(" droppath")[0]
-        '(1,96)bn@silu (3,96)dwbn@silu gate[gpool (1,4)@silu (1,96)@sigmoid] (1,24)bn@none'
+        '(1,144)bn@silu (3,144)dwbn@silu gate[gpool (1,6)@silu (1,144)@sigmoid] (1,24)bn@none'
     """
     total = sum(stage[-1] for stage in EFFICIENTNET_B0_STAGES)
     parts, block = [_conv(3, 32, 2, 1, activation="silu")], 0
