@@ -60,8 +60,8 @@ _FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 # The leaves named by a word, with optional arguments in parentheses.
 _NAME_END = r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 _NAMED = re.compile(
-    rf"(bn|gn|ln|scale|droppath|slice|shuffle|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?(?![A-Za-z0-9_(])"
-    rf"|(bn|ln|scale|maxgpool|gpool|{_ACTIVATION_NAMES})(?=[x×][0-9])"
+    rf"(bn|gn|ln|scale|droppath|slice|shuffle|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
+    r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 )
 _POOL_FLAGS = ("ceil", "exclude_pad")
 _KEYWORD = re.compile(r"gap|flat")
@@ -319,7 +319,7 @@ def _integer(text: str, column: int, name: str, arguments: dict, key: str = "0")
 
 def _named_leaf(text: str, match: re.Match) -> Layer:
     """A norm, an activation, a scale, a drop, a slice, a shuffle or a global pool."""
-    name = match.group(1) or match.group(3)
+    name = match.group(1)
     body = match.group(2)
     column = match.start() + 1
     if body is not None and name in ("maxgpool", "gpool", *(a for a in ACTIVATIONS if a != "leaky_relu")):
