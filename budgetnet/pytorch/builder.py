@@ -83,7 +83,7 @@ def build(arch: Arch, num_classes: int | None = None, norm: str | None = None, w
     )
     init_weights(model)
     if weights_from is not None:
-        from budgetnet.pytorch.importer import copy_weights
+        from budgetnet.pytorch.weights import copy_weights
 
         copy_weights(weights_from, model)
     return model
