@@ -7,7 +7,7 @@ Example:
     >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
     >>> imported = import_module(net, (1, 6, 6))
     >>> str(imported.arch), [conv.name for conv in imported.convs]
-    ('(3,4)p0@none flat', ['0'])
+    ('(3,4)p0 flat', ['0'])
 """
 
 from __future__ import annotations
