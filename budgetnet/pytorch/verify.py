@@ -30,7 +30,7 @@ from torch import fx, nn
 
 from budgetnet.errors import ArchError, BudgetNetError
 from budgetnet.graph.arch import SPP, Conv, Pool
-from budgetnet.pytorch.builder import build
+from budgetnet.pytorch.builder import assemble
 from budgetnet.pytorch.fx_graph import Imported
 from budgetnet.pytorch.modules import Concat, Residual, feature_specs, render
 from budgetnet.pytorch.weights import load_weights
@@ -41,18 +41,22 @@ TOLERANCE = 1e-4
 SEED = 0
 
 
-def check_import(module: nn.Module, imported: Imported, tolerance: float = TOLERANCE) -> None:
+def check_import(
+    module: nn.Module, imported: Imported, tolerance: float = TOLERANCE, input_shape: tuple[int, ...] | None = None
+) -> None:
     """Check numerically that ``build(imported.arch, weights_from=module)`` computes what
     ``module`` computes (eval mode, one random image; see the module docstring).
 
     The module is left as it was: its train/eval flags are restored, its tensors only read,
     and no hook stays behind.
 
+    ``input_shape`` overrides the shape checked at (default: :func:`check_shape_for`).
+
     Raises:
         ArchError: the first compared layer (in forward order) whose output differs by more
             than ``tolerance``, with its module path and relative error.
     """
-    shape = check_shape_for(imported)
+    shape = check_shape_for(imported) if input_shape is None else tuple(input_shape)
     try:
         _compare(module, imported, shape, tolerance)
     except _Failed:
@@ -155,9 +159,12 @@ def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tole
     dtype = parameter.dtype if parameter is not None else torch.float32
     device = parameter.device if parameter is not None else torch.device("cpu")
     arch = imported.arch if shape == imported.arch.input_shape else imported.arch.with_input(input_shape=shape)
-    built = build(arch)
-    load_weights(imported, built)
-    built = built.to(device=device, dtype=dtype).eval()
+    # Built on the meta device, then given the module's own tensors (shared, not copied: a
+    # copy of ResNet-152's 60M weights into fresh memory takes longer than the forward passes).
+    with torch.device("meta"):
+        built = assemble(arch)  # build(arch) without its random initial weights
+    load_weights(imported, built, share=True)  # every parameter and buffer of the built model
+    built.eval()
     checkpoints = _checkpoints(imported, built)
     recorder = _Recorder(imported.graph_module, [node for _, node, _ in checkpoints])
     image = torch.randn((1, *shape), generator=torch.Generator().manual_seed(SEED), dtype=dtype).to(device)
@@ -167,7 +174,9 @@ def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tole
         for _, _, m in checkpoints
     ]
     training = {m: m.training for m in module.modules()}
+    threads = torch.get_num_threads()
     module.eval()
+    torch.set_num_threads(1)  # one small image: on a shared machine a second thread mostly waits
     try:
         with torch.inference_mode():
             try:
@@ -177,8 +186,15 @@ def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tole
                     raise ArchError(f"{type(module).__name__} fails on a random input of shape {(1, *shape)} "
                                     f"({type(error).__name__}: {error})") from None
                 raise _Failed from None
-            built(image)
+            try:
+                built(image)
+            except Exception as error:  # a weight left out (still on the meta device) or a wrong width
+                raise ArchError(
+                    f"the model built from the imported Arch fails on a random input of shape {(1, *shape)} "
+                    f"({type(error).__name__}: {error}); expected it to run as the module does"
+                ) from None
     finally:
+        torch.set_num_threads(threads)
         for m, mode in training.items():
             m.training = mode
         for hook in hooks:

@@ -37,14 +37,27 @@ def copy_weights(source: nn.Module, model: nn.Module) -> None:
     load_weights(imported, model)
 
 
-def load_weights(imported: Imported, model: nn.Module) -> None:
+def load_weights(imported: Imported, model: nn.Module, share: bool = False) -> None:
     """Copy the weights of an import (:func:`~budgetnet.pytorch.fx_graph.import_module`) into
     ``model``, a :func:`budgetnet.build` of ``imported.arch`` (at any input size where the
     Arch has the same layers); the source module's tensors are only read.
 
+    ``share=True`` puts the source's tensors themselves into ``model`` (no copy: ``model``
+    may be built on the meta device), for a model that only runs without gradients and must
+    not be trained, as the numeric check after an import does.
+
     Raises:
         ArchError: ``model`` was built with another norm than the import's.
     """
+
+    def put(module: nn.Module, name: str, value: torch.Tensor) -> None:
+        if not share:
+            getattr(module, name).copy_(value)
+        elif isinstance(getattr(module, name), nn.Parameter):
+            setattr(module, name, nn.Parameter(value, requires_grad=False))
+        else:
+            setattr(module, name, value)
+
     modules = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     pairs = []
     for position, m in enumerate(modules):
@@ -58,24 +71,21 @@ def load_weights(imported: Imported, model: nn.Module) -> None:
                     f"build: weights_from: {found.name!r} has {'a' if found.norm is not None else 'no'} batch norm "
                     "but the built conv has the opposite; expected build(arch) without norm='batch'"
                 )
-            conv.weight.copy_(found.conv.weight)
+            put(conv, "weight", found.conv.weight)
             bias = found.conv.bias
             if norm is None:
-                conv.bias.copy_(bias if bias is not None else torch.zeros_like(conv.bias))
+                put(conv, "bias", bias if bias is not None else found.conv.weight.new_zeros(conv.out_channels))
             else:
-                for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
-                    getattr(norm, name).copy_(getattr(found.norm, name))
-                if bias is not None:
-                    norm.running_mean.sub_(bias)
+                for name in ("weight", "bias", "running_var", "num_batches_tracked"):
+                    put(norm, name, getattr(found.norm, name))
+                mean = found.norm.running_mean
+                put(norm, "running_mean", mean if bias is None else mean - bias)
         linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
         for index, (linear, (_, found_linear)) in enumerate(zip(linears, imported.linears)):
             weight = found_linear.weight
             if index == 0 and imported.fold is not None:
                 bins = imported.fold.shape[0]
                 weight = (weight.view(weight.shape[0], -1, bins) @ imported.fold.to(weight)).flatten(1)
-            linear.weight.copy_(weight)
-            if found_linear.bias is not None:
-                linear.bias.copy_(found_linear.bias)
-            else:
-                linear.bias.zero_()
-
+            put(linear, "weight", weight)
+            bias = found_linear.bias
+            put(linear, "bias", bias if bias is not None else weight.new_zeros(linear.out_features))

@@ -152,10 +152,12 @@ def _two_convs():
 
 
 def test_verification_names_the_first_layer_a_wrong_rebuild_gets_wrong(monkeypatch):
-    def perturbed(imported, model):
-        load_weights(imported, model)
-        with torch.no_grad():
-            [m for m in model.modules() if isinstance(m, nn.Conv2d)][1].weight[0, 0, 0, 0] += 0.5
+    def perturbed(imported, model, **options):
+        load_weights(imported, model, **options)
+        conv = [m for m in model.modules() if isinstance(m, nn.Conv2d)][1]
+        weight = conv.weight.detach().clone()
+        weight[0, 0, 0, 0] += 0.5
+        conv.weight = nn.Parameter(weight)  # a new tensor: the source module's stays as it was
 
     monkeypatch.setattr(verify, "load_weights", perturbed)
     with pytest.raises(ArchError) as error:
@@ -173,10 +175,9 @@ def test_verification_names_the_first_layer_a_wrong_rebuild_gets_wrong(monkeypat
 
 
 def test_a_wrong_logit_is_caught_too(monkeypatch):
-    def perturbed(imported, model):
-        load_weights(imported, model)
-        with torch.no_grad():
-            model.classifier[-1].bias[1] += 1.0
+    def perturbed(imported, model, **options):
+        load_weights(imported, model, **options)
+        model.classifier[-1].bias = nn.Parameter(model.classifier[-1].bias.detach() + 1.0)
 
     monkeypatch.setattr(verify, "load_weights", perturbed)
     with pytest.raises(ArchError, match=r"^'11' \(Linear\): the model built from the imported Arch computes"):
