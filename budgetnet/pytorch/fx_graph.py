@@ -71,6 +71,13 @@ class Imported:
     #: what :mod:`budgetnet.pytorch.verify` compares the rebuilt model against.
     graph_module: fx.GraphModule | None = None
     pools: list[tuple[str, fx.Node]] = field(default_factory=list)
+    #: The import's DAG (see :mod:`budgetnet.graph.dag`), the DAG node of each conv (in
+    #: ``convs`` order) and pool (in ``pools`` order), and of each add or concatenation its
+    #: name for messages and the fx node whose output is the join's (after a fused activation).
+    dag: nx.DiGraph | None = None
+    conv_nodes: list = field(default_factory=list)
+    pool_nodes: list = field(default_factory=list)
+    joins: dict = field(default_factory=dict)
 
     def conv_names(self) -> list[str]:
         """Each conv as messages name it: ``'layer1.0.conv1' (Conv2d) + 'layer1.0.bn1' + relu``."""
@@ -107,6 +114,8 @@ class _Importer:
         self.convs: dict[object, ImportedConv] = {}  # DAG node -> its conv
         self.adds: dict[object, str] = {}  # DAG node of an add -> activation
         self.add_last: dict[object, fx.Node] = {}  # DAG node of an add -> fx node of its output
+        self.joins: dict[object, str] = {}  # DAG node of an add or cat -> its name in messages
+        self.cat_last: dict[object, fx.Node] = {}  # DAG node of a cat -> its fx node
         self.pools: dict[object, tuple[Layer, Step]] = {}
         self.users: dict[object, int] = {}  # DAG node -> how many fx nodes read it
         self.head: list[Step] = []
@@ -140,6 +149,11 @@ class _Importer:
         arch = _automatic_shortcuts(arch)
         pools = [self.pools[node][1] for node in leaves if node in self.pools]
         result = Imported(arch, imported_convs, linears, fold, self.root, [(step.where, step.node) for step in pools])
+        result.dag = self.graph
+        result.conv_nodes = [node for node in leaves if node in self.convs]
+        result.pool_nodes = [node for node in leaves if node in self.pools]
+        ends = {**self.add_last, **self.cat_last}
+        result.joins = {node: (f"the output of {name}", ends[node]) for node, name in self.joins.items()}
         _check_widths(result, self.input_shape)
         _verify(module, self.root, result, pools)
         return result
@@ -243,10 +257,12 @@ class _Importer:
             node = self._new(None, sources)
             self.adds[node] = "none"
             self.add_last[node] = step.node
+            self.joins[node] = step.where
             self.value[step.node] = node
         elif kind == "cat":
             sources = self._source(step, count=None)
             node = self._new(Cat(), sources)
+            self.joins[node], self.cat_last[node] = step.where, step.node
             self.value[step.node] = node
         else:
             raise UnsupportedModuleError(f"{step.where} is not supported in the feature maps; {SUPPORTED}")

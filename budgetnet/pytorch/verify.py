@@ -3,11 +3,10 @@ own weights and batch-norm statistics, must compute what the module computes.
 
 :func:`check_import` runs both in eval mode on one random image (a fixed seed) and compares
 their outputs layer by layer, in forward order: each conv's output after its fused batch norm
-and activation, each pool's, and the logits. The relative error of a compared tensor is
-``max |built - original| / max |original|``; the first one above the tolerance is an
-:class:`~budgetnet.errors.ArchError` naming that layer's module path. Block outputs are not
-compared by themselves: a wrong add or concatenation shows in the first layer that reads it
-(or in the logits).
+and activation, each pool's, each residual add's and concatenation's (the block outputs), and
+the logits. The relative error of a compared tensor is ``max |built - original| / max
+|original|``; the first one above the tolerance is an :class:`~budgetnet.errors.ArchError`
+naming that layer's module path.
 
 To stay cheap, a module whose head is a global pool (``gap`` or a 1x1 max pool, so its
 weights do not depend on the map size) is checked at a smaller input when that is as
@@ -137,21 +136,53 @@ class _Recorder(fx.Interpreter):
 
 
 def _checkpoints(imported: Imported, built: nn.Module) -> list[tuple[str, fx.Node, nn.Module]]:
-    """(module path, fx node of the original, module of the built model) of each compared layer."""
+    """(name, fx node of the original, module of the built model) of each compared layer:
+    convs (after their norm and activation), pools, adds and concatenations, the logits."""
     graph_module = imported.graph_module
     leaves = [m for m in built.features.modules() if not isinstance(m, (nn.Sequential, Residual, Concat))]
     convs = [index for index, m in enumerate(leaves) if isinstance(m, nn.Conv2d)]
     pools = [m for m in leaves if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
     found = []
     if len(convs) == len(imported.convs) and len(pools) == len(imported.pools):
-        for name, index, conv in zip(imported.conv_names(), convs, imported.convs):
+        dag_node = {}  # built module -> the DAG node whose output it gives
+        for name, index, conv, node in zip(imported.conv_names(), convs, imported.convs, imported.conv_nodes):
             last = index + (conv.norm is not None) + (conv.activation != "none")
             found.append((name, conv.last, leaves[last]))
-        found += [(where, node, pool) for (where, node), pool in zip(imported.pools, pools)]
+            dag_node[leaves[index]] = node
+        for (where, node), pool, pool_node in zip(imported.pools, pools, imported.pool_nodes):
+            found.append((where, node, pool))
+            dag_node[pool] = pool_node
+        for block in built.features.modules():
+            join = _join_of(block, dag_node, imported)
+            if join is not None:
+                name, node = imported.joins[join]
+                found.append((name, node, block))
     order = {node: position for position, node in enumerate(graph_module.graph.nodes)}
     found.sort(key=lambda item: order[item[1]])
     logits = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
     return found + [(imported.linears[-1][0], logits, built.classifier[-1])]
+
+
+def _join_of(module: nn.Module, dag_node: dict, imported: Imported):
+    """The DAG node of the add or concatenation that a built Residual or Concat computes
+    (the one successor of its first branch's last layer), ``None`` if not found."""
+    if isinstance(module, Residual):
+        branches = [module.body]
+    elif isinstance(module, Concat):
+        branches = list(module.branches)
+    else:
+        return None
+    for branch in branches:
+        layers = [m for m in branch if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, Residual, Concat))]
+        if not layers:
+            continue
+        last = layers[-1]
+        node = _join_of(last, dag_node, imported) if isinstance(last, (Residual, Concat)) else dag_node.get(last)
+        following = list(imported.dag.successors(node)) if node is not None and imported.dag is not None else []
+        if len(following) == 1 and following[0] in imported.joins:
+            return following[0]
+        return None
+    return None
 
 
 def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tolerance: float) -> None:

@@ -206,3 +206,24 @@ def test_the_check_runs_at_a_smaller_input_only_when_it_checks_every_weight():
     flat = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 62 * 62, 2))
     assert verify.check_shape_for(import_module(flat, (3, 64, 64))) == (3, 64, 64)
 
+
+
+@pytest.mark.parametrize(
+    "net, first",
+    [
+        (ReluFirstBody(), "the output of operator.add() in the forward of ReluFirstBody"),
+        (PreActivation(), "the output of operator.add() in the forward of PreActivation"),
+        (NormAndConvRead(), "'other' (Conv2d)"),
+    ],
+    ids=["relu-first body", "pre-activation", "norm and conv read"],
+)
+def test_the_numeric_check_alone_catches_a_wrong_fusion(net, first, monkeypatch):
+    """With the fusion rule switched off (the bug as filed), the rebuilt model computes other
+    values and the check names the first layer that differs (a block output included)."""
+    from budgetnet.pytorch import fx_graph
+
+    monkeypatch.setattr(fx_graph._Importer, "_check_fusable", lambda self, step, producer: None)
+    pattern = f"^{re.escape(first)}: the model built from the imported Arch computes another output than the module"
+    with pytest.raises(ArchError, match=pattern):
+        Arch.from_module(randomised(net), (3, 8, 8))
+    Arch.from_module(net, (3, 8, 8), verify=False)  # accepted (and wrong) without the check
