@@ -224,14 +224,27 @@ def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tole
                     f"the model built from the imported Arch fails on a random input of shape {(1, *shape)} "
                     f"({type(error).__name__}: {error}); expected it to run as the module does"
                 ) from None
+            mismatch = _first_mismatch(checkpoints, recorder.outputs, rebuilt, tolerance)
     finally:
         torch.set_num_threads(threads)
         for m, mode in training.items():
             m.training = mode
         for hook in hooks:
             hook.remove()
+    if mismatch is not None:
+        name, error = mismatch
+        raise ArchError(
+            f"{name}: the model built from the imported Arch computes another output than the module "
+            f"here, the first such layer in forward order (relative error {error:.2e} = max |difference| / "
+            f"max |original| on a random input of shape {(1, *shape)}, above the tolerance {tolerance:g}); "
+            "expected the same logits: the import does not express what this module computes"
+        )
+
+
+def _first_mismatch(checkpoints, outputs: dict, rebuilt: dict, tolerance: float) -> tuple[str, float] | None:
+    """The name and relative error of the first checkpoint above ``tolerance``, if any."""
     for name, node, m in checkpoints:
-        original, copy = recorder.outputs.get(node), rebuilt.get(m)
+        original, copy = outputs.get(node), rebuilt.get(m)
         if original is None or copy is None or original.shape != copy.shape:
             raise ArchError(
                 f"{name}: the model built from the imported Arch gives an output of shape "
@@ -240,12 +253,8 @@ def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tole
             )
         error = relative_error(copy, original)
         if not error <= tolerance:
-            raise ArchError(
-                f"{name}: the model built from the imported Arch computes another output than the module "
-                f"here, the first such layer in forward order (relative error {error:.2e} = max |difference| / "
-                f"max |original| on a random input of shape {(1, *shape)}, above the tolerance {tolerance:g}); "
-                "expected the same logits: the import does not express what this module computes"
-            )
+            return name, error
+    return None
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -256,6 +265,6 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
         >>> round(relative_error(torch.tensor([1.0, 2.1]), torch.tensor([1.0, 2.0])), 6)
         0.05
     """
-    difference = (actual.double() - expected.double()).abs().max().item()
-    scale = expected.double().abs().max().item()
+    difference = (actual - expected).abs().max().item()
+    scale = expected.abs().max().item()
     return difference / scale if scale > 0 else difference
