@@ -398,11 +398,23 @@ class Arch:
             raise ArchError(f"{path}: {error}") from None
 
     @classmethod
-    def from_module(cls, module, input_shape: Sequence[int]) -> "Arch":
-        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.pytorch.importer.arch_from_module`)."""
+    def from_module(cls, module, input_shape: Sequence[int], verify: bool = True) -> "Arch":
+        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.pytorch.importer.arch_from_module`).
+
+        With ``verify`` (the default) the model built from the Arch with the module's weights
+        must compute the module's outputs (eval mode, a seeded random image, relative error at
+        most 1e-4, layer by layer), else an ArchError names the first layer that differs;
+        ``verify=False`` skips that numeric check (the output shapes are still checked).
+
+        Example:
+            >>> import torch.nn as nn
+            >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+            >>> str(Arch.from_module(net, (1, 6, 6))), str(Arch.from_module(net, (1, 6, 6), verify=False))
+            ('(3,4)p0@none flat', '(3,4)p0@none flat')
+        """
         from budgetnet.pytorch.importer import arch_from_module
 
-        return arch_from_module(module, input_shape)
+        return arch_from_module(module, input_shape, verify=verify)
 
 
 # -- helpers -------------------------------------------------------------------------------
