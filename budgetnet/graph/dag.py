@@ -91,7 +91,15 @@ def from_graph(graph: nx.DiGraph) -> list[Layer]:
 
 def read_graph(graph: nx.DiGraph) -> tuple[list[Layer], list]:
     """Top-level layers and blocks of a series-parallel DAG, and the graph node of each leaf
-    layer in :meth:`Arch.walk` order (a block's body before its shortcut).
+    layer in :meth:`Arch.walk` order (a block's body before its shortcut); see
+    :func:`read_graph_nodes`.
+    """
+    layers, leaves, _ = read_graph_nodes(graph)
+    return layers, leaves
+
+
+def read_graph_nodes(graph: nx.DiGraph) -> tuple[list[Layer], list, list]:
+    """:func:`read_graph`, and the join node of each block in :meth:`Arch.walk` order.
 
     Raises:
         ArchError: an unlabeled node, a cycle, more than one input or output, a fork that
@@ -126,7 +134,8 @@ def read_graph(graph: nx.DiGraph) -> tuple[list[Layer], list]:
             )
     reader = _Reader(graph)
     layers, _ = reader.chain(sources[0], None)
-    return layers, [reader.nodes[id(layer)] for layer in _leaves(layers)]
+    leaves = [reader.nodes[id(layer)] for layer in _leaves(layers)]
+    return layers, leaves, [reader.joins[id(block)] for block in _blocks(layers)]
 
 
 class _Reader:
@@ -134,6 +143,7 @@ class _Reader:
         self.graph = graph
         self.order = {node: position for position, node in enumerate(nx.topological_sort(graph))}
         self.nodes: dict[int, object] = {}  # id() of each leaf spec object read -> its node
+        self.joins: dict[int, object] = {}  # id() of each block read -> its join node
         self._keep: list = []  # keeps those spec objects alive, so their ids stay unique
 
     def layer(self, node):
@@ -186,6 +196,8 @@ class _Reader:
                     )
                 return node, following
             block, join = self.fork(node, successors)
+            self.joins[id(block)] = join
+            self._keep.append(block)
             layers.append(block)
             node = join
 
@@ -232,6 +244,8 @@ class _Reader:
                 branches.append(self.chain(members[0], join)[0])
             else:
                 inner, inner_join = self.fork(node, members)
+                self.joins[id(inner)] = inner_join
+                self._keep.append(inner)
                 rest: list[Layer] = [inner]
                 _, following = self.after(inner_join, join, rest)
                 if following != join:
@@ -267,6 +281,19 @@ def _leaves(layers):
                 yield from _leaves(branch)
         else:
             yield layer
+
+
+def _blocks(layers):
+    """The blocks among ``layers`` and inside them, in :meth:`Arch.walk` order."""
+    for layer in layers:
+        if isinstance(layer, (Residual, Concat, Gate)):
+            yield layer
+            inner = (
+                [*layer.body, *(layer.shortcut or ())] if isinstance(layer, Residual)
+                else [item for branch in layer.branches for item in branch] if isinstance(layer, Concat)
+                else list(layer.body)
+            )  # fmt: skip
+            yield from _blocks(inner)
 
 
 def _size(layers) -> int:

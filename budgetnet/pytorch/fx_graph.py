@@ -1,13 +1,20 @@
-"""Graph assembly of the importer: the traced steps into a DAG of layer specs and joins, read
-back as an Arch (:func:`import_module`), then a check of every layer's output shape against the
-Arch's shape inference. The numeric check is :mod:`budgetnet.pytorch.verify`.
+"""Graph assembly of the importer: the traced operations into a DAG of layer specs and joins,
+read back as an Arch (:func:`import_module`).
+
+Every operation first becomes a layer of its own (a conv, a norm, an activation, ...), so a
+pre-activation block, a shortcut that reads a map before its norm, or a concatenation of a
+conv's raw output all import as written. Then, over the whole graph, a batch norm is fused
+into the conv before it, and an activation into that conv or into the residual add before it,
+only where nothing else reads the map between them: a fusion never changes what any other
+layer sees. A concatenation that repeats an earlier one and adds a map (DenseNet's) is read as
+``cat[id | ...]``; global pooling right before the flatten is the head's ``gap``.
 
 Example:
     >>> import torch.nn as nn
-    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
     >>> imported = import_module(net, (1, 6, 6))
-    >>> str(imported.arch), [conv.name for conv in imported.convs]
-    ('(3,4)p0 flat', ['0'])
+    >>> str(imported.arch), [layer.name for layer in imported.layers]
+    ('(3,4)p0bn flat', ["'0' (Conv2d) + '1' (BatchNorm2d) + relu"])
 """
 
 from __future__ import annotations
@@ -21,77 +28,58 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Residual
 from budgetnet.checks import check_shape
-from budgetnet.graph.dag import INPUT, read_graph
 from budgetnet.errors import ArchError, BudgetNetError, UnsupportedModuleError
-from budgetnet.graph.layers import Add, Cat
+from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Residual
+from budgetnet.graph.dag import INPUT, read_graph_nodes
+from budgetnet.graph.layers import Act, Add, Cat, Gate, GlobalPool, Mul, Norm, Scale, Shuffle, Slice
 from budgetnet.graph.shapes import infer_shapes
-from budgetnet.pytorch.fx_trace import (
-    SUPPORTED,
-    Step,
-    check_norm,
-    is_shape_query,
-    origin_of,
-    pool_layer,
-    reducer_spec,
-    square,
-    step_of,
-    tensor_inputs,
-    trace,
-    where_of,
-)
-from budgetnet.pytorch.modules import SpatialPyramidPool
+from budgetnet.pytorch.fx_ops import SUPPORTED, Op, op_of
+from budgetnet.pytorch.fx_trace import is_shape_query, origin_of, propagate_shapes, trace
 
 
 @dataclass
-class ImportedConv:
-    """A conv of the imported module: qualified names and modules of the conv and its norm."""
+class ImportedLayer:
+    """A leaf layer of the imported Arch: its name in messages, the module's tensors it takes
+    (``weight``, ``bias``, ``running_mean``, ... of a conv, ``norm_*`` of its fused batch norm,
+    ``gamma`` of a layer scale), the fx node whose output is the layer's (after what was fused
+    into it), and the layout the module computed it in (``"last"``: channels-last)."""
 
     name: str
-    conv: nn.Conv2d
-    norm_name: str | None = None
-    norm: nn.BatchNorm2d | None = None
-    activation: str = "none"
-    last: fx.Node | None = None  # the fx node whose output is this layer's (after norm, activation)
+    layer: Layer
+    tensors: dict = field(default_factory=dict)
+    last: fx.Node | None = None
+    layout: str = "first"
+    #: The qualified name of the module the layer came from (``None`` for a function).
+    path: str | None = None
 
 
 @dataclass
 class Imported:
-    """What :func:`import_module` found: the Arch, the convs in ``arch.convs`` order, the
-    Linear layers (hidden fc layers, then the classifier) with their qualified names."""
+    """What :func:`import_module` found: the Arch; its leaf feature layers in ``arch.walk()``
+    order; each block's name and output fx node in that order; the Linear layers (hidden fc
+    layers, then the classifier) with their names; the traced module."""
 
     arch: Arch
-    convs: list[ImportedConv]
+    layers: list[ImportedLayer]
+    blocks: list[tuple[str, fx.Node]] = field(default_factory=list)
     linears: list[tuple[str, nn.Linear]] = field(default_factory=list)
     #: An adaptive pool finer than its map, imported as ``flat``: the (bins x pixels) matrix
-    #: that pools the map, folded into the first Linear's weights by :func:`copy_weights`.
+    #: that pools the map, folded into the first Linear's weights by the weight copy.
     fold: torch.Tensor | None = None
-    #: The traced module, and each pool's qualified name and fx node in ``arch.walk()`` order:
-    #: what :mod:`budgetnet.pytorch.verify` compares the rebuilt model against.
     graph_module: fx.GraphModule | None = None
-    pools: list[tuple[str, fx.Node]] = field(default_factory=list)
-    #: The import's DAG (see :mod:`budgetnet.graph.dag`), the DAG node of each conv (in
-    #: ``convs`` order) and pool (in ``pools`` order), and of each add or concatenation its
-    #: name for messages and the fx node whose output is the join's (after a fused activation).
-    dag: nx.DiGraph | None = None
-    conv_nodes: list = field(default_factory=list)
-    pool_nodes: list = field(default_factory=list)
-    joins: dict = field(default_factory=dict)
-
-    def conv_names(self) -> list[str]:
-        """Each conv as messages name it: ``'layer1.0.conv1' (Conv2d) + 'layer1.0.bn1' + relu``."""
-        return [
-            f"{conv.name!r} (Conv2d)"
-            + (f" + {conv.norm_name!r} (BatchNorm2d)" if conv.norm is not None else "")
-            + (f" + {conv.activation}" if conv.activation != "none" else "")
-            for conv in self.convs
-        ]
-
 
 
 def import_module(module: nn.Module, input_shape: Sequence[int]) -> Imported:
-    """:func:`arch_from_module` with the torch modules behind each conv and Linear."""
+    """The Arch of a torch module and the torch tensors behind each of its layers (see
+    :func:`budgetnet.pytorch.importer.arch_from_module`; this is it without the numeric check).
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.SiLU(), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 2))
+        >>> str(import_module(net, (1, 6, 6)).arch)
+        '(3,4)p0@silu + bn flat'
+    """
     if not isinstance(module, nn.Module):
         raise UnsupportedModuleError(
             f"module={type(module).__name__} is not a torch.nn.Module; expected a torch CNN "
@@ -99,29 +87,55 @@ def import_module(module: nn.Module, input_shape: Sequence[int]) -> Imported:
         )
     input_shape = check_shape(ArchError, input_shape)
     graph_module = trace(module)
-    return _Importer(graph_module, input_shape).run(module)
+    _refuse_known(graph_module)
+    inputs = [n.target for n in graph_module.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise UnsupportedModuleError(
+            f"the forward of {type(module).__name__} takes {len(inputs)} inputs {inputs}; expected one image tensor"
+        )
+    propagate_shapes(graph_module, (1, *input_shape))
+    return _Importer(graph_module, input_shape).run()
+
+
+#: Modules refused by what they are, before the module runs (recurrent layers would fail on a map).
+_KNOWN = {
+    nn.RNNBase: "a recurrent layer", nn.MultiheadAttention: "self-attention", nn.Transformer: "a transformer",
+    nn.TransformerEncoderLayer: "a transformer layer", nn.Upsample: "upsampling", nn.ConvTranspose2d: "a transposed conv",
+    nn.Conv1d: "a 1-D conv (as ECA's conv over the channels)", nn.Conv3d: "a 3-D conv",
+}  # fmt: skip
+
+
+def _refuse_known(graph_module: fx.GraphModule) -> None:
+    for node in graph_module.graph.nodes:
+        if node.op != "call_module":
+            continue
+        module = graph_module.get_submodule(node.target)
+        for cls, feature in _KNOWN.items():
+            if isinstance(module, cls):
+                raise UnsupportedModuleError(
+                    f"{node.target!r} ({type(module).__name__}): {feature} has no place in an Arch; {SUPPORTED}"
+                )
 
 
 class _Importer:
-    """Walks the traced graph once: features into a DAG of specs and joins, then the head."""
+    """Walks the traced graph once into a DAG of leaf layers and joins, then the head."""
 
     def __init__(self, graph_module: fx.GraphModule, input_shape):
         self.root = graph_module
         self.input_shape = input_shape
         self.graph = nx.DiGraph()
         self.graph.add_node(INPUT, layer=None)
-        self.value: dict[fx.Node, object] = {}  # fx tensor -> the DAG node that gives it
-        self.convs: dict[object, ImportedConv] = {}  # DAG node -> its conv
-        self.adds: dict[object, str] = {}  # DAG node of an add -> activation
-        self.add_last: dict[object, fx.Node] = {}  # DAG node of an add -> fx node of its output
-        self.joins: dict[object, str] = {}  # DAG node of an add or cat -> its name in messages
-        self.cat_last: dict[object, fx.Node] = {}  # DAG node of a cat -> its fx node
-        self.pools: dict[object, tuple[Layer, Step]] = {}
-        self.users: dict[object, int] = {}  # DAG node -> how many fx nodes read it
-        self.head: list[Step] = []
+        self.value: dict[fx.Node, object] = {}  # fx node -> the DAG node giving its map
+        self.layout: dict[fx.Node, str] = {}  # fx node -> "first" or "last" (channels-last)
+        self.records: dict[object, ImportedLayer] = {}  # DAG leaf -> its record
+        self.joins: dict[object, tuple[str, fx.Node]] = {}  # DAG join -> (name, output fx node)
+        self.splits: dict[fx.Node, Op] = {}
+        #: fx node inside a channel shuffle -> (groups, the map being shuffled, steps so far)
+        self.shuffles: dict[fx.Node, tuple[int, fx.Node, int]] = {}
+        self.head: list[Op] = []
         self.count = 0
 
-    def run(self, module: nn.Module) -> Imported:
+    def run(self) -> Imported:
         nodes = list(self.root.graph.nodes)
         inputs = [n for n in nodes if n.op == "placeholder"]
         if len(inputs) != 1:
@@ -129,73 +143,54 @@ class _Importer:
                 f"the forward of {type(self.root).__name__} takes {len(inputs)} inputs "
                 f"{[n.target for n in inputs]}; expected one image tensor"
             )
-        self.value[inputs[0]] = INPUT
+        self.value[inputs[0]], self.layout[inputs[0]] = INPUT, "first"
         for node in nodes:
             if node.op in ("placeholder", "get_attr") or is_shape_query(node):
                 continue
             if node.op == "output":
                 self._output(node)
                 break
-            step = step_of(node, where_of(node, self.root), self.root)
-            if self.head or step.kind in ("reducer", "flatten", "linear"):
-                self._head_step(step)
+            op = op_of(node, self.root)
+            if self.head or op.kind in ("reducer", "flatten") or self._is_head(node):
+                self._head_op(op)
             else:
-                self._feature_step(step)
-        layers, leaves = self._features()
-        feature_shape = Arch(layers, self.input_shape).feature_shape if layers else tuple(self.input_shape)
-        head_layers, linears, fold = _head_layers(self.head, feature_shape)
-        imported_convs = [self.convs[node] for node in leaves if node in self.convs]
-        arch = Arch(layers + head_layers, self.input_shape, linears[-1][1].out_features)
+                self._feature_op(op)
+        self._fuse()
+        self._concatenations()
+        try:
+            layers, leaves, blocks = read_graph_nodes(self.graph)
+        except ArchError as error:
+            raise UnsupportedModuleError(
+                f"the forward of {type(self.root).__name__} is not a series-parallel graph of layers "
+                f"({error}); expected every fork to close at one add, torch.cat or gate product"
+            ) from None
+        head_layers, linears, fold = _head_layers(self.head, layers, self.input_shape)
+        if fold is None and head_layers and isinstance(head_layers[0], Flatten) and layers and (
+            isinstance(layers[-1], GlobalPool)
+        ):  # global pooling, then the flatten: the head's gap
+            layers, head_layers, leaves = layers[:-1], [SPP((1,), layers[-1].mode), *head_layers[1:]], leaves[:-1]
+        try:
+            arch = Arch(layers + head_layers, self.input_shape, linears[-1][1].out_features)
+        except BudgetNetError as error:
+            raise UnsupportedModuleError(f"the forward of {type(self.root).__name__}: {error}") from None
         arch = _automatic_shortcuts(arch)
-        pools = [self.pools[node][1] for node in leaves if node in self.pools]
-        result = Imported(arch, imported_convs, linears, fold, self.root, [(step.where, step.node) for step in pools])
-        result.dag = self.graph
-        result.conv_nodes = [node for node in leaves if node in self.convs]
-        result.pool_nodes = [node for node in leaves if node in self.pools]
-        ends = {**self.add_last, **self.cat_last}
-        result.joins = {node: (f"the output of {name}", ends[node]) for node, name in self.joins.items()}
-        _check_widths(result, self.input_shape)
-        _verify(module, self.root, result, pools)
+        records = [self.records[leaf] for leaf in leaves if leaf in self.records]
+        result = Imported(arch, records, [self.joins[node] for node in blocks if node in self.joins], linears,
+                          fold, self.root)  # fmt: skip
+        _check_shapes(result)
         return result
 
-    # -- fusing a norm or an activation into the layer before it ---------------------------
-    def _readers(self, node: fx.Node) -> list[fx.Node]:
-        """Every fx node anywhere in the graph that reads ``node``'s output (through Identity
-        and Dropout, which pass it on), shape queries such as ``x.size()`` left out."""
-        found: list[fx.Node] = []
-        for user in node.users:
-            if is_shape_query(user):
-                continue
-            if user.op == "call_module" and isinstance(self.root.get_submodule(user.target), (nn.Identity, nn.Dropout)):
-                found += [reader for reader in self._readers(user) if reader not in found]
-            elif user not in found:
-                found.append(user)
-        return found
+    # -- features ----------------------------------------------------------------------------
+    def _is_head(self, node: fx.Node) -> bool:
+        shape = node.meta.get("shape")
+        return isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(v, int) for v in shape)
 
-    def _check_fusable(self, step: Step, producer: fx.Node) -> None:
-        """``step`` (a norm or activation) may fuse into ``producer`` only if it alone reads the
-        producer's raw output: another reader would get the fused (normed, activated) map."""
-        others = [reader for reader in self._readers(producer) if reader is not step.node]
-        if others:
-            readers = ", ".join(where_of(reader, self.root) for reader in others)
-            feature = "a batch norm" if step.kind == "norm" else "an activation"
-            raise _standalone(step, f": {feature} whose input {where_of(producer, self.root)} is also read raw by {readers} "
-                                    "(a pre-activation or shared output)")
-
-    # -- features ------------------------------------------------------------------------
-    def _source(self, step: Step, count: int | None = 1) -> list:
-        tensors = tensor_inputs(step.node)
-        missing = [tensor for tensor in tensors if tensor not in self.value]
-        if missing or (count is not None and len(tensors) != count):
-            origins = "; ".join(origin_of(tensor, self.root) for tensor in tensors)
+    def _source(self, op: Op, node: fx.Node):
+        if node not in self.value:
             raise UnsupportedModuleError(
-                f"{step.where} reads {len(tensors)} tensors ({origins}); expected "
-                f"{'one feature map' if count == 1 else 'feature maps of this network'}; {SUPPORTED}"
+                f"{op.where} reads {origin_of(node, self.root)}; expected a feature map of this network; {SUPPORTED}"
             )
-        sources = [self.value[tensor] for tensor in tensors]
-        for source in sources:
-            self.users[source] = self.users.get(source, 0) + 1
-        return sources
+        return self.value[node]
 
     def _new(self, layer, sources: list) -> int:
         node = self.count
@@ -205,228 +200,304 @@ class _Importer:
             self.graph.add_edge(source, node)
         return node
 
-    def _feature_step(self, step: Step) -> None:
-        kind = step.kind
-        if kind in ("identity", "dropout"):
-            (source,) = self._source(step)
-            self.users[source] -= 1
-            self.value[step.node] = source
-        elif kind == "conv":
-            (source,) = self._source(step)
-            node = self._new(None, [source])
-            self.convs[node] = ImportedConv(step.node.target, step.module, last=step.node)
-            self.value[step.node] = node
-        elif kind == "pool":
-            (source,) = self._source(step)
-            try:
-                spec = pool_layer(step.module, step.where)
-            except UnsupportedModuleError:
-                raise
-            except BudgetNetError as error:
-                raise UnsupportedModuleError(f"{step.where}: {error}") from None
-            node = self._new(spec, [source])
-            self.pools[node] = (self.graph.nodes[node]["layer"], step)
-            self.value[step.node] = node
-        elif kind == "norm":
-            (source,) = self._source(step)
-            conv = self.convs.get(source)
-            if conv is None or conv.norm is not None or conv.activation != "none":
-                raise _standalone(step, " does not directly follow a Conv2d; "
-                                        "expected BatchNorm2d right after its conv")
-            self._check_fusable(step, conv.last)
-            check_norm(step)
-            conv.norm_name, conv.norm, conv.last = step.node.target, step.module, step.node
-            self.users[source] -= 1
-            self.value[step.node] = source
-        elif kind == "act":
-            (source,) = self._source(step)
-            conv = self.convs.get(source)
-            if conv is not None and conv.activation == "none":
-                self._check_fusable(step, conv.last)
-                conv.activation, conv.last = step.activation, step.node
-            elif source in self.adds and self.adds[source] == "none":
-                self._check_fusable(step, self.add_last[source])
-                self.adds[source], self.add_last[source] = step.activation, step.node
-            else:
-                raise _standalone(step, ": an activation that does not directly follow a conv (or its BatchNorm2d) or a residual "
-                                        "add; expected conv -> [BatchNorm2d] -> activation")
-            self.users[source] -= 1
-            self.value[step.node] = source
-        elif kind == "add":
-            sources = self._source(step, count=2)
-            node = self._new(None, sources)
-            self.adds[node] = "none"
-            self.add_last[node] = step.node
-            self.joins[node] = step.where
-            self.value[step.node] = node
-        elif kind == "cat":
-            sources = self._source(step, count=None)
-            node = self._new(Cat(), sources)
-            self.joins[node], self.cat_last[node] = step.where, step.node
-            self.value[step.node] = node
-        else:
-            raise UnsupportedModuleError(f"{step.where} is not supported in the feature maps; {SUPPORTED}")
+    def _leaf(self, op: Op, source_node: fx.Node, layer: Layer, tensors: dict | None = None) -> int:
+        node = self._new(layer, [self._source(op, source_node)])
+        path = op.node.target if op.node.op == "call_module" else None
+        self.records[node] = ImportedLayer(op.where, layer, dict(tensors or {}), op.node, self.layout[source_node], path)
+        return node
 
-    def _features(self) -> tuple[list[Layer], list]:
-        for node, conv in self.convs.items():
-            self.graph.nodes[node]["layer"] = _conv_spec(conv)
-        for node, activation in self.adds.items():
-            self.graph.nodes[node]["layer"] = Add(activation)
-        try:
-            return read_graph(self.graph)
-        except ArchError as error:
-            raise UnsupportedModuleError(
-                f"the forward of {type(self.root).__name__} is not a series-parallel graph of layers "
-                f"({error}); expected every fork to close at one add or torch.cat"
-            ) from None
-
-    # -- head ----------------------------------------------------------------------------
-    def _head_step(self, step: Step) -> None:
-        if step.kind not in ("reducer", "flatten", "linear", "dropout", "act", "identity"):
-            raise UnsupportedModuleError(
-                f"{step.where} comes after the map was pooled or flattened; expected Linear, ReLU and "
-                "Dropout layers in the head (a pooled vector fed back into the features, as in "
-                "squeeze-excitation, has no place in an Arch)"
-            )
-        tensors = tensor_inputs(step.node)
-        expected = self.head[-1].node if self.head else None
-        if expected is None:
-            if len(tensors) != 1 or self.value.get(tensors[0], "?") != self._last_feature():
+    def _feature_op(self, op: Op) -> None:
+        node, kind = op.node, op.kind
+        layout = self.layout.get(op.inputs[0], "first") if op.inputs else "first"
+        if kind == "dropout":  # an identity in eval mode, inside the features too
+            kind = "pass"
+        if kind == "pass" and op.inputs[0] in self.shuffles:  # .contiguous() inside a shuffle
+            self.shuffles[node] = self.shuffles[op.inputs[0]]
+        elif kind == "pass":
+            self._alias(op, op.inputs[0])
+        elif kind == "leaf":
+            self._leaf_op(op, layout)
+        elif kind == "linear":
+            if layout != "last":
                 raise UnsupportedModuleError(
-                    f"{step.where} does not read the last feature map; expected the head to follow the features"
+                    f"{op.where} reads a feature map with its channels first; expected a Linear on the channels of "
+                    f"a channels-last map (x.permute(0, 2, 3, 1)) or after a flatten; {SUPPORTED}"
                 )
-        elif tensors != [expected]:
+            linear = op.module
+            layer = Conv(1, linear.out_features, 1, 0, activation="none")
+            weight = linear.weight.view(*linear.weight.shape, 1, 1)
+            self.value[node] = self._leaf(op, op.inputs[0], layer, {"weight": weight, "bias": linear.bias})
+            self.layout[node] = "last"
+        elif kind == "cat" and len(op.inputs) == 1:  # torch.cat of one map (DenseNet's first layer)
+            self._alias(op, op.inputs[0])
+        elif kind in ("add", "mul", "cat"):
+            self._join(op, layout)
+        elif kind == "permute":
+            if layout == op.to:
+                raise UnsupportedModuleError(f"{op.where}: a permute to the layout the map is already in; {SUPPORTED}")
+            self._alias(op, op.inputs[0], layout=op.to)
+        elif kind == "split":
+            self._source(op, op.inputs[0])
+            self.splits[node] = op
+        elif kind == "item":
+            split = self.splits.get(op.inputs[0])
+            if split is None:
+                raise UnsupportedModuleError(f"{op.where}: an item of {origin_of(op.inputs[0], self.root)}; {SUPPORTED}")
+            start, stop = split.parts[op.parts[0]]
+            source = split.inputs[0]
+            self.value[node] = self._leaf(op, source, Slice(start, stop))
+            self.layout[node] = self.layout[source]
+        elif kind == "view5":  # a channel shuffle: view to (b, g, c / g, h, w), transpose, view back
+            self._source(op, op.inputs[0])
+            self.shuffles[node] = (op.parts[0], op.inputs[0], 1)
+        elif kind in ("transpose", "view4"):
+            groups, source, steps = self.shuffles.get(op.inputs[0], (0, None, 0))
+            if steps != (1 if kind == "transpose" else 2):
+                raise UnsupportedModuleError(f"{op.where}: a {kind[:4]} that is not part of a channel shuffle; {SUPPORTED}")
+            if kind == "transpose":
+                self.shuffles[node] = (groups, source, 2)
+            else:
+                self.value[node] = self._leaf(op, source, Shuffle(groups))
+                self.layout[node] = "first"
+        else:  # a head step before the map was flattened
             raise UnsupportedModuleError(
-                f"{step.where} reads {', '.join(origin_of(t, self.root) for t in tensors) or 'no tensor'}; "
+                f"{op.where} reads a feature map; expected a flatten (or global pooling) before the Linear layers; {SUPPORTED}"
+            )
+
+    def _alias(self, op: Op, source: fx.Node, layout: str | None = None) -> None:
+        self.value[op.node] = self._source(op, source)
+        self.layout[op.node] = layout or self.layout[source]
+
+    def _leaf_op(self, op: Op, layout: str) -> None:
+        layer = op.layer
+        if layout == "last" and not isinstance(layer, (Norm, Act, Scale)) or (
+            isinstance(layer, Norm) and layer.norm == "layer" and layout == "first" and type(op.module).__name__
+            not in ("LayerNorm2d", "LayerNormAct2d") and op.module is not None
+        ):
+            raise UnsupportedModuleError(
+                f"{op.where} on a map with its channels {'last' if layout == 'last' else 'first'}; expected convs and "
+                f"pools on channels-first maps, layer norms over the channels of channels-last maps; {SUPPORTED}"
+            )
+        node = self._leaf(op, op.inputs[0], layer, op.tensors)
+        if op.activation not in (None, "none"):  # timm's norm + activation modules: two layers
+            record = self.records[node]
+            node = self._new(Act(op.activation), [node])
+            self.records[node] = ImportedLayer(op.where + f" ({op.activation})", Act(op.activation), {}, op.node,
+                                               record.layout)  # fmt: skip
+            record.last = None  # its own output is not a node of the traced graph
+        self.value[op.node] = node
+        self.layout[op.node] = layout
+
+    def _join(self, op: Op, layout: str) -> None:
+        sources = [self._source(op, n) for n in op.inputs]
+        if len({self.layout[n] for n in op.inputs}) > 1:
+            raise UnsupportedModuleError(f"{op.where} joins channels-first and channels-last maps; {SUPPORTED}")
+        if op.kind == "cat" and layout == "last":
+            raise UnsupportedModuleError(f"{op.where}: a concatenation of channels-last maps; {SUPPORTED}")
+        join = {"add": Add("none"), "mul": Mul(), "cat": Cat()}[op.kind]
+        if op.kind != "cat" and len(sources) != 2:
+            raise UnsupportedModuleError(f"{op.where} joins {len(sources)} maps; expected 2; {SUPPORTED}")
+        node = self._new(join, [])
+        for source in sources:  # a repeated input (x + x) needs its own edge: refuse it by name
+            if self.graph.has_edge(source, node):
+                raise UnsupportedModuleError(f"{op.where} reads the same map twice; {SUPPORTED}")
+            self.graph.add_edge(source, node)
+        self.joins[node] = (f"the output of {op.where}", op.node)
+        self.value[op.node] = node
+        self.layout[op.node] = layout
+
+    # -- fusion, over the whole graph ------------------------------------------------------------
+    def _fuse(self) -> None:
+        """Fold each batch norm into the conv before it, and each activation into that conv or
+        the residual add before it, where the earlier layer has no other reader."""
+        for node in list(nx.topological_sort(self.graph)):
+            if node not in self.graph:
+                continue
+            layer = self.graph.nodes[node]["layer"]
+            if isinstance(layer, Conv) and layer.activation == "none":
+                node = self._fuse_norm(node)
+                self._fuse_activation(node)
+            elif isinstance(layer, Add) and layer.activation == "none":
+                self._fuse_activation(node)
+
+    def _only_reader(self, node):
+        readers = list(self.graph.successors(node))
+        return readers[0] if len(readers) == 1 else None
+
+    def _fuse_norm(self, node):
+        conv = self.graph.nodes[node]["layer"]
+        reader = self._only_reader(node)
+        norm = self.graph.nodes[reader]["layer"] if reader is not None else None
+        if not (isinstance(norm, Norm) and norm.norm == "batch" and norm.affine) or conv.norm is not None:
+            return node
+        if self.records[node].layout != "first":
+            return node
+        fused = replace(conv, norm="batch", norm_eps=norm.eps, norm_momentum=norm.momentum)
+        self._merge(node, reader, fused, {f"norm_{key}": value for key, value in self.records[reader].tensors.items()})
+        return node
+
+    def _fuse_activation(self, node) -> None:
+        layer = self.graph.nodes[node]["layer"]
+        reader = self._only_reader(node)
+        act = self.graph.nodes[reader]["layer"] if reader is not None else None
+        if not isinstance(act, Act) or act.activation == "none":
+            return
+        self._merge(node, reader, replace(layer, activation=act.activation), {})
+
+    def _merge(self, node, reader, layer, tensors: dict) -> None:
+        """Put ``reader`` (a norm or activation) into ``node`` as ``layer``."""
+        self.graph.nodes[node]["layer"] = layer
+        for following in list(self.graph.successors(reader)):
+            self._replace_edge(reader, following, node)
+        later = self.records.pop(reader)
+        if node in self.records:
+            record = self.records[node]
+            record.layer, record.last = layer, later.last
+            record.name += " + " + (later.name if isinstance(later.layer, Norm) else layer.activation)
+            record.tensors.update(tensors)
+        else:  # an add: its output is now the activation's
+            name, _ = self.joins[node]
+            self.joins[node] = (name, later.last)
+        self.graph.remove_node(reader)
+
+    def _replace_edge(self, old, following, new) -> None:
+        """Make ``new`` feed ``following`` where ``old`` did, keeping the order of its inputs."""
+        inputs = list(self.graph.predecessors(following))
+        for source in inputs:
+            self.graph.remove_edge(source, following)
+        for source in inputs:
+            self.graph.add_edge(new if source == old else source, following)
+
+    def _concatenations(self) -> None:
+        """DenseNet's concatenations: ``cat(x, f1, f2)`` where ``cat(x, f1)`` exists becomes
+        ``cat(cat(x, f1), f2)``, so that every map is read by one concatenation."""
+        cats = [n for n in nx.topological_sort(self.graph) if isinstance(self.graph.nodes[n]["layer"], Cat)]
+        inputs = {n: list(self.graph.predecessors(n)) for n in cats}  # as written, before any change
+        for node in cats:
+            mine = inputs[node]
+            best = max(
+                (other for other in cats if other != node and 2 <= len(inputs[other]) < len(mine)
+                 and mine[: len(inputs[other])] == inputs[other] and not nx.has_path(self.graph, node, other)),
+                key=lambda other: len(inputs[other]), default=None,
+            )  # fmt: skip
+            if best is None:
+                continue
+            for source in mine:
+                self.graph.remove_edge(source, node)
+            for source in [best, *mine[len(inputs[best]) :]]:
+                self.graph.add_edge(source, node)
+
+    # -- head ----------------------------------------------------------------------------------
+    def _head_op(self, op: Op) -> None:
+        if op.kind not in ("reducer", "flatten", "linear", "dropout", "pass", "leaf"):
+            raise UnsupportedModuleError(
+                f"{op.where} comes after the map was pooled or flattened; expected Linear layers with their "
+                "activations and dropout in the head (a pooled vector fed back into the features has no place here)"
+            )
+        if op.kind == "leaf" and not isinstance(op.layer, Act):
+            raise UnsupportedModuleError(f"{op.where} in the head; expected Linear, activation and Dropout layers")
+        expected = self.head[-1].node if self.head else None
+        inputs = [n for n in op.inputs if n.op != "get_attr"]
+        if expected is None:
+            if len(inputs) != 1 or self.value.get(inputs[0], "?") != self._last_feature():
+                raise UnsupportedModuleError(
+                    f"{op.where} does not read the last feature map; expected the head to follow the features"
+                )
+            if self.layout.get(inputs[0]) == "last":
+                raise UnsupportedModuleError(f"{op.where} flattens a channels-last map; {SUPPORTED}")
+        elif inputs != [expected]:
+            raise UnsupportedModuleError(
+                f"{op.where} reads {', '.join(origin_of(t, self.root) for t in inputs) or 'no tensor'}; "
                 "expected the head (pooling, flatten, Linear layers) to be one unbranched chain"
             )
-        self.head.append(step)
+        self.head.append(op)
 
     def _last_feature(self):
-        ends = [node for node in self.graph if self.users.get(node, 0) == 0]
+        ends = [node for node in self.graph if self.graph.out_degree(node) == 0]
         return ends[0] if len(ends) == 1 else None
 
     def _output(self, node: fx.Node) -> None:
-        if not any(step.kind == "linear" for step in self.head):
+        if not any(op.kind == "linear" for op in self.head):
             raise UnsupportedModuleError(
                 f"the forward of {type(self.root).__name__} ends without a Linear classifier; expected the last "
                 f"layer to be an nn.Linear giving the logits; {SUPPORTED}"
             )
-        tensors = tensor_inputs(node)
-        last = self.head[-1].node if self.head else None
-        if last is None or tensors != [last] or node.args[0] is not last:
+        last = self.head[-1].node
+        if node.args[0] is not last:
             raise UnsupportedModuleError(
                 f"the forward of {type(self.root).__name__} returns {node.args[0]!r}; expected the output "
                 "of the last Linear, a single tensor of logits"
             )
 
 
-def _standalone(step: Step, problem: str) -> UnsupportedModuleError:
-    """The one refusal of a batch norm or activation that cannot fuse into the layer before it.
-
-    The IR has no standalone norm or activation layer yet; when it has, such a step becomes
-    one here instead of this error.
-    """
-    layer = "batch norm" if step.kind == "norm" else "activation"
-    return UnsupportedModuleError(f"{step.where}{problem}; budgetnet cannot express a standalone {layer} yet")
-
-
-def _conv_spec(conv: ImportedConv) -> Conv:
-    m, where = conv.conv, repr(conv.name) + " (Conv2d)"
-    if tuple(m.dilation) != (1, 1):
-        raise UnsupportedModuleError(f"{where}: dilation={tuple(m.dilation)} (a dilated conv); expected dilation=1")
-    if m.padding_mode != "zeros":
-        raise UnsupportedModuleError(f"{where}: padding_mode={m.padding_mode!r}; expected 'zeros'")
-    kernel = square(where, "kernel_size", m.kernel_size)
-    stride = square(where, "stride", m.stride)
-    padding = m.padding
-    if padding == "valid":
-        padding = 0
-    elif padding == "same":
-        if kernel % 2 == 0:
-            raise UnsupportedModuleError(
-                f"{where}: padding='same' with kernel_size={kernel} pads unevenly; expected an odd kernel "
-                "or an integer padding"
-            )
-        padding = kernel // 2
-    depthwise = m.groups == m.in_channels and m.groups > 1
-    try:
-        return Conv(
-            kernel,
-            m.out_channels,
-            stride,
-            square(where, "padding", padding),
-            groups=1 if depthwise else m.groups,
-            depthwise=depthwise,
-            activation=conv.activation,
-            norm="batch" if conv.norm is not None else None,
-        )
-    except BudgetNetError as error:
-        raise UnsupportedModuleError(f"{where}: {error}") from None
-
-
-
-def _head_layers(steps: list[Step], feature_shape) -> tuple[list[Layer], list[tuple[str, nn.Linear]], torch.Tensor | None]:
-    """The reducer and hidden fc layers of the head, its Linear modules (the forward's output
-    was checked to be a Linear's), and the fold of an adaptive pool finer than its map."""
+def _head_layers(ops: list[Op], features: list[Layer], input_shape) -> tuple[list[Layer], list, torch.Tensor | None]:
+    """The reducer and hidden fc layers of the head, its Linear modules and the fold of an
+    adaptive pool finer than its map."""
+    feature_shape = Arch(features, input_shape).feature_shape if features else tuple(input_shape)
     layers: list[Layer] = []
     linears: list[tuple[str, nn.Linear]] = []
     dropouts: dict[int, float] = {}
-    pooled = False
+    activations: dict[int, str] = {}
     fold = None
-    for step in steps:
-        if step.kind == "reducer":
+    for op in ops:
+        if op.kind == "reducer":
             if layers or linears:
                 raise UnsupportedModuleError(
-                    f"{step.where} comes after the map was already pooled or flattened; expected one "
-                    "adaptive pool or flatten between the conv layers and the Linear layers"
+                    f"{op.where} comes after the map was already pooled or flattened; expected one "
+                    "pooling or flatten between the feature layers and the Linear layers"
                 )
-            spec = reducer_spec(step)
-            if not isinstance(step.module, SpatialPyramidPool) and spec.levels[0] > min(feature_shape[1:]):
-                spec, fold = Flatten(), _fold(step, spec, feature_shape[1:])
+            spec = op.layer
+            if spec.levels != (1,) and op.module is not None and spec.levels[0] > min(feature_shape[1:]) and len(
+                spec.levels
+            ) == 1:
+                spec, fold = Flatten(), _fold(op, spec, feature_shape[1:])
             layers.append(spec)
-            pooled = not isinstance(step.module, SpatialPyramidPool)
-        elif step.kind == "flatten":
+        elif op.kind == "flatten":
             if not layers:
                 layers.append(Flatten())
-            pooled = False
-        elif step.kind == "linear":
-            if pooled or not layers:
-                raise UnsupportedModuleError(
-                    f"{step.where} reads a feature map; expected a Flatten (or torch.flatten / "
-                    "view) or an adaptive pool followed by a flatten before the first Linear"
-                )
-            linears.append((f"{step.node.target!r} (Linear)", step.module))
-        elif step.kind == "dropout":
+        elif op.kind == "linear":
+            if not layers:
+                raise UnsupportedModuleError(f"{op.where} reads a feature map; expected a flatten before it")
+            linears.append((f"{op.node.target!r} (Linear)" if op.node.op == "call_module" else op.where, op.module))
+        elif op.kind in ("dropout", "pass"):
             index = len(linears) - 1
+            p = getattr(op.module, "p", 0.0) if op.kind == "dropout" else 0.0
+            if op.kind == "pass" or not p:
+                continue
             if index < 0:
                 warnings.warn(
-                    f"{step.where}: a Dropout before the first Linear has no place in an Arch and is left "
+                    f"{op.where}: a Dropout before the first Linear has no place in an Arch and is left "
                     "out (logits in eval mode are unchanged)",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             elif index in dropouts:
                 raise UnsupportedModuleError(
-                    f"{step.where}: a second Dropout after {linears[-1][0]} cannot be expressed; expected at "
-                    "most one Dropout between two Linear layers (it becomes that fc's dropout)"
+                    f"{op.where}: a second Dropout after {linears[-1][0]} cannot be expressed; expected at most one "
+                    "Dropout between two Linear layers (it becomes that fc's dropout)"
                 )
             else:
-                dropouts[index] = step.module.p
-        elif step.kind == "act" and step.activation != "relu":
-            raise UnsupportedModuleError(f"{step.where}: activation {step.activation!r} in the head; expected ReLU")
-    last = max(index for index, step in enumerate(steps) if step.kind == "linear")
-    tail = [step for step in steps[last + 1 :] if step.kind != "identity"]
+                dropouts[index] = p
+        elif op.kind == "leaf":  # an activation
+            index = len(linears) - 1
+            if index < 0 or index in activations:
+                raise UnsupportedModuleError(
+                    f"{op.where}: an activation {'before the first Linear' if index < 0 else 'after another'}; "
+                    "expected one activation after each hidden Linear"
+                )
+            activations[index] = op.layer.activation
+    last = max(index for index, op in enumerate(ops) if op.kind == "linear")
+    tail = [op for op in ops[last + 1 :] if op.kind not in ("pass",) and not (op.kind == "dropout" and not op.module.p)]
     if tail:
         raise UnsupportedModuleError(
             f"{tail[0].where} follows the classifier {linears[-1][0]}; expected the last "
-            "Linear to give the logits (no ReLU, Dropout or softmax after it)"
+            "Linear to give the logits (no activation, Dropout or softmax after it)"
         )
     for index, (name, linear) in enumerate(linears[:-1]):
-        layers.append(FC(linear.out_features, dropouts.get(index, 0.0)))
+        layers.append(FC(linear.out_features, dropouts.get(index, 0.0), activations.get(index, "none")))
     return layers, linears, fold
 
 
-def _fold(step: Step, spec: SPP, size: tuple[int, int]) -> torch.Tensor:
+def _fold(op: Op, spec: SPP, size: tuple[int, int]) -> torch.Tensor:
     """The (bins x pixels) matrix of an adaptive pool with more bins per side than its map has
     pixels (VGG's ``AdaptiveAvgPool2d(7)`` on a 32 px input's 1x1 map): it only repeats or
     averages pixels, a linear map that the first Linear absorbs, so it imports as ``flat``."""
@@ -435,7 +506,7 @@ def _fold(step: Step, spec: SPP, size: tuple[int, int]) -> torch.Tensor:
     matrix = F.adaptive_avg_pool2d(basis, level).view(pixels, level * level).T.contiguous()
     if spec.mode == "max" and not bool(((matrix == 1).sum(dim=1) == 1).all()):
         raise UnsupportedModuleError(
-            f"{step.where}: AdaptiveMaxPool2d({level}) on a {size[0]}x{size[1]} map takes the maximum of "
+            f"{op.where}: AdaptiveMaxPool2d({level}) on a {size[0]}x{size[1]} map takes the maximum of "
             f"overlapping pixel pairs, which an Arch cannot express; expected an output_size of at most "
             f"{min(size)}, a multiple of the map's side, or a larger input"
         )
@@ -468,127 +539,49 @@ def _automatic(layer: Layer, shortcut: bool) -> Layer:
         return replace(layer, padding=None)
     if isinstance(layer, Residual):
         body = tuple(_automatic(item, shortcut) for item in layer.body)
-        if shortcut or layer.shortcut is None:
-            return replace(layer, body=body, shortcut=None)
-        return replace(layer, body=body, shortcut=tuple(_automatic(item, shortcut) for item in layer.shortcut))
+        short = None if shortcut else (
+            None if layer.shortcut is None else tuple(_automatic(item, False) for item in layer.shortcut)
+        )
+        return replace(layer, body=body, shortcut=short if shortcut or layer.shortcut is None else short)
     if isinstance(layer, Concat):
         return replace(layer, branches=tuple(tuple(_automatic(item, shortcut) for item in b) for b in layer.branches))
+    if isinstance(layer, Gate):
+        return replace(layer, body=tuple(_automatic(item, shortcut) for item in layer.body))
     return layer
 
 
-# -- checks against the Arch's shape inference -------------------------------------------------------
-def _check_widths(result: Imported, input_shape) -> None:
-    """Every Conv2d, BatchNorm2d and Linear must take the channels the Arch gives it."""
-    for info, conv in zip(result.arch.convs, result.convs):
-        where = f"{conv.name!r} (Conv2d)"
-        if conv.conv.in_channels != info.in_shape[0]:
-            if info.in_shape == tuple(input_shape):
-                raise UnsupportedModuleError(
-                    f"{where}: in_channels={conv.conv.in_channels} but input_shape {tuple(input_shape)} has "
-                    f"{input_shape[0]} channels; expected an input_shape with {conv.conv.in_channels} channels"
-                )
-            raise UnsupportedModuleError(
-                f"{where}: in_channels={conv.conv.in_channels} does not match the {info.in_shape[0]} "
-                f"channels/features that the layer before it gives; expected in_channels={info.in_shape[0]}"
-            )
-        if conv.norm is not None and conv.norm.num_features != conv.conv.out_channels:
-            raise UnsupportedModuleError(
-                f"{conv.norm_name!r} (BatchNorm2d): num_features={conv.norm.num_features} does not match the "
-                f"{conv.conv.out_channels} channels of {where}; expected num_features={conv.conv.out_channels}"
-            )
-    features = [info.out_shape[0] for info in result.arch.shapes if info.stage is None and info.kind != "fc"]
-    if result.fold is not None:  # the first Linear reads the pooled map, not the flat one
-        features[0] = features[0] // result.fold.shape[1] * result.fold.shape[0]
-    widths = features + [layer.out_features for layer in result.arch.head if isinstance(layer, FC)]
-    for (name, linear), width in zip(result.linears, widths):
-        if linear.in_features != width:
-            raise UnsupportedModuleError(
-                f"{name}: in_features={linear.in_features} does not match the {width} channels/features that "
-                f"the layer before it gives; expected in_features={width}"
-            )
-
-
-def _verify(module: nn.Module, graph_module: fx.GraphModule, result: Imported, pools: list[Step]):
-    """One forward pass of zeros: each layer's real output shape must be the Arch's.
-
-    The pass runs on the meta device (shapes without arithmetic: ResNet-152 at 224 px in
-    milliseconds instead of seconds), with the module's parameters swapped for meta tensors
-    through ``torch.func.functional_call``; a module that fails there runs again for real, so
-    the error the user sees is the one their module raises.
-    """
-    arch = result.arch
-    parameter = next(module.parameters(), None)
-    options = {} if parameter is None else {"dtype": parameter.dtype, "device": parameter.device}
-    recorder = _ShapeRecorder(graph_module)
-    training = {m: m.training for m in module.modules()}
-    module.eval()
-    try:
-        with torch.no_grad():
-            try:
-                _run_on_meta(recorder, (1, *arch.input_shape), options.get("dtype"))
-            except Exception:  # an op without a meta kernel, or the module's own error: run for real
-                recorder.shapes.clear()
-                recorder.run(torch.zeros((1, *arch.input_shape), **options))
-    except Exception as error:  # the user's module on a valid input: report, do not leak a traceback
-        problem = str(error).split("\n\nWhile executing")[0]
-        where = where_of(recorder.node, graph_module) if recorder.node is not None else type(module).__name__
-        raise ArchError(
-            f"{where} fails on a zero input of shape {(1, *arch.input_shape)} "
-            f"({type(error).__name__}: {problem}); expected a module that runs on input_shape {arch.input_shape}"
-        ) from None
-    finally:
-        for m, mode in training.items():
-            m.training = mode
-    checks = [
-        (conv.last, where_of(conv.last, graph_module), info.name, info.out_shape)
-        for info, conv in zip(arch.convs, result.convs)
-    ]
-    leaves = [info for info in arch.walk() if info.kind == "pool"]
-    checks += [(step.node, step.where, info.name, info.out_shape) for info, step in zip(leaves, pools)]
-    classifier = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
-    checks.append((classifier, result.linears[-1][0], "classifier", (arch.num_classes,)))
-    for node, where, name, expected in checks:
-        actual = recorder.shapes.get(node)
-        if actual != (1, *expected):
+def _check_shapes(result: Imported) -> None:
+    """Every leaf's output shape in the module (propagated on the meta device) must be the one
+    the Arch infers, and every conv must take the channels the Arch gives it."""
+    leaves = [info for info in result.arch.walk() if not isinstance(info.layer, BLOCKS) and info.stage is not None]
+    for info, record in zip(leaves, result.layers):
+        if record.last is None:
+            continue
+        actual = record.last.meta.get("shape")
+        if record.layout == "last" and isinstance(actual, tuple) and len(actual) == 4:
+            actual = (actual[0], actual[3], actual[1], actual[2])
+        if actual != (1, *info.out_shape):
             raise ArchError(
-                f"{where}: torch gives an output of shape {actual} but the imported Arch infers "
-                f"{(1, *expected)} for {name}; expected them to agree (the module's forward does "
+                f"{record.name}: torch gives an output of shape {actual} but the imported Arch infers "
+                f"{(1, *info.out_shape)} for {info.name}; expected them to agree (the module's forward does "
                 "something an Arch does not express)"
             )
+        weight = record.tensors.get("weight")
+        if isinstance(info.layer, Conv) and weight is not None and weight.shape[1] * info.layer.groups != info.in_shape[0]:
+            raise UnsupportedModuleError(
+                f"{record.name}: in_channels={weight.shape[1] * info.layer.groups} does not match the "
+                f"{info.in_shape[0]} channels that the layer before it gives; expected in_channels={info.in_shape[0]}"
+            )
+    width = next(info for info in result.arch.shapes if info.stage is None).out_shape[0]  # the reducer's
+    if result.fold is not None:  # the first Linear reads the pooled map, not the flat one
+        width = width // result.fold.shape[1] * result.fold.shape[0]
+    widths = [width] + [layer.out_features for layer in result.arch.head if isinstance(layer, FC)]
+    for (name, linear), expected in zip(result.linears, widths):
+        if linear.in_features != expected:
+            raise UnsupportedModuleError(
+                f"{name}: in_features={linear.in_features} does not match the {expected} channels/features that "
+                f"the layer before it gives; expected in_features={expected}"
+            )
 
 
-class _Runner(nn.Module):
-    """Holds a GraphModule as a submodule, so ``functional_call`` can swap its parameters,
-    and runs it through a recorder."""
-
-    def __init__(self, recorder: "_ShapeRecorder"):
-        super().__init__()
-        self.graph_module = recorder.module
-        self.recorder = recorder
-
-    def forward(self, x):
-        return self.recorder.run(x)
-
-
-def _run_on_meta(recorder: "_ShapeRecorder", shape: tuple[int, ...], dtype) -> None:
-    runner = _Runner(recorder)
-    tensors = {**dict(runner.named_parameters()), **dict(runner.named_buffers())}
-    meta = {name: torch.empty_like(tensor, device="meta") for name, tensor in tensors.items()}
-    image = torch.zeros(shape, device="meta", dtype=dtype or torch.float32)
-    torch.func.functional_call(runner, meta, (image,), strict=False)
-
-
-class _ShapeRecorder(fx.Interpreter):
-    """Runs a GraphModule and records each tensor node's output shape."""
-
-    def __init__(self, graph_module: fx.GraphModule):
-        super().__init__(graph_module)
-        self.shapes: dict[fx.Node, tuple[int, ...]] = {}
-        self.node: fx.Node | None = None
-
-    def run_node(self, n: fx.Node):
-        self.node = n
-        result = super().run_node(n)
-        if isinstance(result, torch.Tensor):
-            self.shapes[n] = tuple(result.shape)
-        return result
+__all__ = ["Imported", "ImportedLayer", "import_module"]

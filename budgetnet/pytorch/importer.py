@@ -1,54 +1,50 @@
 """torch module -> :class:`~budgetnet.Arch` through torch.fx (``budgetnet.Arch.from_module``).
 
-The module is traced with ``torch.fx``; its forward may branch and merge, as residual and
-Inception/DenseNet networks do, as long as the graph is series-parallel (each fork closed by
-one add or concatenation; see :mod:`budgetnet.graph.dag`):
+The module is traced with ``torch.fx`` in eval mode, every node's output shape propagated
+on the meta device. Its forward may branch and merge, as residual, Inception, DenseNet,
+ShuffleNet and squeeze-excitation networks do, as long as the graph is series-parallel
+(each fork closed by one add, concatenation or gate product; see :mod:`budgetnet.graph.dag`).
+What it takes (:data:`SUPPORTED`; :mod:`budgetnet.pytorch.fx_ops` reads each node):
 
-* features: ``Conv2d`` (square kernel, stride and padding, any ``groups``: a conv with one
-  group per input channel is depthwise; no dilation, zero padding), each optionally followed
-  by ``BatchNorm2d`` and an activation (``ReLU``, ``ReLU6``, ``SiLU``, ``Hardswish``,
-  ``GELU``: modules or ``F.relu`` / ``torch.relu`` / ``Tensor.relu`` and friends);
-  ``MaxPool2d`` / ``AvgPool2d`` (square, ``ceil_mode=False``) and their functional forms with
-  constant arguments; residual adds (``+``, ``+=``, ``torch.add``, ``Tensor.add``) followed
-  by an optional activation; ``torch.cat(..., dim=1)``; ``Identity`` and ``Dropout`` (no-ops
-  in a feature map);
-* the reducer: ``AdaptiveAvgPool2d(n)`` / ``AdaptiveMaxPool2d(n)`` (becomes ``SPP((n,),
-  mode)``; ``AdaptiveAvgPool2d(1)`` is ``gap``; with ``n`` above the map's side, as VGG's
-  ``AdaptiveAvgPool2d(7)`` on a 32 px input, it only repeats or averages pixels and becomes
-  ``flat``, the pooling folded into the first ``Linear``'s weights by :func:`copy_weights`),
-  budgetnet's own ``SpatialPyramidPool``, or a
-  flatten (``nn.Flatten``, ``torch.flatten(x, 1)``, ``x.flatten(1)``,
-  ``x.view(x.size(0), -1)``, ``x.reshape(x.shape[0], -1)``, ``x.view(-1, N)``);
-* the head: ``Linear`` layers with ``ReLU`` and ``Dropout`` between them. The last
-  ``Linear`` is the classifier (its width is ``num_classes``); each earlier one becomes an
-  ``FC`` whose dropout is the ``Dropout`` that follows it or stands before the next Linear.
-  A ``Dropout`` before the first Linear (AlexNet, MobileNetV2) has no place in an Arch: it
-  is left out with a warning (the logits in eval mode are unchanged).
+* convs (``Conv2d``: square kernels, any stride, padding, dilation and groups; timm's
+  ``Conv2dSame`` where its TensorFlow padding is even), batch norm (any ``eps``,
+  ``momentum``, ``affine``), ``GroupNorm``, layer norm over the channels (``LayerNorm2d``,
+  or ``LayerNorm`` and ``F.layer_norm`` on a channels-last map), timm's norm + activation
+  modules, activations as modules, functions or methods (ReLU, ReLU6, LeakyReLU, SiLU,
+  Hardswish, Hardsigmoid, Sigmoid, GELU, Mish, Tanh), max and average pools
+  (``ceil_mode``, ``count_include_pad``), global pooling anywhere
+  (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3), keepdim=True)``), residual adds,
+  ``torch.cat`` on the channels, channel splits (``chunk``, ``split``, ``x[:, a:b]``) and
+  shuffles, gates (``x * gate(x)``: squeeze-excitation), layer scale (a per-channel
+  parameter times the map), stochastic depth (``DropPath``, ``StochasticDepth``), a
+  channels-last stretch (``permute``, ``LayerNorm``, ``Linear`` as a 1x1 conv: ConvNeXt),
+  ``Identity`` and ``Dropout``;
+* the reducer: global pooling or ``AdaptiveAvgPool2d(n)`` / ``AdaptiveMaxPool2d(n)``
+  (``SPP``; one with ``n`` above the map's side, as VGG's ``AdaptiveAvgPool2d(7)`` on a 32
+  px input, only repeats or averages pixels and becomes ``flat``, folded into the first
+  ``Linear``'s weights), budgetnet's ``SpatialPyramidPool``, or a flatten;
+* the head: ``Linear`` layers with an activation and ``Dropout`` between them; the last
+  ``Linear`` is the classifier. A ``Dropout`` before the first Linear has no place in an
+  Arch: it is left out with a warning (the logits in eval mode are unchanged).
 
-A conv's bias is dropped where batch norm follows (it is folded into the norm's running
-mean when weights are copied). Paddings are imported as written, so the paper's automatic
-padding rules do not apply. A residual shortcut that equals the automatic one (identity, or
-the 1x1 projection with batch norm) is stored as automatic, so a torchvision ResNet imports
-equal to the same net written in the notation.
+A batch norm is fused into the conv before it, and an activation into that conv or the
+residual add before it, only where nothing else in the whole graph reads the map between
+them; otherwise each stays a layer of its own (pre-activation blocks, a shortcut or a
+concatenation that reads a conv's raw output). Paddings are imported as written. A residual
+shortcut that equals the automatic one is stored as automatic, so a torchvision ResNet
+imports equal to the same net written in the notation.
 
-Anything else raises :class:`~budgetnet.errors.UnsupportedModuleError` naming the module
-(qualified name and type) and the operation: dilated or non-square convs, ``ceil_mode``
-pools, squeeze-excitation (a product of two tensors), attention, recurrent layers, unknown
-modules or functions, data-dependent control flow (fx cannot trace it), graphs that are not
-series-parallel, and channel counts that do not chain. A batch norm or activation is fused
-into the conv (or residual add) before it only where nothing else in the whole graph reads
-that layer's raw output; otherwise (pre-activation blocks, a shortcut or concatenation that
-reads the map before the norm or activation) it is refused by name, as the IR has no
-standalone norm or activation layer yet.
-
-After the import, one forward pass of a zero input (on the meta device) checks every layer's
-output shape against the Arch's shape inference, and (unless ``verify=False``) the model
-built from the Arch with the module's own weights must compute the module's outputs, layer by
-layer, within a relative error of 1e-4 (:mod:`budgetnet.pytorch.verify`); a mismatch of either
-is an :class:`~budgetnet.errors.ArchError`, so an import is never accepted and rebuilt wrong.
-
-The work is split: :mod:`~budgetnet.pytorch.fx_trace` (tracing, each node as a step),
-:mod:`~budgetnet.pytorch.fx_graph` (assembly into an Arch, the shape check),
+Anything else raises :class:`~budgetnet.errors.UnsupportedModuleError` naming the feature in
+words and the module path: non-square kernels, self-attention, upsampling, explicit
+padding, ECA's 1-D conv, data-dependent control flow (fx cannot trace it), graphs that are
+not series-parallel, and channel counts that do not chain. After the import every leaf's
+output shape is checked against the Arch's shape inference, and (unless ``verify=False``)
+the model built from the Arch with the module's own weights must compute the module's
+outputs, layer by layer, within a relative error of 1e-4 (:mod:`budgetnet.pytorch.verify`);
+a mismatch of either is an :class:`~budgetnet.errors.ArchError`, so an import is never
+accepted and rebuilt wrong. The work is split: :mod:`~budgetnet.pytorch.fx_trace`
+(tracing, shapes), :mod:`~budgetnet.pytorch.fx_ops` (each node as an operation),
+:mod:`~budgetnet.pytorch.fx_graph` (assembly into an Arch, fusion, the shape check),
 :mod:`~budgetnet.pytorch.weights` (weight copying), :mod:`~budgetnet.pytorch.verify` (the
 numeric check); this module is the public entry.
 
@@ -74,15 +70,15 @@ from torch import nn
 
 from budgetnet.graph.arch import Arch
 from budgetnet.pytorch import fx_graph
-from budgetnet.pytorch.fx_graph import Imported, ImportedConv
-from budgetnet.pytorch.fx_trace import SUPPORTED
+from budgetnet.pytorch.fx_graph import Imported, ImportedLayer
+from budgetnet.pytorch.fx_ops import SUPPORTED
 from budgetnet.pytorch.verify import check_import
 from budgetnet.pytorch.weights import copy_weights
 
 __all__ = [
     "SUPPORTED",
     "Imported",
-    "ImportedConv",
+    "ImportedLayer",
     "arch_from_module",
     "copy_weights",
     "import_module",
@@ -128,8 +124,8 @@ def import_module(module: nn.Module, input_shape: Sequence[int], verify: bool = 
     Example:
         >>> import torch.nn as nn
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
-        >>> [(conv.name, conv.norm_name) for conv in import_module(net, (1, 6, 6)).convs]
-        [('0', None)]
+        >>> [layer.name for layer in import_module(net, (1, 6, 6)).layers]
+        ["'0' (Conv2d)"]
     """
     imported = fx_graph.import_module(module, input_shape)
     if verify:

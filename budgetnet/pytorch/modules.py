@@ -393,3 +393,48 @@ def helpers_used(specs: Sequence[ModuleSpec]) -> list[str]:
     for spec in specs:
         visit(spec)
     return [name for name in HELPERS if name in found]
+
+
+def built_layers(arch: Arch, model: nn.Module) -> tuple[list, list]:
+    """The modules :func:`budgetnet.build` made for each layer of ``arch``: ``(leaves,
+    blocks)``, ``leaves`` a list of ``(LayerShape, [modules])`` for every leaf feature layer
+    (a conv with its norm and activation, a pool, a norm, ...) and ``blocks`` a list of
+    ``(LayerShape, module)``, both in :meth:`Arch.walk` order.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8)bn res[(3,8) | id] gap", input_shape=(1, 8, 8))
+        >>> leaves, blocks = built_layers(arch, budgetnet.build(arch))
+        >>> [(info.name, len(modules)) for info, modules in leaves], [info.name for info, _ in blocks]
+        ([('conv1', 3), ('res1.conv1', 2)], ['res1'])
+    """
+    leaves: list = []
+    blocks: list = []
+
+    def visit(infos, modules) -> None:
+        position = 0
+        for info in infos:
+            layer = info.layer
+            if isinstance(layer, (ResidualSpec, ConcatSpec, GateSpec)):
+                block = modules[position]
+                position += 1
+                blocks.append((info, block))
+                if isinstance(layer, ResidualSpec):
+                    visit(info.inner[: len(layer.body)], list(block.body))
+                    visit(info.inner[len(layer.body) :], list(block.shortcut))
+                elif isinstance(layer, GateSpec):
+                    visit(info.inner, list(block.body))
+                else:
+                    start = 0
+                    for branch, built in zip(layer.branches, block.branches):
+                        visit(info.inner[start : start + len(branch)], list(built))
+                        start += len(branch)
+            else:
+                count = 1 + (isinstance(layer, Conv) and layer.norm == "batch") + (
+                    isinstance(layer, Conv) and layer.activation != "none"
+                )
+                leaves.append((info, modules[position : position + count]))
+                position += count
+
+    visit(arch.features, list(model.features))
+    return leaves, blocks

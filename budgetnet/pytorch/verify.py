@@ -31,7 +31,7 @@ from budgetnet.errors import ArchError, BudgetNetError
 from budgetnet.graph.arch import SPP, Conv, Pool
 from budgetnet.pytorch.builder import assemble
 from budgetnet.pytorch.fx_graph import Imported
-from budgetnet.pytorch.modules import Concat, Residual, feature_specs, render
+from budgetnet.pytorch.modules import built_layers, feature_specs, render
 from budgetnet.pytorch.weights import load_weights
 
 #: Largest accepted relative error (max |difference| over max |reference|) of a compared tensor.
@@ -137,52 +137,19 @@ class _Recorder(fx.Interpreter):
 
 def _checkpoints(imported: Imported, built: nn.Module) -> list[tuple[str, fx.Node, nn.Module]]:
     """(name, fx node of the original, module of the built model) of each compared layer:
-    convs (after their norm and activation), pools, adds and concatenations, the logits."""
-    graph_module = imported.graph_module
-    leaves = [m for m in built.features.modules() if not isinstance(m, (nn.Sequential, Residual, Concat))]
-    convs = [index for index, m in enumerate(leaves) if isinstance(m, nn.Conv2d)]
-    pools = [m for m in leaves if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
-    found = []
-    if len(convs) == len(imported.convs) and len(pools) == len(imported.pools):
-        dag_node = {}  # built module -> the DAG node whose output it gives
-        for name, index, conv, node in zip(imported.conv_names(), convs, imported.convs, imported.conv_nodes):
-            last = index + (conv.norm is not None) + (conv.activation != "none")
-            found.append((name, conv.last, leaves[last]))
-            dag_node[leaves[index]] = node
-        for (where, node), pool, pool_node in zip(imported.pools, pools, imported.pool_nodes):
-            found.append((where, node, pool))
-            dag_node[pool] = pool_node
-        for block in built.features.modules():
-            join = _join_of(block, dag_node, imported)
-            if join is not None:
-                name, node = imported.joins[join]
-                found.append((name, node, block))
-    order = {node: position for position, node in enumerate(graph_module.graph.nodes)}
+    every leaf layer computed channels-first (after what was fused into it), every block's
+    output, the logits; in the forward order of the original."""
+    leaves, blocks = built_layers(built.arch, built)
+    found = [
+        (record.name, record.last, modules[-1])
+        for (_, modules), record in zip(leaves, imported.layers)
+        if record.last is not None and record.layout == "first"
+    ]
+    found += [(name, node, module) for (_, module), (name, node) in zip(blocks, imported.blocks)]
+    order = {node: position for position, node in enumerate(imported.graph_module.graph.nodes)}
     found.sort(key=lambda item: order[item[1]])
-    logits = next(n for n in graph_module.graph.nodes if n.op == "output").args[0]
+    logits = next(n for n in imported.graph_module.graph.nodes if n.op == "output").args[0]
     return found + [(imported.linears[-1][0], logits, built.classifier[-1])]
-
-
-def _join_of(module: nn.Module, dag_node: dict, imported: Imported):
-    """The DAG node of the add or concatenation that a built Residual or Concat computes
-    (the one successor of its first branch's last layer), ``None`` if not found."""
-    if isinstance(module, Residual):
-        branches = [module.body]
-    elif isinstance(module, Concat):
-        branches = list(module.branches)
-    else:
-        return None
-    for branch in branches:
-        layers = [m for m in branch if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, Residual, Concat))]
-        if not layers:
-            continue
-        last = layers[-1]
-        node = _join_of(last, dag_node, imported) if isinstance(last, (Residual, Concat)) else dag_node.get(last)
-        following = list(imported.dag.successors(node)) if node is not None and imported.dag is not None else []
-        if len(following) == 1 and following[0] in imported.joins:
-            return following[0]
-        return None
-    return None
 
 
 def _compare(module: nn.Module, imported: Imported, shape: tuple[int, ...], tolerance: float) -> None:
