@@ -35,7 +35,7 @@ from budgetnet.graph.dag import INPUT, read_graph_nodes
 from budgetnet.graph.layers import Act, Add, Cat, Gate, GlobalPool, Mul, Norm, Scale, Shuffle, Slice
 from budgetnet.graph.shapes import infer_shapes
 from budgetnet.pytorch.fx_ops import SUPPORTED, Op, op_of
-from budgetnet.pytorch.fx_trace import is_shape_query, origin_of, propagate_shapes, trace
+from budgetnet.pytorch.fx_trace import is_parameter, is_shape_query, origin_of, propagate_shapes, trace
 
 
 @dataclass
@@ -57,8 +57,9 @@ class ImportedLayer:
 @dataclass
 class Imported:
     """What :func:`import_module` found: the Arch; its leaf feature layers in ``arch.walk()``
-    order; each block's name and output fx node in that order; the Linear layers (hidden fc
-    layers, then the classifier) with their names; the traced module."""
+    order; each block's name and output fx node in that order (``None`` for a block that no
+    node of the traced graph computes, as an inner ``cat`` of VoVNet's); the Linear layers
+    (hidden fc layers, then the classifier) with their names; the traced module."""
 
     arch: Arch
     layers: list[ImportedLayer]
@@ -145,7 +146,7 @@ class _Importer:
             )
         self.value[inputs[0]], self.layout[inputs[0]] = INPUT, "first"
         for node in nodes:
-            if node.op in ("placeholder", "get_attr") or is_shape_query(node):
+            if node.op in ("placeholder", "get_attr") or is_shape_query(node) or is_parameter(node):
                 continue
             if node.op == "output":
                 self._output(node)
@@ -157,6 +158,7 @@ class _Importer:
                 self._feature_op(op)
         self._fuse()
         self._concatenations()
+        self._chained_concatenations()
         try:
             layers, leaves, blocks = read_graph_nodes(self.graph)
         except ArchError as error:
@@ -175,8 +177,7 @@ class _Importer:
             raise UnsupportedModuleError(f"the forward of {type(self.root).__name__}: {error}") from None
         arch = _automatic_shortcuts(arch)
         records = [self.records[leaf] for leaf in leaves if leaf in self.records]
-        result = Imported(arch, records, [self.joins[node] for node in blocks if node in self.joins], linears,
-                          fold, self.root)  # fmt: skip
+        result = Imported(arch, records, [self.joins.get(node) for node in blocks], linears, fold, self.root)
         _check_shapes(result)
         return result
 
@@ -387,6 +388,29 @@ class _Importer:
             for source in [best, *mine[len(inputs[best]) :]]:
                 self.graph.add_edge(source, node)
 
+    def _chained_concatenations(self) -> None:
+        """VoVNet's and HGNet's concatenations: ``cat(x, f1, f2, f3)`` where each ``f`` is made
+        from the one before becomes ``cat(x, cat(f1, cat(f2, f3)))``, which is series-parallel
+        (``cat[id | ... cat[id | ...]]``) and concatenates the same channels in the same order."""
+        work = [n for n in self.graph if isinstance(self.graph.nodes[n]["layer"], Cat)]
+        while work:
+            node = work.pop()
+            inputs = list(self.graph.predecessors(node))
+            if len(inputs) < 3:
+                continue
+            rest = inputs[1:]
+            if not all(source == rest[0] or nx.has_path(self.graph, rest[0], source) for source in rest[1:]):
+                continue
+            if any(nx.has_path(self.graph, inputs[0], source) and not nx.has_path(self.graph, rest[0], source)
+                   for source in rest):  # fmt: skip
+                continue
+            inner = self._new(Cat(), rest)  # no node of the traced graph gives its output
+            for source in inputs:
+                self.graph.remove_edge(source, node)
+            self.graph.add_edge(inputs[0], node)
+            self.graph.add_edge(inner, node)
+            work.append(inner)
+
     # -- head ----------------------------------------------------------------------------------
     def _head_op(self, op: Op) -> None:
         if op.kind not in ("reducer", "flatten", "linear", "dropout", "pass", "leaf"):
@@ -412,11 +436,33 @@ class _Importer:
             )
         self.head.append(op)
 
+    def _conv_classifier(self) -> None:
+        """A 1x1 conv on the globally pooled map, then the flatten (timm's DLA and DPN): the
+        classifier written as a conv, which is the Linear it computes."""
+        last = self._last_feature()
+        layer = self.graph.nodes[last]["layer"] if last is not None else None
+        before = list(self.graph.predecessors(last)) if last is not None else []
+        if not (isinstance(layer, Conv) and layer.kernel_size == 1 and layer.stride == 1 and layer.groups == 1
+                and layer.norm is None and layer.activation == "none" and not layer.depthwise and len(before) == 1
+                and isinstance(self.graph.nodes[before[0]]["layer"], GlobalPool)
+                and [op.kind for op in self.head] == ["flatten"]):  # fmt: skip
+            return
+        record = self.records.pop(last)
+        weight = record.tensors["weight"]
+        linear = nn.Linear(weight.shape[1], weight.shape[0], bias=record.tensors.get("bias") is not None, device="meta")
+        linear.weight = nn.Parameter(weight.detach().flatten(1), requires_grad=False)
+        if record.tensors.get("bias") is not None:
+            linear.bias = nn.Parameter(record.tensors["bias"].detach(), requires_grad=False)
+        self.graph.remove_node(last)
+        self.head.append(Op(self.head[0].node, record.name, "linear", [], module=linear))
+
     def _last_feature(self):
         ends = [node for node in self.graph if self.graph.out_degree(node) == 0]
         return ends[0] if len(ends) == 1 else None
 
     def _output(self, node: fx.Node) -> None:
+        if not any(op.kind == "linear" for op in self.head):
+            self._conv_classifier()
         if not any(op.kind == "linear" for op in self.head):
             raise UnsupportedModuleError(
                 f"the forward of {type(self.root).__name__} ends without a Linear classifier; expected the last "

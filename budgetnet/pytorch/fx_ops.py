@@ -28,7 +28,7 @@ from torch import fx, nn
 
 from budgetnet.errors import BudgetNetError, UnsupportedModuleError
 from budgetnet.graph.layers import SPP, Act, Conv, DropPath, GlobalPool, Layer, Norm, Pool, Scale, Shuffle, Slice
-from budgetnet.pytorch.fx_trace import tensor_inputs, where_of
+from budgetnet.pytorch.fx_trace import is_parameter, parameter_of, tensor_inputs, where_of
 from budgetnet.pytorch.modules import SpatialPyramidPool
 
 SUPPORTED = (
@@ -132,6 +132,9 @@ def op_of(node: fx.Node, root: nn.Module) -> Op:
         approximate = node.kwargs.get("approximate", "none")
         return Op(node, where, "leaf", inputs[:1], Act("gelu" if approximate == "none" else "gelu_tanh"))
     if (node.op == "call_function" and node.target in _ADDS) or (node.op == "call_method" and name in ("add", "add_")):
+        constants = [arg for arg in node.args if not isinstance(arg, fx.Node)]
+        if len(inputs) == 1 and constants == [0]:  # 0 + x: the start of a sum (timm's MobileOne)
+            return Op(node, where, "pass", inputs)
         if len(inputs) != 2 or node.kwargs.get("alpha", 1) != 1:
             raise _refuse(where, "an add of a constant to a feature map; expected the sum of two feature maps")
         return Op(node, where, "add", inputs)
@@ -175,6 +178,17 @@ def op_of(node: fx.Node, root: nn.Module) -> Op:
         return Op(node, where, "leaf", inputs[:1], pool_layer(module, where))
     if node.op == "call_function" and node.target is F.layer_norm:
         return _functional_layer_norm(node, where, inputs)
+    if node.op == "call_function" and node.target is F.linear:
+        weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+        bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+        if not is_parameter(weight) or (bias is not None and not is_parameter(bias)):
+            raise _refuse(where, "a linear map whose weights are computed")
+        linear = nn.Linear(*reversed(parameter_of(weight, root).shape), bias=bias is not None, device="meta")
+        linear.weight = nn.Parameter(parameter_of(weight, root), requires_grad=False)
+        if bias is not None:
+            linear.bias = nn.Parameter(parameter_of(bias, root), requires_grad=False)
+        maps = [n for n in inputs if not is_parameter(n)]
+        return Op(node, where, "linear", maps[:1], module=linear, tensors={"weight": linear.weight, "bias": linear.bias})
     feature = _FEATURES.get(str(name))
     if feature:
         raise UnsupportedModuleError(f"{where}: {feature} has no place in an Arch; {SUPPORTED}")
@@ -381,12 +395,12 @@ def _mean_op(node, where, inputs, mode) -> Op:
 
 
 def _mul_op(node, where, root, inputs) -> Op:
-    params = [n for n in inputs if n.op == "get_attr"]
-    maps = [n for n in inputs if n.op != "get_attr"]
+    params = [n for n in inputs if is_parameter(n)]
+    maps = [n for n in inputs if not is_parameter(n)]
     if len(maps) == 2:
         return Op(node, where, "mul", maps)
     if len(maps) == 1 and len(params) == 1:
-        gamma = _attribute(root, params[0].target)
+        gamma = parameter_of(params[0], root)
         shape = _shape(maps[0]) or ()
         if gamma.numel() not in (shape[1:2] + shape[-1:]):
             raise _refuse(where, f"a product with a parameter of shape {tuple(gamma.shape)}; expected a "

@@ -39,7 +39,7 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return (
-            isinstance(m, SpatialPyramidPool)
+            isinstance(m, (SpatialPyramidPool, nn.Linear, nn.Conv2d, nn.BatchNorm2d))  # subclasses too (timm's)
             or type(m).__name__ in LEAF_CLASSES
             or super().is_leaf_module(m, module_qualified_name)
         )
@@ -190,6 +190,28 @@ def is_shape_query(node) -> bool:
         inputs = [arg for arg in node.args if isinstance(arg, fx.Node)]
         return bool(inputs) and all(is_shape_query(arg) for arg in inputs)
     return node.op == "call_function" and node.target is operator.getitem and is_shape_query(node.args[0])
+
+
+def is_parameter(node) -> bool:
+    """A parameter or buffer of the module (``get_attr``), or a reshape of one."""
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "get_attr":
+        return True
+    name = getattr(node.target, "__name__", node.target)
+    return node.op in ("call_method", "call_function") and name in ("reshape", "view", "squeeze", "unsqueeze") and (
+        is_parameter(node.args[0])
+    )
+
+
+def parameter_of(node: fx.Node, root: nn.Module):
+    """The tensor behind :func:`is_parameter` ``node`` (before any reshape)."""
+    while node.op != "get_attr":
+        node = node.args[0]
+    value = root
+    for part in node.target.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def tensor_inputs(node: fx.Node) -> list[fx.Node]:

@@ -145,7 +145,7 @@ def _checkpoints(imported: Imported, built: nn.Module) -> list[tuple[str, fx.Nod
         for (_, modules), record in zip(leaves, imported.layers)
         if record.last is not None and record.layout == "first"
     ]
-    found += [(name, node, module) for (_, module), (name, node) in zip(blocks, imported.blocks)]
+    found += [(block[0], block[1], module) for (_, module), block in zip(blocks, imported.blocks) if block is not None]
     order = {node: position for position, node in enumerate(imported.graph_module.graph.nodes)}
     found.sort(key=lambda item: order[item[1]])
     logits = next(n for n in imported.graph_module.graph.nodes if n.op == "output").args[0]
