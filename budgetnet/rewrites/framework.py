@@ -36,6 +36,7 @@ from budgetnet.cost.complexity import conv_macs, eqn1_term, format_count, layer_
 from budgetnet.errors import ArchError, LayerSpecError, RewriteError, ShapeError
 from budgetnet.graph.printing import format_layer
 from budgetnet.graph.shapes import infer_shapes
+from budgetnet.rewrites.roles import conv_kind, is_plain_conv
 
 #: Largest relative change of Eqn. (1) a single rewrite may make by default. The paper's
 #: own steps move it by at most 5.7% (D -> I, Eqn. 8).
@@ -520,16 +521,31 @@ class Rule:
     def _conv_span(self, arch: Arch, site: Site, same_kernel: bool) -> list[LayerShape]:
         """The convs ``start:stop`` of a site, checked to be stride-1 convs of one stage."""
         infos = list(arch.shapes[site.start : site.stop])
+        kinds = set()
         for info in infos:
             written = format_layer(arch.layers[info.index])
             if info.kind != "conv":
                 raise self._refuse(site, f"layer {info.index} is {written}, not a conv")
+            if not is_plain_conv(arch, info.index):
+                raise self._refuse(
+                    site,
+                    f"layer {info.index} {written} is not a plain conv: a depthwise or grouped conv, or "
+                    "the 1x1 expansion or projection of an inverted-residual block or gate, keeps its "
+                    "block's widths; the paper's rules replace dense convs of a plain stage",
+                )
+            kinds.add(conv_kind(arch.layers[info.index]))
             if info.layer.stride != 1:
                 raise self._refuse(
                     site,
                     f"layer {info.index} {written} has stride {info.layer.stride}; "
                     "the rule replaces stride-1 convs only (a strided conv sets its stage's map size)",
                 )
+        if len(kinds) > 1:
+            raise self._refuse(
+                site,
+                "the convs differ in norm, BN eps/momentum, activation or dilation; expected one kind "
+                "of conv (a plain stage), so the new convs inherit it",
+            )
         if same_kernel and len({info.layer.kernel_size for info in infos}) > 1:
             raise self._refuse(site, "the convs have different filter sizes; expected one filter size")
         return infos
@@ -676,16 +692,27 @@ def _power_of_two_divisor(value: int, limit: int) -> int:
 
 
 def conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
-    """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 convs with equal ``key``."""
+    """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 plain convs
+    (:func:`~budgetnet.rewrites.roles.is_plain_conv`) of one kind
+    (:func:`~budgetnet.rewrites.roles.conv_kind`: norm, BN settings, activation, dilation)
+    with equal ``key``. A norm, activation, gate or block between two convs ends a run.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8)bn (3,8)bn (3,8)@silu (1,16) (3,16)dw (1,8)@none")
+        >>> conv_groups(arch, lambda info: info.layer.kernel_size)
+        [(1, 0, 2), (1, 2, 3)]
+    """
     groups = []
-    for _, run in itertools.groupby(
-        arch.features,
-        key=lambda info: (
-            (info.stage, key(info)) if info.kind == "conv" and info.layer.stride == 1 else None
-        ),
-    ):
+
+    def run_key(info):
+        if info.kind != "conv" or info.layer.stride != 1 or not is_plain_conv(arch, info.index):
+            return None
+        return (info.stage, conv_kind(arch.layers[info.index]), key(info))
+
+    for found, run in itertools.groupby(arch.features, key=run_key):
         run = list(run)
-        if run[0].kind == "conv" and run[0].layer.stride == 1:
+        if found is not None:
             groups.append((run[0].stage, run[0].index, run[-1].index + 1))
     return groups
 
