@@ -85,7 +85,13 @@ def block_runs(arch: Arch) -> list[tuple[int, int, int]]:
 
 
 def _is_block(layer: Layer) -> bool:
-    return isinstance(layer, Residual) and layer.shortcut is None and all(isinstance(c, Conv) for c in layer.body)
+    """A basic or bottleneck residual block: automatic shortcut, a body of convs and no
+    depthwise conv (inverted residuals are :mod:`budgetnet.rewrites.inverted_rules`')."""
+    return (
+        isinstance(layer, Residual)
+        and layer.shortcut is None
+        and all(isinstance(c, Conv) and not c.depthwise for c in layer.body)
+    )
 
 
 def _inner(block: Residual) -> list[int]:
@@ -205,7 +211,14 @@ class BlockRule(Rule):
                 raise self._refuse(
                     site,
                     f"layer {index} {format_layer(layer)} has a written shortcut or a body that is not "
-                    "all convs; expected an automatic shortcut and a body of convs",
+                    "all convs (a gate, norm, scale or droppath); expected an automatic shortcut and a "
+                    "body of convs (gated inverted residuals: the rules mbconv_filter and mbconv_blocks)",
+                )
+            if any(conv.depthwise for conv in layer.body):
+                raise self._refuse(
+                    site,
+                    f"layer {index} {format_layer(layer)} is an inverted residual (a depthwise conv "
+                    "in its body); the rules mbconv_filter and mbconv_blocks rewrite those",
                 )
             blocks.append(layer)
         return blocks

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
 
 from budgetnet.graph.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Residual
+from budgetnet.graph.layers import ELEMENTWISE, Gate
 from budgetnet.cost.budgets import check_tolerance
 from budgetnet.checks import is_int
 from budgetnet.cost.complexity import conv_macs, eqn1_term, format_count, layer_cost
@@ -436,10 +437,10 @@ class Rule:
         :attr:`plans_on_span`), or ``None`` when it may depend on the rest of the Arch."""
         if not self.plans_on_span:
             return None
-        span = arch.shapes[site.start : site.stop]
-        if not _is_local(span):
+        layers = arch.layers[site.start : site.stop]
+        if not _is_local_layers(layers):
             return None
-        return (self, site, arch.layers[site.start : site.stop], span[0].in_shape)
+        return (self, site, layers, arch.shapes[site.start].in_shape)
 
     def _build(self, arch: Arch, site: Site, start: int, stop: int, layers: Sequence[Layer]) -> Arch:
         try:
@@ -454,7 +455,7 @@ class Rule:
         old = arch.shapes[plan.start : plan.stop]
         full = None
         try:
-            if _is_local(old) and _is_local_layers(plan.layers):
+            if _is_local_layers(arch.layers[plan.start : plan.stop]) and _is_local_layers(plan.layers):
                 new = _span_shapes(arch, plan)
                 if new[-1].out_shape != old[-1].out_shape:
                     raise self._refuse(
@@ -634,7 +635,7 @@ def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[
 
 
 def _span_shapes(arch: Arch, plan: Plan) -> tuple[LayerShape, ...]:
-    """Shapes of a local plan's new layers (see :func:`_is_local`) on the span's input,
+    """Shapes of a local plan's new layers (see :func:`_is_local_layers`) on the span's input,
     with the indexes, names and stages they get in the rewritten Arch, so that building it
     finds those blocks inferred already (:func:`budgetnet.graph.shapes.infer_shapes` caches a
     block by its spec, input shape, name, index and stage)."""
@@ -644,15 +645,23 @@ def _span_shapes(arch: Arch, plan: Plan) -> tuple[LayerShape, ...]:
     return infer_shapes(plan.layers, arch.shapes[plan.start].in_shape, start=plan.start, stage=stage, counts=counts)
 
 
-def _is_local(infos: Sequence[LayerShape]) -> bool:
-    """Whether a span's shapes can be inferred alone: blocks and pools, ending with a block
-    (a block's paddings depend on its input alone, and the main chain's padding state starts
-    afresh after one)."""
-    return bool(infos) and all(info.kind in ("res", "concat", "pool") for info in infos) and infos[-1].kind != "pool"
-
-
 def _is_local_layers(layers: Sequence[Layer]) -> bool:
-    return bool(layers) and all(isinstance(layer, (Residual, Concat, Pool)) for layer in layers) and not isinstance(layers[-1], Pool)
+    """Whether a span's shapes can be inferred alone: blocks, pools, norms, activations and
+    convs whose padding reads nothing of the main chain's state (written, or odd and stride
+    1), ending with a block (a block's paddings depend on its input alone, and the main
+    chain's padding state starts afresh after one): e.g. an MBConv stage that opens with a
+    main-chain block of 1x1 convs and a depthwise conv with written padding."""
+    return (
+        bool(layers)
+        and all(_context_free(layer) for layer in layers)
+        and isinstance(layers[-1], (Residual, Concat, Gate))
+    )
+
+
+def _context_free(layer: Layer) -> bool:
+    if isinstance(layer, Conv):
+        return layer.padding is not None or (layer.stride == 1 and layer.field % 2 == 1)
+    return isinstance(layer, (Residual, Concat, Gate, Pool, *ELEMENTWISE))
 
 
 def _with_channels(info: LayerShape, layer: Conv, in_channels: int) -> LayerShape:
