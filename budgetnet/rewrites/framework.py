@@ -45,6 +45,10 @@ DEFAULT_TOLERANCE = 0.1
 #: Solved widths are rounded to a multiple of the largest power of two that divides the
 #: kept output width, at most this (32 gives the paper's 160, 128 and 64).
 MAX_WIDTH_MULTIPLE = 32
+#: Rules whose site labels name the layer positions: the stages of an MBConv net (strided
+#: convs, no pools) all count as one stage of the paper's, so the stage alone does not tell
+#: them apart.
+POSITIONED_RULES = frozenset({"mbconv_filter", "mbconv_blocks"})
 
 
 def span_notation(layers: Sequence[Layer]) -> str:
@@ -132,9 +136,12 @@ class Site:
         Example:
             >>> Site("cardinality_width", 2, 2, 5, "res[(1,64) (3,64) (1,256)@none]x3", groups=32).label()
             'cardinality_width(stage 2, groups=32)'
+            >>> Site("mbconv_filter", 1, 9, 14, "...", kernel_size=3).label()
+            'mbconv_filter(stage 1 layers 9:14, kernel_size=3)'
         """
         params = "".join(f", {key}={value}" for key, value in self.params().items())
-        return f"{self.rule}(stage {self.stage}{params})"
+        where = f"stage {self.stage}" + (f" layers {self.start}:{self.stop}" if self.rule in POSITIONED_RULES else "")
+        return f"{self.rule}({where}{params})"
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
