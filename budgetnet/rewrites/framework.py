@@ -366,11 +366,15 @@ class Rule:
         key = self._span_key(arch, site)
         known = _SPAN_PROPOSALS.get(key) if key is not None else None
         if known is not None:
-            return self._proposal(arch, site, before_macs, *known)
+            plan, *costs = known
+            plan = replace(plan, start=plan.start + site.start, stop=plan.stop + site.start)
+            return self._proposal(arch, site, before_macs, plan, *costs)
         proposal = self._evaluate(arch, site, self._plan(arch, site), before_macs)
         self._check_shapes(arch, site, proposal)
         if key is not None and proposal.shapes is None:
-            _remember_span(key, (proposal.plan, proposal.replaced_macs, proposal.replacement_macs, proposal.depth_change))
+            plan = proposal.plan
+            plan = replace(plan, start=plan.start - site.start, stop=plan.stop - site.start)
+            _remember_span(key, (plan, proposal.replaced_macs, proposal.replacement_macs, proposal.depth_change))
         return proposal
 
     def apply(self, arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Arch:
@@ -447,7 +451,10 @@ class Rule:
         layers = arch.layers[site.start : site.stop]
         if not _is_local_layers(layers):
             return None
-        return (self, site, layers, arch.shapes[site.start].in_shape)
+        # positions relative to the span: a stage met again after an earlier stage changed
+        # its number of layers is the same span
+        where = replace(site, start=0, stop=site.stop - site.start, pools=_shifted(site.pools, -site.start))
+        return (self, where, layers, arch.shapes[site.start].in_shape)
 
     def _build(self, arch: Arch, site: Site, start: int, stop: int, layers: Sequence[Layer]) -> Arch:
         try:
@@ -610,6 +617,10 @@ class Rule:
 _SPAN_PROPOSALS: dict[tuple, tuple] = {}
 _SPAN_PROPOSALS_MAX = 8192
 _SPAN_LOCK = threading.Lock()
+
+
+def _shifted(pools: tuple[int, ...] | None, offset: int) -> tuple[int, ...] | None:
+    return None if pools is None else tuple(p + offset for p in pools)
 
 
 def _remember_span(key: tuple, value: tuple) -> None:

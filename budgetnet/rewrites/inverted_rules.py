@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Sequence
 
 from budgetnet.checks import is_int
@@ -206,6 +207,7 @@ def _squeeze_conv(gate: Gate | None) -> Conv | None:
     return convs[0] if len(convs) == 2 else None
 
 
+@lru_cache(maxsize=8192)
 def with_hidden(unit: MBConv, hidden: int, kernel_size: int | None = None) -> MBConv:
     """``unit`` with another hidden width (and depthwise kernel): the expansion, the
     depthwise conv and the gate's last conv take ``hidden``; the squeeze follows it only
@@ -282,8 +284,8 @@ class MBConvRule(Rule):
     def _solve(self, arch: Arch, site: Site, make, old_hidden: int) -> Plan:
         """The plan ``make(scale)`` whose Eqn. (1) cost is closest to the replaced layers',
         ``scale`` a multiple of ``1 / (old_hidden / width_multiple)`` (the last unit's hidden
-        width steps by the width multiple). Cost grows with the scale: a bisection over the
-        integer steps, each cost from :func:`span_macs` of :func:`local_shapes`."""
+        width steps by the width multiple). Cost grows with the scale; each cost is
+        :func:`span_macs` of :func:`local_shapes` (budgetnet.cost.complexity's Eqn. (1))."""
         old = arch.shapes[site.start : site.stop]
         target, in_shape = span_macs(old), old[0].in_shape
         unit = self.width_multiple
@@ -305,15 +307,21 @@ class MBConvRule(Rule):
                 f"the hidden width solves below {unit}: at {unit} the new layers already cost {cost(1):,} MACs, "
                 f"more than the {target:,} of the replaced ones",
             )
-        low, high = 1, max(2, 2 * old_hidden // unit)
-        while cost(high) < target:
-            low, high = high, high * 2
-            if high * unit > 1 << 20:
-                raise self._refuse(site, f"the hidden width does not reach the old cost below {high * unit}")
-        while high - low > 1:
-            middle = (low + high) // 2
-            low, high = (middle, high) if cost(middle) <= target else (low, middle)
-        best = min((low, high), key=lambda steps: (abs(cost(steps) - target), steps))
+        # every conv of a unit is linear in its hidden width (the gate's too, while its squeeze
+        # stays), so a secant through the old width and twice it lands next to the root; the
+        # integers around it are then walked until they bracket the old cost
+        start = max(1, round(old_hidden / unit))
+        slope = (cost(2 * start) - cost(start)) / start
+        if slope <= 0:
+            raise self._refuse(site, "the cost does not grow with the hidden width; nothing to solve")
+        low = max(1, int(start + (target - cost(start)) / slope))
+        while low > 1 and cost(low) > target:
+            low -= 1
+        while cost(low + 1) <= target:
+            low += 1
+            if low * unit > 1 << 20:
+                raise self._refuse(site, f"the hidden width does not reach the old cost below {low * unit}")
+        best = min((low, low + 1), key=lambda steps: (abs(cost(steps) - target), steps))
         layers = tuple(make(best * unit / old_hidden))
         before = ", ".join(map(str, hidden_widths(arch.layers[site.start : site.stop])))
         after = ", ".join(map(str, hidden_widths(layers)))
