@@ -45,17 +45,8 @@ from typing import Callable, Sequence
 from budgetnet.graph.arch import Arch, Conv, Layer, LayerShape, Pool, Residual
 from budgetnet.errors import LayerSpecError, RewriteError, ShapeError
 from budgetnet.graph.printing import format_layer
-from budgetnet.rewrites.framework import (
-    Rule,
-    Site,
-    check_sizes,
-    check_width_multiple,
-    span_macs,
-    Plan,
-    site_param,
-    local_shapes,
-    span_notation,
-)
+from budgetnet.rewrites.framework import Plan, Rule, Site, local_shapes, span_macs, span_notation
+from budgetnet.rewrites.params import check_sizes, check_width_multiple, site_param
 
 #: Solved block widths are rounded to a multiple of this (and of the groups).
 BLOCK_WIDTH_MULTIPLE = 4

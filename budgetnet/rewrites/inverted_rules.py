@@ -48,7 +48,8 @@ from budgetnet.errors import LayerSpecError, RewriteError, ShapeError
 from budgetnet.graph.arch import Arch
 from budgetnet.graph.layers import Conv, DropPath, Gate, Layer, Residual
 from budgetnet.graph.printing import format_layer
-from budgetnet.rewrites.framework import Plan, Rule, Site, check_sizes, local_shapes, site_param, span_macs, span_notation
+from budgetnet.rewrites.framework import Plan, Rule, Site, local_shapes, span_macs, span_notation
+from budgetnet.rewrites.params import check_sizes, site_param
 from budgetnet.rewrites.roles import derive, is_dense
 
 #: Hidden widths are rounded to a multiple of this (MobileNet's ``make_divisible(v, 8)``).

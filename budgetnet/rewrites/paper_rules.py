@@ -43,17 +43,9 @@ from typing import Sequence
 from budgetnet.checks import is_int
 from budgetnet.graph.arch import Arch, Conv, Layer, Pool
 from budgetnet.graph.printing import format_layer
-from budgetnet.rewrites.roles import conv_kind, derive, is_plain_conv
-from budgetnet.rewrites.framework import (
-    Plan,
-    Rule,
-    Site,
-    check_sizes,
-    check_width_multiple,
-    conv_groups,
-    site_param,
-    span_notation,
-)
+from budgetnet.rewrites.framework import Plan, Rule, Site, span_notation
+from budgetnet.rewrites.params import check_sizes, check_width_multiple, site_param
+from budgetnet.rewrites.roles import conv_groups, conv_kind, derive, is_plain_conv
 
 
 class DepthFilterRule(Rule):

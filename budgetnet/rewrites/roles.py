@@ -25,10 +25,12 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from functools import lru_cache
+from typing import Callable
 
-from budgetnet.graph.arch import Arch
+from budgetnet.graph.arch import Arch, LayerShape
 from budgetnet.graph.layers import Conv, Gate, Layer
 
 #: The attributes a rewrite never changes on a conv it rebuilds (only sizes, counts,
@@ -118,4 +120,30 @@ def _block_role(layer: Layer) -> bool:
     return any(_block_role(item) for item in (*inner, *shortcut, *(x for branch in branches for x in branch)))
 
 
-__all__ = ["KEPT_ATTRIBUTES", "conv_kind", "derive", "has_block_roles", "is_dense", "is_plain_conv"]
+def conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
+    """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 plain convs
+    (:func:`~budgetnet.rewrites.roles.is_plain_conv`) of one kind
+    (:func:`~budgetnet.rewrites.roles.conv_kind`: norm, BN settings, activation, dilation)
+    with equal ``key``. A norm, activation, gate or block between two convs ends a run.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8)bn (3,8)bn (3,8)@silu (1,16) (3,16)dw (1,8)@none")
+        >>> conv_groups(arch, lambda info: info.layer.kernel_size)
+        [(1, 0, 2), (1, 2, 3)]
+    """
+    groups = []
+
+    def run_key(info):
+        if info.kind != "conv" or info.layer.stride != 1 or not is_plain_conv(arch, info.index):
+            return None
+        return (info.stage, conv_kind(arch.layers[info.index]), key(info))
+
+    for found, run in itertools.groupby(arch.features, key=run_key):
+        run = list(run)
+        if found is not None:
+            groups.append((run[0].stage, run[0].index, run[-1].index + 1))
+    return groups
+
+
+__all__ = ["KEPT_ATTRIBUTES", "conv_groups", "conv_kind", "derive", "has_block_roles", "is_dense", "is_plain_conv"]

@@ -260,3 +260,12 @@ def test_variants_of_efficientnet_b0_in_two_steps():
     assert all(0.95 <= row["ratio"] <= 1.05 for row in rows)
     labels = {step["site"] for row in rows for step in row["rewrites"]}
     assert "mbconv_filter(stage 1 layers 9:14, kernel_size=3)" in labels
+
+
+def test_the_examples_of_docs_rewrites_md_run():
+    import doctest
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "rewrites.md"
+    failed, attempted = doctest.testfile(str(path), module_relative=False, optionflags=doctest.ELLIPSIS)
+    assert attempted >= 8 and failed == 0
