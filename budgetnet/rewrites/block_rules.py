@@ -214,6 +214,14 @@ class BlockRule(Rule):
             blocks.append(layer)
         return blocks
 
+    def _one_block(self, arch: Arch, site: Site) -> Residual:
+        """The one block a site of one layer names (``block_stride``, ``stage_pool``)."""
+        if site.stop - site.start != 1:
+            raise self._refuse(
+                site, f"the site spans {site.stop - site.start} layers ({site.start}:{site.stop}); expected one block"
+            )
+        return self._blocks(arch, site)[0]
+
     def _multiple(self, site: Site, layers: Sequence[Layer]) -> int:
         """The width multiple: ``width_multiple``, else 4 and every group count."""
         groups = [c.groups for b in layers if isinstance(b, Residual) for c in b.body if not c.depthwise]
@@ -288,6 +296,11 @@ class BlockRule(Rule):
         """The first block of the run ``site.start:stop`` and the block that repeats after
         it (checked equal)."""
         blocks = self._blocks(arch, site, site.start, stop)
+        if not blocks:
+            raise self._refuse(
+                site, f"layers {site.start}:{stop} hold no residual block; expected a run of blocks (and, for "
+                "blocks_width, the layer after it)"
+            )
         if len(blocks) > 2 and len(set(blocks[1:])) > 1:
             raise self._refuse(
                 site, "the blocks after the first differ; expected a stage of one repeated block"
@@ -572,7 +585,7 @@ class BlockStrideRule(BlockRule):
 
     def _plan(self, arch: Arch, site: Site) -> Plan:
         position = site_param(self, site, "stride_on", 1)
-        (block,) = self._blocks(arch, site)
+        block = self._one_block(arch, site)
         strided = _strided(block)
         if len(strided) != 1:
             raise self._refuse(site, f"{format_layer(block)} has {len(strided)} strided convs; expected exactly one")
@@ -637,7 +650,7 @@ class StagePoolRule(BlockRule):
             body[0] = replace(body[0], stride=pool.stride, padding=None)
             return Plan(site.start, site.stop, (_with_body(block, body),))
         size = site_param(self, site, "pool_size", 2)
-        (block,) = self._blocks(arch, site)
+        block = self._one_block(arch, site)
         if len(_strided(block)) != 1:
             raise self._refuse(site, f"{format_layer(block)} does not stride once; expected one strided conv to replace by a pool")
         return Plan(site.start, site.stop, (Pool(size), _unstrided(block)))

@@ -397,6 +397,15 @@ class MBConvFilterRule(MBConvRule):
             raise self._refuse(site, f"kernel_size={kernel} is the stage's depthwise size already; expected another")
         if kernel % 2 == 0:
             raise self._refuse(site, f"kernel_size={kernel} is even; expected an odd depthwise size that keeps the map")
+        for unit in stage.units:
+            padding = unit.depthwise.padding
+            if padding is not None and padding != (unit.kernel_size - 1) // 2:
+                raise self._refuse(
+                    site,
+                    f"the depthwise conv {format_layer(unit.depthwise)} has a written padding={padding}, not "
+                    f"the 'same' padding {(unit.kernel_size - 1) // 2} of its {unit.kernel_size}x"
+                    f"{unit.kernel_size} kernel; expected a 'same' or automatic padding to rewrite for the new size",
+                )
         multiple = self.width_multiple
 
         def make(scale: float) -> list[Layer]:

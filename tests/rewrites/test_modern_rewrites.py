@@ -113,6 +113,15 @@ def test_mbconv_filter_keeps_the_gate_rule_of_mobilenet_v3():
                 assert squeeze[0].out_channels == make_divisible(unit.hidden / 4)
                 assert squeeze[1].out_channels == unit.hidden
     assert abs(result.change) < 0.01
+    # the stage of 40 at 3x3, against Eqn. (1) by hand (squeezes: make_divisible(72/4) = 24 and
+    # make_divisible(120/4) = 32 before, make_divisible(80/4) = 24 and make_divisible(136/4) = 32 after)
+    trade = MBCONV_FILTER.rewrite(arch, MBCONV_FILTER.find(arch, start=6, kernel_size=3))
+    assert trade.detail == "hidden widths 72, 120, 120 -> 80, 136, 136 (scale 1.13, multiples of 8)"
+    by_hand_old = mbconv_macs(24, 72, 40, 5, 24, 56, 28) + 2 * mbconv_macs(40, 120, 40, 5, 32, 28, 28)
+    by_hand_new = mbconv_macs(24, 80, 40, 3, 24, 56, 28) + 2 * mbconv_macs(40, 136, 40, 3, 32, 28, 28)
+    old, new = budgetnet.complexity(arch).conv_macs, budgetnet.complexity(trade.after).conv_macs
+    # the stage moves by -2.7%: a step of 8 in the hidden widths moves it by about 5%
+    assert new - old == by_hand_new - by_hand_old and abs(by_hand_new / by_hand_old - 1) < 0.03
     # every BN keeps eps=0.001, momentum=0.01, every activation stays
     assert kinds(result.after)[0] <= kinds(arch)[0]
     assert all(c.norm_eps == 1e-3 for c in (i.layer for i in result.after.convs) if c.norm)
@@ -162,6 +171,46 @@ def test_mbconv_rules_refuse_bad_sites_and_parameters():
         MBConvBlocksRule(block_factors=[0])
     with pytest.raises(RewriteError, match=r"width_multiple=0 is invalid; expected an integer >= 1"):
         MBConvFilterRule(width_multiple=0)
+
+
+def test_mbconv_filter_refuses_a_padding_it_cannot_rewrite():
+    arch = budgetnet.parse(
+        "(3,16)/2 (1,64) (3,64)/2p0dw (1,24)@none res[(1,96) (3,96)dw (1,24)@none]@none gap",
+        input_shape=(3, 32, 32), num_classes=10,
+    )  # fmt: skip
+    (site,) = MBCONV_FILTER.sites(arch)
+    assert refused(MBCONV_FILTER, arch, site).endswith(
+        "the depthwise conv (3,64)/2p0dw has a written padding=0, not the 'same' padding 1 of its 3x3 kernel; "
+        "expected a 'same' or automatic padding to rewrite for the new size"
+    )
+    (fewer, more) = MBCONV_BLOCKS.sites(arch)
+    # the blocks rule keeps the kernel, so that padding stays as written
+    assert str(MBCONV_BLOCKS.apply(arch, more)) == "(3,16)/2 + (1,32) + (3,32)/2p0dw + (1,24)@none res[(1,48) (3,48)dw (1,24)@none]@nonex3 gap"
+    assert str(MBCONV_BLOCKS.apply(arch, fewer)) == "(3,16)/2 + (1,112) + (3,112)/2p0dw + (1,24)@none gap"
+
+
+@pytest.mark.parametrize("name", MODERN + ("resnet50",))
+def test_hand_made_sites_anywhere_apply_soundly_or_are_refused_by_name(name):
+    """Every rule at spans of 1-3 layers all along the net, with sound and with bad parameters
+    (this found block_stride and stage_pool unpacking a span of several blocks, and
+    blocks_width indexing an empty run)."""
+    arch = ZOO[name]
+    for rule in RULES:
+        for start in range(0, len(arch.layers) - 1, 2):
+            for stop in range(start + 1, min(start + 4, len(arch.layers))):
+                layers = budgetnet.rewrites.span_notation(arch.layers[start:stop])
+                for params in (
+                    dict(kernel_size=3, count=2, depth=2 * (stop - start), pool_size=2, pools=(start,), groups=2, blocks=2, stride_on=1),
+                    dict(kernel_size=4, count=0, depth=1, pool_size=1, pools=(), groups=0, blocks=0, stride_on=9),
+                ):  # fmt: skip
+                    site = Site(rule.name, arch.shapes[start].stage, start, stop, layers, **params)
+                    try:
+                        result = rule.rewrite(arch, site, tolerance=None)
+                    except RewriteError as error:
+                        assert str(error).startswith(f"rewrite {rule.name} at stage ") and error.reason
+                        continue
+                    assert result.after.feature_shape[0] == arch.feature_shape[0]
+                    assert kinds(result.after)[0] <= kinds(arch)[0]
 
 
 def test_block_and_plain_rules_refuse_todays_blocks_naming_why():
