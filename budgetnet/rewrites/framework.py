@@ -8,8 +8,10 @@ and builds the new Arch last. Every application returns a :class:`Rewrite` repor
 before, after, relative change); a rewrite that does not apply, breaks a shape or moves the
 cost beyond ``tolerance`` raises :class:`~budgetnet.errors.RewriteError` naming the rule, the
 site and the reason. The paper's rules are in :mod:`budgetnet.rewrites.paper_rules`, the
-block rules in :mod:`budgetnet.rewrites.block_rules`, the registry of both in
-:mod:`budgetnet.rewrites.registry`.
+block rules in :mod:`budgetnet.rewrites.block_rules`, the inverted-residual (MBConv) rules in
+:mod:`budgetnet.rewrites.inverted_rules`, the registry of all in
+:mod:`budgetnet.rewrites.registry`; :mod:`budgetnet.rewrites.roles` says which convs form a
+plain stage and builds every new conv from the one it replaces.
 
 Example:
     >>> from search_spaces.paper import MODELS
