@@ -124,7 +124,14 @@ def _is_expand(layer: Layer) -> bool:
 class Stage:
     """An MBConv stage in ``arch.layers``: positions ``start:stop``, an optional main-chain
     unit first (``chain``, its layers ``start:start + len(chain.layers())``), then the
-    residual blocks (each with its unit)."""
+    residual blocks (each with its unit).
+
+    Example:
+        >>> from budgetnet.graph.zoo import ZOO
+        >>> stage = mbconv_stages(ZOO["efficientnet_b0"])[1]
+        >>> [unit.hidden for unit in stage.units], stage.chain.depthwise.stride
+        ([144, 240], 2)
+    """
 
     start: int
     stop: int
