@@ -161,7 +161,8 @@ def report(paths: list[Path]) -> None:
         rows = json.loads(path.read_text())
         families: dict[str, list] = {}
         for row in rows:
-            families.setdefault(row["family"], []).append(row)
+            family = re.sub(r"[\d_].*", "", row["model"]) if row["family"] == "torchvision" else row["family"]
+            families.setdefault(family, []).append(row)
         total = sum(row["accepted"] for row in rows)
         print(f"\n{path.name}: {total} of {len(rows)} import\n")
         print("| family | imported | Eqn. (1) = fvcore | max logits rel. diff | import s (checked) |")
