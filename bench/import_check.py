@@ -31,7 +31,7 @@ from budgetnet.pytorch import verify  # noqa: E402
 from budgetnet.pytorch.fx_graph import import_module  # noqa: E402
 from budgetnet.pytorch.importer import import_torchvision  # noqa: E402
 
-MODELS = [("resnet152", 224), ("mobilenet_v2", 224), ("resnet18", 224)]
+MODELS = [("resnet152", 224), ("efficientnet_b0", 224), ("mobilenet_v2", 224), ("convnext_tiny", 224), ("densenet121", 224), ("resnet18", 224)]
 
 
 def median_seconds(call, repeats: int) -> float:

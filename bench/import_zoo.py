@@ -10,7 +10,7 @@ with and without the numeric check.
 Usage::
 
     python bench/import_zoo.py --source torchvision --out /tmp/tv.json
-    python bench/import_zoo.py --source timm --out /tmp/timm.json
+    python bench/import_zoo.py --source timm --out /tmp/timm.json [--per-family 6 --side 128]
     python bench/import_zoo.py --report /tmp/tv.json /tmp/timm.json   # markdown tables
 """
 
@@ -40,6 +40,8 @@ TIMM_FAMILIES = {
     "Xception": r"xception",
 }  # fmt: skip
 TORCHVISION_NOT_CNN = re.compile(r"^(vit_|swin_|maxvit)")
+#: The largest input side of a timm model in the census (``--side``).
+SIDE = 224
 
 
 def models(source: str) -> list[tuple[str, str]]:
@@ -73,7 +75,9 @@ def _randomise(model) -> None:
                     m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)
 
 
-def one(family: str, name: str, queue) -> None:
+def one(family: str, name: str, queue, side: int = 224) -> None:
+    global SIDE
+    SIDE = side
     warnings.simplefilter("ignore")
     import torch
 
@@ -93,7 +97,7 @@ def one(family: str, name: str, queue) -> None:
 
             model = timm.create_model(name)
             channels, height, width = model.pretrained_cfg.get("input_size", (3, 224, 224))
-            shape = (channels, min(height, 224), min(width, 224))  # at most 224 px: the census's time
+            shape = (channels, min(height, SIDE), min(width, SIDE))  # at most --side px: the census's time
         model.eval()
         _randomise(model)
         row["input"] = "x".join(map(str, shape))
@@ -133,13 +137,20 @@ def one(family: str, name: str, queue) -> None:
     queue.put(row)
 
 
-def run(source: str, out: Path, limit_s: float, only: str | None) -> None:
+def run(source: str, out: Path, limit_s: float, only: str | None, per_family: int | None = None) -> None:
     rows = []
     todo = [item for item in models(source) if only is None or re.search(only, item[1])]
+    if per_family:  # an even spread over each family's models (the first, the last and between)
+        spread = []
+        for family in dict.fromkeys(family for family, _ in todo):
+            members = [item for item in todo if item[0] == family]
+            step = max(len(members) / per_family, 1)
+            spread += [members[int(i * step)] for i in range(min(per_family, len(members)))]
+        todo = spread
     context = multiprocessing.get_context("spawn")
     for index, (family, name) in enumerate(todo, start=1):
         queue = context.Queue()
-        process = context.Process(target=one, args=(family, name, queue))
+        process = context.Process(target=one, args=(family, name, queue, SIDE))
         start = time.perf_counter()
         process.start()
         process.join(limit_s)
@@ -190,12 +201,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="JSON file of the rows (written after each model)")
     parser.add_argument("--limit", type=float, default=120.0, help="seconds per model (default 120)")
     parser.add_argument("--only", help="a regular expression: only the models whose name matches")
+    parser.add_argument("--per-family", type=int, help="timm: at most this many models of each family, spread evenly")
+    parser.add_argument("--side", type=int, default=224, help="timm: the largest input side (default 224)")
     parser.add_argument("--report", nargs="+", type=Path, help="print markdown tables of these JSON files")
     args = parser.parse_args()
     if args.report:
         report(args.report)
     else:
-        run(args.source, args.out, args.limit, args.only)
+        global SIDE
+        SIDE = args.side
+        run(args.source, args.out, args.limit, args.only, args.per_family)
 
 
 if __name__ == "__main__":

@@ -435,6 +435,29 @@ class Shuffle:
 
 
 @dataclass(frozen=True)
+class Pad:
+    """Zero padding of the map, ``left, right, top, bottom`` pixels: TensorFlow's "same"
+    padding where it pads one side more than the other (timm's ``tf_*`` models), before a
+    conv or pool with no padding of its own.
+
+    Example:
+        >>> Pad(0, 1, 0, 1).kind
+        'pad'
+    """
+
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+    kind = "pad"
+
+    def __post_init__(self):
+        for name in ("left", "right", "top", "bottom"):
+            check_int("pad", name, getattr(self, name), 0)
+
+
+@dataclass(frozen=True)
 class GlobalPool:
     """The whole map pooled to 1x1 inside the features (a gate's squeeze; the pooling before
     timm's head conv). At the end of the features, ``gap`` (an SPP) says the same.
@@ -596,19 +619,21 @@ class Mul:
 
 
 Layer = Union[
-    Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, GlobalPool, Residual, Concat, Gate
+    Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, Residual, Concat, Gate
 ]
 BLOCKS = (Residual, Concat, Gate)
 #: Leaf layers that keep the map's size and channels (a norm, an activation, a scale, a drop).
 ELEMENTWISE = (Norm, Act, Scale, DropPath)
 #: Leaf layers that keep the map's size but move or select channels.
 CHANNEL_OPS = (Slice, Shuffle)
-FEATURE_LAYERS = (Conv, Pool, GlobalPool, *ELEMENTWISE, *CHANNEL_OPS, *BLOCKS)
+FEATURE_LAYERS = (Conv, Pool, Pad, GlobalPool, *ELEMENTWISE, *CHANNEL_OPS, *BLOCKS)
 REDUCERS = (SPP, Flatten)
 JOINS = (Add, Cat, Mul)
 LAYER_TYPES = {
     cls.kind: cls
-    for cls in (Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, GlobalPool, Residual, Concat, Gate)
+    for cls in (
+        Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, Residual, Concat, Gate
+    )  # fmt: skip
 }
 #: Fields left out of JSON, fingerprints and reprs when they hold their default, so the
 #: specs and fingerprints of the nets written before these fields existed stay the same.
@@ -741,6 +766,7 @@ __all__ = [
     "NORMS",
     "NORM_TYPES",
     "Norm",
+    "Pad",
     "Pool",
     "Residual",
     "SPP",

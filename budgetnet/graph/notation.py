@@ -12,7 +12,7 @@ Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has exam
     fc     := ("fc" UNITS | "fc(" UNITS ["," DROPOUT] ")") ["@" ACT]   dropout defaults to 0.5
     leaf   := "bn" [NORMARGS] | "gn(" GROUPS ["," NORMARG]* ")" | "ln" [NORMARGS] | ACT
             | "scale" ["(" INIT ")"] | "droppath(" RATE ")" | "slice(" START "," STOP ")"
-            | "shuffle(" GROUPS ")" | "gpool" | "maxgpool"
+            | "shuffle(" GROUPS ")" | "pad(" LEFT "," RIGHT "," TOP "," BOTTOM ")" | "gpool" | "maxgpool"
     block  := "res[" BODY ["|" SHORTCUT] "]" ["@" ACT] | "cat[" BRANCH ("|" BRANCH)+ "]"
             | "gate[" BODY "]"
     NORMARGS := "(" NAME "=" VALUE ("," NAME "=" VALUE)* ")"   eps, momentum, affine=false
@@ -38,7 +38,7 @@ import re
 from typing import Sequence
 
 from budgetnet.graph.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, default_head
-from budgetnet.graph.layers import Act, DropPath, Gate, GlobalPool, Norm, Scale, Shuffle, Slice
+from budgetnet.graph.layers import Act, DropPath, Gate, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
 from budgetnet.errors import LayerSpecError, NotationError
 from budgetnet.graph.printing import format_layer
 
@@ -60,7 +60,7 @@ _FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 # The leaves named by a word, with optional arguments in parentheses.
 _NAME_END = r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 _NAMED = re.compile(
-    rf"(bn|gn|ln|scale|droppath|slice|shuffle|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
+    rf"(bn|gn|ln|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
     r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 )
 _POOL_FLAGS = ("ceil", "exclude_pad")
@@ -346,6 +346,10 @@ def _named_leaf(text: str, match: re.Match) -> Layer:
     if name == "shuffle":
         options = _arguments(text, column, body, (), 1)
         return Shuffle(_integer(text, column, "shuffle groups", options))
+    if name == "pad":
+        options = _arguments(text, column, body, (), 4)
+        sides = ("left", "right", "top", "bottom")
+        return Pad(*(_integer(text, column, f"pad {side}", options, str(i)) for i, side in enumerate(sides)))
     if name in ("gpool", "maxgpool"):
         return GlobalPool("avg" if name == "gpool" else "max")
     if name == "leaky_relu" and body:

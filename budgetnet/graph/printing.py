@@ -26,6 +26,7 @@ from budgetnet.graph.layers import (
     GlobalPool,
     Layer,
     Norm,
+    Pad,
     Pool,
     Residual,
     Scale,
@@ -126,6 +127,8 @@ def format_layer(layer: Layer) -> str:
         return f"shuffle({layer.groups})"
     if isinstance(layer, GlobalPool):
         return "gpool" if layer.mode == "avg" else "maxgpool"
+    if isinstance(layer, Pad):
+        return f"pad({layer.left},{layer.right},{layer.top},{layer.bottom})"
     if layer.dropout == FC(1).dropout:
         text = f"fc{layer.out_features}"
     else:
@@ -163,7 +166,7 @@ def format_arch(arch: Arch) -> str:
     print_head = arch.head != paper_head() or default_head(arch.input_shape) != paper_head() or not arch.features
     for layer, count in _runs(arch.layers):
         text = format_layer(layer) + (f"x{count}" if count > 1 else "")
-        if isinstance(layer, (Conv, Norm, Act, Scale, DropPath, Slice, Shuffle)):
+        if isinstance(layer, (Conv, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad)):
             stage.append(text)
             continue
         if stage:

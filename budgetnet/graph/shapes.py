@@ -47,6 +47,7 @@ from budgetnet.graph.layers import (
     GlobalPool,
     Layer,
     Norm,
+    Pad,
     Pool,
     Residual,
     Shuffle,
@@ -200,6 +201,8 @@ def _leaf_shape(name: str, layer: Layer, shape: tuple[int, int, int]) -> tuple[i
         )
     if isinstance(layer, GlobalPool):
         return (channels, 1, 1)
+    if isinstance(layer, Pad):
+        return (channels, height + layer.top + layer.bottom, width + layer.left + layer.right)
     return shape
 
 

@@ -279,7 +279,15 @@ class _Importer:
                 f"{op.where} on a map with its channels {'last' if layout == 'last' else 'first'}; expected convs and "
                 f"pools on channels-first maps, layer norms over the channels of channels-last maps; {SUPPORTED}"
             )
-        node = self._leaf(op, op.inputs[0], layer, op.tensors)
+        source = op.inputs[0]
+        if op.pad is not None:  # TensorFlow's uneven "same" padding: a layer of its own, before the conv
+            padded = self._leaf(op, source, op.pad)
+            self.records[padded].last, self.records[padded].name = None, op.where + " (its 'same' padding)"
+            self.value[op.node] = padded
+            node = self._new(layer, [padded])
+            self.records[node] = ImportedLayer(op.where, layer, dict(op.tensors), op.node, layout, op.node.target)
+        else:
+            node = self._leaf(op, source, layer, op.tensors)
         if op.activation not in (None, "none"):  # timm's norm + activation modules: two layers
             record = self.records[node]
             node = self._new(Act(op.activation), [node])

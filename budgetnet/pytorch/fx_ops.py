@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from budgetnet.errors import BudgetNetError, UnsupportedModuleError
-from budgetnet.graph.layers import SPP, Act, Conv, DropPath, GlobalPool, Layer, Norm, Pool, Scale, Shuffle, Slice
+from budgetnet.graph.layers import SPP, Act, Conv, DropPath, GlobalPool, Layer, Norm, Pad, Pool, Scale, Shuffle, Slice
 from budgetnet.pytorch.fx_trace import is_parameter, parameter_of, tensor_inputs, where_of
 from budgetnet.pytorch.modules import SpatialPyramidPool
 
@@ -64,11 +64,11 @@ _FEATURES = {
     "softmax": "a softmax over a feature map (self-attention)",
     "scaled_dot_product_attention": "self-attention",
     "interpolate": "upsampling",
-    "pad": "explicit padding (F.pad, as TensorFlow's 'same' padding)",
     "roll": "a shift of the map (torch.roll)",
     "truediv": "a division of a feature map",
     "sub": "a subtraction of feature maps",
     "expand_as": "a broadcast (expand_as), as in ECA's gate",
+    "norm": "a norm of the map over its pixels (ConvNeXt V2's global response normalization)",
 }
 _ATTENTION_MODULES = ("MultiheadAttention", "Attention", "WindowAttention", "SelfAttention")
 
@@ -92,6 +92,8 @@ class Op:
     activation: str | None = None  # the activation of a norm + activation module (timm)
     parts: tuple = ()
     to: str | None = None
+    #: A zero padding before the layer (timm's ``Conv2dSame`` where TensorFlow pads unevenly).
+    pad: Layer | None = None
 
 
 def _shape(node) -> tuple[int, ...] | None:
@@ -189,6 +191,15 @@ def op_of(node: fx.Node, root: nn.Module) -> Op:
             linear.bias = nn.Parameter(parameter_of(bias, root), requires_grad=False)
         maps = [n for n in inputs if not is_parameter(n)]
         return Op(node, where, "linear", maps[:1], module=linear, tensors={"weight": linear.weight, "bias": linear.bias})
+    if node.op == "call_function" and node.target is F.pad:
+        pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+        mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+        value = node.kwargs.get("value", node.args[3] if len(node.args) > 3 else 0)
+        if isinstance(pads, (tuple, list)) and len(pads) == 4 and all(isinstance(p, int) and p >= 0 for p in pads) and (
+            mode == "constant" and not value
+        ):
+            return Op(node, where, "leaf", inputs[:1], Pad(*pads))
+        raise _refuse(where, f"padding {pads!r} (mode {mode!r}, value {value!r}); expected zeros on the two map sides")
     feature = _FEATURES.get(str(name))
     if feature:
         raise UnsupportedModuleError(f"{where}: {feature} has no place in an Arch; {SUPPORTED}")
@@ -208,7 +219,10 @@ def _module_op(node: fx.Node, where: str, m: nn.Module) -> Op:
             raise _refuse(where, f"stochastic depth in mode={m.mode!r} (a whole batch dropped); expected mode='row'")
         return Op(node, where, "leaf", inputs, DropPath(rate), module=m)
     if isinstance(m, nn.Conv2d):
-        return Op(node, where, "leaf", inputs, conv_layer(m, where, _shape(inputs[0])), _conv_tensors(m), m)
+        pad = same_pad(m, _shape(inputs[0])) if kind == "Conv2dSame" else None
+        op = Op(node, where, "leaf", inputs, conv_layer(m, where, _shape(inputs[0])), _conv_tensors(m), m)
+        op.pad = pad
+        return op
     if isinstance(m, nn.BatchNorm2d):
         return Op(node, where, "leaf", inputs, batch_norm(m, where), _norm_tensors(m), m)
     if isinstance(m, nn.GroupNorm):
@@ -306,7 +320,7 @@ def conv_layer(m: nn.Conv2d, where: str, in_shape) -> Conv:
     stride = square(where, "stride", m.stride)
     dilation = square(where, "dilation", m.dilation)
     if type(m).__name__ == "Conv2dSame":  # timm's TensorFlow 'same' padding, worked out per input
-        padding = _same_padding(where, in_shape, kernel, stride, dilation)
+        padding = 0 if same_pad(m, in_shape) is not None else _same_padding(where, in_shape, kernel, stride, dilation)
     elif m.padding == "valid":
         padding = 0
     elif m.padding == "same":
@@ -321,6 +335,19 @@ def conv_layer(m: nn.Conv2d, where: str, in_shape) -> Conv:
                     depthwise=depthwise, activation="none", dilation=dilation)  # fmt: skip
     except BudgetNetError as error:
         raise UnsupportedModuleError(f"{where}: {error}") from None
+
+
+def same_pad(m: nn.Conv2d, in_shape) -> Pad | None:
+    """TensorFlow's "same" padding of timm's ``Conv2dSame`` on this input, as a :class:`Pad`
+    before the conv where it is uneven (more after than before); ``None`` where it is even."""
+    kernel, stride, dilation = m.kernel_size[0], m.stride[0], m.dilation[0]
+    totals = [
+        max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0) for size in (in_shape or (0, 0, 0, 0))[2:]
+    ]
+    if len(totals) != 2 or all(total % 2 == 0 for total in totals) and totals[0] == totals[1]:
+        return None
+    (height, width) = totals
+    return Pad(width // 2, width - width // 2, height // 2, height - height // 2)
 
 
 def _same_padding(where, in_shape, kernel, stride, dilation) -> int:

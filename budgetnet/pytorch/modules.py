@@ -25,7 +25,7 @@ from torch import nn
 
 from budgetnet.graph.arch import FC, SPP, Arch, Conv, LayerShape, Pool, Residual as ResidualSpec
 from budgetnet.graph.layers import Act, Concat as ConcatSpec, DropPath as DropPathSpec, Gate as GateSpec
-from budgetnet.graph.layers import GlobalPool, Norm, Scale, Shuffle, Slice, activation_slope
+from budgetnet.graph.layers import GlobalPool, Norm, Pad, Scale, Shuffle, Slice, activation_slope
 
 #: norm values :func:`feature_specs` takes: ``None`` keeps each conv's own, ``"batch"`` adds
 #: batch norm to every conv.
@@ -265,6 +265,8 @@ def _layer_specs(info: LayerShape, norm: str | None) -> list[ModuleSpec]:
         return [ModuleSpec("ChannelSlice", (layer.start, layer.stop))]
     if isinstance(layer, Shuffle):
         return [ModuleSpec("nn.ChannelShuffle", (layer.groups,))]
+    if isinstance(layer, Pad):
+        return [ModuleSpec("nn.ZeroPad2d", ((layer.left, layer.right, layer.top, layer.bottom),))]
     if isinstance(layer, GlobalPool):
         return [ModuleSpec("nn.AdaptiveAvgPool2d" if layer.mode == "avg" else "nn.AdaptiveMaxPool2d", (1,))]
     children = _children(info, norm)

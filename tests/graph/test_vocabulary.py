@@ -46,6 +46,7 @@ ROUND_TRIPS = [
     "cat[id | slice(0,4) (3,4)] shuffle(2) 3/2p1(ceil) avg2/2(ceil,exclude_pad) gpool (1,32)@hardswish flat",
     "bn(affine=false) hardsigmoid maxgpool flat fc(64,0.2)@hardswish",
     "relux2 bnx2 (3,8)@mish (3,8)@tanh gap",
+    "pad(0,1,0,1) (3,16)/2p0 gap",
 ]
 
 
@@ -176,6 +177,16 @@ def test_gate_costs_its_convs_on_a_one_pixel_map_and_reports_the_multiply():
     assert report.conv_macs == 8 * 9 * 32 * 12 * 12 + 32 * 8 + 8 * 32
     assert report.mul_ops == 32 * 12 * 12  # one multiply per element of the gated map
     assert report.add_ops == 0
+
+
+def test_uneven_padding_is_a_layer_before_the_conv():
+    # TensorFlow's "same" padding of a 3x3/2 conv on 12 px: 0 before, 1 after
+    arch = parse("pad(0,1,0,1) (3,16)/2p0 gap")
+    assert arch.shapes[0].out_shape == (8, 13, 13) and arch.feature_shape == (16, 6, 6)
+    model = budgetnet.build(arch).eval()
+    x = torch.randn(1, *SHAPE)
+    conv = model.features[1]
+    assert torch.equal(model.features(x), F.relu(conv(F.pad(x, (0, 1, 0, 1)))))
 
 
 def test_dilated_conv_counts_its_taps_and_widens_its_field():

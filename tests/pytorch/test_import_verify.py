@@ -11,7 +11,7 @@ from torch import nn
 
 import budgetnet
 from budgetnet import Arch
-from budgetnet.errors import ArchError, UnsupportedModuleError
+from budgetnet.errors import ArchError
 from budgetnet.pytorch import verify
 from budgetnet.pytorch.fx_graph import import_module
 from budgetnet.pytorch.weights import load_weights

@@ -13,7 +13,7 @@ from torch import nn
 
 import budgetnet
 from budgetnet import FC, SPP, Arch, Conv, Flatten, Pool
-from budgetnet.errors import ArchError, ShapeError, UnsupportedModuleError
+from budgetnet.errors import ArchError, UnsupportedModuleError
 from search_spaces.paper import MODELS
 
 VGG16_CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
