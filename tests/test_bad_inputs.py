@@ -366,16 +366,15 @@ def _small():
     return budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
 
 
-class SharedRaw(nn.Module):
-    """A conv's raw output read by a batch norm and by a concatenation: no Arch expresses it."""
+class Attention(nn.Module):
+    """A product of two computed maps (self-attention's): no Arch expresses it."""
 
     def __init__(self):
         super().__init__()
-        self.layers = nn.ModuleList([nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(8, 2)])
+        self.layers = nn.ModuleList([nn.Conv2d(1, 4, 3), nn.Conv2d(1, 4, 3), nn.Linear(4, 2)])
 
     def forward(self, x):
-        y = self.layers[0](x)
-        return self.layers[2](torch.cat([y, self.layers[1](y)], dim=1).mean((2, 3)))
+        return self.layers[2]((self.layers[0](x) * self.layers[1](x)).mean((2, 3)))
 
 
 @pytest.fixture(scope="module")
@@ -408,10 +407,10 @@ FUNCTION_CASES = [
      input_shape=(1, 8, 8)), UnsupportedModuleError, "dilation"),  # fmt: skip
     ("from_module str", lambda d: budgetnet.Arch.from_module("net", input_shape=(1, 8, 8)), UnsupportedModuleError,
      "module=str is not a torch.nn.Module"),  # fmt: skip
-    ("from_module shared raw output", lambda d: budgetnet.Arch.from_module(SharedRaw(), input_shape=(1, 8, 8)),
-     UnsupportedModuleError, "'layers.1' (BatchNorm2d): a batch norm whose input 'layers.0' (Conv2d) is also read raw by "
-     "torch.cat() in the forward of SharedRaw (a pre-activation or shared output); budgetnet cannot express a standalone "
-     "batch norm yet"),  # fmt: skip
+    ("from_module attention", lambda d: budgetnet.Arch.from_module(Attention(), input_shape=(1, 8, 8)),
+     UnsupportedModuleError, "the forward of Attention is not a series-parallel graph of layers (arch graph: mul node 2 "
+     "multiplies 2 computed branches; expected the input itself times one gate branch (squeeze-excitation); a product of "
+     "two computed maps (attention) has no place in an Arch)"),  # fmt: skip
     ("load_data", lambda d: budgetnet.load_data("mnist"), DataError, "data='mnist' is invalid"),
     ("load_data val", lambda d: budgetnet.load_data("digits", val_fraction=2), DataError, "val_fraction=2"),
     ("fit data", lambda d: budgetnet.fit(_small(), "digits"), TrainingError, "data=str is invalid"),
