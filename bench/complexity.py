@@ -16,8 +16,9 @@ For every model (224x224x3, 1000 classes) the script
 It prints a table and the speed-ups (fvcore time over analytic time, per model and over the
 whole sweep) and writes the same table as markdown. The goals: an analytic count at least
 1000x faster than tracing from text, 10,000x on an existing Arch. Last, it times
-``Arch.from_module(torchvision.models.resnet152())`` (fx trace, import, one checking forward
-pass at 224 px; building the torchvision module is not timed).
+``Arch.from_module(torchvision.models.resnet152())`` (fx trace, import, one shape-checking
+forward pass at 224 px on the meta device, and the numeric check that bench/import_check.py
+times apart; building the torchvision module is not timed).
 
 Usage:
     python bench/complexity.py [--models all|paper|residual] [--repeats 200] [--fvcore-repeats 5]
@@ -101,7 +102,7 @@ def import_time(repeats: int = 3) -> str:
     assert arch == ZOO["resnet152_v1.5"], "the import differs from the zoo's notation of the same net"
     return (
         f"Arch.from_module(torchvision resnet152, 224 px): {seconds:.2f} s (median of {repeats}; fx trace, "
-        f"import of {len(arch.convs)} convs, one checking forward pass)"
+        f"import of {len(arch.convs)} convs, the shape check and the numeric check)"
     )
 
 

@@ -11,7 +11,8 @@ over all five rewrite rules and reports
   variants kept per second.
 
 With ``--speed`` it instead times the walk on deeper nets (model A, a 100-conv plain chain,
-ResNet-50 and ResNet-152 from the zoo) and reports sites checked per second; it uses only
+ResNet-50 and ResNet-152, EfficientNet-B0 and MobileNetV3-Large from the zoo; ``--models``
+keeps some of them) and reports sites checked per second; it uses only
 the public API, so the same script measures an older checkout side by side
 (``PYTHONPATH=/path/to/old/checkout python bench/variants.py --speed``). Each row runs in a
 fresh Python process: its first run starts with empty caches (budgetnet keeps inferred
@@ -20,7 +21,7 @@ the median of all runs.
 
 Usage:
     python bench/variants.py [--config 2:0.05 --config 3:0.05 ...] [--repeats 3] [--markdown PATH]
-    python bench/variants.py --speed [--repeats 3] [--markdown PATH]
+    python bench/variants.py --speed [--models resnet50,efficientnet_b0] [--repeats 3] [--markdown PATH]
 
 A config is ``STEPS:TOLERANCE`` or ``STEPS:TOLERANCE:MAX_DEPTH``. The defaults are the
 issue's 2 and 3 steps at 5%, 3 steps at 8% (I costs 0.93 of A) and 4 steps at 8% with
@@ -88,7 +89,9 @@ def run(steps: int, tolerance: float, depth: int | None, repeats: int) -> dict:
 #: (label, model, steps) of the --speed rows; ``chain100`` is 50 3x3 convs of 64, a 2/2 pool
 #: and 50 3x3 convs of 128 on 3x64x64.
 SPEED_ROWS = (("A", "A", 2), ("chain100", "chain100", 1), ("resnet50", "resnet50", 1),
-              ("resnet50", "resnet50", 2), ("resnet152", "resnet152", 1))  # fmt: skip
+              ("resnet50", "resnet50", 2), ("resnet152", "resnet152", 1),
+              ("efficientnet_b0", "efficientnet_b0", 1), ("efficientnet_b0", "efficientnet_b0", 2),
+              ("mobilenet_v3_large", "mobilenet_v3_large", 2))  # fmt: skip
 
 
 def speed_model(name: str):
@@ -175,6 +178,9 @@ def main(argv=None) -> int:
     parser.add_argument("--markdown", type=Path, metavar="PATH", help="also write the table as markdown to PATH")
     parser.add_argument("--speed", action="store_true", help="time the walk on A, a 100-conv chain, ResNet-50 and -152 (at 5%%)")
     parser.add_argument("--speed-row", metavar="LABEL:MODEL:STEPS", help=argparse.SUPPRESS)  # one --speed row, as JSON
+    parser.add_argument(
+        "--models", metavar="NAMES", help="with --speed: only the rows of these models (comma-separated, e.g. resnet50,efficientnet_b0)"
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.speed_row:
         label, name, steps = args.speed_row.split(":")
@@ -184,7 +190,9 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"CPU: {os.cpu_count()}-core {cpu_model()}; Python {platform.python_version()}; load {load:.1f}")
     if args.speed:
-        table = speed_markdown([speed_in_fresh_process(*row, max(1, args.repeats)) for row in SPEED_ROWS])
+        wanted = set(args.models.split(",")) if args.models else None
+        rows = [row for row in SPEED_ROWS if wanted is None or row[1] in wanted]
+        table = speed_markdown([speed_in_fresh_process(*row, max(1, args.repeats)) for row in rows])
         end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(f"budgetnet from {Path(budgetnet.__file__).parent}\n\n{table}")
         print(f"\n1-minute load average {load:.1f} at the start, {end_load:.1f} at the end")

@@ -366,6 +366,17 @@ def _small():
     return budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
 
 
+class Attention(nn.Module):
+    """A product of two computed maps (self-attention's): no Arch expresses it."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Conv2d(1, 4, 3), nn.Conv2d(1, 4, 3), nn.Linear(4, 2)])
+
+    def forward(self, x):
+        return self.layers[2]((self.layers[0](x) * self.layers[1](x)).mean((2, 3)))
+
+
 @pytest.fixture(scope="module")
 def digits():
     return budgetnet.load_data("digits", image_size=8, limit=30)
@@ -396,6 +407,10 @@ FUNCTION_CASES = [
      input_shape=(1, 8, 8)), UnsupportedModuleError, "dilation"),  # fmt: skip
     ("from_module str", lambda d: budgetnet.Arch.from_module("net", input_shape=(1, 8, 8)), UnsupportedModuleError,
      "module=str is not a torch.nn.Module"),  # fmt: skip
+    ("from_module attention", lambda d: budgetnet.Arch.from_module(Attention(), input_shape=(1, 8, 8)),
+     UnsupportedModuleError, "the forward of Attention is not a series-parallel graph of layers (arch graph: mul node 2 "
+     "multiplies 2 computed branches; expected the input itself times one gate branch (squeeze-excitation); a product of "
+     "two computed maps (attention) has no place in an Arch)"),  # fmt: skip
     ("load_data", lambda d: budgetnet.load_data("mnist"), DataError, "data='mnist' is invalid"),
     ("load_data val", lambda d: budgetnet.load_data("digits", val_fraction=2), DataError, "val_fraction=2"),
     ("fit data", lambda d: budgetnet.fit(_small(), "digits"), TrainingError, "data=str is invalid"),

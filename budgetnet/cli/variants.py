@@ -17,6 +17,9 @@ block rules (residual blocks, see docs/rewrites.md):
   block_filter       a block's 3x3 -> two 2x2 or a 5x5, the bottleneck width solved
   block_stride       a downsampling block's stride moves to another conv (ResNet v1 <-> v1.5)
   stage_pool         a pool before a block gives its stride to the block, or the reverse
+inverted-residual rules (MBConv stages: MobileNetV2/V3, EfficientNet; see docs/rewrites.md):
+  mbconv_filter      a stage's depthwise 3x3 <-> 5x5, the hidden (expansion) widths solved
+  mbconv_blocks      a stage's k blocks -> k/2 or 2k blocks, the hidden widths solved
 
 A notation longer than 120 characters (a ResNet) is shown as the layers each rewrite wrote
 ("... stage 2: <layers>"), and the path then names each rewrite with its stage and parameters.
@@ -25,6 +28,7 @@ examples:
   budgetnet variants A
   budgetnet variants A --steps 3 --tolerance 0.08 --max-depth 11 --plot lineage.png
   budgetnet variants resnet50 --steps 2 --limit 30
+  budgetnet variants efficientnet_b0 --steps 2 --limit 30
   budgetnet variants B --rules delay_pool --steps 1 --json
   budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.9x
 """

@@ -9,8 +9,9 @@ with ``m_l`` the side of the layer's output map (``H * W`` for non-square maps) 
 the conv's groups (1 in the paper; the input channels for a depthwise conv). Every conv
 counts, projection shortcuts included. FLOPs are twice the MACs. fc layers (the implicit
 classifier included) are counted separately as ``fc_macs``, pooling as ``pool_ops``
-(window reads) and residual adds as ``add_ops`` (one per output element); none of them,
-nor batch norm or activations, enters Eqn. (1).
+(window reads), residual adds as ``add_ops`` and the multiplies of gates (squeeze-excitation)
+as ``mul_ops`` (one per output element); none of them, nor norms or activations, enters
+Eqn. (1). The 1x1 convs inside a gate are convs: they count, on their 1x1 map.
 
 Example:
     >>> import budgetnet
@@ -26,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
+from budgetnet.graph.layers import Gate, GlobalPool, Norm, Scale
 from budgetnet.errors import ArchError
 from budgetnet.tables import text_table
 
@@ -49,6 +51,8 @@ class LayerCost:
     pool_ops: int
     groups: int | None = None
     add_ops: int = 0
+    mul_ops: int = 0
+    dilation: int = 1
 
 
 def layer_cost(info: LayerShape) -> LayerCost:
@@ -66,11 +70,13 @@ def layer_cost(info: LayerShape) -> LayerCost:
     in_channels = info.in_shape[0]
     out_elements = math.prod(info.out_shape)
     kernel = stride = padding = None
-    macs = params = pool_ops = add_ops = 0
+    macs = params = pool_ops = add_ops = mul_ops = 0
     groups = None
+    dilation = 1
     out_channels = info.out_shape[0]
     if isinstance(layer, Conv):
         kernel, stride, padding, groups = layer.kernel_size, layer.stride, layer.padding, layer.groups
+        dilation = layer.dilation
         macs = eqn1_term(info)
         # a bias without batch norm; BN's scale and shift with it
         extra = 2 * layer.out_channels if layer.norm == "batch" else layer.out_channels
@@ -78,6 +84,13 @@ def layer_cost(info: LayerShape) -> LayerCost:
     elif isinstance(layer, BLOCKS):
         macs = sum(eqn1_term(inner) for inner in info.walk() if inner.kind == "conv")
         add_ops = out_elements if isinstance(layer, Residual) else 0
+        mul_ops = out_elements if isinstance(layer, Gate) else 0
+    elif isinstance(layer, Norm):
+        params = 2 * in_channels if layer.affine else 0
+    elif isinstance(layer, Scale):
+        params = in_channels
+    elif isinstance(layer, GlobalPool):
+        pool_ops = math.prod(info.in_shape)
     elif isinstance(layer, Pool):
         kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
         pool_ops = out_elements * kernel**2
@@ -108,6 +121,8 @@ def layer_cost(info: LayerShape) -> LayerCost:
         pool_ops,
         groups,
         add_ops,
+        mul_ops,
+        dilation,
     )
 
 
@@ -129,6 +144,7 @@ class ComplexityReport:
     activations: int
     baseline_conv_macs: int | None = None
     add_ops: int = 0
+    mul_ops: int = 0
 
     @property
     def ratio(self) -> float | None:
@@ -157,6 +173,7 @@ class ComplexityReport:
             "params": self.params,
             "activations": self.activations,
             "add_ops": self.add_ops,
+            "mul_ops": self.mul_ops,
             "baseline_conv_macs": self.baseline_conv_macs,
             "ratio": self.ratio,
         }
@@ -187,6 +204,8 @@ class ComplexityReport:
         out.append(f"pooling window ops:  {self.pool_ops:,}")
         if self.add_ops:
             out.append(f"residual add ops:    {self.add_ops:,} ({format_count(self.add_ops)})")
+        if self.mul_ops:
+            out.append(f"gate multiply ops:   {self.mul_ops:,} ({format_count(self.mul_ops)})")
         out.append(f"parameters:          {self.params:,} ({format_count(self.params)})")
         out.append(f"activations:         {self.activations:,} ({format_count(self.activations)})")
         if self.ratio is not None:
@@ -244,6 +263,7 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
         activations=sum(row.activations for row in rows),
         baseline_conv_macs=None if baseline is None else conv_macs(baseline),
         add_ops=sum(row.add_ops for row in rows),
+        mul_ops=sum(row.mul_ops for row in rows),
     )
 
 
@@ -277,7 +297,7 @@ def eqn1_term(info: LayerShape) -> int:
 def _kernel_text(row: LayerCost) -> str:
     if row.kernel_size is None:
         return ""
-    text = f"{row.kernel_size}x{row.kernel_size}"
+    text = f"{row.kernel_size}x{row.kernel_size}" + (f" d{row.dilation}" if row.dilation != 1 else "")
     return text if not row.groups or row.groups == 1 else f"{text} g{row.groups}"
 
 

@@ -39,10 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten
+from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, Pool
 from budgetnet.checks import check_shape, is_int
 from budgetnet.graph.printing import format_layer
-from budgetnet.pytorch.modules import Concat, Residual
+from budgetnet.pytorch.modules import layer_specs
 from budgetnet.errors import LatencyError
 from budgetnet.cost.memory import check_fits
 from budgetnet.pytorch.device import resolve_device
@@ -399,8 +399,12 @@ class LatencyTable:
                     key += f" {format_layer(layer)}"
             elif isinstance(layer, BLOCKS):
                 key = f"{layer.kind} in={shape} {format_layer(layer)}{' bn' if norm else ''}{first}"
-            else:
+            elif isinstance(layer, Pool):
                 key = f"{layer.mode}pool in={shape} k={layer.kernel_size} s={layer.stride} p={layer.padding}{first}"
+                if layer.ceil_mode or not layer.count_include_pad:
+                    key += f" {format_layer(layer)}"
+            else:
+                key = f"{layer.kind} in={shape} {format_layer(layer)}{first}"
             pieces.append((info.name, key))
         head = " ".join(_head_text(layer) for layer in arch.head)
         shape = "x".join(map(str, arch.feature_shape))
@@ -417,7 +421,7 @@ class LatencyTable:
 
         check_fits(arch, self.batch_size, "sgd", None, self.device, training=self.mode == "train")
         model = build(arch, norm=norm)
-        modules = _feature_modules(model)
+        modules = _feature_modules(model, [len(specs) for specs in layer_specs(arch, norm)])
         shapes = [info.in_shape for info in arch.features] + [arch.feature_shape]
         head = nn.Sequential(model.pool, model.classifier)
         new = 0
@@ -469,16 +473,16 @@ def _head_text(layer) -> str:
     if isinstance(layer, SPP):
         return f"{layer.mode}spp({','.join(map(str, layer.levels))})"
     if isinstance(layer, FC):
-        return f"fc({layer.out_features},{layer.dropout:g})"
+        return f"fc({layer.out_features},{layer.dropout:g})" + ("" if layer.activation == "relu" else f"@{layer.activation}")
     return "flat" if isinstance(layer, Flatten) else type(layer).__name__
 
 
-def _feature_modules(model) -> list[nn.Module]:
-    """``model.features`` cut into one module per conv (with its norm and activation), pool or block."""
-    groups: list[list[nn.Module]] = []
-    for module in model.features:
-        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, Residual, Concat)):
-            groups.append([module])
-        else:
-            groups[-1].append(module)
-    return [group[0] if len(group) == 1 else nn.Sequential(*group) for group in groups]
+def _feature_modules(model, counts: list[int]) -> list[nn.Module]:
+    """``model.features`` cut into one module per top-level feature layer (a conv with its
+    norm and activation, a pool, a norm, a block ...); ``counts`` are the modules of each."""
+    modules, groups, start = list(model.features), [], 0
+    for count in counts:
+        group = modules[start : start + count]
+        groups.append(group[0] if len(group) == 1 else nn.Sequential(*group))
+        start += count
+    return groups

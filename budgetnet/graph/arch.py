@@ -36,6 +36,7 @@ from budgetnet.graph.layers import (
     BLOCKS,
     FC,
     FEATURE_LAYERS,
+    LAYER_TYPES,
     NORMS,
     REDUCERS,
     SPP,
@@ -58,7 +59,7 @@ from budgetnet.graph.shapes import LayerShape, conv_output_size, default_padding
 
 JSON_FORMAT = "budgetnet.arch"
 JSON_VERSION = 1
-_LAYER_CLASSES = (Conv, Pool, SPP, Flatten, FC, Residual, Concat)
+_LAYER_CLASSES = tuple(LAYER_TYPES.values())
 
 
 class Arch:
@@ -397,11 +398,23 @@ class Arch:
             raise ArchError(f"{path}: {error}") from None
 
     @classmethod
-    def from_module(cls, module, input_shape: Sequence[int]) -> "Arch":
-        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.pytorch.importer.arch_from_module`)."""
+    def from_module(cls, module, input_shape: Sequence[int], verify: bool = True) -> "Arch":
+        """Import a torch CNN, residual and branching ones too (see :func:`budgetnet.pytorch.importer.arch_from_module`).
+
+        With ``verify`` (the default) the model built from the Arch with the module's weights
+        must compute the module's outputs (eval mode, a seeded random image, relative error at
+        most 1e-4, layer by layer), else an ArchError names the first layer that differs;
+        ``verify=False`` skips that numeric check (the output shapes are still checked).
+
+        Example:
+            >>> import torch.nn as nn
+            >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 2))
+            >>> str(Arch.from_module(net, (1, 6, 6))), str(Arch.from_module(net, (1, 6, 6), verify=False))
+            ('(3,4)p0@none flat', '(3,4)p0@none flat')
+        """
         from budgetnet.pytorch.importer import arch_from_module
 
-        return arch_from_module(module, input_shape)
+        return arch_from_module(module, input_shape, verify=verify)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -461,8 +474,8 @@ def _check_layer_types(layers: Iterable) -> None:
     for layer in layers:
         if not isinstance(layer, _LAYER_CLASSES):
             raise ArchError(
-                f"arch layer {layer!r} is not a budgetnet layer spec; expected Conv, Pool, Residual, "
-                "Concat, SPP, Flatten or FC"
+                f"arch layer {layer!r} is not a budgetnet layer spec; expected one of "
+                + ", ".join(cls.__name__ for cls in _LAYER_CLASSES)
             )
 
 
@@ -473,7 +486,7 @@ def _check_order(layers: Sequence[Layer]) -> None:
             if phase:
                 raise ArchError(
                     f"layer {index + 1} ({layer.kind}) comes after the map was pooled or "
-                    "flattened; expected conv and pool layers before spp/gap/flat"
+                    "flattened; expected feature layers (conv, pool, norm, ..., blocks) before spp/gap/flat"
                 )
         elif isinstance(layer, REDUCERS):
             if phase:

@@ -1,13 +1,15 @@
 """Between an Arch's nested blocks and a plain ``networkx`` DAG of layers and joins.
 
 :func:`to_graph` draws an Arch as the graph it computes: one node per conv, pool and head
-layer, an :class:`~budgetnet.graph.layers.Add` node per residual add and a
-:class:`~budgetnet.graph.layers.Cat` node per concatenation, from an input node (``layer=None``).
+layer, an :class:`~budgetnet.graph.layers.Add` node per residual add, a
+:class:`~budgetnet.graph.layers.Cat` node per concatenation and a
+:class:`~budgetnet.graph.layers.Mul` node per gate, from an input node (``layer=None``).
 :func:`from_graph` reads such a graph back into top-level layers and blocks. It takes any
 series-parallel DAG with one input and one output, which covers ResNet, ResNeXt, MobileNet,
-Inception and DenseNet; each fork must close at an Add (two branches) or a Cat. The
-branches of a Cat keep the order of the Cat's incoming edges; at an Add the branch with
-more layers (the first input on a tie) is the body and the other the shortcut.
+Inception, DenseNet and squeeze-excitation; each fork must close at an Add (two branches),
+a Cat or a Mul (the input itself times one branch). The branches of a Cat keep the order of
+the Cat's incoming edges; at an Add the branch with more layers (the first input on a tie)
+is the body and the other the shortcut.
 
 Example:
     >>> import budgetnet
@@ -26,7 +28,7 @@ import copy
 import networkx as nx
 
 from budgetnet.errors import ArchError
-from budgetnet.graph.layers import JOINS, Add, Cat, Concat, Layer, Residual
+from budgetnet.graph.layers import JOINS, Add, Cat, Concat, Gate, Layer, Mul, Residual
 
 INPUT = "input"
 
@@ -52,6 +54,12 @@ def to_graph(arch) -> nx.DiGraph:
                 graph.add_node(node, layer=Cat())
                 for end in ends:
                     graph.add_edge(end, node)
+            elif isinstance(layer, Gate):
+                end = chain(layer.body, previous)
+                node = next(counter)
+                graph.add_node(node, layer=Mul())
+                graph.add_edge(previous, node)
+                graph.add_edge(end, node)
             else:
                 node = next(counter)
                 graph.add_node(node, layer=layer)
@@ -83,11 +91,20 @@ def from_graph(graph: nx.DiGraph) -> list[Layer]:
 
 def read_graph(graph: nx.DiGraph) -> tuple[list[Layer], list]:
     """Top-level layers and blocks of a series-parallel DAG, and the graph node of each leaf
-    layer in :meth:`Arch.walk` order (a block's body before its shortcut).
+    layer in :meth:`Arch.walk` order (a block's body before its shortcut); see
+    :func:`read_graph_nodes`.
+    """
+    layers, leaves, _ = read_graph_nodes(graph)
+    return layers, leaves
+
+
+def read_graph_nodes(graph: nx.DiGraph) -> tuple[list[Layer], list, list]:
+    """:func:`read_graph`, and the join node of each block in :meth:`Arch.walk` order.
 
     Raises:
         ArchError: an unlabeled node, a cycle, more than one input or output, a fork that
-            does not close at an Add or Cat, an Add without exactly two inputs, or branches
+            does not close at an Add, Cat or Mul, an Add without exactly two inputs, a Mul of
+            two computed branches, or branches
             that cross each other (not series-parallel).
     """
     unlabeled = [node for node, data in graph.nodes(data=True) if "layer" not in data]
@@ -117,7 +134,8 @@ def read_graph(graph: nx.DiGraph) -> tuple[list[Layer], list]:
             )
     reader = _Reader(graph)
     layers, _ = reader.chain(sources[0], None)
-    return layers, [reader.nodes[id(layer)] for layer in _leaves(layers)]
+    leaves = [reader.nodes[id(layer)] for layer in _leaves(layers)]
+    return layers, leaves, [reader.joins[id(block)] for block in _blocks(layers)]
 
 
 class _Reader:
@@ -125,6 +143,7 @@ class _Reader:
         self.graph = graph
         self.order = {node: position for position, node in enumerate(nx.topological_sort(graph))}
         self.nodes: dict[int, object] = {}  # id() of each leaf spec object read -> its node
+        self.joins: dict[int, object] = {}  # id() of each block read -> its join node
         self._keep: list = []  # keeps those spec objects alive, so their ids stay unique
 
     def layer(self, node):
@@ -177,6 +196,8 @@ class _Reader:
                     )
                 return node, following
             block, join = self.fork(node, successors)
+            self.joins[id(block)] = join
+            self._keep.append(block)
             layers.append(block)
             node = join
 
@@ -194,7 +215,7 @@ class _Reader:
         if not isinstance(join_layer, JOINS):
             raise ArchError(
                 f"arch graph: the branches from node {node!r} meet at {join!r} "
-                f"({getattr(join_layer, 'kind', join_layer)}); expected them to close at one Add or Cat node"
+                f"({getattr(join_layer, 'kind', join_layer)}); expected them to close at one Add, Cat or Mul node"
             )
         inputs = list(self.graph.predecessors(join))
         groups: dict = {}
@@ -223,6 +244,8 @@ class _Reader:
                 branches.append(self.chain(members[0], join)[0])
             else:
                 inner, inner_join = self.fork(node, members)
+                self.joins[id(inner)] = inner_join
+                self._keep.append(inner)
                 rest: list[Layer] = [inner]
                 _, following = self.after(inner_join, join, rest)
                 if following != join:
@@ -230,6 +253,15 @@ class _Reader:
                 branches.append(rest)
         if isinstance(join_layer, Cat):
             return Concat(tuple(tuple(branch) for branch in branches)), join
+        if isinstance(join_layer, Mul):
+            bodies = [branch for branch in branches if branch]
+            if len(branches) != 2 or len(bodies) != 1:
+                raise ArchError(
+                    f"arch graph: mul node {join!r} multiplies {len(bodies)} computed branches; expected the "
+                    "input itself times one gate branch (squeeze-excitation); a product of two computed maps "
+                    "(attention) has no place in an Arch"
+                )
+            return Gate(tuple(bodies[0])), join
         if len(branches) != 2:
             raise ArchError(f"arch graph: add node {join!r} has {len(branches)} inputs; expected 2")
         first, second = branches
@@ -239,7 +271,9 @@ class _Reader:
 
 def _leaves(layers):
     for layer in layers:
-        if isinstance(layer, Residual):
+        if isinstance(layer, Gate):
+            yield from _leaves(layer.body)
+        elif isinstance(layer, Residual):
             yield from _leaves(layer.body)
             yield from _leaves(layer.shortcut or ())
         elif isinstance(layer, Concat):
@@ -249,11 +283,26 @@ def _leaves(layers):
             yield layer
 
 
+def _blocks(layers):
+    """The blocks among ``layers`` and inside them, in :meth:`Arch.walk` order."""
+    for layer in layers:
+        if isinstance(layer, (Residual, Concat, Gate)):
+            yield layer
+            inner = (
+                [*layer.body, *(layer.shortcut or ())] if isinstance(layer, Residual)
+                else [item for branch in layer.branches for item in branch] if isinstance(layer, Concat)
+                else list(layer.body)
+            )  # fmt: skip
+            yield from _blocks(inner)
+
+
 def _size(layers) -> int:
     count = 0
     for layer in layers:
         count += 1
-        if isinstance(layer, Residual):
+        if isinstance(layer, Gate):
+            count += _size(layer.body)
+        elif isinstance(layer, Residual):
             count += _size(layer.body) + _size(layer.shortcut or ())
         elif isinstance(layer, Concat):
             count += sum(_size(branch) for branch in layer.branches)

@@ -1,15 +1,21 @@
 """Layer specs: frozen dataclasses that describe one layer or one block of an :class:`~budgetnet.Arch`.
 
-Leaf layers are :class:`Conv`, :class:`Pool`, :class:`SPP`, :class:`Flatten` and :class:`FC`.
-Two blocks hold branches of leaf layers (or of further blocks):
+Leaf layers are :class:`Conv`, :class:`Pool`, :class:`SPP`, :class:`Flatten` and :class:`FC`,
+and the layers of today's CNNs that keep the map's size: :class:`Norm` (batch, group or
+channel layer norm), :class:`Act` (an activation on its own), :class:`Scale` (layer scale),
+:class:`DropPath` (stochastic depth), :class:`Slice` and :class:`Shuffle` (channel
+operations) and :class:`GlobalPool` (the map pooled to 1x1 inside the features). Three
+blocks hold branches of leaf layers (or of further blocks):
 
 * :class:`Residual` adds its ``body`` to a shortcut (identity, or a 1x1 projection when the
   shapes differ: ResNet option B), then applies its activation;
 * :class:`Concat` concatenates the channels of its branches (an empty branch passes its
-  input through, as in DenseNet).
+  input through, as in DenseNet);
+* :class:`Gate` multiplies its input by what its ``body`` makes of it (squeeze-excitation:
+  global pooling, two 1x1 convs, a sigmoid).
 
-:class:`Add` and :class:`Cat` are the join nodes of a hand-made ``networkx`` graph; an Arch
-turns them into the blocks above (see :mod:`budgetnet.graph.dag`).
+:class:`Add`, :class:`Cat` and :class:`Mul` are the join nodes of a hand-made ``networkx``
+graph; an Arch turns them into the blocks above (see :mod:`budgetnet.graph.dag`).
 
 Example:
     >>> block = Residual((Conv(1, 64, norm="batch"), Conv(3, 64, norm="batch"), Conv(1, 256, norm="batch", activation="none")))
@@ -19,6 +25,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, fields
 from typing import Iterable, Sequence, Union
 
@@ -26,10 +34,21 @@ from budgetnet.checks import check_shape, is_int
 from budgetnet.errors import ArchError, LayerSpecError
 
 POOL_MODES = ("max", "avg")
-#: Activations a conv (or a residual add) may end with; ``"none"`` is linear.
-ACTIVATIONS = ("relu", "relu6", "silu", "hardswish", "gelu", "none")
+#: Activations a conv, an fc, a residual add or an :class:`Act` may apply; ``"none"`` is
+#: linear. ``"leaky_relu"`` has slope 0.01; ``"leaky_relu(0.2)"`` names another slope.
+ACTIVATIONS = (
+    "relu", "relu6", "leaky_relu", "silu", "hardswish", "gelu", "gelu_tanh", "mish", "tanh",
+    "sigmoid", "hardsigmoid", "none",
+)  # fmt: skip
 #: Normalizations a conv may carry between the conv and its activation.
 NORMS = (None, "batch")
+#: What a :class:`Norm` normalizes over: batch statistics, channel groups, or the channels
+#: of each pixel (ConvNeXt's ``LayerNorm2d``).
+NORM_TYPES = ("batch", "group", "layer")
+#: torch's defaults for batch norm.
+DEFAULT_EPS = 1e-5
+DEFAULT_MOMENTUM = 0.1
+_LEAKY = re.compile(r"leaky_relu\(([0-9.eE+-]+)\)")
 PAPER_SPP_LEVELS = (6, 3, 2, 1)
 PAPER_FC_UNITS = 4096
 PAPER_DROPOUT = 0.5
@@ -53,6 +72,61 @@ def _check_choice(layer: str, field: str, value, choices) -> None:
         raise LayerSpecError(layer, field, value, f"one of {choices}")
 
 
+def activation_slope(activation: str) -> float | None:
+    """The negative slope of a leaky ReLU activation name, ``None`` for the others.
+
+    Example:
+        >>> activation_slope("leaky_relu"), activation_slope("leaky_relu(0.2)"), activation_slope("relu")
+        (0.01, 0.2, None)
+    """
+    if activation == "leaky_relu":
+        return 0.01
+    match = _LEAKY.fullmatch(activation) if isinstance(activation, str) else None
+    return float(match.group(1)) if match else None
+
+
+def check_activation(layer: str, field: str, value) -> None:
+    """Raise :class:`LayerSpecError` unless ``value`` is one of :data:`ACTIVATIONS` or a
+    leaky ReLU with a slope, ``"leaky_relu(0.2)"``.
+
+    Example:
+        >>> check_activation("act", "activation", "swish")
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.LayerSpecError: act: activation='swish' is invalid; expected one of ACTIVATIONS (relu, relu6, leaky_relu, silu, hardswish, gelu, gelu_tanh, mish, tanh, sigmoid, hardsigmoid, none) or leaky_relu(SLOPE)
+    """
+    if value in ACTIVATIONS:
+        return
+    try:
+        slope = activation_slope(value)
+    except ValueError:
+        slope = None
+    if slope is None or not math.isfinite(slope):
+        raise LayerSpecError(layer, field, value, f"one of ACTIVATIONS ({', '.join(ACTIVATIONS)}) or leaky_relu(SLOPE)")
+
+
+def _check_number(layer: str, field: str, value, low: float, high: float | None = None, low_open: bool = True) -> None:
+    """A real number in ``(low, high]`` (``[low, high]`` when not ``low_open``)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = f"{'>' if low_open else '>='} {low:g}" + ("" if high is None else f" and <= {high:g}")
+        raise LayerSpecError(layer, field, value, f"a number {bound}")
+
+
+def _repr(self) -> str:
+    """The dataclass repr without the optional fields that hold their default (so the specs
+    of plain nets read as they did before those fields existed)."""
+    hidden = _REPR_HIDDEN.get(type(self), ())
+    optional = _OPTIONAL.get(type(self), {})
+    parts = [
+        f"{f.name}={getattr(self, f.name)!r}"
+        for f in fields(self)
+        if not (f.name in hidden and getattr(self, f.name) == optional[f.name])
+    ]
+    return f"{type(self).__name__}({', '.join(parts)})"
+
+
 @dataclass(frozen=True)
 class Conv:
     """A square convolution, optionally batch-normalized, then its activation.
@@ -68,10 +142,16 @@ class Conv:
             ``groups`` to the input channels.
         activation: one of :data:`ACTIVATIONS` (``"none"``: linear).
         norm: ``None`` or ``"batch"`` (BatchNorm between the conv and the activation).
+        dilation: spacing of the kernel's taps (``d > 1``: a dilated conv, field
+            ``d * (k - 1) + 1`` wide); Eqn. (1) counts the ``k x k`` taps.
+        norm_eps, norm_momentum: the batch norm's ``eps`` and ``momentum`` (torch's
+            defaults 1e-5 and 0.1; TensorFlow-born nets use 1e-3 and 0.01).
 
     Example:
         >>> Conv(3, 256)
         Conv(kernel_size=3, out_channels=256, stride=1, padding=None, groups=1, depthwise=False, activation='relu', norm=None)
+        >>> Conv(3, 32, norm="batch", norm_eps=1e-3, dilation=2)
+        Conv(kernel_size=3, out_channels=32, stride=1, padding=None, groups=1, depthwise=False, activation='relu', norm='batch', dilation=2, norm_eps=0.001)
     """
 
     kernel_size: int
@@ -82,8 +162,12 @@ class Conv:
     depthwise: bool = False
     activation: str = "relu"
     norm: str | None = None
+    dilation: int = 1
+    norm_eps: float = DEFAULT_EPS
+    norm_momentum: float = DEFAULT_MOMENTUM
 
     kind = "conv"
+    __repr__ = _repr
 
     def __post_init__(self):
         check_int("conv", "kernel_size", self.kernel_size, 1)
@@ -98,25 +182,43 @@ class Conv:
             raise LayerSpecError(
                 "conv", "groups", self.groups, f"a divisor of out_channels={self.out_channels}"
             )
-        _check_choice("conv", "activation", self.activation, ACTIVATIONS)
+        check_activation("conv", "activation", self.activation)
         _check_choice("conv", "norm", self.norm, NORMS)
+        check_int("conv", "dilation", self.dilation, 1)
+        _check_number("conv", "norm_eps", self.norm_eps, 0.0)
+        _check_number("conv", "norm_momentum", self.norm_momentum, 0.0, 1.0, low_open=False)
+        if self.norm is None and (self.norm_eps, self.norm_momentum) != (DEFAULT_EPS, DEFAULT_MOMENTUM):
+            raise LayerSpecError("conv", "norm_eps", self.norm_eps, "the defaults without norm='batch'")
+
+    @property
+    def field(self) -> int:
+        """The side of the input window one output pixel sees, ``dilation * (k - 1) + 1``."""
+        return self.dilation * (self.kernel_size - 1) + 1
 
 
 @dataclass(frozen=True)
 class Pool:
     """A square max or average pooling window; ``stride`` defaults to ``kernel_size``.
 
+    ``ceil_mode`` rounds the output side up (torch's ``ceil_mode=True``, GoogLeNet's pools);
+    ``count_include_pad=False`` averages over the pixels inside the map only.
+
     Example:
         >>> Pool(3)
         Pool(kernel_size=3, stride=3, padding=0, mode='max')
+        >>> Pool(2, 2, mode="avg", ceil_mode=True, count_include_pad=False)
+        Pool(kernel_size=2, stride=2, padding=0, mode='avg', ceil_mode=True, count_include_pad=False)
     """
 
     kernel_size: int
     stride: int | None = None
     padding: int = 0
     mode: str = "max"
+    ceil_mode: bool = False
+    count_include_pad: bool = True
 
     kind = "pool"
+    __repr__ = _repr
 
     def __post_init__(self):
         check_int("pool", "kernel_size", self.kernel_size, 1)
@@ -127,6 +229,8 @@ class Pool:
         if self.padding * 2 > self.kernel_size:
             raise LayerSpecError("pool", "padding", self.padding, "at most half the kernel size")
         _check_choice("pool", "mode", self.mode, POOL_MODES)
+        _check_choice("pool", "ceil_mode", self.ceil_mode, (False, True))
+        _check_choice("pool", "count_include_pad", self.count_include_pad, (True, False))
 
 
 @dataclass(frozen=True)
@@ -172,17 +276,22 @@ class Flatten:
 
 @dataclass(frozen=True)
 class FC:
-    """A hidden fully-connected layer with ReLU and dropout (the classifier is implicit).
+    """A hidden fully-connected layer with its activation (ReLU unless named) and dropout
+    (the classifier is implicit).
 
     Example:
         >>> FC(4096)
         FC(out_features=4096, dropout=0.5)
+        >>> FC(1280, 0.2, "hardswish")
+        FC(out_features=1280, dropout=0.2, activation='hardswish')
     """
 
     out_features: int
     dropout: float = PAPER_DROPOUT
+    activation: str = "relu"
 
     kind = "fc"
+    __repr__ = _repr
 
     def __post_init__(self):
         check_int("fc", "out_features", self.out_features, 1)
@@ -191,17 +300,190 @@ class FC:
         ):
             raise LayerSpecError("fc", "dropout", self.dropout, "a number in [0, 1)")
         object.__setattr__(self, "dropout", float(self.dropout))
+        check_activation("fc", "activation", self.activation)
+
+
+@dataclass(frozen=True)
+class Norm:
+    """A normalization on its own (not fused into a conv): batch norm anywhere (pre-activation,
+    after a pool or a concat), group norm, or layer norm over each pixel's channels.
+
+    Args:
+        norm: one of :data:`NORM_TYPES`.
+        eps, momentum: torch's ``eps`` and (batch norm) ``momentum``.
+        affine: a learned scale and shift per channel.
+        groups: the channel groups of a group norm (it must divide the channels).
+
+    Example:
+        >>> Norm("group", groups=32)
+        Norm(norm='group', eps=1e-05, momentum=0.1, affine=True, groups=32)
+    """
+
+    norm: str = "batch"
+    eps: float = DEFAULT_EPS
+    momentum: float = DEFAULT_MOMENTUM
+    affine: bool = True
+    groups: int | None = None
+
+    kind = "norm"
+
+    def __post_init__(self):
+        _check_choice("norm", "norm", self.norm, NORM_TYPES)
+        _check_number("norm", "eps", self.eps, 0.0)
+        _check_number("norm", "momentum", self.momentum, 0.0, 1.0, low_open=False)
+        _check_choice("norm", "affine", self.affine, (True, False))
+        if self.norm == "group":
+            check_int("norm", "groups", self.groups, 1)
+        elif self.groups is not None:
+            raise LayerSpecError("norm", "groups", self.groups, "None unless norm='group'")
+
+
+@dataclass(frozen=True)
+class Act:
+    """An activation on its own: after a pool, a norm or a concat, or first in a branch.
+
+    Example:
+        >>> Act("leaky_relu(0.1)")
+        Act(activation='leaky_relu(0.1)')
+    """
+
+    activation: str = "relu"
+
+    kind = "act"
+
+    def __post_init__(self):
+        check_activation("act", "activation", self.activation)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Layer scale: a learned multiplier per channel, starting at ``init`` (ConvNeXt: 1e-6).
+
+    Example:
+        >>> Scale(1e-6).init
+        1e-06
+    """
+
+    init: float = 1.0
+
+    kind = "scale"
+
+    def __post_init__(self):
+        _check_number("scale", "init", self.init, 0.0, low_open=False)
+
+
+@dataclass(frozen=True)
+class DropPath:
+    """Stochastic depth: in training, a whole sample's branch is dropped with probability
+    ``rate`` (and the rest scaled by ``1 / (1 - rate)``); the identity in eval mode.
+
+    Example:
+        >>> DropPath(0.1).rate
+        0.1
+    """
+
+    rate: float = 0.0
+
+    kind = "droppath"
+
+    def __post_init__(self):
+        ok = not isinstance(self.rate, bool) and isinstance(self.rate, (int, float)) and 0.0 <= self.rate < 1.0
+        if not ok:
+            raise LayerSpecError("droppath", "rate", self.rate, "a number in [0, 1)")
+        object.__setattr__(self, "rate", float(self.rate))
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The channels ``start:stop`` of the map (a split or chunk of the channels, as in
+    ShuffleNetV2, GhostNet and CSP nets).
+
+    Example:
+        >>> Slice(0, 58).channels
+        58
+    """
+
+    start: int
+    stop: int
+
+    kind = "slice"
+
+    def __post_init__(self):
+        check_int("slice", "start", self.start, 0)
+        check_int("slice", "stop", self.stop, self.start + 1)
+
+    @property
+    def channels(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass(frozen=True)
+class Shuffle:
+    """Channel shuffle (ShuffleNet): the channels, seen as ``groups`` rows, read by columns.
+
+    Example:
+        >>> Shuffle(2).groups
+        2
+    """
+
+    groups: int
+
+    kind = "shuffle"
+
+    def __post_init__(self):
+        check_int("shuffle", "groups", self.groups, 2)
+
+
+@dataclass(frozen=True)
+class Pad:
+    """Zero padding of the map, ``left, right, top, bottom`` pixels: TensorFlow's "same"
+    padding where it pads one side more than the other (timm's ``tf_*`` models), before a
+    conv or pool with no padding of its own.
+
+    Example:
+        >>> Pad(0, 1, 0, 1).kind
+        'pad'
+    """
+
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+    kind = "pad"
+
+    def __post_init__(self):
+        for name in ("left", "right", "top", "bottom"):
+            check_int("pad", name, getattr(self, name), 0)
+
+
+@dataclass(frozen=True)
+class GlobalPool:
+    """The whole map pooled to 1x1 inside the features (a gate's squeeze; the pooling before
+    timm's head conv). At the end of the features, ``gap`` (an SPP) says the same.
+
+    Example:
+        >>> GlobalPool().mode
+        'avg'
+    """
+
+    mode: str = "avg"
+
+    kind = "gpool"
+
+    def __post_init__(self):
+        _check_choice("gpool", "mode", self.mode, POOL_MODES)
 
 
 def _check_branch(block: str, field: str, branch, allow_empty: bool) -> tuple:
     if isinstance(branch, (str, bytes)) or not isinstance(branch, Iterable):
-        raise LayerSpecError(block, field, branch, "a list of conv, pool or block specs")
+        raise LayerSpecError(block, field, branch, "a list of feature layer specs (conv, pool, norm, act, ..., blocks)")
     branch = tuple(branch)
     if not branch and not allow_empty:
         raise LayerSpecError(block, field, branch, "at least one layer (a block with no layers does nothing)")
     for layer in branch:
         if not isinstance(layer, FEATURE_LAYERS):
-            raise LayerSpecError(block, field, layer, "conv, pool, res or concat specs only (no head layers)")
+            raise LayerSpecError(block, field, layer, "feature layer specs only (conv, pool, norm, act, ..., res, concat, gate; no head layers)")
     return branch
 
 
@@ -252,7 +534,7 @@ class Residual:
         object.__setattr__(self, "body", _check_branch("res", "body", self.body, allow_empty=False))
         if self.shortcut is not None:
             object.__setattr__(self, "shortcut", _check_branch("res", "shortcut", self.shortcut, allow_empty=True))
-        _check_choice("res", "activation", self.activation, ACTIVATIONS)
+        check_activation("res", "activation", self.activation)
 
 
 @dataclass(frozen=True)
@@ -287,6 +569,30 @@ class Concat:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """``x * body(x)``: squeeze-excitation and its relatives (ECA, ESE, the gates of
+    RegNetY, EfficientNet and MobileNetV3). The body usually pools globally, transforms the
+    channel vector with 1x1 convs and ends with a gating activation; its output has the
+    input's channels and either the input's size or 1x1 (broadcast over the map). The 1x1
+    convs count in Eqn. (1) on their 1x1 map; the multiply is reported beside it.
+
+    Example:
+        >>> gate = Gate((GlobalPool(), Conv(1, 8), Conv(1, 32, activation="sigmoid")))
+        >>> gate.kind, len(gate.body)
+        ('gate', 3)
+    """
+
+    body: tuple
+
+    kind = "gate"
+    __hash__ = _hash_once
+    __getstate__ = _state_without_hash
+
+    def __post_init__(self):
+        object.__setattr__(self, "body", _check_branch("gate", "body", self.body, allow_empty=False))
+
+
+@dataclass(frozen=True)
 class Add:
     """The join node of a residual add in a hand-made graph (two inputs), then ``activation``."""
 
@@ -295,7 +601,7 @@ class Add:
     kind = "add"
 
     def __post_init__(self):
-        _check_choice("add", "activation", self.activation, ACTIVATIONS)
+        check_activation("add", "activation", self.activation)
 
 
 @dataclass(frozen=True)
@@ -305,15 +611,41 @@ class Cat:
     kind = "cat"
 
 
-Layer = Union[Conv, Pool, SPP, Flatten, FC, Residual, Concat]
-BLOCKS = (Residual, Concat)
-FEATURE_LAYERS = (Conv, Pool, Residual, Concat)
+@dataclass(frozen=True)
+class Mul:
+    """The join node of a gate in a hand-made graph: the input times its gate branch."""
+
+    kind = "mul"
+
+
+Layer = Union[
+    Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, Residual, Concat, Gate
+]
+BLOCKS = (Residual, Concat, Gate)
+#: Leaf layers that keep the map's size and channels (a norm, an activation, a scale, a drop).
+ELEMENTWISE = (Norm, Act, Scale, DropPath)
+#: Leaf layers that keep the map's size but move or select channels.
+CHANNEL_OPS = (Slice, Shuffle)
+FEATURE_LAYERS = (Conv, Pool, Pad, GlobalPool, *ELEMENTWISE, *CHANNEL_OPS, *BLOCKS)
 REDUCERS = (SPP, Flatten)
-JOINS = (Add, Cat)
-LAYER_TYPES = {cls.kind: cls for cls in (Conv, Pool, SPP, Flatten, FC, Residual, Concat)}
-#: Conv fields left out of JSON and fingerprints when they hold their default, so the
-#: specs and fingerprints of plain nets stay what they were before these fields existed.
-_OPTIONAL_FIELDS = {"groups": 1, "depthwise": False, "activation": "relu", "norm": None}
+JOINS = (Add, Cat, Mul)
+LAYER_TYPES = {
+    cls.kind: cls
+    for cls in (
+        Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, Residual, Concat, Gate
+    )  # fmt: skip
+}
+#: Fields left out of JSON, fingerprints and reprs when they hold their default, so the
+#: specs and fingerprints of the nets written before these fields existed stay the same.
+_OPTIONAL = {
+    Conv: {"groups": 1, "depthwise": False, "activation": "relu", "norm": None, "dilation": 1,
+           "norm_eps": DEFAULT_EPS, "norm_momentum": DEFAULT_MOMENTUM},
+    Pool: {"ceil_mode": False, "count_include_pad": True},
+    FC: {"activation": "relu"},
+}  # fmt: skip
+#: The optional fields a repr leaves out at their default: those added after the first
+#: release (a Conv's repr always showed its groups, depthwise, activation and norm).
+_REPR_HIDDEN = {Conv: ("dilation", "norm_eps", "norm_momentum"), Pool: ("ceil_mode", "count_include_pad"), FC: ("activation",)}
 
 
 def paper_head() -> tuple[Layer, ...]:
@@ -360,13 +692,14 @@ def layer_to_dict(layer: Layer) -> dict:
         [{'type': 'conv', 'kernel_size': 3, 'out_channels': 8, 'stride': 1, 'padding': None}]
     """
     data = {"type": layer.kind}
+    optional = _OPTIONAL.get(type(layer), {})
     for field in fields(layer):
         value = getattr(layer, field.name)
-        if isinstance(layer, Conv) and field.name in _OPTIONAL_FIELDS and value == _OPTIONAL_FIELDS[field.name]:
+        if field.name in optional and value == optional[field.name]:
             continue
         if isinstance(layer, Residual) and field.name == "shortcut" and value is not None:
             value = [layer_to_dict(item) for item in value]
-        elif isinstance(layer, Residual) and field.name == "body":
+        elif isinstance(layer, (Residual, Gate)) and field.name == "body":
             value = [layer_to_dict(item) for item in value]
         elif isinstance(layer, Concat):
             value = [[layer_to_dict(item) for item in branch] for branch in value]
@@ -401,7 +734,7 @@ def layer_from_dict(item, where: str) -> Layer:
 
     if cls is SPP and isinstance(arguments.get("levels"), list):
         arguments["levels"] = tuple(arguments["levels"])
-    if cls is Residual:
+    if cls in (Residual, Gate):
         arguments["body"] = branch(arguments.get("body"), "body")
         if arguments.get("shortcut") is not None:
             arguments["shortcut"] = branch(arguments["shortcut"], "shortcut")
@@ -418,17 +751,30 @@ def layer_from_dict(item, where: str) -> Layer:
 
 __all__ = [
     "ACTIVATIONS",
+    "Act",
     "Add",
     "Cat",
     "Concat",
     "Conv",
+    "DropPath",
     "FC",
     "Flatten",
+    "Gate",
+    "GlobalPool",
     "Layer",
+    "Mul",
     "NORMS",
+    "NORM_TYPES",
+    "Norm",
+    "Pad",
     "Pool",
     "Residual",
     "SPP",
+    "Scale",
+    "Shuffle",
+    "Slice",
+    "activation_slope",
+    "check_activation",
     "layer_from_dict",
     "layer_to_dict",
     "default_head",

@@ -4,11 +4,20 @@ Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has exam
 
     arch   := item (sep item)*
     item   := layer [ ("x" | "×") COUNT ]          repetition: (3,256)x3, COUNT in 1..1000
-    layer  := conv | pool | spp | "gap" | "flat" | fc
-    conv   := "(" KERNEL "," FILTERS ")" ["/" STRIDE] ["p" PAD]
-    pool   := ["max" | "avg"] SIZE ["/" STRIDE] ["p" PAD]   stride defaults to SIZE
+    layer  := conv | pool | spp | "gap" | "flat" | fc | leaf | block
+    conv   := "(" KERNEL "," FILTERS ")" ["/" STRIDE] ["p" PAD] ["d" DILATION]
+              ["g" GROUPS | "dw"] ["bn" [NORMARGS]] ["@" ACT]
+    pool   := ["max" | "avg"] SIZE ["/" STRIDE] ["p" PAD] ["(" FLAGS ")"]   FLAGS: ceil, exclude_pad
     spp    := ["max" | "avg"] "spp" ["(" LEVEL ("," LEVEL)* ")"]   default (6,3,2,1)
-    fc     := "fc" UNITS | "fc(" UNITS ["," DROPOUT] ")"    dropout defaults to 0.5
+    fc     := ("fc" UNITS | "fc(" UNITS ["," DROPOUT] ")") ["@" ACT]   dropout defaults to 0.5
+    leaf   := "bn" [NORMARGS] | "gn(" GROUPS ["," NORMARG]* ")" | "ln" [NORMARGS] | ACT
+            | "scale" ["(" INIT ")"] | "droppath(" RATE ")" | "slice(" START "," STOP ")"
+            | "shuffle(" GROUPS ")" | "pad(" LEFT "," RIGHT "," TOP "," BOTTOM ")" | "gpool" | "maxgpool"
+    block  := "res[" BODY ["|" SHORTCUT] "]" ["@" ACT] | "cat[" BRANCH ("|" BRANCH)+ "]"
+            | "gate[" BODY "]"
+    NORMARGS := "(" NAME "=" VALUE ("," NAME "=" VALUE)* ")"   eps, momentum, affine=false
+    ACT    := relu | relu6 | leaky_relu ["(" SLOPE ")"] | silu | hardswish | gelu | gelu_tanh
+            | mish | tanh | sigmoid | hardsigmoid | none
 
 A conv without ``pPAD`` gets its padding from the paper's rules (see :mod:`budgetnet.graph.arch`).
 ``gap`` is global average pooling (``avgspp(1)``); ``flat`` flattens without pooling. When
@@ -29,6 +38,7 @@ import re
 from typing import Sequence
 
 from budgetnet.graph.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, default_head
+from budgetnet.graph.layers import Act, DropPath, Gate, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
 from budgetnet.errors import LayerSpecError, NotationError
 from budgetnet.graph.printing import format_layer
 
@@ -37,14 +47,23 @@ _INT = r"(-?[0-9]+)"
 _SEPARATOR = re.compile(r"[\s+]+")
 # An activation ends at a non-alphanumeric, or at a repeat ("@nonex2" is @none, x2).
 _ACTIVATION_END = r"(?:(?![A-Za-z0-9])|(?=[x×][0-9]))"
-_ACTIVATION = re.compile(r"@(" + "|".join(ACTIVATIONS) + r")" + _ACTIVATION_END)
+# Longer names first, so "relu6" is not read as "relu" followed by "6".
+_ACTIVATION_NAMES = "|".join(sorted(ACTIVATIONS, key=len, reverse=True))
+_ACTIVATION_TEXT = rf"(?:leaky_relu\([0-9.eE+-]+\)|{_ACTIVATION_NAMES})"
+_ACTIVATION = re.compile(rf"@({_ACTIVATION_TEXT}){_ACTIVATION_END}")
 _CONV = re.compile(
-    rf"\(\s*{_INT}\s*,\s*{_INT}\s*\)(?:/{_INT})?(?:p{_INT})?(?:g{_INT}|(dw))?(bn)?"
-    rf"(?:@({'|'.join(ACTIVATIONS)}){_ACTIVATION_END})?"
+    rf"\(\s*{_INT}\s*,\s*{_INT}\s*\)(?:/{_INT})?(?:p{_INT})?(?:d{_INT})?(?:g{_INT}|(dw))?(bn(?:\(([^()]*)\))?)?"
 )
-_POOL = re.compile(rf"(max|avg)?{_INT}(?:/{_INT})?(?:p{_INT})?")
+_POOL = re.compile(rf"(max|avg)?{_INT}(?:/{_INT})?(?:p{_INT})?(?:\(([^()]*)\))?")
 _SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")
 _FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
+# The leaves named by a word, with optional arguments in parentheses.
+_NAME_END = r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
+_NAMED = re.compile(
+    rf"(bn|gn|ln|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
+    r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
+)
+_POOL_FLAGS = ("ceil", "exclude_pad")
 _KEYWORD = re.compile(r"gap|flat")
 _REPEAT = re.compile(rf"[x×]{_INT}")
 _TOP_END = re.compile(r"(?=[\s+]|$)")
@@ -121,10 +140,11 @@ def _skip(text: str, position: int) -> int:
 
 
 def _parse_block(text: str, position: int) -> tuple[Layer, int]:
-    """``res[BODY | SHORTCUT]@ACT`` or ``cat[BRANCH | BRANCH ...]``; ``id`` is an empty branch."""
+    """``res[BODY | SHORTCUT]@ACT``, ``cat[BRANCH | BRANCH ...]`` or ``gate[BODY]``; ``id`` is
+    an empty branch."""
     column = position + 1
-    kind = "res" if text.startswith("res[", position) else "cat"
-    position += 4
+    kind = text[position : text.index("[", position)]
+    position += len(kind) + 1
     branches: list[list[Layer]] = []
     while True:
         skipped = _skip(text, position)
@@ -140,6 +160,10 @@ def _parse_block(text: str, position: int) -> tuple[Layer, int]:
             break
         position += 1  # "|"
     try:
+        if kind == "gate":
+            if len(branches) != 1 or not branches[0]:
+                raise NotationError(text, column, "gate[BODY] takes one non-empty body, e.g. gate[gpool (1,8) (1,32)@sigmoid]")
+            return Gate(tuple(branches[0])), position
         if kind == "cat":
             if len(branches) < 2:
                 raise NotationError(text, column, "cat[...] needs at least 2 branches separated by |")
@@ -148,10 +172,7 @@ def _parse_block(text: str, position: int) -> tuple[Layer, int]:
             raise NotationError(text, column, "res[BODY | SHORTCUT] takes at most one shortcut")
         if not branches[0]:
             raise NotationError(text, column, "res[...] has an empty body; expected at least one layer")
-        activation = "relu"
-        suffix = _ACTIVATION.match(text, position)
-        if suffix:
-            activation, position = suffix.group(1), suffix.end()
+        activation, position = _suffix_activation(text, position)
         shortcut = tuple(branches[1]) if len(branches) == 2 else None
         return Residual(tuple(branches[0]), shortcut, activation), position
     except LayerSpecError as error:
@@ -160,13 +181,15 @@ def _parse_block(text: str, position: int) -> tuple[Layer, int]:
 
 def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
     column = position + 1
-    if text.startswith(("res[", "cat["), position):
+    if text.startswith(("res[", "cat[", "gate["), position):
         return _parse_block(text, position)
     if text.startswith("(", position):
         match = _CONV.match(text, position)
         if not match:
             raise NotationError(text, column, "malformed conv; expected (KERNEL,FILTERS) like (3,256)")
-        kernel, filters, stride, padding, groups, depthwise, norm, activation = match.groups()
+        kernel, filters, stride, padding, dilation, groups, depthwise, norm, norm_args = match.groups()
+        options = _arguments(text, match.start(9), norm_args, ("eps", "momentum"), 0) if norm_args is not None else {}
+        activation, end = _suffix_activation(text, match.end())
         layer = Conv(
             int(kernel),
             int(filters),
@@ -174,10 +197,16 @@ def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
             None if padding is None else int(padding),
             groups=1 if groups is None else int(groups),
             depthwise=depthwise is not None,
-            activation=activation or "relu",
+            activation=activation,
             norm="batch" if norm else None,
+            dilation=1 if dilation is None else int(dilation),
+            norm_eps=options.get("eps", Conv.norm_eps),
+            norm_momentum=options.get("momentum", Conv.norm_momentum),
         )
-        return layer, match.end()
+        return layer, end
+    match = _NAMED.match(text, position)
+    if match:
+        return _named_leaf(text, match), match.end()
     match = _SPP.match(text, position)
     if match:
         mode, levels = match.groups()
@@ -197,26 +226,133 @@ def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
             raise NotationError(text, column, "malformed fc; expected fc4096 or fc(4096,0.5)")
         units = int(match.group(1) or match.group(2))
         dropout = match.group(3)
+        activation, end = _suffix_activation(text, match.end())
         if dropout is not None:
             try:
                 value = float(dropout)
             except ValueError:
                 raise NotationError(text, match.start(3) + 1, f"dropout {dropout!r} is not a number") from None
-            return FC(units, value), match.end()
-        return FC(units), match.end()
+            return FC(units, value, activation), end
+        return FC(units, activation=activation), end
     match = _POOL.match(text, position)
     if match:
-        mode, size, stride, padding = match.groups()
+        mode, size, stride, padding, flags = match.groups()
+        found = [] if flags is None else [flag.strip() for flag in flags.split(",")]
+        unknown = [flag for flag in found if flag not in _POOL_FLAGS]
+        if unknown:
+            raise NotationError(
+                text, match.start(5) + 1, f"unknown pool flag {unknown[0]!r}; expected {', '.join(_POOL_FLAGS)}"
+            )
         layer = Pool(
             int(size),
             None if stride is None else int(stride),
             0 if padding is None else int(padding),
             mode or "max",
+            ceil_mode="ceil" in found,
+            count_include_pad="exclude_pad" not in found,
         )
         return layer, match.end()
     word = re.match(r"[^\s+]+", text[position:]).group()
     raise NotationError(
         text,
         column,
-        f"unknown layer {word!r}; expected a conv (3,256), a pool 2/2, spp, gap, flat or fc4096",
+        f"unknown layer {word!r}; expected a conv (3,256), a pool 2/2, spp, gap, flat, fc4096, a norm (bn, gn(32), "
+        "ln), an activation (relu, silu, ...), scale, droppath(0.1), slice(0,8), shuffle(2), gpool, or a block "
+        "res[...], cat[...], gate[...]",
     )
+
+
+def _suffix_activation(text: str, position: int) -> tuple[str, int]:
+    """An ``@ACT`` right after a layer (``relu`` when there is none) and where it ends."""
+    match = _ACTIVATION.match(text, position)
+    if match:
+        return match.group(1), match.end()
+    if text.startswith("@", position):
+        word = re.match(r"@[^\s+|\]]*", text[position:]).group()
+        raise NotationError(
+            text, position + 1, f"unknown activation {word!r}; expected @ and one of {', '.join(ACTIVATIONS)}, "
+            "or @leaky_relu(SLOPE)"
+        )
+    return "relu", position
+
+
+def _number(text: str, column: int, name: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise NotationError(text, column, f"{name}={value!r} is not a number") from None
+
+
+def _arguments(text: str, column: int, body: str, names: Sequence[str], positional: int) -> dict:
+    """``body`` of ``(...)``: up to ``positional`` numbers, then ``name=value`` pairs among
+    ``names`` (``affine=false`` is the one boolean). Returns ``{name: value}`` with the
+    positional ones under ``"0"``, ``"1"``, ..."""
+    found: dict = {}
+    items = [item.strip() for item in body.split(",")] if body.strip() else []
+    for number, item in enumerate(items):
+        if "=" in item:
+            name, _, value = (part.strip() for part in item.partition("="))
+            if name not in names:
+                raise NotationError(text, column, f"unknown argument {name!r}; expected one of {', '.join(names)}")
+            if name == "affine":
+                if value not in ("true", "false"):
+                    raise NotationError(text, column, f"affine={value!r}; expected affine=true or affine=false")
+                found[name] = value == "true"
+            else:
+                found[name] = _number(text, column, name, value)
+        elif number < positional and not any(not key.isdigit() for key in found):
+            found[str(number)] = item
+        else:
+            raise NotationError(
+                text, column, f"argument {item!r} is not expected here; expected at most {positional} value(s), "
+                f"then name=value pairs among {', '.join(names) or 'none'}"
+            )
+    return found
+
+
+def _integer(text: str, column: int, name: str, arguments: dict, key: str = "0") -> int:
+    value = arguments.get(key)
+    if value is None or not re.fullmatch(r"-?[0-9]+", value):
+        raise NotationError(text, column, f"{name}={value!r}; expected a whole number")
+    return int(value)
+
+
+def _named_leaf(text: str, match: re.Match) -> Layer:
+    """A norm, an activation, a scale, a drop, a slice, a shuffle or a global pool."""
+    name = match.group(1)
+    body = match.group(2)
+    column = match.start() + 1
+    if body is not None and name in ("maxgpool", "gpool", *(a for a in ACTIVATIONS if a != "leaky_relu")):
+        raise NotationError(text, column, f"{name} takes no arguments; expected {name} alone")
+    body = body or ""
+    if name in ("bn", "ln"):
+        options = _arguments(text, column, body, ("eps", "momentum", "affine") if name == "bn" else ("eps", "affine"), 0)
+        return Norm("batch" if name == "bn" else "layer", **options)
+    if name == "gn":
+        options = _arguments(text, column, body, ("eps", "affine"), 1)
+        groups = _integer(text, column, "gn groups", options)
+        return Norm("group", groups=groups, **{key: value for key, value in options.items() if key != "0"})
+    if name == "scale":
+        options = _arguments(text, column, body, (), 1)
+        return Scale(_number(text, column, "scale init", options["0"]) if "0" in options else 1.0)
+    if name == "droppath":
+        options = _arguments(text, column, body, (), 1)
+        if "0" not in options:
+            raise NotationError(text, column, "droppath needs its rate, e.g. droppath(0.1)")
+        return DropPath(_number(text, column, "droppath rate", options["0"]))
+    if name == "slice":
+        options = _arguments(text, column, body, (), 2)
+        return Slice(_integer(text, column, "slice start", options), _integer(text, column, "slice stop", options, "1"))
+    if name == "shuffle":
+        options = _arguments(text, column, body, (), 1)
+        return Shuffle(_integer(text, column, "shuffle groups", options))
+    if name == "pad":
+        options = _arguments(text, column, body, (), 4)
+        sides = ("left", "right", "top", "bottom")
+        return Pad(*(_integer(text, column, f"pad {side}", options, str(i)) for i, side in enumerate(sides)))
+    if name in ("gpool", "maxgpool"):
+        return GlobalPool("avg" if name == "gpool" else "max")
+    if name == "leaky_relu" and body:
+        options = _arguments(text, column, body, (), 1)
+        return Act(f"leaky_relu({_number(text, column, 'leaky_relu slope', options['0']):g})")
+    return Act(name)

@@ -11,10 +11,59 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
-from budgetnet.graph.layers import FC, SPP, Concat, Conv, Flatten, Layer, Pool, Residual, default_head, paper_head
+from budgetnet.graph.layers import (
+    BLOCKS,
+    DEFAULT_EPS,
+    DEFAULT_MOMENTUM,
+    FC,
+    SPP,
+    Act,
+    Concat,
+    Conv,
+    DropPath,
+    Flatten,
+    Gate,
+    GlobalPool,
+    Layer,
+    Norm,
+    Pad,
+    Pool,
+    Residual,
+    Scale,
+    Shuffle,
+    Slice,
+    default_head,
+    paper_head,
+)
 
 if TYPE_CHECKING:
     from budgetnet.graph.arch import Arch
+
+
+def format_number(value: float) -> str:
+    """A float as short as it prints and still parses back equal (``0.001``, ``1e-06``).
+
+    Example:
+        >>> format_number(0.001), format_number(1e-6), format_number(0.1 + 0.2)
+        ('0.001', '1e-06', '0.30000000000000004')
+    """
+    text = f"{value:g}"
+    return text if float(text) == value else repr(float(value))
+
+
+def _activation(activation: str) -> str:
+    return "" if activation == "relu" else f"@{activation}"
+
+
+def _norm_options(eps: float, momentum: float, affine: bool = True) -> str:
+    options = []
+    if eps != DEFAULT_EPS:
+        options.append(f"eps={format_number(eps)}")
+    if momentum != DEFAULT_MOMENTUM:
+        options.append(f"momentum={format_number(momentum)}")
+    if not affine:
+        options.append("affine=false")
+    return f"({','.join(options)})" if options else ""
 
 
 def format_layer(layer: Layer) -> str:
@@ -23,6 +72,10 @@ def format_layer(layer: Layer) -> str:
     Example:
         >>> format_layer(Conv(2, 256, stride=2))
         '(2,256)/2'
+        >>> format_layer(Conv(3, 32, 2, 1, norm="batch", norm_eps=1e-3, activation="hardswish"))
+        '(3,32)/2p1bn(eps=0.001)@hardswish'
+        >>> format_layer(Gate((GlobalPool(), Conv(1, 8, activation="silu"), Conv(1, 32, activation="sigmoid"))))
+        'gate[gpool (1,8)@silu (1,32)@sigmoid]'
     """
     if isinstance(layer, Conv):
         text = f"({layer.kernel_size},{layer.out_channels})"
@@ -30,18 +83,22 @@ def format_layer(layer: Layer) -> str:
             text += f"/{layer.stride}"
         if layer.padding is not None:
             text += f"p{layer.padding}"
+        if layer.dilation != 1:
+            text += f"d{layer.dilation}"
         if layer.depthwise:
             text += "dw"
         elif layer.groups != 1:
             text += f"g{layer.groups}"
         if layer.norm == "batch":
-            text += "bn"
-        return text + ("" if layer.activation == "relu" else f"@{layer.activation}")
-    if isinstance(layer, (Residual, Concat)):
+            text += "bn" + _norm_options(layer.norm_eps, layer.norm_momentum)
+        return text + _activation(layer.activation)
+    if isinstance(layer, BLOCKS):
         return _format_block(layer)
     if isinstance(layer, Pool):
         text = ("avg" if layer.mode == "avg" else "") + f"{layer.kernel_size}/{layer.stride}"
-        return text + (f"p{layer.padding}" if layer.padding else "")
+        text += f"p{layer.padding}" if layer.padding else ""
+        flags = ["ceil"] * layer.ceil_mode + ["exclude_pad"] * (not layer.count_include_pad)
+        return text + (f"({','.join(flags)})" if flags else "")
     if isinstance(layer, SPP):
         if layer.levels == (1,) and layer.mode == "avg":
             return "gap"
@@ -51,23 +108,45 @@ def format_layer(layer: Layer) -> str:
         return prefix + "spp(" + ",".join(str(level) for level in layer.levels) + ")"
     if isinstance(layer, Flatten):
         return "flat"
+    if isinstance(layer, Norm):
+        if layer.norm == "batch":
+            return "bn" + _norm_options(layer.eps, layer.momentum, layer.affine)
+        options = _norm_options(layer.eps, DEFAULT_MOMENTUM, layer.affine)
+        if layer.norm == "layer":
+            return "ln" + options
+        return f"gn({layer.groups}{',' + options[1:-1] if options else ''})"
+    if isinstance(layer, Act):
+        return layer.activation
+    if isinstance(layer, Scale):
+        return "scale" if layer.init == 1.0 else f"scale({format_number(layer.init)})"
+    if isinstance(layer, DropPath):
+        return f"droppath({format_number(layer.rate)})"
+    if isinstance(layer, Slice):
+        return f"slice({layer.start},{layer.stop})"
+    if isinstance(layer, Shuffle):
+        return f"shuffle({layer.groups})"
+    if isinstance(layer, GlobalPool):
+        return "gpool" if layer.mode == "avg" else "maxgpool"
+    if isinstance(layer, Pad):
+        return f"pad({layer.left},{layer.right},{layer.top},{layer.bottom})"
     if layer.dropout == FC(1).dropout:
-        return f"fc{layer.out_features}"
-    dropout = f"{layer.dropout:g}"
-    if float(dropout) != layer.dropout:  # keep every digit that printing then parsing needs
-        dropout = repr(layer.dropout)
-    return f"fc({layer.out_features},{dropout})"
+        text = f"fc{layer.out_features}"
+    else:
+        text = f"fc({layer.out_features},{format_number(layer.dropout)})"
+    return text + _activation(layer.activation)
 
 
 @lru_cache(maxsize=8192)
-def _format_block(layer: Residual | Concat) -> str:
+def _format_block(layer: Residual | Concat | Gate) -> str:
     """A block in the notation, cached by value (every field of a spec is checked, so
     equal specs print the same; a ResNet's notation repeats a few blocks many times)."""
     if isinstance(layer, Residual):
         text = "res[" + format_layers(layer.body)
         if layer.shortcut is not None:
             text += " | " + (format_layers(layer.shortcut) or "id")
-        return text + "]" + ("" if layer.activation == "relu" else f"@{layer.activation}")
+        return text + "]" + _activation(layer.activation)
+    if isinstance(layer, Gate):
+        return "gate[" + format_layers(layer.body) + "]"
     return "cat[" + " | ".join(format_layers(branch) or "id" for branch in layer.branches) + "]"
 
 
@@ -87,13 +166,13 @@ def format_arch(arch: Arch) -> str:
     print_head = arch.head != paper_head() or default_head(arch.input_shape) != paper_head() or not arch.features
     for layer, count in _runs(arch.layers):
         text = format_layer(layer) + (f"x{count}" if count > 1 else "")
-        if isinstance(layer, Conv):
+        if isinstance(layer, (Conv, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad)):
             stage.append(text)
             continue
         if stage:
             parts.append(" + ".join(stage))
             stage = []
-        if isinstance(layer, (Pool, Residual, Concat)) or print_head:
+        if isinstance(layer, (Pool, GlobalPool, *BLOCKS)) or print_head:
             parts.append(text)
     if stage:
         parts.append(" + ".join(stage))
@@ -113,7 +192,7 @@ def format_layers(layers: Sequence[Layer]) -> str:
 def _runs(layers: Sequence[Layer]) -> list[tuple[Layer, int]]:
     runs: list[tuple[Layer, int]] = []
     for layer in layers:
-        if runs and runs[-1][0] == layer and isinstance(layer, (Conv, FC, Pool, Residual, Concat)):
+        if runs and runs[-1][0] == layer and not isinstance(layer, (SPP, Flatten)):
             runs[-1] = (layer, runs[-1][1] + 1)
         else:
             runs.append((layer, 1))

@@ -35,18 +35,42 @@ from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
 
 from budgetnet.errors import ShapeError
-from budgetnet.graph.layers import FC, FEATURE_LAYERS, SPP, Concat, Conv, Flatten, Layer, Pool, Residual
+from budgetnet.graph.layers import (
+    ELEMENTWISE,
+    FC,
+    FEATURE_LAYERS,
+    SPP,
+    Concat,
+    Conv,
+    Flatten,
+    Gate,
+    GlobalPool,
+    Layer,
+    Norm,
+    Pad,
+    Pool,
+    Residual,
+    Shuffle,
+    Slice,
+)
 from budgetnet.graph.printing import format_layer
 
 
-def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
-    """PyTorch's floor rule for one side of a conv or pool output.
+def conv_output_size(size: int, kernel_size: int, stride: int, padding: int, ceil_mode: bool = False) -> int:
+    """PyTorch's floor rule for one side of a conv or pool output (``kernel_size`` is the
+    window's extent, ``dilation * (k - 1) + 1`` for a dilated conv). ``ceil_mode`` is the
+    pools' rounding up, where a last window must start inside the map or its left padding.
 
     Example:
-        >>> conv_output_size(224, 7, 2, 0)
-        109
+        >>> conv_output_size(224, 7, 2, 0), conv_output_size(112, 3, 2, 0), conv_output_size(112, 3, 2, 0, ceil_mode=True)
+        (109, 55, 56)
     """
-    return (size + 2 * padding - kernel_size) // stride + 1
+    if not ceil_mode:
+        return (size + 2 * padding - kernel_size) // stride + 1
+    out = -(-(size + 2 * padding - kernel_size) // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 def default_padding(kernel_size: int) -> int:
@@ -138,16 +162,48 @@ def _resolved_conv(layer: Conv, groups: int, padding: int) -> Conv:
 
 def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int, int]]:
     channels, height, width = shape
-    _check_window(name, layer, (height, width), layer.kernel_size, padding)
+    _check_window(name, layer, (height, width), layer.field, padding)
     layer = _resolved_conv(layer, _resolve_groups(name, layer, channels), padding)
-    size = tuple(conv_output_size(m, layer.kernel_size, layer.stride, padding) for m in (height, width))
+    size = tuple(conv_output_size(m, layer.field, layer.stride, padding) for m in (height, width))
     return layer, (layer.out_channels, *size)
 
 
 def _pool_shape(name, layer: Pool, shape) -> tuple[int, int, int]:
     channels, height, width = shape
     _check_window(name, layer, (height, width), layer.kernel_size, layer.padding)
-    return (channels, *(conv_output_size(m, layer.kernel_size, layer.stride, layer.padding) for m in (height, width)))
+    return (
+        channels,
+        *(conv_output_size(m, layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode) for m in (height, width)),
+    )
+
+
+def _leaf_shape(name: str, layer: Layer, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The output of a leaf that is neither a conv nor a pool: norms, activations, scales and
+    drops keep the shape; a slice keeps its channels; a shuffle keeps the shape; a global
+    pool leaves 1x1."""
+    channels, height, width = shape
+    if isinstance(layer, Norm) and layer.norm == "group" and channels % layer.groups:
+        raise ShapeError(
+            f"{name} ({format_layer(layer)}): groups={layer.groups} does not divide the {channels} channels; "
+            f"expected a divisor of {channels}"
+        )
+    if isinstance(layer, Slice):
+        if layer.stop > channels:
+            raise ShapeError(
+                f"{name} ({format_layer(layer)}): channels {layer.start}:{layer.stop} of a map with {channels}; "
+                f"expected a slice inside 0:{channels}"
+            )
+        return (layer.channels, height, width)
+    if isinstance(layer, Shuffle) and channels % layer.groups:
+        raise ShapeError(
+            f"{name} ({format_layer(layer)}): groups={layer.groups} does not divide the {channels} channels; "
+            f"expected a divisor of {channels}"
+        )
+    if isinstance(layer, GlobalPool):
+        return (channels, 1, 1)
+    if isinstance(layer, Pad):
+        return (channels, height + layer.top + layer.bottom, width + layer.left + layer.right)
+    return shape
 
 
 # -- inside blocks ---------------------------------------------------------------------------
@@ -163,7 +219,7 @@ def _infer_branch(layers, shape, prefix, index, stage, shortcut) -> tuple[list[L
         inner: tuple = ()
         if isinstance(layer, Conv):
             padding = layer.padding
-            kernel = layer.kernel_size
+            kernel = layer.field
             if padding is None:
                 if kernel % 2:
                     padding = (kernel - 1) // 2
@@ -177,6 +233,8 @@ def _infer_branch(layers, shape, prefix, index, stage, shortcut) -> tuple[list[L
         elif isinstance(layer, Pool):
             shape = _pool_shape(name, layer, shape)
             target = shape[1] if layer.stride > 1 else target
+        elif not isinstance(layer, (Residual, Concat, Gate)):
+            shape = _leaf_shape(name, layer, shape)
         else:
             layer, inner, shape = _infer_block(layer, shape, name, index, stage, shortcut)
             target = shape[1]
@@ -236,16 +294,26 @@ def _infer_block(layer, shape, name, index, stage, in_shortcut) -> tuple[Layer, 
             position += count
         resolved = _resolved(layer, branches=tuple(resolved_branches))
         return resolved, tuple(inner), (sum(out[0] for out in outs), *outs[0][1:])
-    raise ShapeError(f"{name}: {layer!r} cannot stand inside a block; expected conv, pool, res or concat")
+    if isinstance(layer, Gate):
+        body, out = _infer_branch(layer.body, shape, f"{name}.", index, stage, in_shortcut)
+        if out[0] != shape[0] or out[1:] not in ((1, 1), tuple(shape[1:])):
+            raise ShapeError(
+                f"{name} ({format_layer(layer)}): the gate's body gives {out} on an input of {tuple(shape)}; "
+                f"expected {shape[0]} channels on a 1x1 map or on the input's {shape[1]}x{shape[2]}, to multiply the input"
+            )
+        return _resolved(layer, body=tuple(info.layer for info in body)), tuple(body), tuple(shape)
+    raise ShapeError(f"{name}: {layer!r} cannot stand inside a block; expected a feature layer")
 
 
 # -- the main chain --------------------------------------------------------------------------
 def _following_even_convs(layers: Sequence[Layer], index: int) -> int:
+    """Stride-1 automatic-padding even convs in a row after ``index`` (norms, activations,
+    scales and drops between them do not break the row)."""
     count = 0
     for layer in layers[index + 1 :]:
-        if isinstance(layer, Conv) and layer.stride == 1 and layer.padding is None and layer.kernel_size % 2 == 0:
+        if isinstance(layer, Conv) and layer.stride == 1 and layer.padding is None and layer.field % 2 == 0:
             count += 1
-        else:
+        elif not isinstance(layer, ELEMENTWISE):
             break
     return count
 
@@ -286,7 +354,7 @@ def infer_shapes(
         inner: tuple = ()
         if isinstance(layer, Conv):
             size = [height, width]
-            kernel, stride = layer.kernel_size, layer.stride
+            kernel, stride = layer.field, layer.stride
             padding = layer.padding
             if stride == 1:
                 if padding is None:
@@ -313,9 +381,17 @@ def infer_shapes(
             following = layers[position + 1] if position + 1 < len(layers) else None
             delayed = layer.stride == 1 and isinstance(following, Conv) and following.stride > 1
             step = following.stride if delayed else layer.stride
-            target = [conv_output_size(t, layer.kernel_size, step, layer.padding) for t in target]
+            target = [conv_output_size(t, layer.kernel_size, step, layer.padding, layer.ceil_mode) for t in target]
             stage += 1
-        elif isinstance(layer, (Residual, Concat)):
+        elif isinstance(layer, GlobalPool):
+            shape = _leaf_shape(name, layer, (channels, height, width))
+            channels, height, width = shape
+            target = [height, width]
+            stage += 1
+        elif isinstance(layer, FEATURE_LAYERS) and not isinstance(layer, (Residual, Concat, Gate)):
+            shape = _leaf_shape(name, layer, (channels, height, width))
+            channels, height, width = shape
+        elif isinstance(layer, (Residual, Concat, Gate)):
             delayed = False
             layer, inner, shape, stage = _top_block(layer, (channels, height, width), name, index, stage)
             layer_stage = stage

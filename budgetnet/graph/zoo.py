@@ -17,6 +17,10 @@
   ``mobilenet_v2``       Sandler et al. 2018, width 1.0: inverted residuals, ReLU6,
                          linear bottlenecks, last conv 1x1 of 1280
   ``small_residual``     a ResNet-14 for 16-32 px inputs (digits, MNIST, CIFAR)
+  ``efficientnet_b0``    Tan & Le 2019 (:mod:`budgetnet.graph.modern` has today's CNNs)
+  ``mobilenet_v3_large`` Howard et al. 2019
+  ``regnet_y_400mf``     Radosavovic et al. 2020
+  ``convnext_tiny``      Liu et al. 2022
   =====================  ===========================================================
 
 Every conv of the residual families carries batch norm (``bn``) and torchvision's padding
@@ -39,6 +43,12 @@ from typing import Sequence
 from budgetnet.graph.arch import Arch, Conv
 from budgetnet.errors import ArchError
 from budgetnet.graph.layers import check_int
+from budgetnet.graph.modern import (
+    convnext_tiny_notation,
+    efficientnet_b0_notation,
+    mobilenet_v3_large_notation,
+    regnet_y_400mf_notation,
+)
 from budgetnet.graph.notation import parse
 from budgetnet.graph.printing import format_layer
 
@@ -244,6 +254,10 @@ _GENERATED = {
     "resnext50_32x4d": resnet_notation(50, stride_on="3x3", groups=32, width_per_group=4),
     "wide_resnet50_2": resnet_notation(50, stride_on="3x3", width_per_group=128),
     "mobilenet_v2": mobilenet_v2_notation(),
+    "efficientnet_b0": efficientnet_b0_notation(),
+    "mobilenet_v3_large": mobilenet_v3_large_notation(),
+    "regnet_y_400mf": regnet_y_400mf_notation(),
+    "convnext_tiny": convnext_tiny_notation(),
     "small_residual": small_residual_notation(),
 }
 
@@ -267,6 +281,10 @@ TORCHVISION = {
     "resnext50_32x4d": "resnext50_32x4d",
     "wide_resnet50_2": "wide_resnet50_2",
     "mobilenet_v2": "mobilenet_v2",
+    "efficientnet_b0": "efficientnet_b0",
+    "mobilenet_v3_large": "mobilenet_v3_large",
+    "regnet_y_400mf": "regnet_y_400mf",
+    "convnext_tiny": "convnext_tiny",
 }
 
 def names() -> list[str]:

@@ -28,7 +28,7 @@ from budgetnet.pytorch.modules import (
     pool_spec,
 )
 
-__all__ = ["BudgetNet", "NORMS", "SpatialPyramidPool", "build", "init_weights"]
+__all__ = ["BudgetNet", "NORMS", "SpatialPyramidPool", "assemble", "build", "init_weights"]
 
 
 class BudgetNet(nn.Module):
@@ -75,15 +75,31 @@ def build(arch: Arch, num_classes: int | None = None, norm: str | None = None, w
         raise ArchError(f"build: norm={norm!r} is invalid; expected one of {NORMS}")
     if num_classes is not None and num_classes != arch.num_classes:
         arch = arch.with_input(num_classes=num_classes)
-    model = BudgetNet(
+    model = assemble(arch, norm)
+    init_weights(model)
+    if weights_from is not None:
+        from budgetnet.pytorch.weights import copy_weights
+
+        copy_weights(weights_from, model)
+    return model
+
+
+def assemble(arch: Arch, norm: str | None = None) -> BudgetNet:
+    """The modules of :func:`build` with torch's own initial weights (no :func:`init_weights`,
+    no ``weights_from``): for a caller that sets every weight itself, such as the numeric
+    check after an import, which assembles on the meta device.
+
+    Example:
+        >>> import torch, budgetnet
+        >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> with torch.device("meta"):
+        ...     model = assemble(arch)
+        >>> model.features[0].weight.device.type
+        'meta'
+    """
+    return BudgetNet(
         arch,
         nn.Sequential(*(instantiate(spec) for spec in feature_specs(arch, norm))),
         instantiate(pool_spec(arch)),
         nn.Sequential(*(instantiate(spec) for spec in classifier_specs(arch))),
     )
-    init_weights(model)
-    if weights_from is not None:
-        from budgetnet.pytorch.importer import copy_weights
-
-        copy_weights(weights_from, model)
-    return model

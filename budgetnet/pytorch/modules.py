@@ -24,6 +24,8 @@ import torch
 from torch import nn
 
 from budgetnet.graph.arch import FC, SPP, Arch, Conv, LayerShape, Pool, Residual as ResidualSpec
+from budgetnet.graph.layers import Act, Concat as ConcatSpec, DropPath as DropPathSpec, Gate as GateSpec
+from budgetnet.graph.layers import GlobalPool, Norm, Pad, Scale, Shuffle, Slice, activation_slope
 
 #: norm values :func:`feature_specs` takes: ``None`` keeps each conv's own, ``"batch"`` adds
 #: batch norm to every conv.
@@ -75,6 +77,70 @@ class Concat(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
+class Gate(nn.Module):
+    """``x * body(x)``: squeeze-excitation and its relatives (the body ends with the gate)."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return x * self.body(x)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of each pixel of an NCHW map (ConvNeXt's)."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class LayerScale(nn.Module):
+    """A learned multiplier per channel, starting at ``init`` (layer scale)."""
+
+    def __init__(self, channels, init=1.0):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+
+    def forward(self, x):
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops a whole sample with probability ``rate`` in training (the
+    others scaled by ``1 / (1 - rate)``); the identity in eval mode."""
+
+    def __init__(self, rate=0.0):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x):
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self):
+        return f"rate={self.rate}"
+
+
+class ChannelSlice(nn.Module):
+    """The channels ``start:stop`` of the map."""
+
+    def __init__(self, start, stop):
+        super().__init__()
+        self.start, self.stop = start, stop
+
+    def forward(self, x):
+        return x[:, self.start : self.stop]
+
+    def extra_repr(self):
+        return f"start={self.start}, stop={self.stop}"
+
+
 def init_weights(model):
     """Zero-mean Gaussian weights (std ``sqrt(2 / fan_in)``, the paper's Sec. 5) and zero
     biases; batch norms start at scale 1, shift 0."""
@@ -83,19 +149,36 @@ def init_weights(model):
             nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / module.weight[0].numel()))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) and module.weight is not None:
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
 
 
 #: The helper modules a standalone file needs, by the name a spec uses.
-HELPERS = {"SpatialPyramidPool": SpatialPyramidPool, "Residual": Residual, "Concat": Concat}
+HELPERS = {
+    "SpatialPyramidPool": SpatialPyramidPool,
+    "Residual": Residual,
+    "Concat": Concat,
+    "Gate": Gate,
+    "LayerNorm2d": LayerNorm2d,
+    "LayerScale": LayerScale,
+    "DropPath": DropPath,
+    "ChannelSlice": ChannelSlice,
+}
+#: Each activation's module; ``inplace`` is set only where the input is the layer's own
+#: (after its conv or norm, or after an add), never where a branch may share it.
 _ACTIVATIONS = {
     "relu": ("nn.ReLU", {"inplace": True}),
     "relu6": ("nn.ReLU6", {"inplace": True}),
+    "leaky_relu": ("nn.LeakyReLU", {"inplace": True}),
     "silu": ("nn.SiLU", {"inplace": True}),
     "hardswish": ("nn.Hardswish", {}),
     "gelu": ("nn.GELU", {}),
+    "gelu_tanh": ("nn.GELU", {"approximate": "tanh"}),
+    "mish": ("nn.Mish", {}),
+    "tanh": ("nn.Tanh", {}),
+    "sigmoid": ("nn.Sigmoid", {}),
+    "hardsigmoid": ("nn.Hardsigmoid", {}),
 }
 
 
@@ -111,17 +194,33 @@ class ModuleSpec:
     comment: str = ""
 
 
-def activation_spec(activation: str) -> ModuleSpec | None:
-    """The module of an activation name, ``None`` for ``"none"``.
+def activation_spec(activation: str, inplace: bool = True) -> ModuleSpec | None:
+    """The module of an activation name, ``None`` for ``"none"``; ``inplace=False`` where the
+    input may be read elsewhere (an activation on its own, first in a branch).
 
     Example:
-        >>> render(activation_spec("relu6"))
-        'nn.ReLU6(inplace=True)'
+        >>> render(activation_spec("relu6")), render(activation_spec("leaky_relu(0.2)", inplace=False))
+        ('nn.ReLU6(inplace=True)', 'nn.LeakyReLU(0.2)')
     """
     if activation == "none":
         return None
-    name, kwargs = _ACTIVATIONS[activation]
-    return ModuleSpec(name, (), dict(kwargs))
+    slope = activation_slope(activation)
+    name, kwargs = _ACTIVATIONS["leaky_relu" if slope is not None else activation]
+    kwargs = {key: value for key, value in kwargs.items() if key != "inplace" or inplace}
+    return ModuleSpec(name, (slope,) if slope is not None else (), kwargs)
+
+
+def _norm_spec(norm: Norm, channels: int) -> ModuleSpec:
+    options = {} if norm.eps == Norm.eps else {"eps": norm.eps}
+    if norm.norm == "batch":
+        if norm.momentum != Norm.momentum:
+            options["momentum"] = norm.momentum
+        if not norm.affine:
+            options["affine"] = False
+        return ModuleSpec("nn.BatchNorm2d", (channels,), options)
+    if norm.norm == "group":
+        return ModuleSpec("nn.GroupNorm", (norm.groups, channels), {**options, **({} if norm.affine else {"affine": False})})
+    return ModuleSpec("LayerNorm2d", (channels,), {**options, **({} if norm.affine else {"elementwise_affine": False})})
 
 
 def _shape_text(info: LayerShape) -> str:
@@ -130,28 +229,55 @@ def _shape_text(info: LayerShape) -> str:
 
 def _layer_specs(info: LayerShape, norm: str | None) -> list[ModuleSpec]:
     layer = info.layer
+    channels = info.in_shape[0]
     if isinstance(layer, Conv):
         batch = layer.norm == "batch" or norm == "batch"
         kwargs = {"kernel_size": layer.kernel_size, "stride": layer.stride, "padding": layer.padding}
+        if layer.dilation != 1:
+            kwargs["dilation"] = layer.dilation
         if layer.groups != 1:
             kwargs["groups"] = layer.groups
         if batch:
             kwargs["bias"] = False
-        specs = [ModuleSpec("nn.Conv2d", (info.in_shape[0], layer.out_channels), kwargs, _shape_text(info))]
+        specs = [ModuleSpec("nn.Conv2d", (channels, layer.out_channels), kwargs, _shape_text(info))]
         if batch:
-            specs.append(ModuleSpec("nn.BatchNorm2d", (layer.out_channels,)))
+            specs.append(_norm_spec(Norm("batch", layer.norm_eps, layer.norm_momentum), layer.out_channels))
         activation = activation_spec(layer.activation)
         return specs + ([activation] if activation else [])
     if isinstance(layer, Pool):
         name = "nn.MaxPool2d" if layer.mode == "max" else "nn.AvgPool2d"
         kwargs = {"kernel_size": layer.kernel_size, "stride": layer.stride, "padding": layer.padding}
+        if layer.ceil_mode:
+            kwargs["ceil_mode"] = True
+        if not layer.count_include_pad:
+            kwargs["count_include_pad"] = False
         return [ModuleSpec(name, (), kwargs, _shape_text(info))]
+    if isinstance(layer, Norm):
+        return [_norm_spec(layer, channels)]
+    if isinstance(layer, Act):
+        activation = activation_spec(layer.activation, inplace=False)
+        return [activation] if activation else [ModuleSpec("nn.Identity")]
+    if isinstance(layer, Scale):
+        return [ModuleSpec("LayerScale", (channels,), {} if layer.init == 1.0 else {"init": layer.init})]
+    if isinstance(layer, DropPathSpec):
+        return [ModuleSpec("DropPath", (layer.rate,))]
+    if isinstance(layer, Slice):
+        return [ModuleSpec("ChannelSlice", (layer.start, layer.stop))]
+    if isinstance(layer, Shuffle):
+        return [ModuleSpec("nn.ChannelShuffle", (layer.groups,))]
+    if isinstance(layer, Pad):
+        return [ModuleSpec("nn.ZeroPad2d", ((layer.left, layer.right, layer.top, layer.bottom),))]
+    if isinstance(layer, GlobalPool):
+        return [ModuleSpec("nn.AdaptiveAvgPool2d" if layer.mode == "avg" else "nn.AdaptiveMaxPool2d", (1,))]
     children = _children(info, norm)
     if isinstance(layer, ResidualSpec):
         body, shortcut = children[: len(layer.body)], children[len(layer.body) :]
         args = (_flat(body), _flat(shortcut))
         activation = activation_spec(layer.activation)
         return [ModuleSpec("Residual", args + ((activation,) if activation else ()), {}, _shape_text(info))]
+    if isinstance(layer, GateSpec):
+        return [ModuleSpec("Gate", (_flat(children),), {}, _shape_text(info))]
+    assert isinstance(layer, ConcatSpec), layer
     branches, position = [], 0
     for branch in layer.branches:
         branches.append(_flat(children[position : position + len(branch)]))
@@ -168,8 +294,21 @@ def _flat(groups: Sequence[Sequence[ModuleSpec]]) -> tuple[ModuleSpec, ...]:
 
 
 def feature_specs(arch: Arch, norm: str | None = None) -> list[ModuleSpec]:
-    """The modules of ``arch``'s convs, pools and blocks, in order (``model.features``)."""
-    return [spec for info in arch.features for spec in _layer_specs(info, norm)]
+    """The modules of ``arch``'s feature layers and blocks, in order (``model.features``)."""
+    return [spec for specs in layer_specs(arch, norm) for spec in specs]
+
+
+def layer_specs(arch: Arch, norm: str | None = None) -> list[list[ModuleSpec]]:
+    """:func:`feature_specs` per top-level feature layer (a conv with its norm and
+    activation, a pool, a norm, a block, ...), in order.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8)bn 2/2 bn gap", input_shape=(1, 8, 8))
+        >>> [[spec.name for spec in specs] for specs in layer_specs(arch)]
+        [['nn.Conv2d', 'nn.BatchNorm2d', 'nn.ReLU'], ['nn.MaxPool2d'], ['nn.BatchNorm2d']]
+    """
+    return [_layer_specs(info, norm) for info in arch.features]
 
 
 def pool_spec(arch: Arch) -> ModuleSpec:
@@ -185,7 +324,9 @@ def classifier_specs(arch: Arch) -> list[ModuleSpec]:
     specs = []
     for info in arch.shapes:
         if isinstance(info.layer, FC):
-            specs += [ModuleSpec("nn.Linear", (info.in_shape[0], info.layer.out_features)), activation_spec("relu")]
+            specs.append(ModuleSpec("nn.Linear", (info.in_shape[0], info.layer.out_features)))
+            activation = activation_spec(info.layer.activation)
+            specs += [activation] if activation else []
             if info.layer.dropout:
                 specs.append(ModuleSpec("nn.Dropout", (info.layer.dropout,)))
     specs.append(ModuleSpec("nn.Linear", (arch.shapes[-1].out_shape[0], arch.num_classes)))
@@ -254,3 +395,48 @@ def helpers_used(specs: Sequence[ModuleSpec]) -> list[str]:
     for spec in specs:
         visit(spec)
     return [name for name in HELPERS if name in found]
+
+
+def built_layers(arch: Arch, model: nn.Module) -> tuple[list, list]:
+    """The modules :func:`budgetnet.build` made for each layer of ``arch``: ``(leaves,
+    blocks)``, ``leaves`` a list of ``(LayerShape, [modules])`` for every leaf feature layer
+    (a conv with its norm and activation, a pool, a norm, ...) and ``blocks`` a list of
+    ``(LayerShape, module)``, both in :meth:`Arch.walk` order.
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8)bn res[(3,8) | id] gap", input_shape=(1, 8, 8))
+        >>> leaves, blocks = built_layers(arch, budgetnet.build(arch))
+        >>> [(info.name, len(modules)) for info, modules in leaves], [info.name for info, _ in blocks]
+        ([('conv1', 3), ('res1.conv1', 2)], ['res1'])
+    """
+    leaves: list = []
+    blocks: list = []
+
+    def visit(infos, modules) -> None:
+        position = 0
+        for info in infos:
+            layer = info.layer
+            if isinstance(layer, (ResidualSpec, ConcatSpec, GateSpec)):
+                block = modules[position]
+                position += 1
+                blocks.append((info, block))
+                if isinstance(layer, ResidualSpec):
+                    visit(info.inner[: len(layer.body)], list(block.body))
+                    visit(info.inner[len(layer.body) :], list(block.shortcut))
+                elif isinstance(layer, GateSpec):
+                    visit(info.inner, list(block.body))
+                else:
+                    start = 0
+                    for branch, built in zip(layer.branches, block.branches):
+                        visit(info.inner[start : start + len(branch)], list(built))
+                        start += len(branch)
+            else:
+                count = 1 + (isinstance(layer, Conv) and layer.norm == "batch") + (
+                    isinstance(layer, Conv) and layer.activation != "none"
+                )
+                leaves.append((info, modules[position : position + count]))
+                position += count
+
+    visit(arch.features, list(model.features))
+    return leaves, blocks

@@ -18,6 +18,7 @@ from budgetnet.rewrites.block_rules import (
     STAGE_POOL,
 )
 from budgetnet.rewrites.explore import variants
+from budgetnet.rewrites.inverted_rules import INVERTED_RULES, MBCONV_BLOCKS, MBCONV_FILTER
 from budgetnet.rewrites.framework import DEFAULT_TOLERANCE, Proposal, Rewrite, Rule, Site, span_notation
 from budgetnet.rewrites.paper_rules import ADD_POOL, DELAY_POOL, DEPTH_FILTER, DEPTH_WIDTH, PLAIN_RULES, WIDTH_FILTER
 from budgetnet.rewrites.registry import RULES, get_rule, resolve_rules, rewrite
@@ -34,6 +35,9 @@ __all__ = [
     "DELAY_POOL",
     "DEPTH_FILTER",
     "DEPTH_WIDTH",
+    "INVERTED_RULES",
+    "MBCONV_BLOCKS",
+    "MBCONV_FILTER",
     "PLAIN_RULES",
     "Proposal",
     "RULES",

@@ -45,17 +45,8 @@ from typing import Callable, Sequence
 from budgetnet.graph.arch import Arch, Conv, Layer, LayerShape, Pool, Residual
 from budgetnet.errors import LayerSpecError, RewriteError, ShapeError
 from budgetnet.graph.printing import format_layer
-from budgetnet.rewrites.framework import (
-    Rule,
-    Site,
-    check_sizes,
-    check_width_multiple,
-    span_macs,
-    Plan,
-    site_param,
-    local_shapes,
-    span_notation,
-)
+from budgetnet.rewrites.framework import Plan, Rule, Site, local_shapes, span_macs, span_notation
+from budgetnet.rewrites.params import check_sizes, check_width_multiple, site_param
 
 #: Solved block widths are rounded to a multiple of this (and of the groups).
 BLOCK_WIDTH_MULTIPLE = 4
@@ -85,7 +76,13 @@ def block_runs(arch: Arch) -> list[tuple[int, int, int]]:
 
 
 def _is_block(layer: Layer) -> bool:
-    return isinstance(layer, Residual) and layer.shortcut is None and all(isinstance(c, Conv) for c in layer.body)
+    """A basic or bottleneck residual block: automatic shortcut, a body of convs and no
+    depthwise conv (inverted residuals are :mod:`budgetnet.rewrites.inverted_rules`')."""
+    return (
+        isinstance(layer, Residual)
+        and layer.shortcut is None
+        and all(isinstance(c, Conv) and not c.depthwise for c in layer.body)
+    )
 
 
 def _inner(block: Residual) -> list[int]:
@@ -205,10 +202,25 @@ class BlockRule(Rule):
                 raise self._refuse(
                     site,
                     f"layer {index} {format_layer(layer)} has a written shortcut or a body that is not "
-                    "all convs; expected an automatic shortcut and a body of convs",
+                    "all convs (a gate, norm, scale or droppath); expected an automatic shortcut and a "
+                    "body of convs (gated inverted residuals: the rules mbconv_filter and mbconv_blocks)",
+                )
+            if any(conv.depthwise for conv in layer.body):
+                raise self._refuse(
+                    site,
+                    f"layer {index} {format_layer(layer)} is an inverted residual (a depthwise conv "
+                    "in its body); the rules mbconv_filter and mbconv_blocks rewrite those",
                 )
             blocks.append(layer)
         return blocks
+
+    def _one_block(self, arch: Arch, site: Site) -> Residual:
+        """The one block a site of one layer names (``block_stride``, ``stage_pool``)."""
+        if site.stop - site.start != 1:
+            raise self._refuse(
+                site, f"the site spans {site.stop - site.start} layers ({site.start}:{site.stop}); expected one block"
+            )
+        return self._blocks(arch, site)[0]
 
     def _multiple(self, site: Site, layers: Sequence[Layer]) -> int:
         """The width multiple: ``width_multiple``, else 4 and every group count."""
@@ -284,6 +296,11 @@ class BlockRule(Rule):
         """The first block of the run ``site.start:stop`` and the block that repeats after
         it (checked equal)."""
         blocks = self._blocks(arch, site, site.start, stop)
+        if not blocks:
+            raise self._refuse(
+                site, f"layers {site.start}:{stop} hold no residual block; expected a run of blocks (and, for "
+                "blocks_width, the layer after it)"
+            )
         if len(blocks) > 2 and len(set(blocks[1:])) > 1:
             raise self._refuse(
                 site, "the blocks after the first differ; expected a stage of one repeated block"
@@ -568,7 +585,7 @@ class BlockStrideRule(BlockRule):
 
     def _plan(self, arch: Arch, site: Site) -> Plan:
         position = site_param(self, site, "stride_on", 1)
-        (block,) = self._blocks(arch, site)
+        block = self._one_block(arch, site)
         strided = _strided(block)
         if len(strided) != 1:
             raise self._refuse(site, f"{format_layer(block)} has {len(strided)} strided convs; expected exactly one")
@@ -633,7 +650,7 @@ class StagePoolRule(BlockRule):
             body[0] = replace(body[0], stride=pool.stride, padding=None)
             return Plan(site.start, site.stop, (_with_body(block, body),))
         size = site_param(self, site, "pool_size", 2)
-        (block,) = self._blocks(arch, site)
+        block = self._one_block(arch, site)
         if len(_strided(block)) != 1:
             raise self._refuse(site, f"{format_layer(block)} does not stride once; expected one strided conv to replace by a pool")
         return Plan(site.start, site.stop, (Pool(size), _unstrided(block)))

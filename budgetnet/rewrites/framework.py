@@ -8,8 +8,10 @@ and builds the new Arch last. Every application returns a :class:`Rewrite` repor
 before, after, relative change); a rewrite that does not apply, breaks a shape or moves the
 cost beyond ``tolerance`` raises :class:`~budgetnet.errors.RewriteError` naming the rule, the
 site and the reason. The paper's rules are in :mod:`budgetnet.rewrites.paper_rules`, the
-block rules in :mod:`budgetnet.rewrites.block_rules`, the registry of both in
-:mod:`budgetnet.rewrites.registry`.
+block rules in :mod:`budgetnet.rewrites.block_rules`, the inverted-residual (MBConv) rules in
+:mod:`budgetnet.rewrites.inverted_rules`, the registry of all in
+:mod:`budgetnet.rewrites.registry`; :mod:`budgetnet.rewrites.roles` says which convs form a
+plain stage and builds every new conv from the one it replaces.
 
 Example:
     >>> from search_spaces.paper import MODELS
@@ -30,12 +32,14 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Callable, ClassVar, Iterable, Sequence
 
 from budgetnet.graph.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Residual
+from budgetnet.graph.layers import ELEMENTWISE, Gate
 from budgetnet.cost.budgets import check_tolerance
 from budgetnet.checks import is_int
 from budgetnet.cost.complexity import conv_macs, eqn1_term, format_count, layer_cost
 from budgetnet.errors import ArchError, LayerSpecError, RewriteError, ShapeError
 from budgetnet.graph.printing import format_layer
 from budgetnet.graph.shapes import infer_shapes
+from budgetnet.rewrites.roles import conv_kind, is_plain_conv
 
 #: Largest relative change of Eqn. (1) a single rewrite may make by default. The paper's
 #: own steps move it by at most 5.7% (D -> I, Eqn. 8).
@@ -43,6 +47,10 @@ DEFAULT_TOLERANCE = 0.1
 #: Solved widths are rounded to a multiple of the largest power of two that divides the
 #: kept output width, at most this (32 gives the paper's 160, 128 and 64).
 MAX_WIDTH_MULTIPLE = 32
+#: Rules whose site labels name the layer positions: the stages of an MBConv net (strided
+#: convs, no pools) all count as one stage of the paper's, so the stage alone does not tell
+#: them apart.
+POSITIONED_RULES = frozenset({"mbconv_filter", "mbconv_blocks"})
 
 
 def span_notation(layers: Sequence[Layer]) -> str:
@@ -130,9 +138,12 @@ class Site:
         Example:
             >>> Site("cardinality_width", 2, 2, 5, "res[(1,64) (3,64) (1,256)@none]x3", groups=32).label()
             'cardinality_width(stage 2, groups=32)'
+            >>> Site("mbconv_filter", 1, 9, 14, "...", kernel_size=3).label()
+            'mbconv_filter(stage 1 layers 9:14, kernel_size=3)'
         """
         params = "".join(f", {key}={value}" for key, value in self.params().items())
-        return f"{self.rule}(stage {self.stage}{params})"
+        where = f"stage {self.stage}" + (f" layers {self.start}:{self.stop}" if self.rule in POSITIONED_RULES else "")
+        return f"{self.rule}({where}{params})"
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -357,11 +368,15 @@ class Rule:
         key = self._span_key(arch, site)
         known = _SPAN_PROPOSALS.get(key) if key is not None else None
         if known is not None:
-            return self._proposal(arch, site, before_macs, *known)
+            plan, *costs = known
+            plan = replace(plan, start=plan.start + site.start, stop=plan.stop + site.start)
+            return self._proposal(arch, site, before_macs, plan, *costs)
         proposal = self._evaluate(arch, site, self._plan(arch, site), before_macs)
         self._check_shapes(arch, site, proposal)
         if key is not None and proposal.shapes is None:
-            _remember_span(key, (proposal.plan, proposal.replaced_macs, proposal.replacement_macs, proposal.depth_change))
+            plan = proposal.plan
+            plan = replace(plan, start=plan.start - site.start, stop=plan.stop - site.start)
+            _remember_span(key, (plan, proposal.replaced_macs, proposal.replacement_macs, proposal.depth_change))
         return proposal
 
     def apply(self, arch: Arch, site: Site, tolerance: float | None = DEFAULT_TOLERANCE) -> Arch:
@@ -435,10 +450,13 @@ class Rule:
         :attr:`plans_on_span`), or ``None`` when it may depend on the rest of the Arch."""
         if not self.plans_on_span:
             return None
-        span = arch.shapes[site.start : site.stop]
-        if not _is_local(span):
+        layers = arch.layers[site.start : site.stop]
+        if not _is_local_layers(layers):
             return None
-        return (self, site, arch.layers[site.start : site.stop], span[0].in_shape)
+        # positions relative to the span: a stage met again after an earlier stage changed
+        # its number of layers is the same span
+        where = replace(site, start=0, stop=site.stop - site.start, pools=_shifted(site.pools, -site.start))
+        return (self, where, layers, arch.shapes[site.start].in_shape)
 
     def _build(self, arch: Arch, site: Site, start: int, stop: int, layers: Sequence[Layer]) -> Arch:
         try:
@@ -453,7 +471,7 @@ class Rule:
         old = arch.shapes[plan.start : plan.stop]
         full = None
         try:
-            if _is_local(old) and _is_local_layers(plan.layers):
+            if _is_local_layers(arch.layers[plan.start : plan.stop]) and _is_local_layers(plan.layers):
                 new = _span_shapes(arch, plan)
                 if new[-1].out_shape != old[-1].out_shape:
                     raise self._refuse(
@@ -520,16 +538,31 @@ class Rule:
     def _conv_span(self, arch: Arch, site: Site, same_kernel: bool) -> list[LayerShape]:
         """The convs ``start:stop`` of a site, checked to be stride-1 convs of one stage."""
         infos = list(arch.shapes[site.start : site.stop])
+        kinds = set()
         for info in infos:
             written = format_layer(arch.layers[info.index])
             if info.kind != "conv":
                 raise self._refuse(site, f"layer {info.index} is {written}, not a conv")
+            if not is_plain_conv(arch, info.index):
+                raise self._refuse(
+                    site,
+                    f"layer {info.index} {written} is not a plain conv: a depthwise or grouped conv, or "
+                    "the 1x1 expansion or projection of an inverted-residual block or gate, keeps its "
+                    "block's widths; the paper's rules replace dense convs of a plain stage",
+                )
+            kinds.add(conv_kind(arch.layers[info.index]))
             if info.layer.stride != 1:
                 raise self._refuse(
                     site,
                     f"layer {info.index} {written} has stride {info.layer.stride}; "
                     "the rule replaces stride-1 convs only (a strided conv sets its stage's map size)",
                 )
+        if len(kinds) > 1:
+            raise self._refuse(
+                site,
+                "the convs differ in norm, BN eps/momentum, activation or dilation; expected one kind "
+                "of conv (a plain stage), so the new convs inherit it",
+            )
         if same_kernel and len({info.layer.kernel_size for info in infos}) > 1:
             raise self._refuse(site, "the convs have different filter sizes; expected one filter size")
         return infos
@@ -588,6 +621,10 @@ _SPAN_PROPOSALS_MAX = 8192
 _SPAN_LOCK = threading.Lock()
 
 
+def _shifted(pools: tuple[int, ...] | None, offset: int) -> tuple[int, ...] | None:
+    return None if pools is None else tuple(p + offset for p in pools)
+
+
 def _remember_span(key: tuple, value: tuple) -> None:
     with _SPAN_LOCK:
         if len(_SPAN_PROPOSALS) >= _SPAN_PROPOSALS_MAX:
@@ -618,7 +655,7 @@ def local_shapes(layers: tuple[Layer, ...], in_shape: tuple[int, ...]) -> tuple[
 
 
 def _span_shapes(arch: Arch, plan: Plan) -> tuple[LayerShape, ...]:
-    """Shapes of a local plan's new layers (see :func:`_is_local`) on the span's input,
+    """Shapes of a local plan's new layers (see :func:`_is_local_layers`) on the span's input,
     with the indexes, names and stages they get in the rewritten Arch, so that building it
     finds those blocks inferred already (:func:`budgetnet.graph.shapes.infer_shapes` caches a
     block by its spec, input shape, name, index and stage)."""
@@ -628,15 +665,23 @@ def _span_shapes(arch: Arch, plan: Plan) -> tuple[LayerShape, ...]:
     return infer_shapes(plan.layers, arch.shapes[plan.start].in_shape, start=plan.start, stage=stage, counts=counts)
 
 
-def _is_local(infos: Sequence[LayerShape]) -> bool:
-    """Whether a span's shapes can be inferred alone: blocks and pools, ending with a block
-    (a block's paddings depend on its input alone, and the main chain's padding state starts
-    afresh after one)."""
-    return bool(infos) and all(info.kind in ("res", "concat", "pool") for info in infos) and infos[-1].kind != "pool"
-
-
 def _is_local_layers(layers: Sequence[Layer]) -> bool:
-    return bool(layers) and all(isinstance(layer, (Residual, Concat, Pool)) for layer in layers) and not isinstance(layers[-1], Pool)
+    """Whether a span's shapes can be inferred alone: blocks, pools, norms, activations and
+    convs whose padding reads nothing of the main chain's state (written, or odd and stride
+    1), ending with a block (a block's paddings depend on its input alone, and the main
+    chain's padding state starts afresh after one): e.g. an MBConv stage that opens with a
+    main-chain block of 1x1 convs and a depthwise conv with written padding."""
+    return (
+        bool(layers)
+        and all(_context_free(layer) for layer in layers)
+        and isinstance(layers[-1], (Residual, Concat, Gate))
+    )
+
+
+def _context_free(layer: Layer) -> bool:
+    if isinstance(layer, Conv):
+        return layer.padding is not None or (layer.stride == 1 and layer.field % 2 == 1)
+    return isinstance(layer, (Residual, Concat, Gate, Pool, *ELEMENTWISE))
 
 
 def _with_channels(info: LayerShape, layer: Conv, in_channels: int) -> LayerShape:
@@ -673,41 +718,3 @@ def _power_of_two_divisor(value: int, limit: int) -> int:
     while multiple < limit and value % (multiple * 2) == 0:
         multiple *= 2
     return multiple
-
-
-def conv_groups(arch: Arch, key: Callable[[LayerShape], object]) -> list[tuple[int, int, int]]:
-    """Maximal runs ``(stage, start, stop)`` of consecutive stride-1 convs with equal ``key``."""
-    groups = []
-    for _, run in itertools.groupby(
-        arch.features,
-        key=lambda info: (
-            (info.stage, key(info)) if info.kind == "conv" and info.layer.stride == 1 else None
-        ),
-    ):
-        run = list(run)
-        if run[0].kind == "conv" and run[0].layer.stride == 1:
-            groups.append((run[0].stage, run[0].index, run[-1].index + 1))
-    return groups
-
-
-def check_width_multiple(rule: str, value) -> int | None:
-    if value is not None and not is_int(value, 1):
-        raise RewriteError(rule, None, f"width_multiple={value!r} is invalid; expected an integer >= 1")
-    return value
-
-
-def check_sizes(rule: str, name: str, values, minimum: int) -> tuple[int, ...]:
-    try:
-        values = tuple(values)
-    except TypeError:
-        values = None
-    if not values or any(not is_int(v, minimum) for v in values):
-        raise RewriteError(rule, None, f"{name}={values!r} is invalid; expected a non-empty list of integers >= {minimum}")
-    return values
-
-
-def site_param(rule: "Rule", site: Site, name: str, minimum: int) -> int:
-    value = getattr(site, name)
-    if not is_int(value, minimum):
-        raise rule._refuse(site, f"{name}={value!r} is invalid; expected an integer >= {minimum}")
-    return value

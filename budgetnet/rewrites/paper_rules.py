@@ -37,21 +37,15 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from budgetnet.checks import is_int
 from budgetnet.graph.arch import Arch, Conv, Layer, Pool
 from budgetnet.graph.printing import format_layer
-from budgetnet.rewrites.framework import (
-    Plan,
-    Rule,
-    Site,
-    check_sizes,
-    check_width_multiple,
-    conv_groups,
-    site_param,
-    span_notation,
-)
+from budgetnet.rewrites.framework import Plan, Rule, Site, span_notation
+from budgetnet.rewrites.params import check_sizes, check_width_multiple, site_param
+from budgetnet.rewrites.roles import conv_groups, conv_kind, derive, is_plain_conv
 
 
 class DepthFilterRule(Rule):
@@ -100,7 +94,7 @@ class DepthFilterRule(Rule):
                     f"layer {info.index} {format_layer(arch.layers[info.index])} is not larger than "
                     f"{kernel}x{kernel}; expected a filter size above kernel_size={kernel}",
                 )
-            layers += [Conv(kernel, info.layer.out_channels)] * count
+            layers += [derive(arch.layers[info.index], kernel_size=kernel)] * count
         return Plan(site.start, site.stop, tuple(layers))
 
 
@@ -147,10 +141,12 @@ class DepthWidthRule(Rule):
     def _plan(self, arch: Arch, site: Site) -> Plan:
         infos = self._conv_span(arch, site, same_kernel=True)
         depth = site_param(self, site, "depth", len(infos) + 1)
-        kernel, out = infos[0].layer.kernel_size, infos[-1].layer.out_channels
+        template, last = arch.layers[infos[0].index], arch.layers[infos[-1].index]
 
         def make(width: int) -> list[Layer]:
-            return [Conv(kernel, width)] * (depth - 1) + [Conv(kernel, out)]
+            return [derive(template, out_channels=width)] * (depth - 1) + [derive(last)]
+
+        out = last.out_channels
 
         return self._solve_width(arch, site, make, out)
 
@@ -202,10 +198,13 @@ class WidthFilterRule(Rule):
             raise self._refuse(site, "needs at least 2 convs: the last keeps its width, the others take the solved one")
         if kernel == infos[0].layer.kernel_size:
             raise self._refuse(site, f"kernel_size={kernel} is the current filter size; expected another")
-        out = infos[-1].layer.out_channels
+        template, last = arch.layers[infos[0].index], arch.layers[infos[-1].index]
+        out = last.out_channels
 
         def make(width: int) -> list[Layer]:
-            return [Conv(kernel, width)] * (len(infos) - 1) + [Conv(kernel, out)]
+            return [derive(template, kernel_size=kernel, out_channels=width)] * (len(infos) - 1) + [
+                derive(last, kernel_size=kernel)
+            ]
 
         return self._solve_width(arch, site, make, out)
 
@@ -241,7 +240,12 @@ class AddPoolRule(Rule):
         sites = []
         for stage, convs in enumerate(arch.stages, start=1):
             for moved in range(2, len(convs), 2):
-                if any(info.kind != "conv" or info.layer.stride != 1 for info in convs[-moved:]):
+                moving = convs[-moved:]
+                if any(info.kind != "conv" or info.layer.stride != 1 or not is_plain_conv(arch, info.index) for info in moving):
+                    continue
+                if len({conv_kind(arch.layers[info.index]) for info in moving}) > 1:
+                    continue
+                if not is_plain_conv(arch, moving[0].index - 1):
                     continue
                 start, stop = convs[-moved].index, convs[-1].index + 1
                 layers = span_notation(arch.layers[start:stop])
@@ -252,8 +256,8 @@ class AddPoolRule(Rule):
     def _plan(self, arch: Arch, site: Site) -> Plan:
         size = site_param(self, site, "pool_size", 2)
         infos = self._conv_span(arch, site, same_kernel=False)
-        if site.start == 0 or arch.shapes[site.start - 1].kind != "conv":
-            raise self._refuse(site, "at least one conv must stay in the stage before the new pool")
+        if site.start == 0 or not is_plain_conv(arch, site.start - 1):
+            raise self._refuse(site, "at least one conv must stay in the stage before the new pool (a plain conv, not a block's or a gate's)")
         if site.stop < len(arch.layers) and arch.shapes[site.stop].kind == "conv":
             raise self._refuse(
                 site, f"layer {site.stop} is a conv of the same stage; expected the site to end its stage"
@@ -262,7 +266,7 @@ class AddPoolRule(Rule):
         for position, info in enumerate(infos):
             widen = position % 2 == 0 and position < len(infos) - 1
             width = info.layer.out_channels * size * size if widen else info.layer.out_channels
-            layers.append(Conv(info.layer.kernel_size, width))
+            layers.append(derive(arch.layers[info.index], out_channels=width))
         return Plan(site.start, site.stop, tuple(layers))
 
 
@@ -334,8 +338,8 @@ class DelayPoolRule(Rule):
                     f"the conv after the pool at layer {position} already has stride "
                     f"{following.stride}; expected a stride-1 conv to take the pool's stride",
                 )
-            layers[position - site.start] = Pool(pool.kernel_size, 1, pool.padding, pool.mode)
-            layers[position + 1 - site.start] = Conv(following.kernel_size, following.out_channels, pool.stride)
+            layers[position - site.start] = replace(pool, stride=1)
+            layers[position + 1 - site.start] = derive(following, stride=pool.stride)
         return Plan(site.start, site.stop, tuple(layers))
 
 

@@ -13,12 +13,14 @@ from budgetnet.errors import RewriteError
 from budgetnet.graph.arch import Arch
 from budgetnet.rewrites.block_rules import BLOCK_RULES
 from budgetnet.rewrites.framework import DEFAULT_TOLERANCE, Rewrite, Rule, Site
+from budgetnet.rewrites.inverted_rules import INVERTED_RULES
 from budgetnet.rewrites.paper_rules import DEPTH_FILTER, PLAIN_RULES  # noqa: F401  (DEPTH_FILTER: the doctests)
 
 
 #: Every rule with default parameters: the paper's five, then the block rules of
-#: :mod:`budgetnet.rewrites.block_rules`.
-RULES: tuple[Rule, ...] = PLAIN_RULES + BLOCK_RULES
+#: :mod:`budgetnet.rewrites.block_rules`, then the inverted-residual rules of
+#: :mod:`budgetnet.rewrites.inverted_rules`.
+RULES: tuple[Rule, ...] = PLAIN_RULES + BLOCK_RULES + INVERTED_RULES
 
 
 def get_rule(rule: "str | Rule") -> Rule:

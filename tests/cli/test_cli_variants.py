@@ -124,3 +124,17 @@ def test_residual_variants_show_the_layers_each_rewrite_wrote(capsys):
     (row,) = [line for line in lines if line.endswith("cardinality_width(stage 2, groups=2)")]
     # Xie et al. 2017 Table 2: C = 2 takes d = 40, a bottleneck 80 wide
     assert "... stage 2: res[(1,80)bn (3,80)g2bn (1,256)bn@none]x3" in row
+
+
+def test_efficientnet_b0_variants_are_mbconv_trades(capsys):
+    status, out, err = run(capsys, "variants", "efficientnet_b0", "--steps", "2")
+    assert status == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[-1].startswith("133 variants within 2 steps; 234 sites checked (0 refused by a rule, 0 off budget")
+    rows = lines[4:-2]
+    assert rows[0].split()[:2] == ["efficientnet_b0", "(baseline)"]
+    paths = [row.split("  ")[-1].strip() for row in rows[1:]]
+    rules = {step.split("(")[0] for path in paths for step in path.split(" > ")}
+    assert len(paths) == 133 and rules == {"mbconv_filter", "mbconv_blocks"}
+    (row,) = [row for row in rows if row.rstrip().endswith("  mbconv_filter(stage 1 layers 9:14, kernel_size=3)")]
+    assert "(3,280)dwbn@silu gate[gpool (1,10)@silu (1,280)@sigmoid]" in row

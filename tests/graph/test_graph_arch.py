@@ -29,17 +29,17 @@ SMALL = (3, 8, 8)
     [
         (lambda: Conv(3, 8, groups=0), "conv: groups=0 is invalid; expected an integer >= 1"),
         (lambda: Conv(3, 12, groups=8), "conv: groups=8 is invalid; expected a divisor of out_channels=12"),
-        (lambda: Conv(3, 8, activation="tanh"), "conv: activation='tanh' is invalid; expected one of ('relu',"),
+        (lambda: Conv(3, 8, activation="swish"), "conv: activation='swish' is invalid; expected one of ACTIVATIONS (relu,"),
         (lambda: Conv(3, 8, norm="layer"), "conv: norm='layer' is invalid; expected one of (None, 'batch')"),
         (lambda: Conv(3, 8, depthwise=1), "conv: depthwise=1 is invalid; expected True or False"),
         (lambda: Residual(()), "res: body=() is invalid; expected at least one layer (a block with no layers"),
-        (lambda: Residual((SPP(),)), "res: body=SPP(levels=(6, 3, 2, 1), mode='max') is invalid; expected conv,"),
-        (lambda: Residual((Conv(3, 8),), activation="tanh"), "res: activation='tanh' is invalid"),
-        (lambda: Residual("(3,8)"), "res: body='(3,8)' is invalid; expected a list of conv, pool or block specs"),
+        (lambda: Residual((SPP(),)), "res: body=SPP(levels=(6, 3, 2, 1), mode='max') is invalid; expected feature layer specs only (conv,"),
+        (lambda: Residual((Conv(3, 8),), activation="swish"), "res: activation='swish' is invalid"),
+        (lambda: Residual("(3,8)"), "res: body='(3,8)' is invalid; expected a list of feature layer specs (conv, pool, norm, act, ..., blocks)"),
         (lambda: Concat(((Conv(3, 8),),)), "concat: branches=1 is invalid; expected at least 2 branches"),
         (lambda: Concat(5), "concat: branches=5 is invalid; expected a list of at least 2 branches"),
         (lambda: Concat(((), (), (Conv(1, 4),))), "concat: branches=((), (), (Conv("),
-        (lambda: Add("tanh"), "add: activation='tanh' is invalid"),
+        (lambda: Add("swish"), "add: activation='swish' is invalid"),
     ],
 )
 def test_bad_specs(make, message):
@@ -177,7 +177,7 @@ def test_bad_hand_made_graphs():
     no_join.add_node("merge", layer=Conv(1, 8))
     no_join.add_edges_from([("left", "merge"), ("right", "merge"), ("merge", "gap")])
     with pytest.raises(ArchError, match=r"the branches from node 'add' meet at 'merge' \(conv\); expected them to "
-                                        r"close at one Add or Cat node"):  # fmt: skip
+                                        r"close at one Add, Cat or Mul node"):  # fmt: skip
         Arch(no_join, input_shape=SMALL)
     lonely = nx.DiGraph([("x", "j"), ("j", "c")])
     nx.set_node_attributes(lonely, {"x": Conv(3, 8), "j": Add(), "c": SPP((1,), "avg")}, "layer")
@@ -203,7 +203,7 @@ def test_bad_hand_made_graphs():
         ("(3,8) res[(3,8) | (1,8) | id]", 7, "res[BODY | SHORTCUT] takes at most one shortcut"),
         ("(3,8) ]", 7, "unknown layer ']'"),
         ("(3,8) res[(3,8) +]", 17, "a trailing '+' joins nothing; expected a layer after it"),
-        ("(3,8)@tanh", 6, "unexpected '@' after a layer"),
+        ("(3,8)@swish", 6, "unknown activation '@swish'; expected @ and one of relu"),
         ("(3,8)g", 6, "unexpected 'g' after a layer"),
     ],
 )

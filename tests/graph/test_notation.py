@@ -245,7 +245,7 @@ def test_fuzz_mutated_notation(text):
     "text, column, problem",
     [
         ("(3,8) (3,)", 7, "malformed conv; expected (KERNEL,FILTERS) like (3,256)"),
-        ("(3,8) 2/2 lstm", 11, "unknown layer 'lstm'; expected a conv (3,256), a pool 2/2, spp, gap, flat or fc4096"),
+        ("(3,8) 2/2 lstm", 11, "unknown layer 'lstm'; expected a conv (3,256), a pool 2/2, spp, gap, flat, fc4096, a norm"),
         ("(3,8)\n2/2 foo", 11, "unknown layer 'foo'"),
         ("×3", 1, "unknown layer '×3'"),
         ("(3,8)x", 6, "unexpected 'x' after a layer"),
@@ -353,5 +353,5 @@ def test_repeat_after_an_activation_round_trips(text, shape):
     arch = parse(text, input_shape=shape)
     assert "x2" in str(arch) or "x3" in str(arch)
     assert parse(str(arch), input_shape=shape) == arch
-    with pytest.raises(NotationError, match="column 6: unexpected '@' after a layer"):
+    with pytest.raises(NotationError, match="column 6: unknown activation '@nonexx'; expected @ and one of relu"):
         parse("(3,8)@nonexx", input_shape=SMALL)

@@ -43,6 +43,9 @@ SIDES = (56, 28, 14, 7)  # conv2_x .. conv5_x
 PLANES = (64, 128, 256, 512)
 
 
+MODERN = ("efficientnet_b0", "mobilenet_v3_large", "regnet_y_400mf", "convnext_tiny")
+
+
 def resnet_by_hand(blocks, bottleneck, stride_on="1x1", groups=1, width_per_group=64, projections=True):
     """He et al. 2016 Table 1 as arithmetic: stage by stage, block by block."""
     total, channels = STEM, 64
@@ -293,7 +296,10 @@ def test_json_round_trip(name):
 
 
 def test_every_conv_is_batch_normalized_and_the_head_is_gap():
+    # the residual families; today's nets gate with plain 1x1 convs (and ConvNeXt has no BN)
     for name, arch in zoo.ZOO.items():
+        if name in MODERN:
+            continue
         assert all(info.layer.norm == "batch" for info in arch.convs), name
         assert str(arch).endswith(" gap"), name
 

@@ -70,7 +70,7 @@ def test_import_counts_like_fvcore_and_copies_weights(name, side):
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         by_module = analysis.by_module()
     ours = [eqn1_term(info) for info in arch.convs]
-    theirs = [by_module[conv.name] for conv in imported.convs]
+    theirs = [by_module[layer.path] for layer in imported.layers if isinstance(layer.layer, budgetnet.Conv)]
     assert len(ours) == len([m for m in model.modules() if isinstance(m, nn.Conv2d)])
     assert ours == theirs
     assert budgetnet.conv_macs(arch) == sum(theirs)
@@ -115,5 +115,5 @@ def test_weights_from_another_module_is_refused():
         budgetnet.build(arch, weights_from=models.resnet50())
     model = budgetnet.build(arch)
     model.features[1] = nn.Identity()  # drop the stem's BatchNorm2d by hand
-    with pytest.raises(ArchError, match=r"build: weights_from: 'conv1' has a batch norm but the built conv has the"):
+    with pytest.raises(ArchError, match=r"build: weights_from: 'conv1' \(Conv2d\) \+ 'bn1' \(BatchNorm2d\) \+ relu has a batch norm but the built conv has the"):
         copy_weights(models.resnet18(), model)

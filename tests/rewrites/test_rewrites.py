@@ -202,6 +202,7 @@ def test_rule_lookup_and_equality():
     assert [rule.name for rule in resolve_rules(None)] == [
         "depth_filter", "depth_width", "width_filter", "add_pool", "delay_pool",
         "blocks_width", "bottleneck_blocks", "cardinality_width", "block_filter", "block_stride", "stage_pool",
+        "mbconv_filter", "mbconv_blocks",
     ]  # fmt: skip
     assert resolve_rules("add_pool") == (ADD_POOL,)
     assert DepthWidthRule() == DEPTH_WIDTH and DepthWidthRule(depth_factors=(2,)) != DEPTH_WIDTH

@@ -1,0 +1,145 @@
+"""Today's CNNs through ``Arch.from_module``: one representative of each torchvision and timm
+family, exact or refused by name.
+
+Each accepted model is imported with the numeric check on (layer by layer, relative 1e-4), its
+Eqn. (1) is compared with fvcore's conv count of the module, and the model built from the Arch
+with the module's weights gives the module's logits, batch-norm statistics and biases
+randomised so that no norm is the identity. 64 px inputs keep the sweep cheap; the full census
+at 224 px is ``bench/import_zoo.py`` (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import budgetnet
+from budgetnet.cost.complexity import eqn1_term
+from budgetnet.errors import UnsupportedModuleError
+from budgetnet.pytorch.fx_graph import import_module
+from budgetnet.pytorch.importer import import_torchvision
+
+SHAPE = (3, 64, 64)
+
+
+def _randomised(model: nn.Module) -> nn.Module:
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=generator) - 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=generator) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=generator) + 0.5)
+                    m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)
+            elif isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)
+    return model.eval()
+
+
+def _fvcore_by_module(model: nn.Module, x: torch.Tensor) -> tuple[dict, dict]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+
+        analysis = FlopCountAnalysis(model, x)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return analysis.by_module(), analysis.by_operator()
+
+
+def _check_exact(model: nn.Module) -> budgetnet.Arch:
+    model = _randomised(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a dropout before the classifier is left out
+        imported = import_module(model, SHAPE)
+        arch = budgetnet.Arch.from_module(model, SHAPE)  # with the numeric check
+        built = budgetnet.build(arch, weights_from=model).eval()
+    assert arch == imported.arch
+    x = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(1))
+    by_module, by_operator = _fvcore_by_module(model, x[:1])
+    # Eqn. (1), conv by conv, against fvcore's count of the module that each conv came from
+    # (a pointwise Linear on a channels-last map is a 1x1 conv here, counted as fvcore does)
+    convs = [record for record in imported.layers if record.layer.kind == "conv"]
+    for info, record in zip([info for info in arch.walk() if info.kind == "conv"], convs):
+        if record.path is not None:
+            assert eqn1_term(info) == by_module[record.path], record.name
+    pointwise = by_operator.get("linear", 0) - budgetnet.complexity(arch).fc_macs
+    assert budgetnet.conv_macs(arch) == by_operator.get("conv", 0) + pointwise
+    with torch.no_grad():
+        reference, ours = model(x), built(x)
+    assert ((ours - reference).abs().max() / reference.abs().max()).item() < 1e-4
+    return arch
+
+
+TORCHVISION = [
+    "efficientnet_b0", "mobilenet_v3_small", "regnet_y_400mf", "convnext_tiny", "densenet121", "mnasnet0_5",
+    "shufflenet_v2_x0_5", "googlenet", "efficientnet_v2_s",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def torchvision():
+    return import_torchvision()
+
+
+@pytest.mark.parametrize("name", TORCHVISION)
+def test_torchvision_families_import_exactly(name, torchvision):
+    _check_exact(torchvision.models.get_model(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("inception_v3", "'Mixed_6b.branch7x7_2.conv' (Conv2d): kernel_size=(1, 7) (a non-square kernel)"),
+        ("squeezenet1_0", "the forward of SqueezeNet ends without a Linear classifier"),
+    ],
+)
+def test_torchvision_models_out_of_reach_are_refused_by_name(name, message, torchvision):
+    model = torchvision.models.get_model(name).eval()
+    shape = (3, 96, 96) if name == "inception_v3" else SHAPE
+    with pytest.raises(UnsupportedModuleError) as error:
+        budgetnet.Arch.from_module(model, shape)
+    assert str(error.value).startswith(message)
+
+
+TIMM = [
+    "efficientnet_b0", "mobilenetv3_small_050", "mobilenetv4_conv_small", "regnety_002", "regnetz_005",
+    "convnext_atto", "resnet18d", "seresnext26d_32x4d", "ghostnet_050", "lcnet_050", "mixnet_s", "repvgg_a0",
+    "cspresnet50", "ese_vovnet19b_dw", "hgnet_tiny", "mobileone_s0", "xception41", "legacy_xception", "fbnetc_100",
+    "mnasnet_100", "tinynet_e", "densenet121", "tf_efficientnet_b0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def timm(torchvision):
+    return pytest.importorskip("timm", reason="timm is a test dependency: ./install.sh --dev installs it")
+
+
+@pytest.mark.parametrize("name", TIMM)
+def test_timm_families_import_exactly(name, timm):
+    _check_exact(timm.create_model(name))
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("eca_vovnet39b", "'stages.0.blocks.0.attn.conv' (Conv1d): a 1-D conv (as ECA's conv over the channels) has no "
+                          "place in an Arch"),
+        ("rexnet_100", "the forward of RexNet is not a series-parallel graph of layers"),
+        ("dla34", "the forward of DLA is not a series-parallel graph of layers"),
+    ],
+)  # fmt: skip
+def test_timm_models_out_of_reach_are_refused_by_name(name, message, timm):
+    with pytest.raises(UnsupportedModuleError) as error:
+        budgetnet.Arch.from_module(timm.create_model(name).eval(), SHAPE)
+    assert str(error.value).startswith(message)
+
+
+def test_legacy_xception_is_rebuilt_exactly_where_it_was_rebuilt_wrong(timm):
+    # the model issue 18 found accepted and rebuilt wrong: its blocks start with a ReLU that the
+    # shortcut must not see; now the ReLU stays in the body and the logits agree
+    arch = _check_exact(timm.create_model("legacy_xception"))
+    assert "res[relu " in str(arch)
