@@ -337,12 +337,23 @@ class Runner:
         if job is None:
             TrialRecord.write(trial, status="surplus", confirm={"key": None}, error="no confirmation job was queued")
             raise _NoJob
+        if self._taken_before(trial.number, job["key"]):  # two processes queued the same job: one runs it
+            TrialRecord.write(trial, status="surplus", error=f"retraining {job['key']} is already claimed")
+            raise _NoJob
         accuracy = self.run_job(trial, job)
         self.bar.update(1)
         if self.lines:
             print(f"confirm: {job['model']} seed {job['seed']}" + ("" if job["fold"] is None else f" fold {job['fold']}")
                   + f": held-out accuracy {accuracy:.4f}", flush=True)  # fmt: skip
         return accuracy
+
+    def _taken_before(self, number: int, key: str) -> bool:
+        """True when a lower-numbered trial runs or ran job ``key`` (``ask`` claims the oldest
+        queued trial first, so of two copies of a job the first is claimed first)."""
+        return any(
+            other.number < number and TrialRecord.read(other).confirm["key"] == key
+            for other in confirm_trials(self.study, (TrialState.RUNNING, TrialState.COMPLETE))
+        )
 
     def run_job(self, trial, job: dict) -> float:
         """Retrain (or, for the first seed on the test split, reuse kept weights) and score one run."""

@@ -201,3 +201,31 @@ def test_a_study_with_no_baseline_or_no_completed_trial():
     study.add_trial(optuna.create_trial(value=0.0, user_attrs={"status": "infeasible"}))
     with pytest.raises(ConfirmError, match=r"no completed trial inside the budget \(completed=0\)"):
         confirm(study)
+
+
+WORKER = """
+import sys, optuna
+sys.path.insert(0, {tests!r})
+from test_confirm import tiny_digits
+from budgetnet.studies.confirm import confirm
+study = optuna.load_study(study_name="s", storage={url!r})
+confirm(study, top=1, seeds=2, folds=2, data=tiny_digits(), device="cpu", progress=False)
+"""
+
+
+def test_two_processes_confirm_one_study_and_each_retraining_runs_once(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    data = tiny_digits()
+    storage = optuna.storages.RDBStorage(url)
+    study = budgetnet.search("small", data, n_trials=2, epochs=1, seed=0, progress=False, storage=storage,
+                             study_name="s")  # fmt: skip
+    code = WORKER.format(tests=str(Path(__file__).resolve().parent), url=url)
+    workers = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(2)]
+    assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
+    trained = [TrialRecord.read(t).confirm["key"] for t in confirm_trials(study, (TrialState.COMPLETE,))]
+    assert len(trained) == len(set(trained)) == 2 * 4  # baseline and 1 candidate x 2 seeds x 2 folds, once each
+    assert StudyRecord.read(study).confirmation["complete"]
