@@ -85,13 +85,15 @@ def optimization_history(study, path: str | Path | None = None):
     """
     from optuna.trial import TrialState
 
-    from budgetnet.studies.results import is_feasible
+    from budgetnet.studies.results import arm, is_feasible
 
     figure = _figure()
     axes = figure.add_subplot()
     groups = {"completed": [], "over the budget": [], "pruned": []}
     best, best_line = None, []
     for trial in study.get_trials(deepcopy=False):
+        if arm(trial) == "confirm":  # a confirmation's retraining, not a search trial
+            continue
         if trial.state == TrialState.COMPLETE:
             value = trial.values[0]
             if is_feasible(trial):
