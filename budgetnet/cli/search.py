@@ -10,7 +10,7 @@ With no options (the main job): the small space on the bundled digits under a ti
 the cost of the small baseline at a quarter of its widths, (3,4) 2/2 (5,8) 2/2 (3,16)x3
 spp(2,1) (153K MACs, 0.07x the small space's own baseline; at the small baseline's cost
 every candidate scores about 0.99 on digits and the ranking says nothing), 50 trials of 15
-epochs, the baseline trained once for comparison; then the confirmation: the 3 best distinct
+epochs with no pruning, the baseline trained once for comparison; then the confirmation: the 3 best distinct
 candidates and the baseline retrained on 3 seeds x 3-fold over the whole set, with 95%
 confidence intervals and a verdict (see budgetnet confirm --help; --no-confirm skips it).
 
@@ -52,7 +52,7 @@ DEFAULT_EPOCHS = 15
 MAIN_JOB_BASELINE = "(3,4) 2/2 (5,8) 2/2 (3,16)x3 spp(2,1)"
 #: budgetnet.studies.settings.PRUNERS and DEFAULT_PRUNER (repeated: this module does not import optuna).
 PRUNERS = ("median", "percentile25", "percentile75", "wilcoxon", "hyperband", "none")
-DEFAULT_PRUNER = "median"
+DEFAULT_PRUNER = "none"
 
 
 def add_arguments(parser) -> None:
@@ -106,7 +106,7 @@ def add_arguments(parser) -> None:
     train.add_argument(
         "--pruner", choices=PRUNERS,
         help="stop poor candidates early: " + ", ".join(PRUNERS) + f" (default {DEFAULT_PRUNER}, the one that "
-        "pruned none of the true top 5 in the replays of docs/benchmarks.md; none with several objectives)",
+        "pruned none of the true top 5 in the replays of docs/benchmarks.md: every pruner tried lost some)",
     )  # fmt: skip
     train.add_argument(
         "--sampler", default="tpe", metavar="NAME",

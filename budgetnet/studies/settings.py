@@ -28,8 +28,9 @@ DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "latency": "minimize"}
 #: median, percentile25 / percentile75 (Optuna's percentile pruner keeping the top 25 % / 75 %),
 #: wilcoxon, hyperband, none.
 PRUNERS = ("median", "percentile25", "percentile75", "wilcoxon", "hyperband", "none")
-#: The default pruner: chosen by the replays of docs/benchmarks.md ("A pruner that keeps the best").
-DEFAULT_PRUNER = "median"
+#: The default pruner: the one that pruned none of the true top 5 in any replay of
+#: docs/benchmarks.md ("pruners that keep the best"); every other pruner lost some of them.
+DEFAULT_PRUNER = "none"
 #: The samplers :func:`~budgetnet.studies.study.search` accepts (Optuna's; see :func:`check_sampler`).
 SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
 #: The controls that may run beside a search, in the same study.
@@ -112,12 +113,13 @@ def parse_objectives(objectives: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def make_pruner(pruner, objectives: Sequence[str], epochs: int) -> optuna.pruners.BasePruner:
-    """The Optuna pruner for a name (an Optuna pruner object is used as it is); several
-    objectives allow none (with a warning if one was asked for by name).
+    """The Optuna pruner for a name (an Optuna pruner object is used as it is; ``None``:
+    :data:`DEFAULT_PRUNER`); several objectives allow none (with a warning if one was asked
+    for by name).
 
     Example:
-        >>> type(make_pruner(None, ("accuracy",), 5)).__name__
-        'MedianPruner'
+        >>> type(make_pruner(None, ("accuracy",), 5)).__name__, type(make_pruner("median", ("accuracy",), 5)).__name__
+        ('NopPruner', 'MedianPruner')
     """
     if isinstance(pruner, optuna.pruners.BasePruner):
         if len(objectives) > 1:

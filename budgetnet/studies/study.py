@@ -120,9 +120,11 @@ def search(
             multi-objective search whose result is the Pareto set; no pruning there.
         epochs: training epochs per candidate (default: the recipe's).
         recipe: a :class:`budgetnet.training.recipes.Recipe` or a name of :data:`budgetnet.training.recipes.RECIPES`.
-        pruner: ``"median"``, ``"hyperband"`` or ``"none"`` (or an Optuna pruner); default
-            median for accuracy alone and none with several objectives. Pruning decides on
-            the validation accuracy reported after every epoch but the last.
+        pruner: a name of :data:`budgetnet.studies.settings.PRUNERS` (``"median"``,
+            ``"percentile25"``, ``"percentile75"``, ``"wilcoxon"``, ``"hyperband"``, ``"none"``)
+            or an Optuna pruner; default ``"none"`` (every pruner replayed in
+            docs/benchmarks.md pruned some of the true top 5). Pruning decides on the
+            validation accuracy reported after every epoch but the last.
         seed: seeds the sampler and each trial's training (trial ``k`` trains with
             ``seed + k``); a seeded search on one worker is reproducible.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
