@@ -313,7 +313,7 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
         ("--limit", args.limit),
         ("--norm", args.norm),
         ("--pruner", args.pruner),
-        ("--sampler", args.sampler),
+        ("--sampler", None if args.sampler == "tpe" else args.sampler),
         ("--control", args.control),
         ("--heartbeat", args.heartbeat),
         ("--max-memory", args.max_memory),

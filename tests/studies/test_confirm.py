@@ -229,3 +229,22 @@ def test_two_processes_confirm_one_study_and_each_retraining_runs_once(tmp_path)
     trained = [TrialRecord.read(t).confirm["key"] for t in confirm_trials(study, (TrialState.COMPLETE,))]
     assert len(trained) == len(set(trained)) == 2 * 4  # baseline and 1 candidate x 2 seeds x 2 folds, once each
     assert StudyRecord.read(study).confirmation["complete"]
+
+
+def test_on_the_test_split_the_first_seed_reuses_kept_weights(tmp_path):
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(10_000) % 10
+    images = torch.rand(10_000, 1, 8, 8, generator=generator) * 0.3 + (labels[:, None, None, None] / 10)
+    data = from_tensors(images, labels, name="bands")
+    study = budgetnet.search("small", data, n_trials=1, epochs=1, seed=0, progress=False, keep_weights=tmp_path,
+                             storage=optuna.storages.InMemoryStorage())  # fmt: skip
+    report = confirm(study, top=1, seeds=2, data=data, device="cpu", progress=False)
+    assert report["held_out"]["kind"] == "test"
+    runs = {(TrialRecord.read(t).confirm["model"], TrialRecord.read(t).confirm["seed"]): TrialRecord.read(t)
+            for t in confirm_trials(study, (TrialState.COMPLETE,))}  # fmt: skip
+    kept = runs[("trial 0", 0)]
+    assert kept.weights == str(tmp_path.absolute() / "trial0.pt") and kept.epochs is None  # scored, not retrained
+    assert runs[("trial 0", 1)].weights is None and runs[("trial 0", 1)].epochs == 1
+    assert runs[("baseline", 0)].weights is None
