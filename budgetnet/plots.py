@@ -150,10 +150,9 @@ def confirmation(report: dict, path: str | Path | None = None):
     axes.set_xticks(range(len(rows)), labels, fontsize=8)
     axes.set_xlim(-0.6, len(rows) - 0.4)
     axes.set_ylabel("held-out accuracy (mean, 95% CI)")
-    axes.set_title("confirmation: " + _wrap(report["verdict"], 70)[0] + ("..." if len(report["verdict"]) > 70 else ""),
-                   fontsize=9)  # fmt: skip
+    axes.set_title("\n".join(_wrap("confirmation: " + report["verdict"], 80)[:3]), fontsize=9)
     axes.grid(axis="y", alpha=0.3)
-    figure.text(0.01, 0.005, "held out: " + report["held_out"]["text"][:110], fontsize=6, color="0.4")
+    axes.set_xlabel("\n".join(_wrap("held out: " + report["held_out"]["text"], 120)), fontsize=7, color="0.35")
     return _save(figure, path)
 
 
