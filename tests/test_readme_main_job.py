@@ -37,3 +37,16 @@ def test_the_readme_shows_a_confirmation_with_a_verdict_and_the_time():
     assert re.search(r"\(\d+ s measured", SECTION)  # the prose gives the time it took
     args = make_parser().parse_args(["search"])
     assert (args.confirm, args.confirm_seeds, args.confirm_folds, args.no_confirm) == ("3", "3", None, False)
+
+
+def test_the_readme_search_lines_parse_with_todays_options():
+    """The README's `budgetnet search / confirm / proxy` lines name only options that exist
+    (they are run, made cheap, by tests/cli/test_cli_confirm.py's equivalents)."""
+    import shlex
+
+    block = README.split("## Search", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip().startswith("budgetnet ")]
+    assert {shlex.split(line)[1] for line in lines} == {"search", "confirm", "proxy"}
+    for line in lines:
+        args = make_parser().parse_args(shlex.split(line)[1:])
+        assert args.command in ("search", "confirm", "proxy")

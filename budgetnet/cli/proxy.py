@@ -24,6 +24,11 @@ HELP = "how well the search's short training ranks candidates (Kendall tau, Spea
 
 def add_arguments(parser) -> None:
     parser.add_argument("space", metavar="SPACE", help="search space: small, residual, stage, replacement, residual224")
+    parser.add_argument(
+        "--baseline", metavar="SPEC",
+        help="the reference model that sets the budget (default: the space's; for the small space on digits, the "
+        "main job's tight (3,4) 2/2 (5,8) 2/2 (3,16)x3 spp(2,1), as budgetnet search)",
+    )  # fmt: skip
     parser.add_argument("--data", default="digits", metavar="SPEC", help="digits (default), idx:DIR, cifar:DIR, folder:DIR")
     parser.add_argument("--limit", type=int, metavar="N", help="use at most N training images")
     parser.add_argument("--archs", default="12", metavar="N", help="candidates, the baseline included (default 12)")
@@ -36,17 +41,30 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import optuna
+
+    from budgetnet.cli.common import load_arch
+    from budgetnet.cli.search import MAIN_JOB_BASELINE
     from budgetnet.plots import proxy_scatter
     from budgetnet.studies.proxy import proxy_fidelity
     from budgetnet.studies.settings import resolve_space
+    from search_spaces.base import get_space
     from budgetnet.tables import text_table
     from budgetnet.training.data import load_data
 
     archs = whole("--archs", args.archs, 4, "candidates to rank")
     short = whole("--short-epochs", args.short_epochs, 1, "epochs")
     long = whole("--long-epochs", args.long_epochs, 1, "epochs")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     data = load_data(args.data, limit=args.limit)
-    space = resolve_space(args.space, data)
+    spec = args.baseline
+    if spec is None and args.space == "small" and args.data == "digits":
+        spec = MAIN_JOB_BASELINE
+    space = args.space
+    if spec is not None:
+        baseline = load_arch(spec, data.input_shape, data.num_classes)
+        space = get_space(args.space, baseline=baseline, input_shape=data.input_shape, num_classes=data.num_classes)
+    space = resolve_space(space, data)
     report = proxy_fidelity(space, data, archs=archs, short_epochs=short, long_epochs=long, seed=args.seed,
                             device=args.device, progress=not args.json)  # fmt: skip
     if args.plot:
