@@ -231,17 +231,15 @@ def test_two_processes_confirm_one_study_and_each_retraining_runs_once(tmp_path)
     assert StudyRecord.read(study).confirmation["complete"]
 
 
-def test_on_the_test_split_the_first_seed_reuses_kept_weights(tmp_path):
-    import torch
+def test_on_the_test_split_the_first_seed_reuses_kept_weights(tmp_path, monkeypatch):
+    import budgetnet.studies.confirm as confirm_module
 
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(10_000) % 10
-    images = torch.rand(10_000, 1, 8, 8, generator=generator) * 0.3 + (labels[:, None, None, None] / 10)
-    data = from_tensors(images, labels, name="bands")
+    monkeypatch.setattr(confirm_module, "KFOLD_MAX", 100)  # tiny data scored on its test split, as large data is
+    data = tiny_digits()
     study = budgetnet.search("small", data, n_trials=1, epochs=1, seed=0, progress=False, keep_weights=tmp_path,
                              storage=optuna.storages.InMemoryStorage())  # fmt: skip
     report = confirm(study, top=1, seeds=2, data=data, device="cpu", progress=False)
-    assert report["held_out"]["kind"] == "test"
+    assert report["held_out"]["kind"] == "test" and report["held_out"]["images"] == len(data.test)
     runs = {(TrialRecord.read(t).confirm["model"], TrialRecord.read(t).confirm["seed"]): TrialRecord.read(t)
             for t in confirm_trials(study, (TrialState.COMPLETE,))}  # fmt: skip
     kept = runs[("trial 0", 0)]
