@@ -6,8 +6,8 @@ Example:
     >>> import budgetnet
     >>> from budgetnet.cost import Budget, conv_macs
     >>> arch = budgetnet.parse("(3,8) 2/2 (3,16) gap", input_shape=(1, 8, 8), num_classes=10)
-    >>> conv_macs(arch), Budget(5000).admits(arch)
-    (4608, True)
+    >>> conv_macs(arch), Budget(25000).admits(arch)
+    (23040, True)
 """
 
 from budgetnet.cost.budgets import (

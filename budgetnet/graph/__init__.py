@@ -7,7 +7,7 @@ Example:
     >>> from budgetnet.graph import parse
     >>> arch = parse("(3,16) 2/2 res[(3,16)bn (3,16)bn@none] gap", input_shape=(1, 16, 16), num_classes=10)
     >>> arch.feature_shape
-    (16, 1, 1)
+    (16, 8, 8)
 """
 
 from budgetnet.graph import zoo

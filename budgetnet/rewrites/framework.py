@@ -344,6 +344,7 @@ class Rule:
 
         Example:
             >>> from search_spaces.paper import MODELS
+            >>> from budgetnet.rewrites import DEPTH_FILTER
             >>> proposal = DEPTH_FILTER.propose(MODELS["A"], DEPTH_FILTER.find(MODELS["A"], stage=3))
             >>> f"{proposal.change:+.1%}", proposal.build() == MODELS["B"]
             ('-3.9%', True)
@@ -372,6 +373,7 @@ class Rule:
 
         Example:
             >>> from search_spaces.paper import MODELS
+            >>> from budgetnet.rewrites import DEPTH_WIDTH
             >>> DEPTH_WIDTH.find(MODELS["A"], stage=3, depth=6).start
             4
         """
