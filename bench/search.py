@@ -21,6 +21,14 @@ Three parts (``--part``, default all):
   baseline's last stage ``(3,64)x3`` as ``(3,w)xd`` for several depths ``d`` at equal
   Eqn. (1) cost (``w`` solved for each), each trained with every seed. Writes
   ``docs/search_compare.png`` and ``docs/depth_equal_cost.png``.
+* ``trust`` (not part of ``all``): can a search's winner be believed? On digits (k-fold
+  confirmation) and MNIST (``--mnist``, ``--limit`` training images at 16x16, the test split),
+  under the main job's tight baseline: TPE and random search in the small space, and TPE in
+  the replacement space of that baseline, ``--trust-seeds`` search seeds each, the same
+  ``--trust-trials`` trials of ``--trust-epochs`` epochs; every search's best and the
+  baseline confirmed by :func:`budgetnet.confirm` (``--confirm-seeds`` seeds). Per method:
+  the confirmed accuracy of the best and its paired difference to the baseline, mean and
+  95 % t interval over the search seeds, the verdicts, and TPE minus random paired by seed.
 * ``residual``: candidates of the ``residual`` space sampled per second (no training), then a
   search in it on MNIST under the zoo's ``small_residual`` budget; the best candidate and
   ``small_residual`` are retrained with ``--seeds`` seeds each and tested (mean and spread).
@@ -30,6 +38,7 @@ Example:
     python bench/search.py --part mnist --mnist ../shared/data/mnist --limit 20000 --mnist-trials 24 --mnist-epochs 5
     python bench/search.py --part compare --mnist ../shared/data/mnist --limit 3000 --compare-trials 16
     python bench/search.py --part residual --limit 2000 --mnist-trials 6 --mnist-epochs 2 --seeds 3
+    python bench/search.py --part trust --limit 3000 --trust-trials 20 --trust-epochs 6 --trust-seeds 5
 """
 
 from __future__ import annotations
@@ -309,9 +318,71 @@ def residual(args) -> list[str]:
     return header + rows
 
 
+def trust(args) -> list[str]:
+    from budgetnet.cli.search import MAIN_JOB_BASELINE
+    from budgetnet.studies.confirm import confirm, mean_interval, paired_difference
+    from budgetnet.training.data import Split
+    import dataclasses
+
+    lines = []
+    digits = load_data("digits")
+    mnist = load_data(f"idx:{args.mnist}", image_size=16, limit=args.limit)
+    mnist = dataclasses.replace(mnist, val=Split(mnist.val.images[:args.val], mnist.val.labels[:args.val]),
+                                test=Split(mnist.test.images[:args.test], mnist.test.labels[:args.test]))  # fmt: skip
+    methods = (("TPE, small space", "small", "tpe"), ("random, small space", "small", "random"),
+               ("TPE, replacement space", "replacement", "tpe"))  # fmt: skip
+    for name, data, folds in (("digits", digits, 3), ("MNIST", mnist, None)):
+        baseline = budgetnet.parse(MAIN_JOB_BASELINE, input_shape=data.input_shape, num_classes=data.num_classes)
+        started = time.perf_counter()
+        results, base_means = {}, []
+        for label, space_name, sampler in methods:
+            for seed in range(args.trust_seeds):
+                space = get_space(space_name, baseline=baseline, input_shape=data.input_shape,
+                                  num_classes=data.num_classes)  # fmt: skip
+                study = budgetnet.search(space, data, n_trials=args.trust_trials, epochs=args.trust_epochs, seed=seed,
+                                         sampler=sampler, progress=False, device="cpu",
+                                         storage=optuna.storages.InMemoryStorage())  # fmt: skip
+                try:
+                    report = confirm(study, top=1, seeds=args.confirm_seeds, folds=folds, data=data, device="cpu",
+                                     progress=False)  # fmt: skip
+                except budgetnet.BudgetNetError as error:  # no feasible candidate in this search
+                    print(f"{name} {label} seed {seed}: {error}", flush=True)
+                    continue
+                base, best = report["models"][0], report["models"][1]
+                base_means.append(base["mean"])
+                results.setdefault(label, []).append((best, report["verdict"]))
+                print(f"{name} {label} seed {seed}: best {best['model']} {best['mean']:.4f} "
+                      f"({100 * best['vs_baseline']['mean']:+.2f} points), baseline {base['mean']:.4f}; "
+                      f"{report['verdict']}", flush=True)  # fmt: skip
+        held = report["held_out"]["text"]
+        lines += [f"### {name}: {data!r}", "",
+                  f"{args.trust_seeds} search seeds x {args.trust_trials} trials x {args.trust_epochs} epochs per method; "
+                  f"confirmation: {held}; {time.perf_counter() - started:.0f} s", "",
+                  "| method | best, confirmed accuracy (mean over searches, 95% CI) | best minus baseline, points "
+                  "(95% CI over searches) | verdicts: beats / indistinguishable / worse |",
+                  "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        base = mean_interval(base_means)
+        lines.append(f"| baseline `{MAIN_JOB_BASELINE}` | {base['mean']:.4f} ({base['low']:.4f} to {base['high']:.4f}) | "
+                     f"- | - |")  # fmt: skip
+        for label, rows in results.items():
+            acc = mean_interval([best["mean"] for best, _ in rows])
+            diff = mean_interval([100 * best["vs_baseline"]["mean"] for best, _ in rows])
+            beats = sum("beats the baseline by" in verdict for _, verdict in rows)
+            worse = sum("the baseline beats every one" in verdict for _, verdict in rows)
+            lines.append(f"| {label} | {acc['mean']:.4f} ({acc['low']:.4f} to {acc['high']:.4f}) | "
+                         f"{diff['mean']:+.2f} ({diff['low']:+.2f} to {diff['high']:+.2f}) | "
+                         f"{beats} / {len(rows) - beats - worse} / {worse} |")  # fmt: skip
+        tpe, rnd = results["TPE, small space"], results["random, small space"]
+        gap = paired_difference([100 * b["mean"] for b, _ in tpe], [100 * b["mean"] for b, _ in rnd])
+        lines += ["", f"TPE minus random (small space), paired by search seed: {gap['mean']:+.2f} points "
+                      f"(95% CI {gap['low']:+.2f} to {gap['high']:+.2f})", ""]  # fmt: skip
+    return lines
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "residual", "compare", "all"), default="all",
+    parser.add_argument("--part", choices=("overhead", "sampling", "mnist", "residual", "compare", "trust", "all"),
+                        default="all",
                         help="all = overhead, sampling, mnist, residual (compare runs only when named)")  # fmt: skip
     parser.add_argument("--trials", type=int, default=50, help="trials of the digits default (default 50)")
     parser.add_argument("--epochs", type=int, default=15, help="epochs per trial of the digits default (default 15)")
@@ -333,8 +404,21 @@ def main(argv=None) -> int:
                         help="compare: depths of the last stage (default 1 3 6 10)")  # fmt: skip
     parser.add_argument("--plot-dir", default=str(Path(__file__).resolve().parent.parent / "docs"), dest="plot_dir",
                         help="compare: where the PNGs go (default docs/)")  # fmt: skip
+    parser.add_argument("--trust-seeds", type=int, default=5, dest="trust_seeds", help="trust: search seeds (default 5)")
+    parser.add_argument("--trust-trials", type=int, default=20, dest="trust_trials", help="trust: trials (default 20)")
+    parser.add_argument("--trust-epochs", type=int, default=6, dest="trust_epochs", help="trust: epochs (default 6)")
+    parser.add_argument("--confirm-seeds", type=int, default=2, dest="confirm_seeds",
+                        help="trust: confirmation seeds per model (default 2)")  # fmt: skip
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.part == "trust":
+        print("\n## trust\n")
+        torch.set_num_threads(1)
+        print(machine())
+        print(f"command: python bench/search.py {' '.join(argv if argv is not None else sys.argv[1:])}")
+        print("\n".join(trust(args)))
+        print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.1f}")
+        return 0
     if args.part == "compare":
         torch.set_num_threads(1)  # 2 threads on 2 shared cores ran 10x slower than 1 (bench/proxy.py)
     print(machine())

@@ -35,6 +35,7 @@ __all__ = [
     "Site",
     "build",
     "complexity",
+    "confirm",
     "conv_macs",
     "evaluate",
     "fit",
@@ -81,6 +82,25 @@ def search(space, data, **options):
     from budgetnet.studies.study import search as _search
 
     return _search(space, data, **options)
+
+
+def confirm(study, **options):
+    """Retrain a search's best candidates and its baseline on several seeds, score them on
+    held-out data, and give the verdict with 95 % intervals; see
+    :func:`budgetnet.studies.confirm.confirm` for the options. Imported lazily (optuna, torch).
+
+    Example:
+        >>> import budgetnet, optuna
+        >>> data = budgetnet.load_data("digits", image_size=8, limit=60)
+        >>> study = budgetnet.search("small", data, n_trials=1, epochs=1, progress=False,
+        ...                          storage=optuna.storages.InMemoryStorage())
+        >>> report = budgetnet.confirm(study, top=1, seeds=1, folds=2, data=data, progress=False)
+        >>> len(report["models"]), report["held_out"]["kind"]
+        (2, 'kfold')
+    """
+    from budgetnet.studies.confirm import confirm as _confirm
+
+    return _confirm(study, **options)
 
 
 def load_data(spec="digits", **options):

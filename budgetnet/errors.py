@@ -61,6 +61,11 @@ class SearchError(BudgetNetError, ValueError):
     a study resumed with other settings, or a trial that does not exist or never completed."""
 
 
+class ConfirmError(BudgetNetError, ValueError):
+    """A confirmation that cannot run: a bad count of candidates, seeds or folds, or a study
+    with no completed trial or no baseline."""
+
+
 class StorageError(BudgetNetError, RuntimeError):
     """A study storage that is malformed or does not connect (the message names host and port)."""
 

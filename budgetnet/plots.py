@@ -85,13 +85,15 @@ def optimization_history(study, path: str | Path | None = None):
     """
     from optuna.trial import TrialState
 
-    from budgetnet.studies.results import is_feasible
+    from budgetnet.studies.results import arm, is_feasible
 
     figure = _figure()
     axes = figure.add_subplot()
     groups = {"completed": [], "over the budget": [], "pruned": []}
     best, best_line = None, []
     for trial in study.get_trials(deepcopy=False):
+        if arm(trial) == "confirm":  # a confirmation's retraining, not a search trial
+            continue
         if trial.state == TrialState.COMPLETE:
             value = trial.values[0]
             if is_feasible(trial):
@@ -114,6 +116,75 @@ def optimization_history(study, path: str | Path | None = None):
     if best_line:
         axes.plot(*zip(*best_line), color="tab:red", drawstyle="steps-post", label="best so far")
     return _finish_accuracy_plot(figure, axes, "trial", f"{study.study_name}: optimisation history", path)
+
+
+def confirmation(report: dict, path: str | Path | None = None):
+    """The confirmation of a search (:func:`budgetnet.studies.confirm.confirm`): per model the
+    mean held-out accuracy with its 95 % confidence interval and every run as a dot; the
+    baseline in grey with its interval shaded across the plot.
+
+    Example:
+        >>> rows = [{"model": "baseline", "runs": [0.90, 0.92], "interval": {"mean": 0.91, "low": 0.8, "high": 1.0}},
+        ...         {"model": "trial 3", "runs": [0.93, 0.95], "interval": {"mean": 0.94, "low": 0.81, "high": 1.0}}]
+        >>> confirmation({"models": rows, "verdict": "v", "held_out": {"text": "t"}}).axes[0].get_ylabel()
+        'held-out accuracy (mean, 95% CI)'
+    """
+    rows = report["models"]
+    figure = _figure((max(4.0, 1.3 * len(rows) + 2), 4.4))
+    axes = figure.add_subplot()
+    base = rows[0]["interval"]
+    if base.get("low") is not None:
+        axes.axhspan(base["low"], base["high"], color="0.85", zorder=0, label="baseline 95% CI")
+    for index, row in enumerate(rows):
+        colour = "0.35" if index == 0 else ("tab:orange" if row.get("arm") == "control" else "tab:blue")
+        runs = [value for value in row["runs"] if value is not None]
+        axes.scatter([index] * len(runs), runs, s=12, color=colour, alpha=0.45, zorder=2)
+        interval = row["interval"]
+        if interval.get("mean") is None:
+            continue
+        low, high = interval.get("low"), interval.get("high")
+        error = None if low is None else [[interval["mean"] - low], [high - interval["mean"]]]
+        axes.errorbar([index], [interval["mean"]], yerr=error, fmt="D" if index == 0 else "o", color=colour,
+                      capsize=6, markersize=7, zorder=3)  # fmt: skip
+    labels = [row["model"] + (f"\n{row['ratio']:.2f}x cost" if row.get("ratio") is not None else "") for row in rows]
+    axes.set_xticks(range(len(rows)), labels, fontsize=8)
+    axes.set_xlim(-0.6, len(rows) - 0.4)
+    axes.set_ylabel("held-out accuracy (mean, 95% CI)")
+    axes.set_title("\n".join(_wrap("confirmation: " + report["verdict"], 80)[:3]), fontsize=9)
+    axes.grid(axis="y", alpha=0.3)
+    axes.set_xlabel("\n".join(_wrap("held out: " + report["held_out"]["text"], 120)), fontsize=7, color="0.35")
+    return _save(figure, path)
+
+
+def proxy_scatter(report: dict, path: str | Path | None = None):
+    """Proxy fidelity (:func:`budgetnet.studies.proxy.proxy_fidelity`): each candidate's
+    short-run accuracy against its long-run accuracy, with the second long run as hollow
+    marks (the noise ceiling); Kendall's tau of both in the title.
+
+    Example:
+        >>> rows = [{"short": 0.5 + i / 10, "long": 0.6 + i / 10, "long_again": 0.61 + i / 10} for i in range(4)]
+        >>> tau = {"kendall": {"value": 1.0, "low": 1.0, "high": 1.0}}
+        >>> report = {"candidates": rows, "short_vs_long": tau, "noise_ceiling": tau, "short_epochs": 1, "long_epochs": 5}
+        >>> proxy_scatter(report).axes[0].get_xlabel()
+        'long run: test accuracy (5 epochs)'
+    """
+    rows = report["candidates"]
+    figure = _figure((5.6, 4.6))
+    axes = figure.add_subplot()
+    long = [row["long"] for row in rows]
+    axes.scatter(long, [row["short"] for row in rows], color="tab:blue", label=f"short run ({report['short_epochs']} epochs, val)")
+    axes.scatter(long, [row["long_again"] for row in rows], facecolors="none", edgecolors="tab:orange",
+                 label="long run, second seed (noise ceiling)")  # fmt: skip
+    for index, row in enumerate(rows):
+        axes.annotate(str(index), (row["long"], row["short"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes.set_xlabel(f"long run: test accuracy ({report['long_epochs']} epochs)")
+    axes.set_ylabel("accuracy of the other run")
+    short, ceiling = report["short_vs_long"]["kendall"], report["noise_ceiling"]["kendall"]
+    axes.set_title(f"proxy fidelity: Kendall tau {short['value']:+.2f} [{short['low']:+.2f}, {short['high']:+.2f}], "
+                   f"ceiling {ceiling['value']:+.2f}", fontsize=9)  # fmt: skip
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="lower right")
+    return _save(figure, path)
 
 
 def _finish_accuracy_plot(figure, axes, xlabel: str, title: str, path):

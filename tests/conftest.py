@@ -1,8 +1,16 @@
-"""Shared fixtures."""
+"""Shared fixtures; and every `python -m budgetnet` a test starts imports this checkout."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+#: Subprocesses (`python -m budgetnet search` in a temporary directory, worker processes) import the
+#: budgetnet of this checkout, not whichever one is installed: the code under test, with its options.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def _server():

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 #: Options that make a CLI search quick: few images, no baseline, no bar, on the CPU.
-QUICK = ["--limit", "60", "--no-baseline", "--no-progress", "--device", "cpu"]
+QUICK = ["--limit", "60", "--no-baseline", "--no-progress", "--no-confirm", "--device", "cpu"]
 
 
 def budgetnet_command(*arguments: str) -> list[str]:

@@ -33,6 +33,7 @@ from budgetnet.errors import (
     BudgetError,
     BudgetNetError,
     CheckpointError,
+    ConfirmError,
     DataError,
     DeviceError,
     ExportError,
@@ -206,6 +207,22 @@ CLI_CASES = [
     case("export", "--trial", "abc", "-o", "out.json", error=ExportError, message="'abc'"),
     case("export", "--trial", "-1", "-o", "out.json", error=ExportError, message="-1"),
     case("export", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist"),
+    # confirm and the search's confirmation, samplers and controls; proxy
+    case("confirm", "--top", "0", error=ConfirmError, message="--top '0' is invalid; expected a whole number >= 1"),
+    case("confirm", "--seeds", "-1", error=ConfirmError, message="--seeds '-1' is invalid"),
+    case("confirm", "--seeds", "1.5", error=ConfirmError, message="--seeds '1.5' is invalid"),
+    case("confirm", "--storage", "missing.db", error=StorageError, message="missing.db: no such file"),
+    case("confirm", "--study", "nosuch", error=SearchError, message="study='nosuch' does not exist"),
+    case("search", "--confirm", "0", error=ConfirmError, message="--confirm '0' is invalid"),
+    case("search", "--confirm-seeds", "two", error=ConfirmError, message="--confirm-seeds 'two' is invalid"),
+    case("search", "--limit", "30", "--sampler", "bayes", error=SearchError, message="sampler='bayes' is unknown"),
+    case("search", "--limit", "30", "--sampler", "nsga2", error=SearchError,
+         message="sampler='nsga2' is for several objectives"),  # fmt: skip
+    case("search", "--limit", "30", "--control", "random", "--objectives", "accuracy,macs", error=SearchError,
+         message="control='random' needs one objective"),  # fmt: skip
+    case("proxy", "small", "--archs", "3", error=ConfirmError, message="--archs '3' is invalid"),
+    case("proxy", "small", "--long-epochs", "0", error=ConfirmError, message="--long-epochs '0' is invalid"),
+    case("proxy", "nas", "--limit", "30", error=SearchError, message="'nas'"),
     # recover: storages, study names, worker names and ages
     case("recover", "--storage", "garbage.db", error=StorageError, message="is not an SQLite database"),
     case("recover", "--storage", "garbage.journal", error=StorageError, message="is not an Optuna journal"),

@@ -34,7 +34,7 @@ from budgetnet.cli import main
 from budgetnet.graph.zoo import get as zoo_model
 
 #: Appended to every search example: 2 trials of 1 epoch on 60 training images, no baseline run.
-CHEAP = ["--trials", "2", "--epochs", "1", "--limit", "60", "--no-progress", "--no-baseline", "--device", "cpu"]
+CHEAP = ["--trials", "2", "--epochs", "1", "--limit", "60", "--no-progress", "--no-baseline", "--no-confirm", "--device", "cpu"]
 
 
 def help_examples(command: str, capsys) -> list[str]:

@@ -73,3 +73,25 @@ def test_lineage_of_a_resnet_shows_what_each_rewrite_wrote():
     assert any("... stage 2: res[(1,80)bn (3,80)g2bn" in text.replace("\n", " ") for text in texts)
     labels = {text.get_text() for text in figure.axes[0].texts if text.get_text().startswith("cardinality_width")}
     assert "cardinality_width(stage 2, groups=2)" in labels
+
+
+def test_confirmation_and_proxy_plots_are_pngs(tmp_path):
+    from budgetnet.plots import confirmation, proxy_scatter
+    from budgetnet.studies.confirm import mean_interval
+
+    rows = [{"model": "baseline", "ratio": 1.0, "arm": "baseline", "runs": [0.90, 0.92, 0.91],
+             "interval": mean_interval([0.90, 0.92, 0.91])},
+            {"model": "trial 3", "ratio": 0.98, "arm": "search", "runs": [0.93, 0.95, 0.94],
+             "interval": mean_interval([0.93, 0.95, 0.94])},
+            {"model": "trial 9 (random)", "ratio": 1.01, "arm": "control", "runs": [0.91, None, 0.92],
+             "interval": mean_interval([0.91, 0.92])}]  # fmt: skip
+    figure = confirmation({"models": rows, "verdict": "trial 3 beats the baseline", "held_out": {"text": "3-fold"}},
+                          tmp_path / "c.png")  # fmt: skip
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [label.get_text().split("\n")[0] for label in figure.axes[0].get_xticklabels()] == [
+        "baseline", "trial 3", "trial 9 (random)"]
+    tau = {"kendall": {"value": 0.5, "low": 0.1, "high": 0.8}}
+    report = {"candidates": [{"short": 0.8, "long": 0.9, "long_again": 0.91}] * 4, "short_vs_long": tau,
+              "noise_ceiling": tau, "short_epochs": 2, "long_epochs": 6}  # fmt: skip
+    proxy_scatter(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,11 +18,11 @@ import warnings
 from typing import Sequence
 
 from budgetnet import __version__
-from budgetnet.cli import export, latency, recover, results, search, show, train, variants
+from budgetnet.cli import confirm, export, latency, proxy, recover, results, search, show, train, variants
 from budgetnet.errors import BudgetNetError
 
 #: Subcommand modules; each has ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``.
-COMMANDS = [show, search, results, export, recover, train, latency, variants]
+COMMANDS = [show, search, confirm, results, export, recover, train, latency, variants, proxy]
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """Print the results of a search: the best trials (or the Pareto set of a multi-objective
 search) as a table with accuracy, Eqn. (1) MACs, ratio to the baseline, parameters,
-latency and training time, and the tally of completed, infeasible, pruned and failed
-trials. Reads the study from its storage; nothing is trained.
+latency and training time, the tally of completed, infeasible, pruned and failed
+trials, and the confirmation (held-out accuracy with 95% CIs and the verdict) when the
+search or `budgetnet confirm` made one. Reads the study from its storage; nothing is trained.
 
 examples:
   budgetnet results
@@ -30,7 +31,10 @@ def add_arguments(parser) -> None:
     add_storage_arguments(parser)
     parser.add_argument("--top", type=int, default=10, metavar="K", help="rows of the table (default 10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--plot-dir", metavar="DIR", help="save pareto.png and history.png in DIR")
+    parser.add_argument(
+        "--plot-dir", metavar="DIR",
+        help="save pareto.png and history.png in DIR (and confirmation.png after a confirmation)",
+    )  # fmt: skip
 
 
 def open_study(args):
@@ -63,6 +67,7 @@ def report(study, args, next_step: str = "") -> int:
     """Print the report of ``study`` (a table, or JSON with --json) and save --plot-dir's plots;
     ``next_step`` follows the table when there is a best trial. 0 when a trial completed in
     budget, else 1 (shared with `budgetnet search`)."""
+    from budgetnet.studies.confirm import format_confirmation
     from budgetnet.studies.results import format_summary, summarize
 
     summary = summarize(study, top=args.top)
@@ -72,6 +77,9 @@ def report(study, args, next_step: str = "") -> int:
         print_json(summary)
     else:
         print(format_summary(summary))
+        if summary.get("confirmation"):
+            print("\n" + format_confirmation(summary["confirmation"]))
+            print(f"confirmation took {summary['confirmation']['seconds']:.0f} s")
         if next_step and summary["best"] is not None:
             print(next_step)
         for path in summary.get("plots", []):
@@ -101,8 +109,9 @@ def plot_dir(directory) -> Path:
 
 
 def save_plots(study, directory) -> list[Path]:
-    """pareto.png and history.png of ``study`` in ``directory`` (created)."""
-    from budgetnet.plots import optimization_history, pareto_front
+    """pareto.png and history.png of ``study`` in ``directory`` (created), and confirmation.png
+    when the study holds a confirmation."""
+    from budgetnet.plots import confirmation, optimization_history, pareto_front
 
     directory = plot_dir(directory)
     from budgetnet.studies.record import StudyRecord
@@ -112,4 +121,8 @@ def save_plots(study, directory) -> list[Path]:
     paths = [directory / "pareto.png", directory / "history.png"]
     pareto_front(study, x=x, path=paths[0])
     optimization_history(study, path=paths[1])
+    report = StudyRecord.read(study).confirmation
+    if report:
+        paths.append(directory / "confirmation.png")
+        confirmation(report, path=paths[-1])
     return paths

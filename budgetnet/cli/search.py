@@ -6,9 +6,13 @@ are trained and scored on the validation split. Every trial is kept in the stora
 SQLite file budgetnet.db in the working directory by default), so running the same command
 again resumes the study, and `budgetnet results` / `budgetnet export` read it later.
 
-With no options: the small space on the bundled digits, budget = the small baseline's cost,
-50 trials of 15 epochs (median pruning), the baseline trained once for comparison: about a
-minute on 2 idle CPU cores.
+With no options (the main job): the small space on the bundled digits under a tight budget,
+the cost of the small baseline at a quarter of its widths, (3,4) 2/2 (5,8) 2/2 (3,16)x3
+spp(2,1) (153K MACs, 0.07x the small space's own baseline; at the small baseline's cost
+every candidate scores about 0.99 on digits and the ranking says nothing), 50 trials of 15
+epochs with no pruning, the baseline trained once for comparison; then the confirmation: the 3 best distinct
+candidates and the baseline retrained on 3 seeds x 3-fold over the whole set, with 95%
+confidence intervals and a verdict (see budgetnet confirm --help; --no-confirm skips it).
 
 --trials N is the number of finished trials the study should hold (completed, infeasible,
 pruned or failed with an error); a trial stopped by --timeout, Ctrl-C or a killed worker is
@@ -34,6 +38,7 @@ import signal
 import time
 
 from budgetnet.cli.common import SPEC_HELP, load_arch
+from budgetnet.cli.confirm import whole
 from budgetnet.cli.results import plot_dir
 from budgetnet.errors import SearchError
 
@@ -43,6 +48,11 @@ HELP = "search for the most accurate architecture inside a budget (Optuna study)
 #: What `budgetnet search` runs with no options (measured to take a few minutes on 2 cores).
 DEFAULT_TRIALS = 50
 DEFAULT_EPOCHS = 15
+#: The baseline of the main job (small space, digits, no --baseline or --budget): a tight budget.
+MAIN_JOB_BASELINE = "(3,4) 2/2 (5,8) 2/2 (3,16)x3 spp(2,1)"
+#: budgetnet.studies.settings.PRUNERS and DEFAULT_PRUNER (repeated: this module does not import optuna).
+PRUNERS = ("median", "percentile25", "percentile75", "wilcoxon", "hyperband", "none")
+DEFAULT_PRUNER = "none"
 
 
 def add_arguments(parser) -> None:
@@ -56,7 +66,8 @@ def add_arguments(parser) -> None:
     )  # fmt: skip
     space.add_argument(
         "--baseline", metavar="SPEC",
-        help=f"the reference model: {SPEC_HELP} (default: the space's). It is trained for comparison and sets "
+        help=f"the reference model: {SPEC_HELP} (default: the space's; for the small space on digits with no "
+        f"--budget, the tight {MAIN_JOB_BASELINE!r}). It is trained for comparison and sets "
         "the budget; the stage spaces (small, stage) keep their own head, the replacement space rewrites the "
         "baseline itself",
     )  # fmt: skip
@@ -93,9 +104,20 @@ def add_arguments(parser) -> None:
         help="add batch norm after every conv (default: the paper's conv + ReLU)",
     )
     train.add_argument(
-        "--pruner", choices=("median", "hyperband", "none"),
-        help="stop poor candidates early (default median; none with several objectives)",
-    )
+        "--pruner", choices=PRUNERS,
+        help="stop poor candidates early: " + ", ".join(PRUNERS) + f" (default {DEFAULT_PRUNER}, the one that "
+        "pruned none of the true top 5 in the replays of docs/benchmarks.md: every pruner tried lost some)",
+    )  # fmt: skip
+    train.add_argument(
+        "--sampler", default="tpe", metavar="NAME",
+        help="Optuna's sampler: tpe (default), random, gp (Gaussian process), cmaes (numeric parameters only, "
+        "needs the cmaes package; every built-in space has categorical choices) or nsga2 (several objectives)",
+    )  # fmt: skip
+    train.add_argument(
+        "--control", choices=("random",),
+        help="also run as many random-search trials in the same study (same recipe and pruner); the "
+        "confirmation then compares the search's best with random search's best and the baseline",
+    )  # fmt: skip
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     train.add_argument(
         "--max-memory", metavar="SIZE",
@@ -118,6 +140,19 @@ def add_arguments(parser) -> None:
         "--baseline-seeds", type=int, default=1, metavar="K",
         help="train the baseline with K seeds (default 1); the report then shows the spread over seeds and "
         "marks (~) a difference from the baseline smaller than it",
+    )  # fmt: skip
+    check = parser.add_argument_group("confirmation (after the trials; see budgetnet confirm --help)")
+    check.add_argument(
+        "--confirm", default="3", metavar="K",
+        help="retrain the K best distinct candidates and the baseline on several seeds and score them on "
+        "held-out data (k-fold over the whole set for small data such as digits, else the test split): mean, "
+        "95%% CI, paired difference to the baseline, a verdict (default 3)",
+    )  # fmt: skip
+    check.add_argument("--no-confirm", action="store_true", help="skip the confirmation")
+    check.add_argument("--confirm-seeds", default="3", metavar="S", help="seeds per model (default 3)")
+    check.add_argument(
+        "--confirm-folds", metavar="K",
+        help="folds of the k-fold (default 3 below 10,000 images; above, the test split)",
     )  # fmt: skip
     run = parser.add_argument_group("how long, where, how many workers")
     run.add_argument(
@@ -157,6 +192,8 @@ def run(args) -> int:
 
     from budgetnet.cost.budgets import is_time_budget, parse_budget
     from budgetnet.training.data import load_data
+    from budgetnet.studies.confirm import confirm
+    from budgetnet.studies.results import best_trial
     from budgetnet.studies.storage import describe, storage_url
     from budgetnet.studies.study import search, setup_search
     from search_spaces.base import get_space
@@ -169,12 +206,22 @@ def run(args) -> int:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
         raise SearchError(f"--timeout {args.timeout} is invalid; expected seconds > 0")
+    confirm_options = None
+    if not args.no_confirm and not args.worker_process:  # checked before the search, not after it
+        confirm_options = {
+            "top": whole("--confirm", args.confirm, 1, "candidates to retrain"),
+            "seeds": whole("--confirm-seeds", args.confirm_seeds, 1, "seeds per model"),
+            "folds": whole("--confirm-folds", args.confirm_folds, 2, "folds of the k-fold"),
+        }
     if args.plot_dir:
         plot_dir(args.plot_dir)  # before hours of training, not after
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command prints its own report
     start = time.monotonic()
     data = load_data(args.data, limit=args.limit)
-    baseline = None if args.baseline is None else load_arch(args.baseline, data.input_shape, data.num_classes)
+    spec = args.baseline
+    if spec is None and args.budget is None and args.space == "small" and args.data == "digits":
+        spec = MAIN_JOB_BASELINE
+    baseline = None if spec is None else load_arch(spec, data.input_shape, data.num_classes)
     budget = args.budget
     if budget is not None and is_time_budget(budget):  # measured on --device
         budget = parse_budget(budget, tolerance=args.tolerance, device=args.device)
@@ -202,6 +249,8 @@ def run(args) -> int:
         norm=args.norm,
         heartbeat_interval=args.heartbeat,
         max_memory=args.max_memory,
+        sampler=args.sampler,
+        control=args.control,
     )
     progress = not (args.no_progress or args.worker_process)
     if not args.worker_process and not args.json:
@@ -219,7 +268,14 @@ def run(args) -> int:
         signal.signal(signal.SIGTERM, previous)
     if args.worker_process:
         return 0
-    return report(study, args)
+    if confirm_options is not None and best_trial(study) is not None:
+        if not args.json:
+            print("\nconfirming: retraining the best candidates and the baseline on held-out data", flush=True)
+        confirm(study, data=data, device=args.device, progress=progress and not args.json, **confirm_options)
+    status = report(study, args)
+    if not args.json:
+        print(f"wall time {time.monotonic() - start:.0f} s")
+    return status
 
 
 def _interrupt(signum, frame):
@@ -257,6 +313,8 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
         ("--limit", args.limit),
         ("--norm", args.norm),
         ("--pruner", args.pruner),
+        ("--sampler", None if args.sampler == "tpe" else args.sampler),
+        ("--control", args.control),
         ("--heartbeat", args.heartbeat),
         ("--max-memory", args.max_memory),
         ("--timeout", timeout),

@@ -64,6 +64,10 @@ class TrialRecord:
         retry_of: the trial this one runs again (stopped early, or lost with its worker).
         worker: ``host:pid`` of the process that ran it.
         error: the error of a failed or interrupted trial.
+        arm: ``"control"`` for a trial of ``--control random`` (``None``: the search's own).
+        confirm: a confirmation retraining's job (``model``, ``trial``, ``arch``, ``notation``,
+            ``macs``, ``seed``, ``fold``, ``folds``, ``key``); see :mod:`budgetnet.studies.confirm`.
+            Such a trial's value is the held-out accuracy; it is not a search trial.
     """
 
     arch: Optional[dict] = None
@@ -88,6 +92,8 @@ class TrialRecord:
     retry_of: Optional[int] = None
     worker: Optional[str] = None
     error: Optional[str] = None
+    arm: Optional[str] = None
+    confirm: Optional[dict] = None
 
     @classmethod
     def read(cls, trial) -> "TrialRecord":
@@ -107,7 +113,7 @@ class TrialRecord:
             >>> TrialRecord.write(optuna.create_study().ask(), accuracy=0.9)
             Traceback (most recent call last):
             ...
-            budgetnet.errors.SearchError: trial record field 'accuracy' is unknown; expected one of arch, notation, fingerprint, macs, params, ratio, norm, status, val_accuracy, latency_ms, epochs, train_seconds, fit_seconds, latency_seconds, trial_seconds, device, seed, weights, duplicate_of, retry_of, worker, error
+            budgetnet.errors.SearchError: trial record field 'accuracy' is unknown; expected one of arch, notation, fingerprint, macs, params, ratio, norm, status, val_accuracy, latency_ms, epochs, train_seconds, fit_seconds, latency_seconds, trial_seconds, device, seed, weights, duplicate_of, retry_of, worker, error, arm, confirm
         """
         for key, value in fields.items():
             if key not in _TRIAL_KEYS:
@@ -137,12 +143,16 @@ class StudyRecord:
         ready: set once the creator queued the first slots.
         baseline_result: the baseline trained with the search's recipe, on one seed or
             several (see :func:`budgetnet.studies.objective.train_baseline_runs`).
+        control: ``"random"`` when ``--control random`` runs beside the search.
+        confirmation: the last confirmation's report (:func:`budgetnet.studies.confirm.confirm`).
     """
 
     settings: Optional[dict] = None
     n_trials: Optional[int] = None
     ready: Optional[bool] = None
     baseline_result: Optional[dict] = None
+    control: Optional[str] = None
+    confirmation: Optional[dict] = None
 
     @classmethod
     def read(cls, study) -> "StudyRecord":
@@ -184,4 +194,11 @@ class StudyRecord:
 
 
 #: Study record field -> user attribute (``settings`` is stored as ``"budgetnet"``).
-_STUDY_KEYS = {"settings": "budgetnet", "n_trials": "n_trials", "ready": "ready", "baseline_result": "baseline_result"}
+_STUDY_KEYS = {
+    "settings": "budgetnet",
+    "n_trials": "n_trials",
+    "ready": "ready",
+    "baseline_result": "baseline_result",
+    "control": "control",
+    "confirmation": "confirmation",
+}

@@ -43,6 +43,21 @@ def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return TrialRecord.read(trial).status != "infeasible" and all(v <= 0 for v in trial.constraints.values())
 
 
+def arm(trial: optuna.trial.FrozenTrial) -> str:
+    """``"search"`` for the search's own trials, ``"control"`` for those of ``--control random``,
+    ``"confirm"`` for a confirmation retraining (:mod:`budgetnet.studies.confirm`).
+
+    Example:
+        >>> import optuna
+        >>> arm(optuna.create_trial(value=0.5, user_attrs={"arm": "control"}))
+        'control'
+    """
+    record = TrialRecord.read(trial)
+    if record.confirm is not None:
+        return "confirm"
+    return record.arm or "search"
+
+
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
     """True for a trial that counts toward ``n_trials``: completed (infeasible included),
     pruned, or failed with an error inside the trial; not one stopped early or lost with its
@@ -53,19 +68,23 @@ def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
         >>> is_finished(optuna.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"status": "interrupted"}))
         False
     """
+    if arm(trial) == "confirm":
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and TrialRecord.read(trial).status == "error"
 
 
-def trial_counts(study: optuna.Study) -> dict:
+def trial_counts(study: optuna.Study, of: str = "search") -> dict:
     """How many trials are in each state.
 
     ``complete`` counts feasible completed trials; ``infeasible`` completed ones over the
     budget (never trained); ``failed`` errors inside a trial; ``lost`` trials stopped by a
     timeout, Ctrl-C or a dead worker (queued again); ``surplus`` trials that started when the
     study already held ``n_trials`` (never trained); ``finished`` what counts toward
-    ``n_trials`` (complete + infeasible + pruned + failed).
+    ``n_trials`` (complete + infeasible + pruned + failed). ``of`` picks the trials counted:
+    ``"search"`` (default), ``"control"`` (:func:`arm`) or ``"all"`` (both; never the
+    confirmation's retrainings).
 
     Example:
         >>> import optuna
@@ -78,6 +97,9 @@ def trial_counts(study: optuna.Study) -> dict:
     """
     counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "surplus", "running", "waiting"), 0)
     for trial in study.get_trials(deepcopy=False):
+        kind = arm(trial)
+        if kind == "confirm" or (of != "all" and kind != of):
+            continue
         if trial.state == TrialState.COMPLETE:
             counts["complete" if is_feasible(trial) else "infeasible"] += 1
         elif trial.state == TrialState.PRUNED:
@@ -93,8 +115,9 @@ def trial_counts(study: optuna.Study) -> dict:
     return counts
 
 
-def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """Feasible completed trials, most accurate first (ties: cheaper first).
+def completed(study: optuna.Study, of: str = "search") -> list[optuna.trial.FrozenTrial]:
+    """Feasible completed trials of the search (``of="control"``: of its random control),
+    most accurate first (ties: cheaper first).
 
     Example:
         >>> import optuna
@@ -107,7 +130,7 @@ def completed(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     trials = [
         trial
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if is_feasible(trial)
+        if is_feasible(trial) and arm(trial) == of
     ]
     return sorted(trials, key=lambda t: (-t.values[0], TrialRecord.read(t).macs or 0, t.number))
 
@@ -239,8 +262,21 @@ def summarize(study: optuna.Study, top: int = 10) -> dict:
         "best": None if best is None else trial_record(best),
         "pareto": [trial_record(trial) for trial in _front(ranked, x)],
         "top": [trial_record(trial) for trial in _distinct(ranked)[:top]],
-        "failures": [trial_record(trial) for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))],
+        "failures": [
+            trial_record(trial)
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+            if arm(trial) != "confirm"
+        ],
+        "control": None,
+        "confirmation": record.confirmation,
     }
+    if record.control:
+        control = completed(study, of="control")
+        summary["control"] = {
+            "sampler": record.control,
+            "counts": trial_counts(study, of="control"),
+            "best": trial_record(control[0]) if control else None,
+        }
     for row in [summary["best"], *summary["pareto"], *summary["top"]]:
         if row is not None:
             row.update(compare_to_baseline(row.get("accuracy"), summary["baseline_result"], summary["spread"]))
@@ -393,6 +429,14 @@ def format_summary(summary: dict) -> str:
         title = "Pareto set (accuracy vs " + summary["objectives"][1] + ")" if multi else "best trials"
         lines += [title + ":", format_table(records), ""]
     lines.append(summary["message"])
+    control = summary.get("control")
+    if control:
+        best = control["best"]
+        lines.append(
+            f"Random control: {control['counts']['finished']} finished trials, {control['counts']['complete']} "
+            "completed inside the budget"
+            + ("." if best is None else f"; best: trial {best['trial']}, validation accuracy {best['accuracy']:.4f}.")
+        )
     return "\n".join(lines)
 
 
@@ -402,8 +446,9 @@ class _Bar:
     def __init__(self, study: optuna.Study, enabled: bool):
         from tqdm import tqdm
 
+        record = StudyRecord.read(study)
         self._bar = tqdm(
-            total=StudyRecord.read(study).n_trials,
+            total=None if record.n_trials is None else record.n_trials * (2 if record.control else 1),
             unit="trial",
             desc="search",
             disable=not enabled or not sys.stderr.isatty(),
@@ -419,7 +464,7 @@ class _Bar:
     def refresh_from(self, study: optuna.Study) -> None:
         if self._bar.disable:
             return
-        counts = trial_counts(study)
+        counts = trial_counts(study, of="all")
         best = best_trial(study)
         self._bar.n = counts["finished"]
         postfix = {"best": "-" if best is None else f"{best.values[0]:.4f}"}

@@ -24,8 +24,17 @@ from budgetnet.errors import SearchError
 OBJECTIVES = ("accuracy", "macs", "latency")
 #: Optimisation direction of each objective.
 DIRECTIONS = {"accuracy": "maximize", "macs": "minimize", "latency": "minimize"}
-#: The pruners :func:`~budgetnet.studies.study.search` accepts (pruning needs accuracy as the only objective).
-PRUNERS = ("median", "hyperband", "none")
+#: The pruners :func:`~budgetnet.studies.study.search` accepts (pruning needs accuracy as the only objective):
+#: median, percentile25 / percentile75 (Optuna's percentile pruner keeping the top 25 % / 75 %),
+#: wilcoxon, hyperband, none.
+PRUNERS = ("median", "percentile25", "percentile75", "wilcoxon", "hyperband", "none")
+#: The default pruner: the one that pruned none of the true top 5 in any replay of
+#: docs/benchmarks.md ("pruners that keep the best"); every other pruner lost some of them.
+DEFAULT_PRUNER = "none"
+#: The samplers :func:`~budgetnet.studies.study.search` accepts (Optuna's; see :func:`check_sampler`).
+SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
+#: The controls that may run beside a search, in the same study.
+CONTROLS = ("random",)
 #: Settings that must match when a study is resumed.
 RESUME_FIELDS = ("space", "objectives", "data", "recipe", "norm")
 #: Timed forward passes (batch 1) behind each trial's latency; more when latency is an objective.
@@ -50,6 +59,8 @@ class Settings:
     keep_weights: Path | None
     deadline: float | None
     max_memory: int | None = None
+    sampler: str = "tpe"
+    control: str | None = None
 
     def to_attrs(self) -> dict:
         data = self.data.to_dict()
@@ -61,6 +72,8 @@ class Settings:
                 "recipe": self.recipe.to_dict(),
                 "norm": self.norm,
                 "budget": str(self.space.budget),
+                "sampler": self.sampler,
+                "control": self.control,
                 "baseline": {
                     "notation": self.space.baseline.notation(),
                     "arch": self.space.baseline.to_dict(),
@@ -100,12 +113,13 @@ def parse_objectives(objectives: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def make_pruner(pruner, objectives: Sequence[str], epochs: int) -> optuna.pruners.BasePruner:
-    """The Optuna pruner for a name (an Optuna pruner object is used as it is); several
-    objectives allow none (with a warning if one was asked for by name).
+    """The Optuna pruner for a name (an Optuna pruner object is used as it is; ``None``:
+    :data:`DEFAULT_PRUNER`); several objectives allow none (with a warning if one was asked
+    for by name).
 
     Example:
-        >>> type(make_pruner(None, ("accuracy",), 5)).__name__
-        'MedianPruner'
+        >>> type(make_pruner(None, ("accuracy",), 5)).__name__, type(make_pruner("median", ("accuracy",), 5)).__name__
+        ('NopPruner', 'MedianPruner')
     """
     if isinstance(pruner, optuna.pruners.BasePruner):
         if len(objectives) > 1:
@@ -122,27 +136,87 @@ def make_pruner(pruner, objectives: Sequence[str], epochs: int) -> optuna.pruner
                 stacklevel=3,
             )
         return optuna.pruners.NopPruner()
-    if pruner in (None, "median"):
+    pruner = DEFAULT_PRUNER if pruner is None else pruner
+    if pruner == "median":
         # Early epochs rank candidates poorly: no pruning in the first third of the epochs.
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=epochs // 3)
+    if pruner.startswith("percentile"):
+        # Optuna's percentile is the share of trials kept: percentile25 prunes below the top quarter.
+        return optuna.pruners.PercentilePruner(float(pruner[10:]), n_startup_trials=5, n_warmup_steps=epochs // 3)
+    if pruner == "wilcoxon":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.WilcoxonPruner(p_threshold=0.1, n_startup_steps=epochs // 3)
     if pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
-def make_sampler(seed: int | None, number: int) -> optuna.samplers.BaseSampler:
-    """The sampler for trial ``number``: TPE (multi-objective TPE with several objectives).
+def check_sampler(sampler: str, objectives: Sequence[str], space=None) -> str:
+    """Check ``sampler`` against the objectives (and the space's parameters, for CMA-ES).
+
+    Example:
+        >>> check_sampler("nsga2", ("accuracy",))
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.SearchError: sampler='nsga2' is for several objectives, but objectives=accuracy; expected tpe, random, gp or cmaes with one objective (or --objectives accuracy,macs)
+    """
+    if sampler not in SAMPLERS:
+        raise SearchError(f"sampler={sampler!r} is unknown; expected one of {', '.join(SAMPLERS)}")
+    if sampler == "nsga2" and len(objectives) < 2:
+        raise SearchError(
+            f"sampler='nsga2' is for several objectives, but objectives={','.join(objectives)}; expected tpe, "
+            "random, gp or cmaes with one objective (or --objectives accuracy,macs)"
+        )
+    if sampler == "cmaes":
+        if len(objectives) > 1:
+            raise SearchError(
+                f"sampler='cmaes' optimises one objective, but objectives={','.join(objectives)}; expected tpe, "
+                "random, gp or nsga2 with several"
+            )
+        categorical = _categorical_parameters(space) if space is not None else []
+        if categorical:
+            raise SearchError(
+                f"sampler='cmaes' needs numeric parameters, but space {space.name!r} chooses "
+                f"{', '.join(categorical[:4])} from categories; expected tpe, random or gp for this space"
+            )
+        try:
+            import cmaes  # noqa: F401  (Optuna's CmaEsSampler needs it)
+        except ImportError:
+            raise SearchError("sampler='cmaes' needs the cmaes package; expected it installed (pip install cmaes)") from None
+    return sampler
+
+
+def _categorical_parameters(space) -> list[str]:
+    """The parameters that ``space`` samples from categories (one trial, sampled at random)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space.suggest(trial)
+    return [name for name, dist in trial.distributions.items() if isinstance(dist, optuna.distributions.CategoricalDistribution)]
+
+
+def make_sampler(seed: int | None, number: int, kind: str = "tpe") -> optuna.samplers.BaseSampler:
+    """The sampler ``kind`` (:data:`SAMPLERS`) for trial ``number``: TPE by default
+    (multi-objective TPE with several objectives).
 
     It is made afresh for each trial (see :class:`TrialSeededSampler`) with a seed derived
     from ``seed`` and the trial number.
 
     Example:
-        >>> type(make_sampler(0, 3)).__name__
-        'TPESampler'
+        >>> type(make_sampler(0, 3)).__name__, type(make_sampler(0, 3, "random")).__name__
+        ('TPESampler', 'RandomSampler')
     """
     trial_seed = None if seed is None else (seed * 1_000_003 + number) % 2**32
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=trial_seed)
+        if kind == "gp":
+            return optuna.samplers.GPSampler(seed=trial_seed, n_startup_trials=10)
+        if kind == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=trial_seed, n_startup_trials=10)
+        if kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=trial_seed)
         return optuna.samplers.TPESampler(
             seed=trial_seed,
             n_startup_trials=10,
@@ -154,10 +228,12 @@ def make_sampler(seed: int | None, number: int) -> optuna.samplers.BaseSampler:
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
     """The search's sampler: :func:`make_sampler` made afresh for every trial from ``seed`` and
-    the trial's number (in :meth:`before_trial`, which Optuna calls as a trial starts).
+    the trial's number (in :meth:`before_trial`, which Optuna calls as a trial starts), of
+    ``kind`` (:data:`SAMPLERS`); a trial of the random control (``arm`` ``"control"``) gets
+    a random sampler.
 
     A seeded search thus replays exactly on one worker, and two workers never share random
-    draws; every call is passed on to that trial's TPE sampler.
+    draws; every call is passed on to that trial's sampler.
 
     Example:
         >>> import optuna
@@ -169,12 +245,13 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         True
     """
 
-    def __init__(self, seed: int | None):
-        self.seed = seed
-        self.current = make_sampler(seed, 0)
+    def __init__(self, seed: int | None, kind: str = "tpe"):
+        self.seed, self.kind = seed, kind
+        self.current = make_sampler(seed, 0, kind)
 
     def before_trial(self, study, trial) -> None:
-        self.current = make_sampler(self.seed, trial.number)
+        kind = "random" if trial.user_attrs.get("arm") == "control" else self.kind
+        self.current = make_sampler(self.seed, trial.number, kind)
         self.current.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):

@@ -55,14 +55,17 @@ from budgetnet.checks import is_int
 from budgetnet.errors import SearchError
 from budgetnet.cost.memory import check_fits, parse_bytes
 from budgetnet.studies.objective import train_baseline_runs
-from budgetnet.studies.record import StudyRecord
+from budgetnet.studies.record import StudyRecord, TrialRecord
+from budgetnet.studies.results import arm as trial_arm
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import (
+    CONTROLS,
     DIRECTIONS,
     RESUME_FIELDS,
     Settings,
     TrialSeededSampler,
     check_limits,
+    check_sampler,
     default_study_name,
     make_pruner,
     parse_objectives,
@@ -95,6 +98,8 @@ def search(
     baseline_seeds: int = 1,
     heartbeat_interval: int | None = None,
     max_memory: int | str | None = None,
+    sampler: str = "tpe",
+    control: str | None = None,
 ) -> optuna.Study:
     """Search ``space`` for the most accurate architectures inside its budget.
 
@@ -115,9 +120,11 @@ def search(
             multi-objective search whose result is the Pareto set; no pruning there.
         epochs: training epochs per candidate (default: the recipe's).
         recipe: a :class:`budgetnet.training.recipes.Recipe` or a name of :data:`budgetnet.training.recipes.RECIPES`.
-        pruner: ``"median"``, ``"hyperband"`` or ``"none"`` (or an Optuna pruner); default
-            median for accuracy alone and none with several objectives. Pruning decides on
-            the validation accuracy reported after every epoch but the last.
+        pruner: a name of :data:`budgetnet.studies.settings.PRUNERS` (``"median"``,
+            ``"percentile25"``, ``"percentile75"``, ``"wilcoxon"``, ``"hyperband"``, ``"none"``)
+            or an Optuna pruner; default ``"none"`` (every pruner replayed in
+            docs/benchmarks.md pruned some of the true top 5). Pruning decides on the
+            validation accuracy reported after every epoch but the last.
         seed: seeds the sampler and each trial's training (trial ``k`` trains with
             ``seed + k``); a seeded search on one worker is reproducible.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -139,6 +146,13 @@ def search(
             :mod:`budgetnet.cost.memory` (default: the device's memory). The baseline must fit
             (checked before the study is opened); a candidate that does not is a failed
             trial whose ``error`` gives its estimate, and is never built.
+        sampler: Optuna's sampler: ``"tpe"`` (default), ``"random"``, ``"gp"``, ``"cmaes"``
+            (numeric parameters only; needs the ``cmaes`` package) or ``"nsga2"`` (several
+            objectives); see :func:`budgetnet.studies.settings.check_sampler`.
+        control: ``"random"`` runs ``n_trials`` random trials beside the search in the same
+            study (``arm`` ``"control"`` in their records, queued after the search's own, same
+            recipe and pruner), so that a confirmation compares the search's best with random
+            search's best; one objective only.
 
     Returns:
         The Optuna study (use :func:`budgetnet.studies.results.summarize` for a report).
@@ -164,6 +178,7 @@ def search(
         space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
         objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
         keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval, max_memory=max_memory,
+        sampler=sampler, control=control,
     )  # fmt: skip
     if train_baseline:
         first = 0 if seed is None else seed
@@ -171,7 +186,8 @@ def search(
         result = train_baseline_runs(settings, range(first, first + baseline_seeds), previous)
         if result != previous:
             StudyRecord.write(study, baseline_result=result)
-    Worker(study, storage, settings, progress=progress, n_trials=n_trials).run()
+    total = None if n_trials is None else n_trials * (2 if settings.control else 1)
+    Worker(study, storage, settings, progress=progress, n_trials=total).run()
     return study
 
 
@@ -204,12 +220,22 @@ def _setup(
     norm=None,
     heartbeat_interval=None,
     max_memory=None,
+    sampler="tpe",
+    control=None,
 ):
     objectives = parse_objectives(objectives)
+    if control is not None and control not in CONTROLS:
+        raise SearchError(f"control={control!r} is unknown; expected one of {', '.join(CONTROLS)} (or None)")
+    if control is not None and len(objectives) > 1:
+        raise SearchError(
+            f"control={control!r} needs one objective, but objectives={','.join(objectives)}; expected "
+            "objectives=accuracy (a control compares best accuracies, a Pareto set has no single best)"
+        )
     check_limits(n_trials, timeout)
     data = resolve_data(data)
     space = resolve_space(space, data)
     space.check()
+    check_sampler(sampler, objectives, space)
     recipe = resolve_recipe(recipe, epochs)
     if max_memory is not None:
         max_memory = parse_bytes(max_memory)
@@ -234,6 +260,8 @@ def _setup(
         keep_weights=weights_dir,
         deadline=None if timeout is None else time.monotonic() + timeout,
         max_memory=max_memory,
+        sampler=sampler,
+        control=control,
     )
     if isinstance(storage, optuna.storages.BaseStorage):
         storage_object = storage
@@ -255,12 +283,14 @@ def prepare_study(storage, name: str, settings: Settings, n_trials: int | None, 
         SearchError: the study exists with other settings, or was never set up.
     """
     directions = [DIRECTIONS[objective] for objective in settings.objectives]
-    sampler = TrialSeededSampler(settings.seed)
+    sampler = TrialSeededSampler(settings.seed, settings.sampler)
     study, created = create_or_load_study(storage, name, directions, sampler=sampler, pruner=pruner)
     attrs = settings.to_attrs()
+    arms = ("search", "control") if settings.control else ("search",)
     if created:
-        StudyRecord.write(study, settings=attrs)
-        _queue_slots(study, n_trials or 0)
+        StudyRecord.write(study, settings=attrs, control=settings.control)
+        for arm in arms:  # the control's slots after the search's: its trials never feed the search's sampler
+            _queue_slots(study, n_trials or 0, arm)
         StudyRecord.write(study, n_trials=n_trials, ready=True)
         return study
     stored = _wait_until_ready(study).settings
@@ -272,9 +302,13 @@ def prepare_study(storage, name: str, settings: Settings, n_trials: int | None, 
                 "study name to start a new study"
             )
     previous = StudyRecord.read(study).n_trials
+    if settings.control and not StudyRecord.read(study).control:
+        StudyRecord.write(study, control=settings.control)
     if n_trials is not None and (n_trials != previous or not _active(study)):
-        missing = n_trials - len(counted_trials(study)) - len(study.get_trials(deepcopy=False, states=_ACTIVE))
-        _queue_slots(study, missing)
+        for arm in arms:
+            active = [trial for trial in study.get_trials(deepcopy=False, states=_ACTIVE) if trial_arm(trial) == arm]
+            counted = [trial for trial in counted_trials(study) if trial_arm(trial) == arm]
+            _queue_slots(study, n_trials - len(counted) - len(active), arm)
         StudyRecord.write(study, n_trials=n_trials)
     return study
 
@@ -309,9 +343,10 @@ def _active(study: optuna.Study) -> bool:
     return bool(study.get_trials(deepcopy=False, states=_ACTIVE))
 
 
-def _queue_slots(study: optuna.Study, count: int) -> None:
+def _queue_slots(study: optuna.Study, count: int, arm: str = "search") -> None:
+    attrs = TrialRecord(arm="control").to_dict() if arm == "control" else None
     for _ in range(max(count, 0)):
-        study.enqueue_trial({})
+        study.enqueue_trial({}, user_attrs=attrs)
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

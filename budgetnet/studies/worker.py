@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from budgetnet.errors import BudgetNetError, SearchError
+from budgetnet.studies.confirm import Runner
 from budgetnet.studies.objective import Interrupted, Objective
 from budgetnet.studies.record import TrialRecord
 from budgetnet.studies.results import is_finished, progress_bar
@@ -113,6 +114,10 @@ class Worker:
         retry_of = inherited.retry_of if retry_of is None else retry_of
         if retry_of is not None:
             TrialRecord.write(trial, retry_of=retry_of)
+        if inherited.confirm is not None:  # a queued confirmation retraining: run it here too
+            settings = self.settings
+            runner = Runner(self.study, settings.data, settings.recipe, settings.norm, settings.device)
+            return runner.run_job(trial, inherited.confirm)
         if self.n_trials is not None and self._is_surplus(trial):
             TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.n_trials} trials")
             raise _TrialEnded("surplus")
@@ -160,7 +165,8 @@ _COUNTABLE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialStat
 def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     """Record why ``trial`` stops before it finished and queue its parameters again."""
     TrialRecord.write(trial, status="interrupted", error=reason)
-    study.enqueue_trial(trial.params, user_attrs=TrialRecord(retry_of=trial.number).to_dict())
+    arm = TrialRecord.read(trial).arm
+    study.enqueue_trial(trial.params, user_attrs=TrialRecord(retry_of=trial.number, arm=arm).to_dict())
 
 
 def _storage_error(error: BaseException) -> BaseException | None:
@@ -223,7 +229,8 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
             study.tell(frozen.number, state=TrialState.FAIL)
         except (RuntimeError, ValueError):  # it finished meanwhile: its worker was alive
             continue
-        study.enqueue_trial(frozen.params, user_attrs=TrialRecord(retry_of=frozen.number).to_dict())
+        retry = TrialRecord(retry_of=frozen.number, arm=record.arm, confirm=record.confirm)
+        study.enqueue_trial(frozen.params, user_attrs=retry.to_dict())
         recovered.append(frozen.number)
     return recovered
 

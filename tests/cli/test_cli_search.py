@@ -13,7 +13,7 @@ import budgetnet
 from budgetnet.cli import main, make_parser
 from budgetnet.errors import BudgetError, ExportError, SearchError, StorageError
 
-QUICK = ["--epochs", "1", "--limit", "60", "--no-baseline", "--no-progress"]
+QUICK = ["--epochs", "1", "--limit", "60", "--no-baseline", "--no-progress", "--no-confirm"]
 
 
 def call(argv):
@@ -27,7 +27,7 @@ def test_search_results_and_export_end_to_end(tmp_path, capsys, monkeypatch):
     assert main(["search", "--trials", "2", "--keep-weights", "--plot-dir", "plots", "--json", *QUICK]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["study"] == "small-digits" and summary["counts"]["finished"] == 2
-    assert summary["budget"].startswith("2.3M MACs (1x baseline)") and summary["best"]["accuracy"] is not None
+    assert summary["budget"].startswith("152.6K MACs (1x baseline)") and summary["best"]["accuracy"] is not None
     assert (tmp_path / "budgetnet.db").is_file()  # the default storage: a file in the working directory
     assert [p.endswith(".png") for p in summary["plots"]] == [True, True]
     assert all((tmp_path / p).read_bytes()[:4] == b"\x89PNG" for p in summary["plots"])

@@ -275,7 +275,7 @@ def test_results_show_the_spread_over_seeds_and_mark_a_difference_smaller_than_i
         (dict(objectives="accuracy,flops"), "objective='flops' is unknown; expected one of accuracy, macs, latency"),
         (dict(objectives="macs"), r"objectives=\('macs',\) is invalid; expected 'accuracy' alone"),
         (dict(objectives="accuracy,macs,latency"), "is invalid; expected 'accuracy' alone, or 'accuracy' with"),
-        (dict(pruner="successive"), "pruner='successive' is unknown; expected one of median, hyperband, none"),
+        (dict(pruner="successive"), "pruner='successive' is unknown; expected one of median, percentile25, percentile75, wilcoxon, hyperband, none"),
         (dict(n_trials=0), "n_trials=0 is invalid; expected a whole number >= 1"),
         (dict(n_trials=None), "n_trials=None and timeout=None: the search would never end"),
         (dict(timeout=-1), "timeout=-1 is invalid; expected seconds > 0"),
