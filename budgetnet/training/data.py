@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from budgetnet.checks import is_int
+from budgetnet.checks import check_seed, is_int
 from budgetnet.errors import DataError
 from budgetnet.training.augment import (
     center_crop,
@@ -222,6 +222,7 @@ def load_data(
     _check_optional_size("image_size", image_size)
     _check_optional_size("crop_size", crop_size)
     _check_limit(limit)
+    check_seed(DataError, seed)
     if kind == "digits" and not path:
         raw = read_digits()
         image_size = DIGITS_IMAGE_SIZE if image_size is None else image_size
@@ -304,6 +305,7 @@ def from_tensors(
     return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment)
 
 def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment) -> Dataset:
+    check_seed(DataError, seed)  # from_tensors' too: torch.Generator().manual_seed overflows past 64 bits
     for split_name, pair in (("train", raw.train), ("val", raw.val), ("test", raw.test)):
         if pair is not None:
             _check_labels(raw.name, split_name, pair[1], raw.num_classes)
