@@ -136,7 +136,8 @@ def test_max_depth_and_max_variants():
     assert shallow.graph["rejected"] > 0
     capped = variants(A, max_steps=3, max_variants=7)
     assert capped.number_of_nodes() == 8 and capped.graph["truncated"]
-    assert summary(capped).endswith("stopped early (max_variants)")
+    assert summary(capped).endswith("stopped early by max_variants=7 at step 1 of 3, with 7 variants found")
+    assert capped.graph["stopped_by"] == "max_variants"
     assert variants(A, max_steps=0).number_of_nodes() == 1
 
 
