@@ -86,12 +86,13 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
     """Execute the Python file ``path`` and call its function or class ``name`` without arguments.
 
     The file runs as a module (its own folder first on ``sys.path``), as ``python FILE.py``
-    would run it, except that ``__name__`` is not ``"__main__"``. Only the user's own file,
-    named explicitly, is executed.
+    would run it, except that ``__name__`` is not ``"__main__"`` and no ``__pycache__`` is
+    written next to it. Only the user's own file, named explicitly, is executed.
 
     Raises:
         ArchError: naming the SPEC and the file or function, when ``name`` is missing or not
-            an identifier, the file does not exist, importing it or calling ``name`` raises,
+            an identifier, the file does not exist, importing it or calling ``name`` raises or
+            exits (``sys.exit``, ``exit()``, ``os._exit``: see :func:`_exits_refused`),
             ``name`` is not defined or not callable, or the call returns no ``torch.nn.Module``.
 
     Example:
@@ -118,6 +119,7 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
     namespace = importlib.util.module_from_spec(loader)
     sys.modules[module_name] = namespace  # dataclasses and pickling look the module up there
     sys.path.insert(0, folder)
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ left by the user's file
     try:
         with _exits_refused():
             loader.loader.exec_module(namespace)
@@ -129,6 +131,7 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
     except Exception as error:
         raise ArchError(f"SPEC {spec!r}: importing {path} raised {type(error).__name__}: {error}") from None
     finally:
+        sys.dont_write_bytecode = writes_bytecode
         if folder in sys.path:
             sys.path.remove(folder)
         sys.modules.pop(module_name, None)
