@@ -19,6 +19,8 @@ Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has exam
     ACT    := relu | relu6 | leaky_relu ["(" SLOPE ")"] | silu | hardswish | gelu | gelu_tanh
             | mish | tanh | sigmoid | hardsigmoid | none
 
+Blocks nest at most :data:`~budgetnet.graph.layers.MAX_NESTING` (64) deep; a deeper one is a
+:class:`~budgetnet.errors.NotationError` at its column, before Python's recursion limit.
 A conv without ``pPAD`` gets its padding from the paper's rules (see :mod:`budgetnet.graph.arch`).
 ``gap`` is global average pooling (``avgspp(1)``); ``flat`` flattens without pooling. When
 the text has no head (no spp, gap, flat or fc), :func:`~budgetnet.graph.arch.default_head` is added:
