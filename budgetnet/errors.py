@@ -15,6 +15,10 @@ Example:
 from __future__ import annotations
 
 
+#: Characters of a notation a :class:`NotationError` shows; a longer one is cut around the column.
+NOTATION_EXCERPT = 120
+
+
 class BudgetNetError(Exception):
     """Base class of every error budgetnet raises on purpose."""
 
@@ -27,8 +31,13 @@ class NotationError(BudgetNetError, ValueError):
         self.column = column
         self.field = field
         self.value = value
-        pointer = " " * (column - 1) + "^"
-        super().__init__(f"notation column {column}: {problem}\n  {text}\n  {pointer}")
+        shown, offset = text, column - 1
+        if len(text) > NOTATION_EXCERPT:  # a long text is shown around the column, not whole
+            start = max(0, min(column - 1 - NOTATION_EXCERPT // 2, len(text) - NOTATION_EXCERPT))
+            before, after = ("..." if start else ""), ("..." if start + NOTATION_EXCERPT < len(text) else "")
+            shown = before + text[start : start + NOTATION_EXCERPT] + after
+            offset = len(before) + column - 1 - start
+        super().__init__(f"notation column {column}: {problem}\n  {shown}\n  {' ' * offset}^")
 
 
 class LayerSpecError(BudgetNetError, ValueError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -50,6 +51,11 @@ from budgetnet.errors import (
 )
 
 HUGE = "(3,100000000000) gap"
+#: 300 characters of notation with no slash: too long to be a file name (255 on Linux).
+LONG_NOTATION = "(3,8) " * 50
+DEEP_TEXT = "res[" * 240 + "(3,8)" + "]" * 240
+DIGITS_400 = "9" * 400
+SEED_2_70 = str(2**70)
 TINY_TRAIN = ["--image-size", "8", "--limit", "30", "--epochs", "1", "--no-progress"]
 NO_GPU_7 = torch.cuda.device_count() <= 7
 
@@ -85,11 +91,38 @@ def workspace(tmp_path_factory):
         (root / "idx_garbage" / name).write_bytes(b"garbage")
     with sqlite3.connect(root / "contacts.db") as connection:
         connection.execute("CREATE TABLE contacts (name TEXT)")
+    # issue 20: a JSON spec nested 300 deep, files that exit while being imported, image bombs
+    layer = {"type": "conv", "kernel_size": 3, "out_channels": 8}
+    for _ in range(300):
+        layer = {"type": "res", "body": [layer]}
+    (root / "deep.json").write_text(json.dumps({"input_shape": [3, 32, 32], "layers": [layer, {"type": "spp", "levels": [1]}]}))
+    (root / "exits.py").write_text("import os\nos._exit(0)\n")
+    (root / "sysexit.py").write_text("import sys\nsys.exit(3)\n")
+    (root / "plainexit.py").write_text("exit()\n")
+    (root / "build_exits.py").write_text("def build():\n    from os import _exit\n    _exit(5)\n")
+    for name, (width, height) in {"bomb": (15000, 15000), "big": (10001, 10001)}.items():
+        for label in "ab":
+            (root / name / label).mkdir(parents=True)
+            (root / name / label / "ok.png").write_bytes(png_header(8, 8))  # never read: the bomb comes first
+        (root / name / "a" / "aa.png").write_bytes(png_header(width, height))
     (root / "latency_cache").mkdir()
     from budgetnet.cost.latency import LatencyTable
 
     (root / "latency_cache" / LatencyTable("cpu", cache_dir=False).file_name()).write_text("{broken")
     return root
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG file of a few dozen bytes whose header says ``width`` x ``height`` (grey, 8 bit)
+    and whose data is empty: what a decompression bomb looks like before it is decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -287,6 +320,45 @@ CLI_CASES = [
     case("variants", "(3,\uff18)", error=NotationError, message="malformed conv"),
     case("variants", "A", "--tolerance", "-1", error=BudgetError, message="tolerance=-1.0 is invalid"),
     case("variants", "nothere.json", error=ArchError, message="SPEC 'nothere.json': no such file"),
+    # issue 20: inputs sized to break the machinery
+    case("show", LONG_NOTATION + "lstm", error=NotationError, message="notation column 301: unknown layer 'lstm'"),
+    case("show", "x" * 300 + ".py:build", error=ArchError, message="no such file 'xxxxxxxx"),
+    case("show", DEEP_TEXT, error=NotationError,
+         message="notation column 257: res[ is nested 65 blocks deep; expected at most 64 nested res[...], cat[...] "
+                 "or gate[...] blocks (MAX_NESTING)"),  # fmt: skip
+    case("show", "deep.json", error=ArchError,
+         message="is a block nested 65 deep; expected at most 64 nested res, cat or gate blocks (MAX_NESTING)"),
+    case("train", "(3,4) gap", "--data", "folder:bomb", "--epochs", "1", error=DataError,
+         message="bomb/a/aa.png' is 225,000,000 pixels; expected at most 100,000,000 pixels (MAX_PIXELS)"),
+    case("train", "(3,4) gap", "--data", "folder:big", "--epochs", "1", error=DataError,
+         message="big/a/aa.png' is 10001x10001 = 100,020,001 pixels; expected at most 100,000,000 pixels"),
+    case("show", "A", "--max-memory", DIGITS_400, error=MemoryLimitError,
+         message="(402 characters) is invalid; expected a size in bytes from 1 to 2**63-1 (8 EiB)"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--max-memory", DIGITS_400, error=MemoryLimitError,
+         message="max_memory='99999"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--seed", SEED_2_70, error=TrainingError,
+         message=f"seed={SEED_2_70} is invalid; expected an integer from 0 to 2**63-1 (9223372036854775807)"),
+    case("train", "(3,4) gap", *TINY_TRAIN, "--seed", str(2**63), error=TrainingError,
+         message=f"seed={2**63} is invalid"),
+    case("train", "(3,4) gap", "--image-size", SEED_2_70, error=DataError,
+         message=f"image_size={SEED_2_70} is invalid; expected at most 10000 pixels a side (MAX_PIXELS)"),
+    case("train", "(3,4) gap", "--image-size", "10000", "--limit", "30", error=DataError,
+         message="image_size=10000: the 1797 images of 'digits' resized to 10000x10000 need about 669.4 GiB, over"),
+    case("latency", "A", "--repeats", SEED_2_70, error=LatencyError,
+         message=f"repeats={SEED_2_70} is invalid; expected an integer from 1 to 100000"),
+    case("latency", "A", "--warmup", SEED_2_70, error=LatencyError, message="warmup="),
+    case("variants", "A", "--steps", "1000", error=BudgetError,
+         message="--steps=1000 is invalid; expected an integer from 0 to 20"),
+    case("show", "exits.py:build", error=ArchError,
+         message="SPEC 'exits.py:build': exits.py exited (status 0, os._exit) while being imported; expected a "
+                 "file that defines build and returns"),  # fmt: skip
+    case("show", "sysexit.py:build", error=ArchError, message="sysexit.py exited (status 3) while being imported"),
+    case("variants", "plainexit.py:build", error=ArchError,
+         message="plainexit.py exited (status 0) while being imported"),
+    case("train", "exits.py:build", *TINY_TRAIN, error=ArchError, message="exits.py exited (status 0, os._exit)"),
+    case("latency", "build_exits.py:build", error=ArchError,
+         message="calling build() from build_exits.py exited (status 5, os._exit); expected it to return a "
+                 "torch.nn.Module"),  # fmt: skip
 ]
 
 
@@ -355,6 +427,10 @@ def test_argparse_refusals(argv, message, capsys):
 
 
 # -- as a user runs it: a subprocess from a scratch directory ---------------------------------------
+#: The environment of a subprocess that runs this checkout's budgetnet from another directory.
+THIS_CHECKOUT = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(budgetnet.__file__).parents[1]),
+                                                              os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -367,7 +443,7 @@ def test_subprocess_from_a_scratch_directory(tmp_path, argv, message):
     (tmp_path / "budgetnet.db").write_bytes(b"garbage")
     before = snapshot(tmp_path)
     result = subprocess.run([sys.executable, "-m", "budgetnet", *argv], capture_output=True, text=True,
-                            cwd=tmp_path, timeout=300)  # fmt: skip
+                            cwd=tmp_path, timeout=300, env=THIS_CHECKOUT)  # fmt: skip
     assert "Traceback" not in result.stderr
     if message is None:  # show reports what cannot fit, and exits 0
         assert result.returncode == 0 and json.loads(result.stdout)["memory"]["fits"] is False
@@ -448,7 +524,40 @@ FUNCTION_CASES = [
      "max_memory=0 is invalid"),  # fmt: skip
     ("variants str", lambda d: budgetnet.variants("A"), BudgetError, "baseline='A' is invalid; expected an Arch"),
     ("rewrite rule", lambda d: budgetnet.rewrite(_small(), "nosuch"), RewriteError, "'nosuch'"),
+    # issue 20
+    ("parse deep", lambda d: budgetnet.parse("(3,8) " + "cat[" * 65 + "(3,8)|id" + "]" * 65), NotationError,
+     "notation column 263: cat[ is nested 65 blocks deep; expected at most 64"),  # fmt: skip
+    ("from_json deep", lambda d: budgetnet.Arch.from_json(_deep_json(65)), ArchError,
+     "is a block nested 65 deep; expected at most 64"),  # fmt: skip
+    ("from_json deep lists", lambda d: budgetnet.Arch.from_json("[" * 100_000), ArchError,
+     "nested too deep for the JSON reader; expected at most 64 nested blocks"),  # fmt: skip
+    ("load_data seed", lambda d: budgetnet.load_data("digits", seed=2**70), DataError,
+     "seed=1180591620717411303424 is invalid; expected an integer from 0 to 2**63-1"),  # fmt: skip
+    ("fit seed", lambda d: budgetnet.fit(_small(), d, seed=2**64, progress=False), TrainingError,
+     "seed=18446744073709551616 is invalid; expected an integer from 0 to 2**63-1"),  # fmt: skip
+    ("parse_bytes digits", lambda d: _parse_bytes(DIGITS_400), MemoryLimitError,
+     "expected a size in bytes from 1 to 2**63-1 (8 EiB)"),  # fmt: skip
+    ("parse_bytes 2**63", lambda d: _parse_bytes(2**63), MemoryLimitError, f"max_memory={2**63} is invalid"),
+    ("measure repeats", lambda d: budgetnet.measure(_small(), repeats=2**70), LatencyError,
+     "repeats=1180591620717411303424 is invalid; expected an integer from 1 to 100000"),  # fmt: skip
+    ("variants steps", lambda d: budgetnet.variants(_small(), max_steps=1000), BudgetError,
+     "max_steps=1000 is invalid; expected an integer from 0 to 20"),  # fmt: skip
+    ("variants time_limit", lambda d: budgetnet.variants(_small(), time_limit=-1), BudgetError,
+     "time_limit=-1 is invalid; expected a number of seconds > 0, or None"),  # fmt: skip
 ]
+
+
+def _deep_json(depth: int) -> str:
+    layer = {"type": "conv", "kernel_size": 3, "out_channels": 8}
+    for _ in range(depth):
+        layer = {"type": "res", "body": [layer]}
+    return json.dumps({"input_shape": [1, 8, 8], "layers": [layer, {"type": "spp", "levels": [1]}]})
+
+
+def _parse_bytes(value):
+    from budgetnet.cost.memory import parse_bytes
+
+    return parse_bytes(value)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -533,3 +642,91 @@ def test_results_and_export_never_end_in_a_traceback(workspace, command, study, 
         assert out.startswith("wrote found.json") and budgetnet.Arch.load(workspace / "found.json")
         after.pop("found.json"), before.pop("found.json")
     assert after == before
+
+
+# -- issue 20: inputs sized to break the machinery ----------------------------------------------------
+def test_a_spec_too_long_to_be_a_path_is_notation(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["show", LONG_NOTATION + "gap", "--input", "1x8x8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["arch"]["layers"][0]["type"] == "conv"
+    assert cli.main(["show", LONG_NOTATION + "gap.json"]) == 2  # a .json name too long to exist
+    assert "no such file" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nesting_limit_is_64_in_notation_and_json():
+    inner = "(3,8)"
+    for kind in ("res[{}]", "cat[{}|id]", "gate[gpool (1,8) {}]"):
+        text = inner
+        for _ in range(64):
+            text = kind.format(text)
+        if kind.startswith("gate"):  # a gate's body works on 1x1: the point is the depth, not the net
+            with pytest.raises(BudgetNetError) as raised:
+                budgetnet.parse(text, input_shape=(1, 8, 8))
+            assert "nested" not in str(raised.value)
+        else:
+            assert isinstance(budgetnet.parse(text, input_shape=(1, 8, 8), num_classes=10), budgetnet.Arch)
+        with pytest.raises(NotationError, match="nested 65 blocks deep; expected at most 64"):
+            budgetnet.parse(kind.format(text), input_shape=(1, 8, 8))
+    arch = budgetnet.Arch.from_json(_deep_json(64))
+    assert budgetnet.Arch.from_json(arch.to_json()) == arch
+
+
+def test_a_file_that_calls_os_exit_is_reported_by_a_real_process(tmp_path):
+    (tmp_path / "exits.py").write_text("import os\nos._exit(0)\n")
+    result = subprocess.run([sys.executable, "-m", "budgetnet", "show", "exits.py:build"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300, env=THIS_CHECKOUT)  # fmt: skip
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        "budgetnet show: error: SPEC 'exits.py:build': exits.py exited (status 0, os._exit) while being imported; "
+        "expected a file that defines build and returns (put a script's own run under if __name__ == '__main__':)\n"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["exits.py"]  # no __pycache__
+    assert os._exit.__module__ == "posix"  # put back in this process after the in-process cases
+
+
+def test_variants_stop_at_a_limit_and_say_which(capsys):
+    from budgetnet.rewrites.explore import stop_reason
+
+    graph = budgetnet.variants(budgetnet.zoo.get("A"), max_steps=6, time_limit=0.2)
+    assert graph.graph["stopped_by"] == "time_limit" and graph.graph["seconds"] < 5
+    assert stop_reason(graph).startswith("stopped early by time_limit=0.2 s at step ")
+    status = cli.main(["variants", "A", "--steps", "20", "--max-variants", "30", "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0 and len(json.loads(out)["nodes"]) == 31
+    assert err == (
+        "budgetnet variants: stopped early by max_variants=30 at step 2 of 20, with 30 variants found; "
+        "raise --max-variants or lower --steps for the whole walk\n"
+    )
+
+
+BLOCK_OPEN = st.sampled_from(["res[", "cat[", "gate[", "gate[gpool ", "res[(3,8) ", "cat[id|"])
+BLOCK_LEAF = st.sampled_from(["(3,8)", "(3,8)bn", "id", "", "2/2", "gap", "(1,8)@sigmoid", "|", "| id", "x2"])
+BLOCK_CLOSE = st.sampled_from(["]", "|(3,8)]", "]x2", "]@none", "| id]", ""])
+
+
+@st.composite
+def deep_notation(draw):
+    """Blocks nested 0 to 200 deep (the limit is 64), closed or not, after up to 600 characters
+    of layers, with junk after; or (one in four) a long random text over the block alphabet."""
+    if draw(st.integers(0, 3)) == 0:
+        return draw(st.text("res[cat[gate[]|(3,8) id", max_size=2000))
+    depth = draw(st.one_of(st.integers(0, 80), st.sampled_from([63, 64, 65, 66, 200])))  # at and past the limit
+    opens = draw(st.lists(BLOCK_OPEN, min_size=depth, max_size=depth))
+    closes = draw(st.lists(BLOCK_CLOSE, min_size=depth, max_size=depth))
+    prefix = "(3,8) " * draw(st.integers(0, 100))
+    junk = draw(st.text(NOTATION_CHARS + "[]|", max_size=12))
+    return prefix + "".join(opens) + draw(BLOCK_LEAF) + "".join(reversed(closes)) + junk
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=deep_notation())
+def test_deep_and_long_notation_is_an_arch_or_a_budgetnet_error(text):
+    """Through the CLI's SPEC reader (a file path first): never a RecursionError or OSError."""
+    from budgetnet.cli.common import load_arch
+
+    try:
+        arch = load_arch(text, (1, 8, 8), 10)
+    except BudgetNetError:
+        return
+    assert isinstance(arch, budgetnet.Arch) and arch.depth >= 0

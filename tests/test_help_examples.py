@@ -259,7 +259,7 @@ def test_show_examples(tmp_path, monkeypatch, capsys):
 
 def test_variants_examples(tmp_path, monkeypatch, capsys):
     examples = help_examples("variants", capsys)
-    assert len(examples) == 6
+    assert len(examples) == 7
     monkeypatch.chdir(tmp_path)
     for argv in examples:
         assert main([*shlex.split(argv)[1:], "--no-progress"]) == 0, argv

@@ -4,7 +4,9 @@ file or FILE.py:NAME), printing JSON."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -66,8 +68,8 @@ def load_arch(spec: str, input_shape: Sequence[int] | None = None, num_classes: 
         module = module_from_file(module_spec["file"], module_spec["name"], spec)
         arch = Arch.from_module(module, MODULE_INPUT_SHAPE if input_shape is None else input_shape)
         return arch if num_classes is None else arch.with_input(num_classes=num_classes)
-    elif spec.endswith(".json") or Path(spec).is_file():
-        if not Path(spec).is_file():
+    elif spec.endswith(".json") or _is_file(spec):
+        if not _is_file(spec):
             raise ArchError(f"SPEC {spec!r}: no such file; expected a JSON file written by budgetnet")
         arch = Arch.load(spec)
     elif re.fullmatch(r"[A-Za-z_][\w.'-]*", spec) and not re.fullmatch(r"(max|avg)?spp|gap|flat|fc\d+", spec):
@@ -84,12 +86,13 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
     """Execute the Python file ``path`` and call its function or class ``name`` without arguments.
 
     The file runs as a module (its own folder first on ``sys.path``), as ``python FILE.py``
-    would run it, except that ``__name__`` is not ``"__main__"``. Only the user's own file,
-    named explicitly, is executed.
+    would run it, except that ``__name__`` is not ``"__main__"`` and no ``__pycache__`` is
+    written next to it. Only the user's own file, named explicitly, is executed.
 
     Raises:
         ArchError: naming the SPEC and the file or function, when ``name`` is missing or not
-            an identifier, the file does not exist, importing it or calling ``name`` raises,
+            an identifier, the file does not exist, importing it or calling ``name`` raises or
+            exits (``sys.exit``, ``exit()``, ``os._exit``: see :func:`_exits_refused`),
             ``name`` is not defined or not callable, or the call returns no ``torch.nn.Module``.
 
     Example:
@@ -105,7 +108,7 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
             "class of the file, such as model.py:build"
         )
     file = Path(path)
-    if not file.is_file():
+    if not _is_file(path):
         raise ArchError(f"SPEC {spec!r}: no such file {path!r}; expected a Python file that defines {name}")
     import importlib.util
 
@@ -116,11 +119,19 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
     namespace = importlib.util.module_from_spec(loader)
     sys.modules[module_name] = namespace  # dataclasses and pickling look the module up there
     sys.path.insert(0, folder)
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ left by the user's file
     try:
-        loader.loader.exec_module(namespace)
-    except (Exception, SystemExit) as error:
+        with _exits_refused():
+            loader.loader.exec_module(namespace)
+    except (_Exited, SystemExit) as error:
+        raise ArchError(
+            f"SPEC {spec!r}: {path} exited ({_exit_status(error)}) while being imported; expected a file that "
+            f"defines {name} and returns (put a script's own run under if __name__ == '__main__':)"
+        ) from None
+    except Exception as error:
         raise ArchError(f"SPEC {spec!r}: importing {path} raised {type(error).__name__}: {error}") from None
     finally:
+        sys.dont_write_bytecode = writes_bytecode
         if folder in sys.path:
             sys.path.remove(folder)
         sys.modules.pop(module_name, None)
@@ -133,14 +144,72 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
             f"torch.nn.Module (the file defines: {', '.join(defined) or 'nothing callable'})"
         )
     try:
-        module = factory()
-    except (Exception, SystemExit) as error:
+        with _exits_refused():
+            module = factory()
+    except (_Exited, SystemExit) as error:
+        raise ArchError(
+            f"SPEC {spec!r}: calling {name}() from {path} exited ({_exit_status(error)}); expected it to return a "
+            "torch.nn.Module"
+        ) from None
+    except Exception as error:
         raise ArchError(f"SPEC {spec!r}: calling {name}() from {path} raised {type(error).__name__}: {error}") from None
     if not isinstance(module, torch.nn.Module):
         raise ArchError(
             f"SPEC {spec!r}: {name}() from {path} returned {type(module).__name__}; expected a torch.nn.Module"
         )
     return module
+
+
+def _is_file(text: str) -> bool:
+    """``Path(text).is_file()``, False for a text that cannot name a file: longer than the
+    system allows (``OSError: File name too long``) or holding a NUL byte."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+class _Exited(BaseException):
+    """``os._exit(status)`` called by a user's file: raised instead, so that it is reported."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
+@contextlib.contextmanager
+def _exits_refused():
+    """Turn ``os._exit`` into :class:`_Exited` while a user's file runs.
+
+    ``sys.exit`` and ``exit()`` raise ``SystemExit``, which the callers catch; ``os._exit``
+    ends the process at once, so it is replaced for the duration (in ``os`` and in ``posix``,
+    where ``from posix import _exit`` would find it). This costs nothing per import, unlike
+    a trial import in a child process; a file that ends the process another way (a signal to
+    itself, ``os.abort``, C code) is not caught.
+    """
+    modules = [module for module in (os, sys.modules.get("posix"), sys.modules.get("nt")) if module is not None]
+    original = os._exit
+
+    def refused(status):
+        raise _Exited(status)
+
+    for module in modules:
+        module._exit = refused
+    try:
+        yield
+    finally:
+        for module in modules:
+            module._exit = original
+
+
+def _exit_status(error: BaseException) -> str:
+    """``status N`` of a ``SystemExit`` or an ``os._exit``, as the shell would see it."""
+    if isinstance(error, _Exited):
+        return f"status {error.status}, os._exit"
+    code = error.code
+    if code is None or isinstance(code, int):
+        return f"status {code or 0}"
+    return f"status 1, sys.exit({code!r})"
 
 
 def print_json(data) -> None:

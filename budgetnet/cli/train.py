@@ -53,7 +53,7 @@ def add_arguments(parser) -> None:
                              "(default: the device's memory; see `budgetnet show`)")  # fmt: skip
     parser.add_argument("--lr", type=float, metavar="LR", help="base learning rate (default: the recipe's)")
     parser.add_argument("--device", default="auto", help="auto (default: cuda if there is a GPU), cpu, cuda, cuda:N")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the splits, initialisation and augmentation")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the splits, initialisation and augmentation (0 .. 2**63-1)")
     parser.add_argument("--checkpoint", metavar="PATH",
                         help="save after every epoch and resume from PATH when it exists")  # fmt: skip
     parser.add_argument("--views", type=int, choices=(1, 10), default=1,
@@ -74,8 +74,11 @@ def run(args) -> int:
     from budgetnet.training.recipes import get_recipe
     from budgetnet.training.train import evaluate, fit
 
+    from budgetnet.checks import check_seed
     from budgetnet.cost.memory import parse_bytes
+    from budgetnet.errors import TrainingError
 
+    check_seed(TrainingError, args.seed)  # before the data: torch's generators overflow past 64 bits
     if args.max_memory is not None:
         parse_bytes(args.max_memory)  # a malformed size is refused before the data is loaded
     data = load_data(args.data, image_size=args.image_size, crop_size=args.crop_size, limit=args.limit,

@@ -27,6 +27,7 @@ A notation longer than 120 characters (a ResNet) is shown as the layers each rew
 examples:
   budgetnet variants A
   budgetnet variants A --steps 3 --tolerance 0.08 --max-depth 11 --plot lineage.png
+  budgetnet variants A --steps 6 --max-variants 2000 --time-limit 60
   budgetnet variants resnet50 --steps 2 --limit 30
   budgetnet variants efficientnet_b0 --steps 2 --limit 30
   budgetnet variants B --rules delay_pool --steps 1 --json
@@ -36,11 +37,13 @@ examples:
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
 from budgetnet.cost.complexity import format_count
+from budgetnet.rewrites.explore import DEFAULT_MAX_VARIANTS, MAX_STEPS
 from budgetnet.tables import text_table
 
 NAME = "variants"
@@ -51,6 +54,16 @@ def _png_path(text: str) -> Path:
     if not text.lower().endswith(".png"):
         raise argparse.ArgumentTypeError(f"plot path {text!r}: expected a file name ending in .png")
     return Path(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds > 0")
+    return value
 
 
 def _count(minimum: int):
@@ -83,7 +96,7 @@ def add_arguments(parser) -> None:
         help="keep variants whose cost is within T of the budget, either side (default 0.05 = 5%%)",
     )
     parser.add_argument(
-        "--steps", type=_count(0), default=2, metavar="N", help="most rewrites from SPEC (default 2)"
+        "--steps", type=int, default=2, metavar="N", help=f"most rewrites from SPEC, 0 to {MAX_STEPS} (default 2)"
     )
     parser.add_argument(
         "--rules",
@@ -93,7 +106,10 @@ def add_arguments(parser) -> None:
         help="rules to apply (default: all of them, see 'rules:' above)",
     )
     parser.add_argument("--max-depth", type=_count(1), metavar="N", help="drop variants with more than N conv layers")
-    parser.add_argument("--limit", type=_count(1), metavar="N", help="stop once N variants are found")
+    parser.add_argument("--max-variants", "--limit", dest="max_variants", type=_count(1), default=DEFAULT_MAX_VARIANTS,
+                        metavar="N", help=f"stop once N variants are found (default {DEFAULT_MAX_VARIANTS})")  # fmt: skip
+    parser.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
+                        help="stop after SECONDS (default: no time limit); a summary says which limit stopped it")  # fmt: skip
     parser.add_argument(
         "--input", type=parse_shape, metavar="CxHxW", help="input shape (default: the SPEC's, 3x224x224 for notation)"
     )
@@ -106,9 +122,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from budgetnet.rewrites.explore import records, summary, to_dict, variants
+    from budgetnet.checks import check_int
+    from budgetnet.errors import BudgetError
     from budgetnet.graph.zoo import PAPER_MODELS, ZOO
+    from budgetnet.rewrites.explore import records, stop_reason, summary, to_dict, variants
 
+    check_int(BudgetError, "--steps", args.steps, 0, maximum=MAX_STEPS)  # before the SPEC is read
     baseline = load_arch(args.spec, args.input, args.classes)
     graph = variants(
         baseline,
@@ -117,10 +136,15 @@ def run(args) -> int:
         max_steps=args.steps,
         rules=args.rules,
         max_depth=args.max_depth,
-        max_variants=args.limit,
+        max_variants=args.max_variants,
         progress=not args.no_progress and sys.stderr.isatty(),
         names={**PAPER_MODELS, **ZOO},
+        time_limit=args.time_limit,
     )
+    stopped = stop_reason(graph)
+    if stopped:
+        flag = "--time-limit" if graph.graph["stopped_by"] == "time_limit" else "--max-variants"
+        print(f"budgetnet variants: {stopped}; raise {flag} or lower --steps for the whole walk", file=sys.stderr)
     if args.plot is not None:
         from budgetnet.plots import lineage
 

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, Pool
-from budgetnet.checks import check_shape, is_int
+from budgetnet.checks import MAX_BYTES, check_int, check_shape, is_int
 from budgetnet.graph.printing import format_layer
 from budgetnet.pytorch.modules import layer_specs
 from budgetnet.errors import LatencyError
@@ -48,6 +48,8 @@ from budgetnet.cost.memory import check_fits
 from budgetnet.pytorch.device import resolve_device
 
 MODES = ("forward", "train")
+#: Most timed (``repeats``) or untimed (``warmup``) runs one measurement may ask for.
+MAX_RUNS = 100_000
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 TABLE_FORMAT = "budgetnet.latency"
 TABLE_VERSION = 1
@@ -209,9 +211,11 @@ def _synchronize(dev: torch.device) -> None:
 
 def check_settings(device, batch_size, mode, repeats, warmup, dtype):
     dev = resolve_device(device)
-    for name, value, minimum in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0)):
+    for name, value, minimum, maximum in (("batch_size", batch_size, 1, MAX_BYTES), ("repeats", repeats, 1, MAX_RUNS),
+                                          ("warmup", warmup, 0, MAX_RUNS)):  # fmt: skip
         if not is_int(value, minimum):
             raise LatencyError(f"{name}={value!r} is invalid; expected an integer >= {minimum}")
+        check_int(LatencyError, name, value, minimum, maximum=maximum)  # 2**70 runs never end; C overflows
     if mode not in MODES:
         raise LatencyError(f"mode={mode!r} is invalid; expected one of {MODES}")
     if dtype is None:

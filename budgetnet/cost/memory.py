@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from budgetnet.graph.arch import Arch
-from budgetnet.checks import is_int
+from budgetnet.checks import MAX_BYTES, check_bytes, is_int
 from budgetnet.cost.complexity import complexity
 from budgetnet.errors import MemoryLimitError
 
@@ -138,22 +138,25 @@ def parse_bytes(text: str | int) -> int:
     (K, M, G, T are binary multiples: 8G is 8 GiB).
 
     Raises:
-        MemoryLimitError: text that is not a size, or a size of zero.
+        MemoryLimitError: text that is not a size, a size of zero, or one over 8 EiB
+            (:data:`budgetnet.checks.MAX_BYTES`).
 
     Example:
         >>> parse_bytes("8G"), parse_bytes("1.5GiB"), parse_bytes("2048")
         (8589934592, 1610612736, 2048)
+        >>> parse_bytes("9" * 400)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.MemoryLimitError: max_memory='99999...99999' (402 characters) is invalid; expected a size in bytes from 1 to 2**63-1 (8 EiB) such as ...
     """
     if isinstance(text, int) and not isinstance(text, bool):
         value = text
     else:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)(?:i?[bB])?\s*", str(text))
-        value = int(float(match.group(1)) * _UNITS[match.group(2).upper()]) if match else 0
-    if value < 1:
-        raise MemoryLimitError(
-            f"max_memory={text!r} is invalid; expected a size in bytes > 0 such as 512M, 8G, 1.5GiB or 2048"
-        )
-    return value
+        number = float(match.group(1)) * _UNITS[match.group(2).upper()] if match else 0.0
+        # 400 digits read as float('inf'): range-checked here, before int() or C sees it
+        value = int(number) if number <= MAX_BYTES else None
+    return check_bytes(MemoryLimitError, "max_memory", value, text, "such as 512M, 8G, 1.5GiB or 2048")
 
 
 def format_bytes(value: int) -> str:

@@ -37,6 +37,7 @@ from budgetnet.graph.layers import (
     FC,
     FEATURE_LAYERS,
     LAYER_TYPES,
+    MAX_NESTING,
     NORMS,
     REDUCERS,
     SPP,
@@ -382,6 +383,10 @@ class Arch:
             data = json.loads(text)
         except (json.JSONDecodeError, TypeError) as error:
             raise ArchError(f"arch JSON: not valid JSON ({error})") from None
+        except RecursionError:  # the C decoder's own guard, near 1000 nested lists or objects
+            raise ArchError(
+                f"arch JSON: nested too deep for the JSON reader; expected at most {MAX_NESTING} nested blocks"
+            ) from None
         return cls.from_dict(data)
 
     @classmethod

@@ -52,6 +52,10 @@ _LEAKY = re.compile(r"leaky_relu\(([0-9.eE+-]+)\)")
 PAPER_SPP_LEVELS = (6, 3, 2, 1)
 PAPER_FC_UNITS = 4096
 PAPER_DROPOUT = 0.5
+#: Most blocks (``res[``, ``cat[``, ``gate[``) one inside another that the notation parser and
+#: the JSON reader accept: deeper nesting is refused by name before Python's recursion limit
+#: is reached (a 64-deep net still builds and runs; 150 does not).
+MAX_NESTING = 64
 
 
 def check_int(layer: str, field: str, value, minimum: int) -> None:
@@ -709,8 +713,9 @@ def layer_to_dict(layer: Layer) -> dict:
     return data
 
 
-def layer_from_dict(item, where: str) -> Layer:
-    """The spec :func:`layer_to_dict` wrote; ``where`` names the place for messages.
+def layer_from_dict(item, where: str, depth: int = 0) -> Layer:
+    """The spec :func:`layer_to_dict` wrote; ``where`` names the place for messages and
+    ``depth`` counts the blocks around ``item`` (at most :data:`MAX_NESTING`).
 
     Example:
         >>> layer_from_dict({"type": "res", "body": [{"type": "conv", "kernel_size": 3, "out_channels": 8}]}, "x")
@@ -721,6 +726,12 @@ def layer_from_dict(item, where: str) -> Layer:
             f"arch JSON: {where}={item!r}; expected an object with type one of {sorted(LAYER_TYPES)}"
         )
     cls = LAYER_TYPES[item["type"]]
+    if cls in BLOCKS and depth >= MAX_NESTING:
+        place = where if len(where) <= 100 else f"{where[:40]}...{where[-40:]}"
+        raise ArchError(
+            f"arch JSON: {place} is a block nested {depth + 1} deep; expected at most {MAX_NESTING} nested "
+            "res, cat or gate blocks (MAX_NESTING)"
+        )
     known = {field.name for field in fields(cls)}
     unknown = sorted(set(item) - known - {"type"})
     if unknown:
@@ -730,7 +741,7 @@ def layer_from_dict(item, where: str) -> Layer:
     def branch(value, name):
         if not isinstance(value, list):
             raise ArchError(f"arch JSON: {where}.{name}={value!r}; expected a list of layer objects")
-        return tuple(layer_from_dict(sub, f"{where}.{name}[{i}]") for i, sub in enumerate(value))
+        return tuple(layer_from_dict(sub, f"{where}.{name}[{i}]", depth + 1) for i, sub in enumerate(value))
 
     if cls is SPP and isinstance(arguments.get("levels"), list):
         arguments["levels"] = tuple(arguments["levels"])
@@ -762,6 +773,7 @@ __all__ = [
     "Gate",
     "GlobalPool",
     "Layer",
+    "MAX_NESTING",
     "Mul",
     "NORMS",
     "NORM_TYPES",

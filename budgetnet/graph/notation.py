@@ -19,6 +19,8 @@ Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has exam
     ACT    := relu | relu6 | leaky_relu ["(" SLOPE ")"] | silu | hardswish | gelu | gelu_tanh
             | mish | tanh | sigmoid | hardsigmoid | none
 
+Blocks nest at most :data:`~budgetnet.graph.layers.MAX_NESTING` (64) deep; a deeper one is a
+:class:`~budgetnet.errors.NotationError` at its column, before Python's recursion limit.
 A conv without ``pPAD`` gets its padding from the paper's rules (see :mod:`budgetnet.graph.arch`).
 ``gap`` is global average pooling (``avgspp(1)``); ``flat`` flattens without pooling. When
 the text has no head (no spp, gap, flat or fc), :func:`~budgetnet.graph.arch.default_head` is added:
@@ -38,7 +40,7 @@ import re
 from typing import Sequence
 
 from budgetnet.graph.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, default_head
-from budgetnet.graph.layers import Act, DropPath, Gate, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
+from budgetnet.graph.layers import MAX_NESTING, Act, DropPath, Gate, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
 from budgetnet.errors import LayerSpecError, NotationError
 from budgetnet.graph.printing import format_layer
 
@@ -90,20 +92,21 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
         raise NotationError(repr(text), 1, f"expected a notation string, got {type(text).__name__}")
     if not _skip(text, 0) < len(text):
         raise NotationError(text, 1, "empty notation; expected at least one layer such as (3,64)")
-    layers, position = _parse_sequence(text, 0, inside=False)
+    layers, position = _parse_sequence(text, 0, inside=False, depth=0)
     if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
         layers.extend(default_head(input_shape))
     return Arch(layers, input_shape, num_classes)
 
 
-def _parse_sequence(text: str, position: int, inside: bool) -> tuple[list[Layer], int]:
-    """Items up to the end of the text, or (``inside`` a block) up to ``|`` or ``]``."""
+def _parse_sequence(text: str, position: int, inside: bool, depth: int) -> tuple[list[Layer], int]:
+    """Items up to the end of the text, or (``inside`` a block) up to ``|`` or ``]``; ``depth``
+    counts the blocks around them."""
     layers: list[Layer] = []
     position = _skip(text, position)
     while position < len(text) and not (inside and text[position] in "|]"):
         start = position
         try:
-            layer, position = _parse_layer(text, position)
+            layer, position = _parse_layer(text, position, depth)
             count = 1
             repeat = _REPEAT.match(text, position)
             if repeat:
@@ -139,11 +142,16 @@ def _skip(text: str, position: int) -> int:
     return match.end() if match else position
 
 
-def _parse_block(text: str, position: int) -> tuple[Layer, int]:
+def _parse_block(text: str, position: int, depth: int) -> tuple[Layer, int]:
     """``res[BODY | SHORTCUT]@ACT``, ``cat[BRANCH | BRANCH ...]`` or ``gate[BODY]``; ``id`` is
-    an empty branch."""
+    an empty branch. ``depth`` is the number of blocks this one sits in."""
     column = position + 1
     kind = text[position : text.index("[", position)]
+    if depth >= MAX_NESTING:
+        raise NotationError(
+            text, column, f"{kind}[ is nested {depth + 1} blocks deep; expected at most {MAX_NESTING} nested "
+            "res[...], cat[...] or gate[...] blocks (MAX_NESTING)"
+        )
     position += len(kind) + 1
     branches: list[list[Layer]] = []
     while True:
@@ -151,7 +159,7 @@ def _parse_block(text: str, position: int) -> tuple[Layer, int]:
         if text.startswith("id", skipped) and _BRANCH_END.match(text, skipped + 2):
             branch, position = [], _skip(text, skipped + 2)
         else:
-            branch, position = _parse_sequence(text, position, inside=True)
+            branch, position = _parse_sequence(text, position, inside=True, depth=depth + 1)
         branches.append(branch)
         if position >= len(text):
             raise NotationError(text, column, f"{kind}[ is never closed; expected a matching ]")
@@ -179,10 +187,10 @@ def _parse_block(text: str, position: int) -> tuple[Layer, int]:
         raise NotationError(text, column, str(error), error.field, error.value) from None
 
 
-def _parse_layer(text: str, position: int) -> tuple[Layer, int]:
+def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
     column = position + 1
     if text.startswith(("res[", "cat[", "gate["), position):
-        return _parse_block(text, position)
+        return _parse_block(text, position, depth)
     if text.startswith("(", position):
         match = _CONV.match(text, position)
         if not match:

@@ -32,6 +32,13 @@ from budgetnet.errors import BudgetError, RewriteError
 from budgetnet.rewrites.framework import Rule, span_notation
 from budgetnet.rewrites.registry import resolve_rules
 
+#: Most rewrites from the baseline :func:`variants` walks (``max_steps``): the walk grows
+#: about tenfold per step, so a step count past this would never end anyway.
+MAX_STEPS = 20
+#: :func:`variants` stops once this many variants are found, unless told otherwise
+#: (``max_variants=None`` lifts the bound).
+DEFAULT_MAX_VARIANTS = 5000
+
 
 def variants(
     baseline: Arch,
@@ -40,9 +47,10 @@ def variants(
     max_steps: int = 2,
     rules: Iterable[str | Rule] | None = None,
     max_depth: int | None = None,
-    max_variants: int | None = None,
+    max_variants: int | None = DEFAULT_MAX_VARIANTS,
     progress: bool = False,
     names: Mapping[str, Arch] | None = None,
+    time_limit: float | None = None,
 ) -> nx.DiGraph:
     """Every variant of ``baseline`` within ``max_steps`` rewrites whose cost matches the budget.
 
@@ -59,14 +67,16 @@ def variants(
         tolerance: relative distance from the target a variant may have (0.05 = 5%);
             ``None``: a :class:`Budget` keeps its own, any other budget gets 5%
             (the rule of :func:`budgetnet.cost.budgets.resolve_budget`).
-        max_steps: largest number of rewrites from the baseline.
+        max_steps: largest number of rewrites from the baseline, 0 to :data:`MAX_STEPS`.
         rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all of
             :data:`~budgetnet.rewrites.RULES`, the paper's five and the block rules).
         max_depth: drop variants with more conv layers than this.
-        max_variants: stop once this many variants (baseline excluded) are kept.
+        max_variants: stop once this many variants (baseline excluded) are kept (default
+            :data:`DEFAULT_MAX_VARIANTS`; ``None``: no bound).
         progress: show a tqdm bar per step on stderr.
         names: known architectures (e.g. ``search_spaces.paper.MODELS``); a node equal to
             one gets its name.
+        time_limit: stop after this many seconds (checked after every site); ``None``: no limit.
 
     Returns:
         A ``DiGraph`` keyed by fingerprint. Nodes: ``arch``, ``notation``, ``macs``,
@@ -75,7 +85,8 @@ def variants(
         ``site`` (:class:`~budgetnet.rewrites.Site`), ``change`` (relative cost change) and
         ``new_layers`` (the notation of the layers the rewrite wrote). ``graph.graph`` holds ``baseline`` (its key), ``budget``, the settings and the
         counts ``checked`` (sites tried), ``refused`` (by a rule), ``rejected`` (off budget
-        or too deep), ``seconds`` and ``truncated`` (stopped by ``max_variants``).
+        or too deep), ``seconds``, ``truncated`` (stopped by a limit) and ``stopped_by``
+        (``"max_variants"``, ``"time_limit"`` or ``None``).
 
     Example:
         >>> import budgetnet
@@ -88,11 +99,15 @@ def variants(
     """
     if not isinstance(baseline, Arch):
         raise BudgetError(f"baseline={baseline!r} is invalid; expected an Arch")
-    check_int(BudgetError, "max_steps", max_steps, 0)
+    check_int(BudgetError, "max_steps", max_steps, 0, maximum=MAX_STEPS)
     if max_depth is not None:
         check_int(BudgetError, "max_depth", max_depth, 1)
     if max_variants is not None:
         check_int(BudgetError, "max_variants", max_variants, 1)
+    if time_limit is not None and not (
+        isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool) and 0 < time_limit < math.inf
+    ):
+        raise BudgetError(f"time_limit={time_limit!r} is invalid; expected a number of seconds > 0, or None")
     rules = resolve_rules(rules)
     budget = _budget(baseline, budget, tolerance)
     tolerance = budget.tolerance
@@ -107,14 +122,18 @@ def variants(
         max_steps=max_steps,
         max_depth=max_depth,
         max_variants=max_variants,
+        time_limit=time_limit,
         rules=[rule.name for rule in rules],
         checked=0,
         refused=0,
         rejected=0,
         truncated=False,
+        stopped_by=None,
+        stopped_at_step=None,
     )
     _add_node(graph, root, baseline, base_macs, baseline.depth, base_macs, 0, budget, known)
     started = time.perf_counter()
+    deadline = None if time_limit is None else started + time_limit
     frontier = [root]
     seen = {baseline.layers: root}
     for step in range(1, max_steps + 1):
@@ -123,10 +142,11 @@ def variants(
         found = []
         bar = _progress_bar(len(frontier), step, max_steps, progress)
         for key in frontier:
-            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen)
+            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen, deadline)
             bar.update(1)
             bar.set_postfix(variants=graph.number_of_nodes() - 1, refresh=False)
             if graph.graph["truncated"]:
+                graph.graph["stopped_at_step"] = step
                 break
         bar.close()
         frontier = found
@@ -134,7 +154,7 @@ def variants(
     return graph
 
 
-def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen) -> list[str]:
+def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen, deadline) -> list[str]:
     """Apply every site of every rule to one node; return the keys of new nodes.
 
     Each site is worked out on its changed span only (:meth:`Rule.propose`); the new Arch
@@ -145,6 +165,9 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
     new = []
     for rule in rules:
         for site in rule.sites(arch):
+            if deadline is not None and time.perf_counter() > deadline:
+                graph.graph["truncated"], graph.graph["stopped_by"] = True, "time_limit"
+                return new
             graph.graph["checked"] += 1
             try:
                 proposal = rule.propose(arch, site, macs)
@@ -169,7 +192,7 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
                 new_layers = span_notation(proposal.plan.layers)
                 graph.add_edge(key, child_key, rule=rule.name, site=site, change=proposal.change, new_layers=new_layers)
             if max_variants is not None and graph.number_of_nodes() - 1 >= max_variants:
-                graph.graph["truncated"] = True
+                graph.graph["truncated"], graph.graph["stopped_by"] = True, "max_variants"
                 return new
     return new
 
@@ -366,7 +389,28 @@ def summary(graph: nx.DiGraph) -> str:
         f"{info['checked']} sites checked ({info['refused']} refused by a rule, {info['rejected']} "
         f"off budget or too deep) in {info['seconds']:.2f} s ({rate:.0f}/s); budget {info['budget']}"
     )
-    return text + ("; stopped early (max_variants)" if info["truncated"] else "")
+    return text + (f"; {stop_reason(graph)}" if info["truncated"] else "")
 
 
-__all__ = ["derivation", "labels", "node_named", "records", "summary", "to_dict", "variants"]
+def stop_reason(graph: nx.DiGraph) -> str | None:
+    """Which limit stopped the walk and how many variants it had found, or ``None`` when it
+    ran to the end.
+
+    Example:
+        >>> from search_spaces.paper import MODELS
+        >>> stop_reason(variants(MODELS["A"], max_steps=2, max_variants=3))
+        'stopped early by max_variants=3 at step 1 of 2, with 3 variants found'
+    """
+    info = graph.graph
+    if not info["truncated"]:
+        return None
+    limit = info.get("stopped_by") or "max_variants"
+    value = f"{info['time_limit']:g} s" if limit == "time_limit" else info["max_variants"]
+    count = graph.number_of_nodes() - 1
+    return (
+        f"stopped early by {limit}={value} at step {info.get('stopped_at_step')} of {info['max_steps']}, with "
+        f"{count} variant{'s' * (count != 1)} found"
+    )
+
+
+__all__ = ["derivation", "labels", "node_named", "records", "stop_reason", "summary", "to_dict", "variants"]

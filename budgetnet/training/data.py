@@ -34,13 +34,14 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from budgetnet.checks import is_int
+from budgetnet.checks import check_seed, is_int
 from budgetnet.errors import DataError
 from budgetnet.training.augment import (
     center_crop,
@@ -51,7 +52,7 @@ from budgetnet.training.augment import (
     random_crop,
     random_flip,
 )
-from budgetnet.training.readers import LAYOUTS, READERS, Raw, read_digits, resize
+from budgetnet.training.readers import LAYOUTS, MAX_PIXELS, READERS, Raw, read_digits, resize
 
 SOURCES = ("digits", "idx:PATH", "cifar:PATH", "folder:PATH")
 DIGITS_IMAGE_SIZE = 16
@@ -222,6 +223,7 @@ def load_data(
     _check_optional_size("image_size", image_size)
     _check_optional_size("crop_size", crop_size)
     _check_limit(limit)
+    check_seed(DataError, seed)
     if kind == "digits" and not path:
         raw = read_digits()
         image_size = DIGITS_IMAGE_SIZE if image_size is None else image_size
@@ -304,10 +306,12 @@ def from_tensors(
     return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment)
 
 def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment) -> Dataset:
+    check_seed(DataError, seed)  # from_tensors' too: torch.Generator().manual_seed overflows past 64 bits
     for split_name, pair in (("train", raw.train), ("val", raw.val), ("test", raw.test)):
         if pair is not None:
             _check_labels(raw.name, split_name, pair[1], raw.num_classes)
     if image_size is not None:
+        _check_resized_memory(raw, image_size)
         raw.train, raw.val, raw.test = (
             None if pair is None else (resize(pair[0], image_size), pair[1]) for pair in (raw.train, raw.val, raw.test)
         )
@@ -393,6 +397,26 @@ def _check_fraction(name: str, value) -> None:
 def _check_optional_size(name: str, value) -> None:
     if value is not None and not is_int(value, 1):
         raise DataError(f"{name}={value!r} is invalid; expected an integer >= 1 (pixels) or None")
+    if value is not None and value * value > MAX_PIXELS:  # before torch sizes a tensor by it
+        raise DataError(
+            f"{name}={value!r} is invalid; expected at most {math.isqrt(MAX_PIXELS)} pixels a side (MAX_PIXELS)"
+        )
+
+
+def _check_resized_memory(raw: Raw, image_size: int) -> None:
+    """Refuse an ``image_size`` whose resized images (float32) would not fit in this machine's
+    memory, before torch allocates them."""
+    from budgetnet.cost.memory import device_memory, format_bytes
+
+    pairs = [pair for pair in (raw.train, raw.val, raw.test) if pair is not None]
+    need = sum(pair[0].shape[0] * pair[0].shape[1] for pair in pairs) * image_size * image_size * 4
+    limit, what = device_memory("cpu")
+    if need > limit:
+        raise DataError(
+            f"image_size={image_size}: the {sum(len(pair[1]) for pair in pairs)} images of {raw.name or 'the data'!r} "
+            f"resized to {image_size}x{image_size} need about {format_bytes(need)}, over {format_bytes(limit)} "
+            f"({what}); expected a smaller image_size"
+        )
 
 
 def _check_limit(limit) -> None:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import gzip
 import math
 import pickle
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+import warnings
 
 import numpy as np
 import torch
@@ -251,6 +253,35 @@ def _read_cifar_dir(root: Path, image_size) -> Raw:
     )
 
 
+#: Most pixels (width x height) one image of a folder dataset may have: 100 megapixels, checked
+#: from the file's header before it is decoded (a 15000x15000 PNG of a few KB decodes to 675 MB).
+MAX_PIXELS = 100_000_000
+
+
+def check_pixels(path, size: tuple[int, int] | None, pixels: int | None = None) -> None:
+    """Refuse an image of more than :data:`MAX_PIXELS` pixels: ``size`` is ``(width, height)``
+    from its header, or ``None`` with ``pixels`` the count PIL reported.
+
+    Raises:
+        DataError: naming the file and its size.
+
+    Example:
+        >>> check_pixels("small.png", (640, 480))
+        >>> check_pixels("bomb.png", (15000, 15000))
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.DataError: image 'bomb.png' is 15000x15000 = 225,000,000 pixels; expected at most 100,000,000 pixels (MAX_PIXELS) in a folder dataset
+    """
+    if size is not None:
+        pixels = size[0] * size[1]
+        if pixels <= MAX_PIXELS:
+            return
+        what = f"{size[0]}x{size[1]} = {pixels:,} pixels"
+    else:
+        what = f"{pixels:,} pixels" if pixels is not None else "too large for PIL to open"
+    raise DataError(f"image {str(path)!r} is {what}; expected at most {MAX_PIXELS:,} pixels (MAX_PIXELS) in a folder dataset")
+
+
 def _image_files(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
@@ -287,10 +318,18 @@ def _read_folder_dir(root: Path, image_size) -> Raw:
     for split, entries in files.items():
         for path, _ in entries:
             try:
-                with Image.open(path) as image:
+                with warnings.catch_warnings():  # PIL warns past 89 megapixels; MAX_PIXELS is checked here
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    image = Image.open(path)  # reads the header only
+                with image:
+                    check_pixels(path, image.size)
                     image.load()
                     pictures[split].append(image.copy())
                     modes.add(image.mode)
+            except Image.DecompressionBombError as error:  # over twice PIL's limit: refused by Image.open
+                found = re.search(r"\(([0-9]+) pixels\)", str(error))
+                check_pixels(path, None, int(found.group(1)) if found else None)
+                raise  # not reached: check_pixels raises
             except (UnidentifiedImageError, OSError) as error:
                 raise DataError(
                     f"image {str(path)!r} cannot be read ({error}); expected an image PIL can open"

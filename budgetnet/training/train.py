@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from budgetnet.graph.arch import Arch
-from budgetnet.checks import check_int
+from budgetnet.checks import check_int, check_seed
 from budgetnet.training.checkpoints import checkpoint_settings, load_checkpoint, save_checkpoint, set_rng
 from budgetnet.training.data import Dataset
 from budgetnet.training.recipes import Recipe, resolve_recipe
@@ -161,7 +161,7 @@ def fit(
         raise TrainingError(
             f"data={type(data).__name__} is invalid; expected a budgetnet.training.data.Dataset (load_data(...))"
         )
-    check_int(TrainingError, "seed", seed, 0)
+    check_seed(TrainingError, seed)
     dev = resolve_device(device)
     batch = _batch_size(recipe, batch_size, len(data.train))
     if isinstance(model_or_arch, Arch):

@@ -277,13 +277,17 @@ def test_python_file_missing_or_failing_to_import(capsys, tmp_path):
     assert f"SPEC '{missing}:build': no such file '{missing}'; expected a Python file that defines build" in err
     status, _, err = run(capsys, "show", str(missing))
     assert status == 2 and f"SPEC '{missing}': name=None is invalid; expected FILE.py:NAME" in err
-    for source, raised in (("def build(:\n", "SyntaxError"), ("import no_such_module_here\n", "ModuleNotFoundError"),
-                           ("import sys\nsys.exit(3)\n", "SystemExit: 3")):  # fmt: skip
+    for source, raised in (("def build(:\n", "SyntaxError"), ("import no_such_module_here\n", "ModuleNotFoundError")):
         path = tmp_path / "bad.py"
         path.write_text(source)
         status, out, err = run(capsys, "show", f"{path}:build")
         assert status == 2 and out == ""
         assert f"SPEC '{path}:build': importing {path} raised {raised}" in err and "Traceback" not in err
+    path = tmp_path / "bad.py"
+    path.write_text("import sys\nsys.exit(3)\n")
+    status, out, err = run(capsys, "show", f"{path}:build")
+    assert status == 2 and out == ""
+    assert f"SPEC '{path}:build': {path} exited (status 3) while being imported" in err and "Traceback" not in err
 
 
 def test_python_file_module_that_cannot_be_imported(capsys, tmp_path):
@@ -342,7 +346,7 @@ def test_a_network_that_cannot_fit_is_said_so(capsys):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--max-memory", "lots"], "max_memory='lots' is invalid; expected a size in bytes > 0 such as 512M"),
+        (["--max-memory", "lots"], "max_memory='lots' is invalid; expected a size in bytes from 1 to 2**63-1 (8 EiB) such as 512M"),
         (["--max-memory", "0"], "max_memory='0' is invalid"),
         (["--batch-size", "0"], "memory estimate: batch_size=0 is invalid; expected an integer >= 1"),
     ],

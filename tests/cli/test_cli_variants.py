@@ -64,7 +64,7 @@ def test_budget_tolerance_depth_and_limit(capsys):
     status, out, _ = run(capsys, "variants", "A", "--steps", "2", "--max-depth", "5", "--json")
     assert max(row["depth"] for row in json.loads(out)["nodes"]) == 5
     status, out, _ = run(capsys, "variants", "A", "--steps", "3", "--limit", "4")
-    assert status == 0 and out.rstrip().endswith("stopped early (max_variants)")
+    assert status == 0 and out.rstrip().endswith("stopped early by max_variants=4 at step 1 of 3, with 4 variants found")
 
 
 def test_small_network_from_notation(capsys):
@@ -91,6 +91,10 @@ def test_bad_input(capsys, tmp_path):
     assert status == 2 and "budget='cheap' is invalid" in err
     status, _, err = run(capsys, "variants", "(3,0)")
     assert status == 2 and "notation column 1" in err
+    for steps in ("-1", "21", "1000"):
+        status, out, err = run(capsys, "variants", "A", "--steps", steps)
+        assert status == 2 and out == ""
+        assert err == f"budgetnet variants: error: --steps={steps} is invalid; expected an integer from 0 to 20\n"
     blocker = tmp_path / "file.txt"
     blocker.write_text("")
     status, _, err = run(capsys, "variants", "B", "--rules", "delay_pool", "--steps", "1", "--plot", str(blocker / "x.png"))
@@ -98,9 +102,9 @@ def test_bad_input(capsys, tmp_path):
     for argv, message in (
         (["--rules", "shrink"], "argument --rules: invalid choice: 'shrink'"),
         (["--plot", "lineage.jpg"], "plot path 'lineage.jpg': expected a file name ending in .png"),
-        (["--steps", "-1"], "argument --steps: '-1': expected an integer >= 0"),
         (["--max-depth", "0"], "argument --max-depth: '0': expected an integer >= 1"),
-        (["--limit", "x"], "argument --limit: 'x': expected an integer >= 1"),
+        (["--limit", "x"], "argument --max-variants/--limit: 'x': expected an integer >= 1"),
+        (["--time-limit", "0"], "argument --time-limit: '0': expected a number of seconds > 0"),
     ):
         with pytest.raises(SystemExit) as info:
             main(["variants", "A", *argv])

@@ -87,7 +87,7 @@ def test_parse_bytes(text, expected):
 def test_parse_bytes_refuses_what_is_not_a_size(text):
     with pytest.raises(MemoryLimitError) as error:
         parse_bytes(text)
-    assert str(error.value).startswith(f"max_memory={text!r} is invalid; expected a size in bytes > 0")
+    assert str(error.value).startswith(f"max_memory={text!r} is invalid; expected a size in bytes from 1 to 2**63-1 (8 EiB)")
 
 
 def test_format_bytes():

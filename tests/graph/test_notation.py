@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from budgetnet import FC, SPP, Arch, Conv, Flatten, Pool, parse
 from budgetnet.graph.arch import paper_head
-from budgetnet.errors import ArchError, BudgetNetError, NotationError, ShapeError
+from budgetnet.errors import NOTATION_EXCERPT, ArchError, BudgetNetError, NotationError, ShapeError
 from budgetnet.graph.notation import MAX_REPEAT
 from budgetnet.graph.printing import format_arch, format_layer
 from search_spaces.paper import MODELS, NOTATION
@@ -281,8 +281,12 @@ def test_syntax_errors_report_the_column(text, column, problem):
     assert error.value.column == column
     assert lines[0].startswith(f"notation column {column}: ")
     assert problem in lines[0]
-    if "\n" not in text:
+    if "\n" not in text and len(text) <= NOTATION_EXCERPT:
         assert lines[1:] == ["  " + text, "  " + " " * (column - 1) + "^"]
+    elif "\n" not in text:  # a long text is shown around the column
+        shown, pointer = lines[1][2:], lines[2][2:]
+        assert len(shown) <= NOTATION_EXCERPT + 6 and pointer.endswith("^")
+        assert text[column - 1 :].startswith(shown[len(pointer) - 1 :].removesuffix("..."))
 
 
 def test_a_non_string_is_a_notation_error():

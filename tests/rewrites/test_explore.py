@@ -136,7 +136,8 @@ def test_max_depth_and_max_variants():
     assert shallow.graph["rejected"] > 0
     capped = variants(A, max_steps=3, max_variants=7)
     assert capped.number_of_nodes() == 8 and capped.graph["truncated"]
-    assert summary(capped).endswith("stopped early (max_variants)")
+    assert summary(capped).endswith("stopped early by max_variants=7 at step 1 of 3, with 7 variants found")
+    assert capped.graph["stopped_by"] == "max_variants"
     assert variants(A, max_steps=0).number_of_nodes() == 1
 
 
@@ -170,7 +171,11 @@ def test_summary_line(one_step):
 def test_bad_input():
     with pytest.raises(BudgetError, match=r"tolerance=-0.01 is invalid; expected a number >= 0 or None \(a relative"):
         variants(A, tolerance=-0.01)
-    with pytest.raises(BudgetError, match="max_steps=-1 is invalid; expected an integer >= 0"):
+    with pytest.raises(BudgetError, match="max_steps=21 is invalid; expected an integer from 0 to 20"):
+        variants(A, max_steps=21)
+    with pytest.raises(BudgetError, match="time_limit=0 is invalid; expected a number of seconds > 0, or None"):
+        variants(A, time_limit=0)
+    with pytest.raises(BudgetError, match="max_steps=-1 is invalid; expected an integer from 0 to 20"):
         variants(A, max_steps=-1)
     with pytest.raises(BudgetError, match="max_depth=0 is invalid; expected an integer >= 1"):
         variants(A, max_depth=0)
