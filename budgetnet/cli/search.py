@@ -193,6 +193,8 @@ def run(args) -> int:
     from budgetnet.cost.budgets import is_time_budget, parse_budget
     from budgetnet.training.data import load_data
     from budgetnet.studies.confirm import confirm
+    from budgetnet.checks import check_seed
+    from budgetnet.cost.memory import parse_bytes
     from budgetnet.studies.results import best_trial
     from budgetnet.studies.storage import describe, storage_url
     from budgetnet.studies.study import search, setup_search
@@ -206,6 +208,12 @@ def run(args) -> int:
         raise SearchError(f"--workers {args.workers} is invalid; expected a whole number >= 1")
     if args.timeout is not None and not args.timeout > 0:
         raise SearchError(f"--timeout {args.timeout} is invalid; expected seconds > 0")
+    # numbers range-checked before they reach torch's C code: every seed the search derives
+    # (seed + trial number, seed + baseline run) must fit too
+    check_seed(SearchError, args.seed, "--seed")
+    check_seed(SearchError, args.seed + args.trials + args.baseline_seeds, "--seed + --trials + --baseline-seeds")
+    if args.max_memory is not None:
+        parse_bytes(args.max_memory)
     confirm_options = None
     if not args.no_confirm and not args.worker_process:  # checked before the search, not after it
         confirm_options = {
