@@ -1,16 +1,26 @@
 """Export a trial of a search: the Arch as JSON, a standalone ``.py`` model, trained weights.
 
 The ``.py`` file defines ``Net``, a ``torch.nn.Module`` written out layer by layer with every
-padding explicit; it imports only torch, so the found model runs without budgetnet. Its
-parameter names match :func:`budgetnet.build`, so the ``.pt`` weights of the trial load into
-it. Reload it with importlib::
+padding explicit, and ``preprocess``, the exact steps that turned the search's raw images into
+the network's input (scale, resize, centre crop, per-channel mean and std, as the study
+recorded them; see :meth:`budgetnet.training.data.Dataset.preprocessing`). It imports only
+torch, so the found model runs without budgetnet. Its parameter names match
+:func:`budgetnet.build`, so the ``.pt`` weights of the trial load into it. Reload it with
+importlib::
 
     import importlib.util, torch
     spec = importlib.util.spec_from_file_location("found", "trial7.py")
     found = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(found)
-    model = found.Net()
+    model = found.Net().eval()
     model.load_state_dict(torch.load("trial7.pt", weights_only=True))
+    logits = model(found.preprocess(raw_images))  # uint8 or float, N, C, H, W
+
+The ``.json`` file is the Arch spec with the same ``preprocess`` record. Every file is written
+whole or not at all (:mod:`budgetnet.files`), and a ``.py`` is compiled and imported in a
+fresh Python process (where ``import budgetnet`` fails) before it is put in place. The trial's
+attributes that go into the files are type-checked first: a damaged study gives an
+:class:`~budgetnet.errors.ExportError` and no file.
 
 Example:
     >>> import budgetnet
@@ -21,7 +31,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,8 +43,10 @@ from optuna.trial import TrialState
 
 from budgetnet.graph.arch import Arch
 from budgetnet.cost.complexity import complexity, format_count
-from budgetnet.errors import ArchError, ExportError
-from budgetnet.studies.record import TrialRecord
+from budgetnet.checks import is_int
+from budgetnet.errors import ArchError, BudgetNetError, ExportError
+from budgetnet.files import write_file, write_json, write_text
+from budgetnet.studies.record import StudyRecord, TrialRecord
 
 #: The formats :func:`export_trial` writes.
 FORMATS = ("json", "py", "pt")
@@ -110,7 +125,10 @@ def export_trial(
 
     Raises:
         ExportError: see :func:`get_trial`; an unknown format; ``pt`` for a trial whose
-            weights were not kept (``keep_weights``) or live on another machine.
+            weights were not kept (``keep_weights``) or live on another machine; a trial
+            attribute of the wrong type; a ``.py`` that does not compile and import on its own.
+        FileWriteError: the file cannot be written (disk full, permission denied, ...); an
+            old file at ``path`` is left as it was.
     """
     if format not in FORMATS:
         raise ExportError(f"format={format!r} is unknown; expected one of {', '.join(FORMATS)}")
@@ -121,28 +139,145 @@ def export_trial(
     if path.is_dir():
         raise ExportError(f"output={str(path)!r} is a directory; expected a file path such as {path / path.name}.{format}")
     arch = trial_arch(found)
+    record = checked_record(found)
     if format == "json":
-        arch.save(path)
+        write_json(path, {**arch.to_dict(), "preprocess": study_preprocess(study, arch)}, what="exported architecture")
     elif format == "py":
-        path.write_text(module_source(arch, norm=TrialRecord.read(found).norm, about=_about(study, found)))
+        source = module_source(arch, norm=record.norm, about=_about(study, found, record),
+                               preprocess=study_preprocess(study, arch))  # fmt: skip
+        write_text(path, _checked_source(source, path), check=_check_import, what="exported model")
     else:
-        _copy_weights(found, path)
+        _copy_weights(found, record, path)
     return path
 
 
-def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+def export_summary(study: optuna.Study, trial: optuna.trial.FrozenTrial, format: str, path: str | Path) -> dict:
+    """What :func:`export_trial` wrote, for ``budgetnet export --json``: ``path``, ``format``,
+    ``study``, ``trial``, ``notation``, ``val_accuracy``, ``macs``, ``params`` and ``preprocess``
+    (``None`` where the study did not record it).
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> study = optuna.create_study(direction="maximize", study_name="demo")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"arch": arch.to_dict(), "val_accuracy": 0.9}))
+        >>> summary = export_summary(study, study.trials[0], "json", "trial0.json")
+        >>> summary["trial"], summary["val_accuracy"], summary["macs"], summary["preprocess"]  # 1*3*3*8*8*8 MACs
+        (0, 0.9, 4608, None)
+    """
+    arch = trial_arch(trial)
+    record = checked_record(trial)
+    report = complexity(arch)
+    return {
+        "path": str(Path(path)),
+        "format": format,
+        "study": study.study_name,
+        "trial": trial.number,
+        "notation": arch.notation(),
+        "val_accuracy": record.val_accuracy,
+        "macs": report.conv_macs,
+        "params": report.params,
+        "preprocess": study_preprocess(study, arch),
+    }
+
+
+# -- what the study holds, checked ---------------------------------------------------------------
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: The trial attributes export reads, and what each must be (``None`` is always allowed).
+_ATTRIBUTE_CHECKS = {
+    "val_accuracy": (lambda value: _is_number(value) and 0 <= value <= 1, "a number from 0 to 1"),
+    "epochs": (lambda value: is_int(value, 0), "a whole number >= 0"),
+    "norm": (lambda value: value == "batch", "None or 'batch'"),
+    "weights": (lambda value: isinstance(value, str) and "\x00" not in value, "a file path"),
+}
+
+
+def checked_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """The trial's record, after checking the type of every attribute export writes out.
+
+    Raises:
+        ExportError: an attribute of the wrong type (a damaged or hand-made study).
+
+    Example:
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"epochs": "3\\x00"}))
+        >>> checked_record(study.trials[0])
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.ExportError: trial 0: attribute epochs='3\\x00' is invalid; expected a whole number >= 0 (the study's records are damaged; export another trial)
+    """
     record = TrialRecord.read(trial)
+    for key, (valid, expected) in _ATTRIBUTE_CHECKS.items():
+        value = record.get(key)
+        if value is not None and not valid(value):
+            raise ExportError(
+                f"trial {trial.number}: attribute {key}={_shown(value)} is invalid; expected {expected} "
+                "(the study's records are damaged; export another trial)"
+            )
+    return record
+
+
+def study_preprocess(study: optuna.Study, arch: Arch) -> dict | None:
+    """The study's record of how raw images became ``arch``'s input (``None`` when the study
+    predates the record), checked against ``arch``'s input shape.
+
+    Raises:
+        ExportError: a record of the wrong shape or type.
+
+    Example:
+        >>> import budgetnet
+        >>> study = optuna.create_study()
+        >>> study_preprocess(study, budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8))) is None
+        True
+    """
+    record = StudyRecord.read(study).preprocess
+    if record is None:
+        return None
+    channels, height, width = arch.input_shape
+    sides = lambda value: isinstance(value, list) and len(value) == 2 and all(is_int(side, 1) for side in value)  # noqa: E731
+    stats = lambda value: isinstance(value, list) and len(value) == channels and all(map(_is_number, value))  # noqa: E731
+    checks = {
+        "source": (lambda value: isinstance(value, str), "a string"),
+        "channels": (lambda value: value in ("grayscale", "RGB", "other"), "'grayscale', 'RGB' or 'other'"),
+        "pixel_max": (lambda value: _is_number(value) and value > 0, "a number > 0"),
+        "resize": (lambda value: sides(value) and value[0] >= height and value[1] >= width,
+                   f"[height, width], at least the input's {height}x{width}"),
+        "crop": (lambda value: value == [height, width], f"the input's [height, width] {[height, width]}"),
+        "mean": (stats, f"{channels} finite numbers (one per channel)"),
+        "std": (lambda value: stats(value) and min(value) > 0, f"{channels} numbers > 0 (one per channel)"),
+    }  # fmt: skip
+    if not isinstance(record, dict):
+        raise ExportError(f"study {study.study_name!r}: preprocess={_shown(record)} is invalid; expected an object")
+    for key, (valid, expected) in checks.items():
+        if key not in record or not valid(record[key]):
+            raise ExportError(
+                f"study {study.study_name!r}: preprocess {key}={_shown(record.get(key))} is invalid; expected "
+                f"{expected} (the study's records are damaged)"
+            )
+    return {key: record[key] for key in checks}
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial, record: TrialRecord) -> str:
     text = f"study {study.study_name!r}, trial {trial.number}"
     if record.val_accuracy is not None:
         epochs = record.epochs
-        text += f": validation accuracy {record.val_accuracy:.4f} after {epochs} epoch{'' if epochs == 1 else 's'}"
+        text += f": validation accuracy {record.val_accuracy:.4f}"
+        if epochs is not None:
+            text += f" after {epochs} epoch{'' if epochs == 1 else 's'}"
     return text
 
 
-def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
+def _copy_weights(trial: optuna.trial.FrozenTrial, record: TrialRecord, path: Path) -> None:
     import torch
 
-    record = TrialRecord.read(trial)
     source = record.weights
     if not source:
         raise ExportError(
@@ -152,23 +287,85 @@ def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
     if not Path(source).is_file():
         raise ExportError(
             f"trial {trial.number}: weights file {source!r} is not on this machine (worker "
-            f"{record.worker}); expected it where that worker wrote it"
+            f"{record.worker!r}); expected it where that worker wrote it"
         )
     try:
         torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as error:
+        with open(source, "rb") as weights:
+            write_file(path, lambda handle: shutil.copyfileobj(weights, handle), what="exported weights")
+    except OSError as error:
+        if isinstance(error, BudgetNetError):
+            raise
         raise ExportError(f"trial {trial.number}: weights file {source!r} cannot be read ({error})") from None
-    shutil.copyfile(source, path)
+    except Exception as error:  # torch raises many types for a file that is not a state dict
+        raise ExportError(f"trial {trial.number}: weights file {source!r} cannot be read ({error})") from None
+
+
+# -- the .py file, checked before it is put in place -----------------------------------------
+#: Run in a fresh Python on the written file: budgetnet may not be imported, the module must
+#: import, build ``Net``, map a zero batch to ``NUM_CLASSES`` logits, and ``preprocess`` a
+#: raw zero image to ``INPUT_SHAPE``.
+_IMPORT_CHECK = """
+import importlib.machinery, importlib.util, sys
+sys.modules["budgetnet"] = None
+loader = importlib.machinery.SourceFileLoader("exported", sys.argv[1])
+module = importlib.util.module_from_spec(importlib.util.spec_from_loader("exported", loader))
+loader.exec_module(module)
+import torch
+shape = tuple(module.INPUT_SHAPE)
+with torch.no_grad():
+    logits = module.Net().eval()(torch.zeros(1, *shape))
+assert tuple(logits.shape) == (1, module.NUM_CLASSES), f"Net() gives logits of shape {tuple(logits.shape)}"
+if module.PREPROCESS is not None:
+    raw = torch.zeros(1, shape[0], *module.PREPROCESS["resize"], dtype=torch.uint8)
+    assert tuple(module.preprocess(raw).shape) == (1, *shape), "preprocess gives the wrong shape"
+"""
+#: Seconds the import check may take (torch's import and one forward pass of a large model).
+IMPORT_CHECK_SECONDS = 300
+
+
+def _checked_source(source: str, path: Path) -> str:
+    """``source`` when it compiles and UTF-8 can hold it; else an ExportError (nothing written)."""
+    try:
+        source.encode("utf-8")
+        compile(source, str(path), "exec")
+    except (SyntaxError, ValueError) as error:  # UnicodeEncodeError is a ValueError; so is a NUL before 3.12
+        raise ExportError(
+            f"output={str(path)!r}: the generated model code does not compile ({type(error).__name__}: {error}); "
+            "nothing was written (a damaged study attribute, or a budgetnet bug)"
+        ) from None
+    return source
+
+
+def _check_import(temporary: Path) -> None:
+    """Import the written ``.py`` in a fresh Python without budgetnet (see :data:`_IMPORT_CHECK`)."""
+    try:
+        result = subprocess.run([sys.executable, "-B", "-c", _IMPORT_CHECK, str(temporary)], capture_output=True,
+                                text=True, errors="replace", timeout=IMPORT_CHECK_SECONDS)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise ExportError(
+            f"the exported model did not import within {IMPORT_CHECK_SECONDS} s in a fresh Python; nothing was written"
+        ) from None
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]
+        raise ExportError(
+            f"the exported model does not import on its own in a fresh Python ({lines[-1][:300]}); nothing was "
+            "written (a damaged study attribute, or a budgetnet bug)"
+        )
 
 
 # -- the standalone module -------------------------------------------------------------------
-def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", about: str = "") -> str:
+def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", about: str = "",
+                  preprocess: dict | None = None) -> str:  # fmt: skip
     """Python source of a standalone ``torch.nn.Module`` equal to ``budgetnet.build(arch, norm=norm)``.
 
     The layers come from :mod:`budgetnet.pytorch.modules`, the description ``build`` uses, with
     every shape and padding from ``arch``; the helper classes it needs (SPP, residual and
     concat blocks) are copied in, so the file imports only torch, and the parameter names
-    match the builder's, so a state dict of one loads into the other.
+    match the builder's, so a state dict of one loads into the other. ``preprocess`` (a
+    checked :meth:`~budgetnet.training.data.Dataset.preprocessing` record) becomes the file's
+    ``PREPROCESS`` and ``preprocess(images)``; without it the file says that the
+    preprocessing is unknown.
 
     Example:
         >>> import budgetnet, torch
@@ -212,7 +409,13 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
         "Standalone: needs only torch. Reload it with importlib:\n\n"
         "    spec = importlib.util.spec_from_file_location(\"found\", PATH_OF_THIS_FILE)\n"
         "    found = importlib.util.module_from_spec(spec); spec.loader.exec_module(found)\n"
-        "    model = found.Net()  # then model.load_state_dict(torch.load(WEIGHTS, weights_only=True))\n"
+        "    model = found.Net().eval()  # then model.load_state_dict(torch.load(WEIGHTS, weights_only=True))\n"
+        + (
+            "    logits = model(found.preprocess(raw_images))  # the training's scaling, size and mean/std\n"
+            if preprocess is not None
+            else "\nPreprocessing unknown: the study that found it did not record how its images were\n"
+            "prepared (it predates that record); see PREPROCESS below.\n"
+        )
     )
     lines = [
         f'"""{_docstring_safe(doc)}"""',
@@ -225,7 +428,7 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
         f"INPUT_SHAPE = {tuple(arch.input_shape)!r}",
         f"NUM_CLASSES = {arch.num_classes}",
     ]
-    source = "\n".join(lines) + "\n"
+    source = "\n".join(lines) + "\n" + _preprocess_source(preprocess)
     for name in helpers_used([*features, pool]):
         source += "\n\n" + inspect.getsource(HELPERS[name])
     source += (
@@ -255,3 +458,61 @@ class _Name(str):
 
 def _docstring_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _preprocess_source(record: dict | None) -> str:
+    """``PREPROCESS`` and ``preprocess(images)`` of the standalone file (see
+    :meth:`budgetnet.training.data.Dataset.preprocessing` for the steps)."""
+    if record is None:
+        return _UNKNOWN_PREPROCESS
+    constant = "PREPROCESS = {\n" + "".join(f"    {key!r}: {value!r},\n" for key, value in record.items()) + "}\n"
+    return _PREPROCESS.replace("PREPROCESS = {}\n", constant)
+
+
+_PREPROCESS = '''
+#: How the search's data turned raw images into this network's input (recorded by budgetnet).
+PREPROCESS = {}
+
+
+def preprocess(images):
+    """Raw images -> this network's input, exactly as in training.
+
+    ``images``: channels first (N, C, H, W; C, H, W for one image; N, H, W when C is 1), in
+    the channel order of PREPROCESS["channels"]; uint8 pixels (0..255) or float pixels
+    (0..PREPROCESS["pixel_max"]). Steps: scale to [0, 1]; resize to PREPROCESS["resize"]
+    (antialiased bilinear, clamped to [0, 1]) where the size differs; centre crop to
+    INPUT_SHAPE; subtract PREPROCESS["mean"] and divide by PREPROCESS["std"] per channel.
+    """
+    x = torch.as_tensor(images)
+    channels, height, width = INPUT_SHAPE
+    if x.dim() == 2:
+        x = x[None, None]
+    elif x.dim() == 3:
+        x = x[:, None] if channels == 1 else x[None]
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(
+            f"images of shape {tuple(torch.as_tensor(images).shape)}; expected N, {channels}, H, W (channels first)"
+        )
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float() / PREPROCESS["pixel_max"]
+    size = tuple(PREPROCESS["resize"])
+    if tuple(x.shape[2:]) != size:
+        x = nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    top, left = (x.shape[2] - height) // 2, (x.shape[3] - width) // 2
+    x = x[:, :, top : top + height, left : left + width]
+    mean = torch.tensor(PREPROCESS["mean"], device=x.device)[:, None, None]
+    std = torch.tensor(PREPROCESS["std"], device=x.device)[:, None, None]
+    return ((x - mean) / std).contiguous()
+'''
+
+_UNKNOWN_PREPROCESS = '''
+#: Unknown: the study that found this network did not record how its images were prepared.
+PREPROCESS = None
+
+
+def preprocess(images):
+    """Unknown for this network: its study predates budgetnet's preprocessing record."""
+    raise NotImplementedError(
+        "preprocessing unknown: the study that found this network did not record it; budgetnet standardised "
+        "each channel with the training split's mean and std (load_data(...).mean / .std)"
+    )
+'''
