@@ -55,7 +55,8 @@ def write_file(path, write: Callable[[BinaryIO], None], *, check: Callable[[Path
 
     Args:
         path: the file to write (its directory must exist); an existing file keeps its
-            permissions and is replaced only once the new one is complete.
+            permissions and is replaced only once the new one is complete; a symbolic link
+            stays, and its target is replaced.
         write: writes the content to a binary handle.
         check: called with the complete temporary file before the rename.
         what: the file's kind in the error message (``"checkpoint"``, ``"plot"`` ...).
@@ -74,9 +75,10 @@ def write_file(path, write: Callable[[BinaryIO], None], *, check: Callable[[Path
         b'abc'
     """
     path = Path(path)
+    target = path.resolve() if path.is_symlink() else path  # a link stays a link to the new file
     temporary = None
     try:
-        temporary, handle = _open_temporary(path)
+        temporary, handle = _open_temporary(target)
         recorder = _Recorder(handle)
         with handle:
             try:
@@ -89,9 +91,9 @@ def write_file(path, write: Callable[[BinaryIO], None], *, check: Callable[[Path
             os.fsync(handle.fileno())
         if check is not None:
             check(temporary)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
         temporary = None
-        _sync_directory(path.parent)
+        _sync_directory(target.parent)
     except FileWriteError:
         raise
     except OSError as error:

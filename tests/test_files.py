@@ -170,3 +170,14 @@ def test_arch_json_latency_table_and_kept_weights_on_a_full_disk(tmp_path):
         assert leftovers(disk, *before, "filler") == []
         assert budgetnet.Arch.load(disk / "arch.json") == arch
         assert torch.load(saved, weights_only=True).keys() == model.state_dict().keys()
+
+
+def test_a_symbolic_link_stays_and_its_target_is_replaced(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    target = tmp_path / "elsewhere" / "run.pt"
+    target.write_text("old")
+    link = tmp_path / "run.pt"
+    link.symlink_to(target)
+    write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert leftovers(tmp_path / "elsewhere", "run.pt") == [] and leftovers(tmp_path, "elsewhere", "run.pt") == []
