@@ -736,3 +736,49 @@ def test_deep_and_long_notation_is_an_arch_or_a_budgetnet_error(text):
     except BudgetNetError:
         return
     assert isinstance(arch, budgetnet.Arch) and arch.depth >= 0
+
+
+# -- issue 20: crafted study attributes and a full disk under `budgetnet export` ---------------------
+@pytest.mark.parametrize(
+    "attrs, fmt, message",
+    [
+        ({"val_accuracy": "0.93"}, "py", "attribute val_accuracy='0.93' is invalid; expected a number from 0 to 1"),
+        ({"epochs": "\ud800"}, "py", r"attribute epochs='\ud800' is invalid; expected a whole number >= 0"),
+        ({"epochs": "2\x00"}, "py", r"attribute epochs='2\x00' is invalid"),
+        ({"norm": "batch\x00"}, "py", r"attribute norm='batch\x00' is invalid; expected None or 'batch'"),
+        ({"weights": 7}, "pt", "attribute weights=7 is invalid; expected a file path"),
+    ],
+    ids=["string accuracy", "surrogate epochs", "nul epochs", "nul norm", "number weights"],
+)
+def test_export_of_crafted_attributes_exits_2_and_writes_nothing(tmp_path, monkeypatch, spy, capsys, attrs, fmt, message):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as the workspace sets it: no "[I ...] created" line
+    arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'crafted.db'}", study_name="c", direction="maximize")
+    study.add_trial(optuna.create_trial(value=0.9, user_attrs={"arch": arch.to_dict(), "status": "ok", **attrs}))
+    status = cli.main(["export", "--storage", "crafted.db", "--study", "c", "--format", fmt, "-o", f"out.{fmt}"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and len(spy) == 1 and type(spy[0]) is ExportError
+    assert message in str(spy[0]) and err == f"budgetnet export: error: {spy[0]}\n"
+    assert [path.name for path in tmp_path.iterdir() if not path.name.startswith("crafted.db")] == []  # no out.*, no temporary
+
+
+def test_export_onto_a_full_disk_exits_2_and_keeps_the_old_file(workspace, tmp_path, spy, capsys):
+    from budgetnet.errors import FileWriteError
+    from full_disk import fill, full_tmpfs
+
+    with full_tmpfs(tmp_path) as disk:
+        (disk / "found.py").write_text("old")
+        fill(disk)
+        status = cli.main(["export", "--storage", str(workspace / "budgetnet.db"), "--study", "s", "--format", "py",
+                           "-o", str(disk / "found.py")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert status == 2 and len(spy) == 1 and type(spy[0]) is FileWriteError
+        assert err == (
+            f"budgetnet export: error: exported model {str(disk / 'found.py')!r} cannot be written: the disk is full "
+            "([Errno 28] No space left on device); expected free space there, or another path; the previous file is "
+            "unchanged\n"
+        )
+        assert (disk / "found.py").read_text() == "old" and sorted(p.name for p in disk.iterdir()) == ["filler", "found.py"]

@@ -44,6 +44,7 @@ from budgetnet.checks import MAX_BYTES, check_int, check_shape, is_int
 from budgetnet.graph.printing import format_layer
 from budgetnet.pytorch.modules import layer_specs
 from budgetnet.errors import LatencyError
+from budgetnet.files import write_text
 from budgetnet.cost.memory import check_fits
 from budgetnet.pytorch.device import resolve_device
 
@@ -374,20 +375,22 @@ class LatencyTable:
         self.entries.update(entries)
 
     def save(self) -> Path | None:
-        """Write the table to its cache file (atomically); returns the path."""
+        """Write the table to its cache file (whole or not at all); returns the path.
+
+        Raises:
+            LatencyError: the cache directory cannot be made.
+            FileWriteError: the file cannot be written (disk full, permission denied, ...).
+        """
         if self.path is None:
             return None
         data = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "key": self.key, "entries": self.entries}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(temporary, self.path)
         except OSError as error:
             raise LatencyError(
                 f"latency table {str(self.path)!r} cannot be written ({error}); expected a writable cache_dir"
             ) from None
-        return self.path
+        return write_text(self.path, json.dumps(data, indent=1, sort_keys=True), what="latency table")
 
     def layer_keys(self, arch: Arch, norm: str | None = None) -> list[tuple[str, str]]:
         """``(name, key)`` per timed piece of ``arch``: every conv and pool, then the head."""

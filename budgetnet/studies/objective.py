@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from budgetnet.cost.complexity import complexity
+from budgetnet.files import save_torch
 from budgetnet.studies.record import TrialRecord
 from budgetnet.studies.settings import LATENCY_REPEATS, Settings
 
@@ -138,11 +139,9 @@ class Objective:
 
 
 def _save_weights(model, directory: Path, number: int) -> str:
-    import torch
-
     path = (directory / f"trial{number}.pt").absolute()
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    torch.save(state, path)
+    save_torch(path, state, what="trained weights")  # whole or not at all
     return str(path)
 
 
