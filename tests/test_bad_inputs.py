@@ -212,8 +212,10 @@ CLI_CASES = [
     case("search", "--limit", "30", "--study", "s", "--epochs", "3", error=SearchError,
          message="study 's' was created with space="),  # fmt: skip
     case("search", "--limit", "30", "--baseline", "(3,\uff18)", error=NotationError, message="malformed conv"),
-    case("search", "--limit", "30", "--baseline", HUGE, "--storage", "x.db", error=BudgetError,
+    case("search", "--limit", "30", "--space", "small", "--baseline", HUGE, "--storage", "x.db", error=BudgetError,
          message="is out of reach of the small space"),  # fmt: skip
+    case("search", "--limit", "30", "--baseline", HUGE, "--storage", "x.db", error=SearchError,
+         message="replacement space: no layer-replacement rule rewrites the baseline (3,100000000000) gap"),  # fmt: skip
     case("search", "--limit", "30", "--max-memory", "1K", "--storage", "x.db", error=MemoryLimitError,
          message="over max_memory=1.0 KiB (--max-memory)"),  # fmt: skip
     case("search", "--limit", "30", "--max-memory", "xyz", "--storage", "x.db", error=MemoryLimitError,

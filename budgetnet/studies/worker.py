@@ -25,7 +25,8 @@ from budgetnet.errors import BudgetNetError, SearchError
 from budgetnet.studies.confirm import Runner
 from budgetnet.studies.objective import Interrupted, Objective
 from budgetnet.studies.record import TrialRecord
-from budgetnet.studies.results import is_finished, progress_bar
+from budgetnet.studies.progress import progress_bar
+from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import Settings
 from budgetnet.studies.storage import RetryCallback, heartbeat_interval, storage_label, storage_lost
 
@@ -122,7 +123,7 @@ class Worker:
             TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.n_trials} trials")
             raise _TrialEnded("surplus")
         try:
-            values = Objective(self.settings, self.study, trial)()
+            values = Objective(self.settings, self.study, trial, self.bar)()
         except optuna.TrialPruned:
             TrialRecord.write(trial, trial_seconds=time.perf_counter() - start)
             raise
@@ -260,14 +261,15 @@ class _quiet_optuna:
 
 
 class _HideEndedTrials(logging.Filter):
-    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded`."""
+    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded`
+    or was stopped by Ctrl-C (its record says so and it is queued again)."""
 
     def __init__(self):
         super().__init__()
         self.numbers = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], _TrialEnded):
+        if record.exc_info and isinstance(record.exc_info[1], (_TrialEnded, KeyboardInterrupt)):
             self.numbers.add(record.getMessage().split(" ", 2)[1])
             return False
         text = record.getMessage()

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import optuna
 
-from budgetnet.studies.results import progress_bar
+from budgetnet.studies.progress import progress_bar
 
 
 def visible_gpus() -> int:
