@@ -784,3 +784,43 @@ def test_export_onto_a_full_disk_exits_2_and_keeps_the_old_file(workspace, tmp_p
             "unchanged\n"
         )
         assert (disk / "found.py").read_text() == "old" and sorted(p.name for p in disk.iterdir()) == ["filler", "found.py"]
+
+
+# -- issue 20: a time budget on a loaded machine (measured times injected: nothing is timed) ----------------
+def test_search_time_budget_on_noisy_timings_warns_and_says_the_times_in_ms(tmp_path, spy, monkeypatch, capsys):
+    from budgetnet.cost import latency
+
+    def timing(*times):  # batch 1, per-run times in ms
+        middle = sorted(times)[len(times) // 2]
+        return latency.Measurement(middle, middle, 1, "cpu", "forward", len(times), times, (1, 8, 8), "float32")
+
+    # the cheapest candidate: runs of 1-100 ms around 3 (noisy, the 2.1 ms ceiling among them), then 5 ms steady
+    # when timed again; the baseline 6 ms steady
+    queue = [timing(1, 2, 3, 4, 100), timing(5, 5, 5), timing(6, 6, 6)]
+    monkeypatch.setattr(latency, "measure", lambda arch, *args, **kwargs: queue.pop(0))
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(["search", "--limit", "30", "--budget", "2ms", "--device", "cpu", "--storage", "x.db"])
+    out, err = capsys.readouterr()
+    assert status == 2 and queue == [] and len(spy) == 1 and type(spy[0]) is BudgetError
+    warning, error, *rest = err.splitlines()
+    assert rest == [] and "Traceback" not in out
+    assert warning.startswith(
+        "budgetnet search: warning: time budget 2 ms/image on cpu (forward, batch 1) ±5.0% cannot be enforced "
+        "reliably: (3,16) 2/2 (2,8) 2/2 (2,8) 2/2 (2,64) spp(1) measured 3 ms/image, median of 5 runs (middle half "
+        "2-4 ms, all 1-100 ms; noisy: the middle half spans 67% of the median, the fastest run was 3x faster than "
+        "the median), and the ceiling 2.1 ms lies among its runs"
+    )
+    assert error == f"budgetnet search: error: {spy[0]}"
+    assert error.startswith(
+        "budgetnet search: error: budget 2 ms/image on cpu (forward, batch 1) ±5.0% is below every candidate of the "
+        "small space: the cheapest by Eqn. (1), (3,16) 2/2 (2,8) 2/2 (2,8) 2/2 (2,64) spp(1), measured 3 ms/image"
+    )
+    assert "and 5 ms/image, median of 3 runs (middle half 5-5 ms, all 5-5 ms) when timed again, and the baseline, " \
+           "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1), 6 ms/image" in error  # fmt: skip
+    assert "expected a time budget of at least 3 ms/image (its faster median)" in error
+    cheapest = budgetnet.parse("(3,16) 2/2 (2,8) 2/2 (2,8) 2/2 (2,64) spp(1)", input_shape=(1, 16, 16), num_classes=10)
+    ratio = budgetnet.conv_macs(cheapest) / 2_330_624  # the small baseline's Eqn. (1) cost (tests/search_spaces)
+    assert error.endswith(f"; these times are noisy: time on an idle machine (no other jobs, fewer --workers, fewer "
+                          f"threads), with more repeats (now 10), or give a MACs budget such as {ratio:.3g}x, which "
+                          "does not depend on the machine")  # fmt: skip
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # refused before the study was made

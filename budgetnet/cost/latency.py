@@ -3,7 +3,8 @@
 * :func:`measure` times a forward pass (``mode="forward"``, inference) or a training step
   (``mode="train"``: forward, cross-entropy, backward and an SGD step) after ``warmup``
   untimed runs, synchronising the device around each of ``repeats`` timed runs, and reports
-  the median.
+  the median; its :attr:`Measurement.spread` (:class:`budgetnet.cost.noise.Spread`) says how
+  far apart the runs lie and whether they are too noisy to trust.
 * :class:`LatencyTable` times every distinct layer configuration in isolation (a conv with
   its ReLU by in/out channels, kernel, stride, padding and input size; a pool; the head:
   SPP or flatten and the fc layers) and predicts a network's time as the sum of its
@@ -46,6 +47,7 @@ from budgetnet.pytorch.modules import layer_specs
 from budgetnet.errors import LatencyError
 from budgetnet.files import write_text
 from budgetnet.cost.memory import check_fits
+from budgetnet.cost.noise import Spread
 from budgetnet.pytorch.device import resolve_device
 
 MODES = ("forward", "train")
@@ -73,6 +75,11 @@ class Measurement:
     @property
     def images_per_second(self) -> float:
         return 1000.0 / self.ms_per_image
+
+    @property
+    def spread(self) -> Spread:
+        """How far apart the timed runs lie, per image (:class:`budgetnet.cost.noise.Spread`)."""
+        return Spread.of(self.times_ms, self.batch_size, self.ms_per_image)
 
     def to_dict(self) -> dict:
         data = asdict(self)
