@@ -94,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=("threads", "val"), default="threads")
     parser.add_argument("--rounds", type=int, default=3, help="times every case runs, interleaved (default 3)")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the threads part (default 10, the quick recipe's)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the threads part (default 10, as quick)")
     parser.add_argument("--mnist", metavar="DIR", help="MNIST IDX files, for --part val")
     args = parser.parse_args()
     if args.part == "val" and not args.mnist:

@@ -34,7 +34,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: The values of every command's ``--norm``; ``none`` is stored as ``None``, the library's spelling.
 NORM_CHOICES = ("none", "batch")
-NORM_HELP = "none (default: the paper's conv + ReLU, or bn where the SPEC says so) or batch (BatchNorm after every conv)"
+NORM_HELP = (
+    "none (default: the paper's conv + ReLU, or bn where the SPEC says so) or batch (BatchNorm after every conv)"
+)
 
 
 class NormChoice(argparse.Action):

@@ -113,7 +113,8 @@ def run(args) -> int:
                  compile=args.compile, batch_size=args.batch_size, max_memory=args.max_memory)  # fmt: skip
     test = None if result.diverged else evaluate(result.model, data, split="test", device=args.device, views=args.views)
     if args.json:
-        print_json({"data": data.to_dict(), "conv_macs": macs, "threads": threads, "fit": result.to_dict(), "test": test})
+        print_json({"data": data.to_dict(), "conv_macs": macs, "threads": threads, "fit": result.to_dict(),
+                    "test": test})  # fmt: skip
     elif result.diverged:
         print(f"diverged: {result.message}")
     else:
