@@ -824,3 +824,47 @@ def test_search_time_budget_on_noisy_timings_warns_and_says_the_times_in_ms(tmp_
                           f"threads), with more repeats (now 10), or give a MACs budget such as {ratio:.3g}x, which "
                           "does not depend on the machine")  # fmt: skip
     assert sorted(path.name for path in tmp_path.iterdir()) == []  # refused before the study was made
+
+
+# -- threads and validation limits (issue 19): errors name the value, too many threads warns --------
+THREADS_AND_LIMITS = [
+    case("train", "(3,4) gap", "--threads", "0", *TINY_TRAIN, error=DeviceError,
+         message="threads=0 is invalid; expected a whole number >= 1 (torch CPU threads), or none for the default"),
+    case("train", "(3,4) gap", "--threads", "-1", *TINY_TRAIN, error=DeviceError, message="threads=-1 is invalid"),
+    case("latency", "A", "--threads", "0", error=DeviceError, message="threads=0 is invalid"),
+    case("latency", "A", "--threads", "-1", error=DeviceError, message="threads=-1 is invalid"),
+    case("train", "(3,4) gap", "--val-limit", "0", *TINY_TRAIN, error=DataError,
+         message="val_limit=0 is invalid; expected an integer >= 1 or None"),
+    case("train", "(3,4) gap", "--val-limit", "-5", *TINY_TRAIN, error=DataError, message="val_limit=-5 is invalid"),
+]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("bad", THREADS_AND_LIMITS)
+def test_threads_and_val_limit_bad_input(bad: Case, workspace, spy, monkeypatch, capsys):
+    before = torch.get_num_threads()
+    test_cli_bad_input(bad, workspace, spy, monkeypatch, capsys)
+    assert torch.get_num_threads() == before  # refused before torch was told
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--threads", "{cores_plus_one}", "threads={cores_plus_one} is more than the {cores} CPU cores this process "
+                                          "may use"),
+        ("--val-limit", "100000", "val_limit=100000 is more than the "),
+    ],
+)  # fmt: skip
+def test_too_many_threads_or_val_images_warn_and_run(flag, value, message, capsys, monkeypatch, tmp_path):
+    from budgetnet.pytorch.device import available_cores
+
+    monkeypatch.chdir(tmp_path)
+    numbers = {"cores": available_cores(), "cores_plus_one": available_cores() + 1}
+    before = torch.get_num_threads()
+    try:
+        status = cli.main(["train", "(3,4) gap", *TINY_TRAIN, flag, value.format(**numbers)])
+    finally:
+        torch.set_num_threads(before)
+    out, err = capsys.readouterr()
+    assert status == 0 and "test accuracy" in out
+    assert f"budgetnet train: warning: {message.format(**numbers)}" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 """Helpers shared by the subcommands: reading an architecture SPEC (zoo name, notation, JSON
-file or FILE.py:NAME), printing JSON."""
+file or FILE.py:NAME), the options several commands take (``--norm``, ``--threads``),
+printing JSON."""
 
 from __future__ import annotations
 
@@ -29,6 +30,44 @@ SPEC_HELP = (
 MODULE_INPUT_SHAPE = (3, 224, 224)
 _MODULE_SPEC = re.compile(r"(?P<file>.*\.py)(?::(?P<name>.*))?")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+#: The values of every command's ``--norm``; ``none`` is stored as ``None``, the library's spelling.
+NORM_CHOICES = ("none", "batch")
+NORM_HELP = (
+    "none (default: the paper's conv + ReLU, or bn where the SPEC says so) or batch (BatchNorm after every conv)"
+)
+
+
+class NormChoice(argparse.Action):
+    """``--norm``: argparse checks the value against :data:`NORM_CHOICES`; ``none`` is stored as
+    ``None``, which :func:`budgetnet.build`, ``fit`` and ``search`` take.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> _ = parser.add_argument("--norm", choices=NORM_CHOICES, action=NormChoice)
+        >>> parser.parse_args(["--norm", "none"]).norm, parser.parse_args(["--norm", "batch"]).norm
+        (None, 'batch')
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, None if values == "none" else values)
+
+
+def add_norm_argument(parser) -> None:
+    """``--norm none|batch`` (default none, stored as ``None``), the same on every command."""
+    parser.add_argument("--norm", choices=NORM_CHOICES, action=NormChoice, help=NORM_HELP)
+
+
+def add_threads_argument(parser, workers: bool = False) -> None:
+    """``--threads N``: torch CPU threads, checked and applied by
+    :func:`budgetnet.pytorch.device.set_threads` (``workers``: the help speaks of ``--workers``)."""
+    share = ", divided among the --workers" if workers else ""
+    parser.add_argument(
+        "--threads", type=int, metavar="N",
+        help=f"torch CPU threads (default: $OMP_NUM_THREADS when set, else the cores this process may use{share}; "
+        "more than the cores is allowed, with a warning)",
+    )  # fmt: skip
 
 
 def parse_shape(text: str) -> tuple[int, int, int]:

@@ -13,7 +13,14 @@ examples:
 
 from __future__ import annotations
 
-from budgetnet.cli.common import SPEC_HELP, load_arch, parse_shape, print_json
+from budgetnet.cli.common import (
+    SPEC_HELP,
+    add_norm_argument,
+    add_threads_argument,
+    load_arch,
+    parse_shape,
+    print_json,
+)
 from budgetnet.tables import text_table
 
 NAME = "latency"
@@ -33,7 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed runs first (default 3)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"),
                         help="float32 or bfloat16 autocast (default: bfloat16 on CUDA, float32 on the CPU)")  # fmt: skip
-    parser.add_argument("--norm", choices=("none", "batch"), default="none", help="build with BatchNorm (batch) or not")
+    add_norm_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument("--table", action="store_true",
                         help="time each layer in isolation (cached) and report the prediction error")  # fmt: skip
     parser.add_argument("--cache-dir", metavar="DIR",
@@ -44,15 +52,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from budgetnet.cost.complexity import conv_macs, format_count
     from budgetnet.cost.latency import LatencyTable, device_name, measure
+    from budgetnet.pytorch.device import set_threads
 
+    set_threads(args.threads)  # before the timings; device_name says how many
     arch = load_arch(args.spec, args.input, args.classes)
-    norm = None if args.norm == "none" else args.norm
     macs = conv_macs(arch)
     comparison = None
     if args.table:
         table = LatencyTable(args.device, batch_size=args.batch_size, mode=args.mode, dtype=args.dtype,
                              cache_dir=args.cache_dir, repeats=args.repeats, warmup=args.warmup)  # fmt: skip
-        result = table.compare(arch, norm)
+        result = table.compare(arch, args.norm)
         measured = result["measurement"]
         comparison = {
             "predicted_ms": result["predicted_ms"],
@@ -63,7 +72,7 @@ def run(args) -> int:
         }
     else:
         measured = measure(arch, args.device, args.batch_size, args.mode, repeats=args.repeats, warmup=args.warmup,
-                           dtype=args.dtype, norm=norm)  # fmt: skip
+                           dtype=args.dtype, norm=args.norm)  # fmt: skip
     if args.json:
         print_json({"arch": arch.to_dict(), "conv_macs": macs, "device_name": device_name(args.device),
                     "measurement": measured.to_dict(), "table": comparison})  # fmt: skip

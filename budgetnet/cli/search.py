@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 
-from budgetnet.cli.common import SPEC_HELP, load_arch
+from budgetnet.cli.common import NORM_CHOICES, SPEC_HELP, NormChoice, load_arch
 from budgetnet.cli.confirm import whole
 from budgetnet.cli.results import plot_dir
 from budgetnet.errors import SearchError
@@ -102,7 +102,7 @@ def add_arguments(parser) -> None:
         help="training recipe: quick (default) or paper",
     )
     train.add_argument(
-        "--norm", choices=("batch",),
+        "--norm", choices=NORM_CHOICES, action=NormChoice,
         help="add batch norm after every conv (default: the paper's conv + ReLU)",
     )
     train.add_argument(

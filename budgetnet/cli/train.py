@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from budgetnet.cli.common import SPEC_HELP, load_arch, print_json
+from budgetnet.cli.common import SPEC_HELP, add_norm_argument, add_threads_argument, load_arch, print_json
 
 NAME = "train"
 HELP = "train an architecture on a dataset; print accuracy and time"
@@ -38,7 +38,11 @@ def add_arguments(parser) -> None:
                         help="resize images to PX x PX (default: 16 for digits, native otherwise)")  # fmt: skip
     parser.add_argument("--crop-size", type=int, metavar="PX",
                         help="train on random PX x PX crops of the (larger) images, as the paper's 224 of 256")  # fmt: skip
-    parser.add_argument("--limit", type=int, metavar="N", help="use at most N training images (stratified)")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="train on N images (stratified; all of them when the split holds fewer)")  # fmt: skip
+    parser.add_argument("--val-limit", type=int, metavar="N",
+                        help="validate on N images of the validation split (stratified; default: all of it, e.g. "
+                        "12,000 on MNIST every epoch); more than the split warns and uses all")  # fmt: skip
     parser.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                         help="share of the training images held out for validation (default 0.2)")  # fmt: skip
     parser.add_argument("--recipe", choices=("quick", "paper"), default="quick",
@@ -59,8 +63,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--views", type=int, choices=(1, 10), default=1,
                         help="test views: 1 (centre) or 10 (centre, 4 corners and their flips; 5 where the data is "
                         "never flipped, as digits and MNIST)")  # fmt: skip
-    parser.add_argument("--norm", choices=("none", "batch"), default="none",
-                        help="none (the paper: conv + ReLU) or batch (conv + BatchNorm + ReLU)")  # fmt: skip
+    add_norm_argument(parser)
+    add_threads_argument(parser)
     parser.add_argument("--compile", action="store_true", help="wrap the model in torch.compile")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -77,12 +81,14 @@ def run(args) -> int:
     from budgetnet.checks import check_seed
     from budgetnet.cost.memory import parse_bytes
     from budgetnet.errors import TrainingError
+    from budgetnet.pytorch.device import set_threads
 
+    threads = set_threads(args.threads)  # before the data: resizing runs on these threads too
     check_seed(TrainingError, args.seed)  # before the data: torch's generators overflow past 64 bits
     if args.max_memory is not None:
         parse_bytes(args.max_memory)  # a malformed size is refused before the data is loaded
     data = load_data(args.data, image_size=args.image_size, crop_size=args.crop_size, limit=args.limit,
-                     val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
+                     val_limit=args.val_limit, val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
     arch = load_arch(args.spec, data.input_shape, data.num_classes)
     overrides = {"lr": args.lr} if args.lr is not None else {}
     recipe = get_recipe(args.recipe, args.epochs, **overrides)
@@ -103,18 +109,20 @@ def run(args) -> int:
             )
 
     result = fit(arch, data, recipe, device=args.device, seed=args.seed, callback=report, checkpoint=args.checkpoint,
-                 progress=not (args.no_progress or args.json), norm=None if args.norm == "none" else args.norm,
+                 progress=not (args.no_progress or args.json), norm=args.norm,
                  compile=args.compile, batch_size=args.batch_size, max_memory=args.max_memory)  # fmt: skip
     test = None if result.diverged else evaluate(result.model, data, split="test", device=args.device, views=args.views)
     if args.json:
-        print_json({"data": data.to_dict(), "conv_macs": macs, "fit": result.to_dict(), "test": test})
+        print_json({"data": data.to_dict(), "conv_macs": macs, "threads": threads, "fit": result.to_dict(),
+                    "test": test})  # fmt: skip
     elif result.diverged:
         print(f"diverged: {result.message}")
     else:
         print(
             f"val accuracy {result.val_accuracy:.4f} (best {result.best_val_accuracy:.4f}), test accuracy "
             f"{test['accuracy']:.4f} ({test['views']} view{'s' if test['views'] > 1 else ''}); "
-            f"{result.seconds:.1f} s, {result.images_per_second:,.0f} images/s on {result.device}"
+            f"{result.seconds:.1f} s, {result.images_per_second:,.0f} images/s on {result.device} "
+            f"({threads} CPU thread{'s' if threads > 1 else ''})"
         )
     if result.diverged:
         print(f"budgetnet train: {result.message}", file=sys.stderr)

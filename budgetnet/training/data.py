@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,6 +215,7 @@ def load_data(
     test_fraction: float = 0.2,
     seed: int = 0,
     limit: int | None = None,
+    val_limit: int | None = None,
     augment: dict | None = None,
 ) -> Dataset:
     """Load a dataset; nothing is downloaded.
@@ -227,16 +229,21 @@ def load_data(
         val_fraction: share of the training images held out for validation (stratified).
         test_fraction: share held out for testing where the source has no test split.
         seed: seeds the splits (and nothing else).
-        limit: keep at most this many training images (stratified), for quick runs.
+        limit: keep exactly this many training images (stratified; each class gets its share,
+            the remainders going to the largest fractions), for quick runs; all of them when
+            the training split holds fewer.
+        val_limit: keep exactly this many validation images (stratified, as ``limit``): the
+            whole validation split is scored after every epoch. More than the split is
+            allowed with a warning naming both numbers.
         augment: overrides of the source's defaults, e.g. ``{"flip": True}``.
 
     Raises:
         DataError: unknown spec, missing path, unreadable or inconsistent files.
 
     Example:
-        >>> data = load_data("digits", image_size=12, limit=100)
-        >>> data.input_shape, len(data.train)
-        ((1, 12, 12), 100)
+        >>> data = load_data("digits", image_size=12, limit=100, val_limit=50)
+        >>> data.input_shape, len(data.train), len(data.val)
+        ((1, 12, 12), 100, 50)
     """
     if not isinstance(spec, str):
         raise DataError(f"data={spec!r} is invalid; expected one of {', '.join(SOURCES)}")
@@ -245,7 +252,8 @@ def load_data(
     _check_fraction("test_fraction", test_fraction)
     _check_optional_size("image_size", image_size)
     _check_optional_size("crop_size", crop_size)
-    _check_limit(limit)
+    _check_limit("limit", limit)
+    _check_limit("val_limit", val_limit)
     check_seed(DataError, seed)
     if kind == "digits" and not path:
         raw = read_digits()
@@ -262,7 +270,7 @@ def load_data(
     else:
         raise DataError(f"data={spec!r} is invalid; expected one of {', '.join(SOURCES)}")
     raw.name = spec
-    return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment)
+    return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, (limit, val_limit), augment)
 
 
 def from_tensors(
@@ -279,6 +287,7 @@ def from_tensors(
     test_fraction: float = 0.2,
     seed: int = 0,
     limit: int | None = None,
+    val_limit: int | None = None,
     augment: dict | None = None,
 ) -> Dataset:
     """A :class:`Dataset` from in-memory images and labels.
@@ -288,8 +297,8 @@ def from_tensors(
         labels: ``N`` integers in ``0 .. num_classes - 1``.
         num_classes: defaults to ``max(labels) + 1``.
         test_images, test_labels: an explicit test split; otherwise ``test_fraction`` is held out.
-        name, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment: as in
-            :func:`load_data`. Default augmentation: random crop with ``H // 8`` padding,
+        name, image_size, crop_size, val_fraction, test_fraction, seed, limit, val_limit,
+            augment: as in :func:`load_data`. Default augmentation: random crop with ``H // 8`` padding,
             no flip, colour altering for 3 channels.
 
     Example:
@@ -301,7 +310,8 @@ def from_tensors(
     _check_fraction("test_fraction", test_fraction)
     _check_optional_size("image_size", image_size)
     _check_optional_size("crop_size", crop_size)
-    _check_limit(limit)
+    _check_limit("limit", limit)
+    _check_limit("val_limit", val_limit)
     train_x, train_y = _tensor_pair(images, labels, "images", "labels")
     if (test_images is None) != (test_labels is None):
         raise DataError("test_images and test_labels: give both or neither")
@@ -326,9 +336,9 @@ def from_tensors(
         augment={"crop": True, "padding": max(1, min(train_x.shape[2:]) // 8), "flip": False,
                  "color": 0.1 if channels == 3 else 0.0},
     )  # fmt: skip
-    return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment)
+    return _assemble(raw, image_size, crop_size, val_fraction, test_fraction, seed, (limit, val_limit), augment)
 
-def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed, limit, augment) -> Dataset:
+def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed, limits, augment) -> Dataset:
     check_seed(DataError, seed)  # from_tensors' too: torch.Generator().manual_seed overflows past 64 bits
     for split_name, pair in (("train", raw.train), ("val", raw.val), ("test", raw.test)):
         if pair is not None:
@@ -348,9 +358,20 @@ def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed
         keep, held = _stratified_split(train_y, val_fraction, generator)
         raw.val = (train_x[held], train_y[held])
         train_x, train_y = train_x[keep], train_y[keep]
+    limit, val_limit = limits
     if limit is not None and limit < len(train_y):
-        _, kept = _stratified_split(train_y, limit / len(train_y), generator)
+        _, kept = _stratified_split(train_y, limit / len(train_y), generator, count=limit)
         train_x, train_y = train_x[kept], train_y[kept]
+    if val_limit is not None and val_limit < len(raw.val[1]):
+        _, kept = _stratified_split(raw.val[1], val_limit / len(raw.val[1]), generator, count=val_limit)
+        raw.val = (raw.val[0][kept], raw.val[1][kept])
+    elif val_limit is not None and val_limit > len(raw.val[1]):
+        warnings.warn(
+            f"val_limit={val_limit} is more than the {len(raw.val[1])} images of the validation split of "
+            f"{raw.name!r}: validating on all {len(raw.val[1])}",
+            UserWarning,
+            stacklevel=3,
+        )
     if len(train_y) == 0:
         raise DataError(f"data {raw.name!r}: no training images left after the splits; expected a larger dataset")
     channels, height, width = train_x.shape[1:]
@@ -387,17 +408,36 @@ def _assemble(raw: Raw, image_size, crop_size, val_fraction, test_fraction, seed
     )
 
 
-def _stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator):
-    """Indices ``(kept, held)``: ``fraction`` of every class held out, both in random order."""
+def _stratified_split(labels: torch.Tensor, fraction: float, generator: torch.Generator, count: int | None = None):
+    """Indices ``(kept, held)``, both in random order: ``fraction`` of every class held out
+    (rounded per class), or with ``count`` exactly ``count`` in all (:func:`_class_shares`)."""
+    classes = torch.unique(labels)
+    sizes = [int((labels == label).sum()) for label in classes]
+    shares = [round(size * fraction) for size in sizes] if count is None else _class_shares(sizes, count)
     kept, held = [], []
-    for label in torch.unique(labels):
+    for label, share in zip(classes, shares):
         members = torch.nonzero(labels == label).flatten()
         members = members[torch.randperm(len(members), generator=generator)]
-        count = int(round(len(members) * fraction))
-        held.append(members[:count])
-        kept.append(members[count:])
+        held.append(members[:share])
+        kept.append(members[share:])
     kept, held = torch.cat(kept), torch.cat(held)
     return kept[torch.randperm(len(kept), generator=generator)], held[torch.randperm(len(held), generator=generator)]
+
+
+def _class_shares(sizes: list[int], count: int) -> list[int]:
+    """Split ``count`` among classes of ``sizes`` in proportion, summing to exactly ``count``
+    (largest remainders first, the earlier class on a tie), for ``count <= sum(sizes)``.
+
+    Example:
+        >>> _class_shares([3, 3, 3], 4), _class_shares([10, 5], 3)
+        ([2, 1, 1], [2, 1])
+    """
+    total = sum(sizes)
+    shares = [size * count // total for size in sizes]
+    by_remainder = sorted(range(len(sizes)), key=lambda index: (-(sizes[index] * count % total), index))
+    for index in by_remainder[: count - sum(shares)]:
+        shares[index] += 1
+    return shares
 
 
 def _check_labels(name: str, split: str, labels: torch.Tensor, num_classes: int) -> None:
@@ -442,9 +482,9 @@ def _check_resized_memory(raw: Raw, image_size: int) -> None:
         )
 
 
-def _check_limit(limit) -> None:
+def _check_limit(name: str, limit) -> None:
     if limit is not None and not is_int(limit, 1):
-        raise DataError(f"limit={limit!r} is invalid; expected an integer >= 1 or None")
+        raise DataError(f"{name}={limit!r} is invalid; expected an integer >= 1 or None")
 
 
 def _tensor_pair(images, labels, images_name: str, labels_name: str):

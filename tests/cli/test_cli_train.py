@@ -103,3 +103,62 @@ def test_latency_json_train_mode(capsys):
 def test_latency_bad_batch_size(capsys):
     assert main(["latency", SPEC, "--input", "1x8x8", "--batch-size", "0"]) == 2
     assert "batch_size=0 is invalid" in capsys.readouterr().err
+
+
+# -- --threads, --val-limit, --norm (issue 19) ----------------------------------------------------------
+@pytest.fixture
+def torch_threads():
+    """--threads changes this process's torch thread count; put it back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_threads_and_exact_limits(capsys, torch_threads):
+    assert main(["train", SPEC, *TINY, "--limit", "37", "--val-limit", "11", "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["threads"] == 1 and torch.get_num_threads() == 1
+    assert result["data"]["sizes"]["train"] == 37 and result["data"]["sizes"]["val"] == 11
+
+
+def test_train_prints_its_threads(capsys, torch_threads):
+    assert main(["train", SPEC, *TINY, "--threads", "1"]) == 0
+    assert "images/s on cpu (1 CPU thread)" in capsys.readouterr().out
+
+
+def test_latency_threads_show_in_the_device_name(capsys, torch_threads):
+    arguments = ["latency", SPEC, "--input", "1x8x8", "--classes", "10", "--repeats", "2", "--threads", "1"]
+    assert main(arguments) == 0
+    assert "(1 thread), float32, forward" in capsys.readouterr().out
+
+
+def test_more_threads_than_cores_is_a_warning(capsys, torch_threads):
+    from budgetnet.pytorch.device import available_cores
+
+    cores = available_cores()
+    assert main(["train", SPEC, *TINY, "--threads", str(cores + 1)]) == 0
+    err = capsys.readouterr().err
+    assert f"budgetnet train: warning: threads={cores + 1} is more than the {cores} CPU cores" in err
+
+
+def test_val_limit_over_the_split_is_a_warning(capsys):
+    assert main(["train", SPEC, *TINY, "--val-limit", "5000", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "budgetnet train: warning: val_limit=5000 is more than the" in err
+    sizes = json.loads(out)["data"]["sizes"]
+    assert f"the {sizes['val']} images of the validation split of 'digits'" in err
+
+
+@pytest.mark.parametrize("command", ["train", "latency", "search"])
+def test_norm_takes_the_same_values_on_every_command(command, capsys):
+    from budgetnet.cli import make_parser
+    from budgetnet.cli.common import NORM_CHOICES
+
+    parser = make_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([command, "--help"])
+    assert "--norm {none,batch}" in capsys.readouterr().out and NORM_CHOICES == ("none", "batch")
+    spec = [] if command == "search" else [SPEC]
+    assert parser.parse_args([command, *spec, "--norm", "none"]).norm is None  # the library's plain net
+    assert parser.parse_args([command, *spec]).norm is None
+    assert parser.parse_args([command, *spec, "--norm", "batch"]).norm == "batch"

@@ -65,8 +65,42 @@ def test_digits_splits_follow_the_seed():
 
 def test_limit_caps_training_images_stratified():
     data = load_data("digits", limit=100)
-    assert len(data.train) == pytest.approx(100, abs=5)
+    assert len(data.train) == 100
     assert torch.bincount(data.train.labels, minlength=10).min() >= 8
+
+
+def three_classes_of_30():
+    """90 images, 30 per class, an explicit test split: val_fraction 0.2 holds out 6 per class,
+    leaving 24 per class (72) for training."""
+    labels = torch.arange(90) % 3
+    images = torch.rand(90, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    return images, labels, {"test_images": images[:9], "test_labels": labels[:9]}
+
+
+def test_limit_gives_exactly_that_many_shared_by_largest_remainder():
+    images, labels, test = three_classes_of_30()
+    data = from_tensors(images, labels, **test, limit=40)
+    # 40 of 72 in proportion: 13.33 per class; floors 13+13+13 = 39, the one left to the first class
+    # (rounding each class, as before, gave 39)
+    assert torch.bincount(data.train.labels).tolist() == [14, 13, 13]
+    assert len(data.val) == 18 and len(data.test) == 9
+
+
+def test_val_limit_keeps_exactly_that_many_and_leaves_the_other_splits():
+    images, labels, test = three_classes_of_30()
+    whole = from_tensors(images, labels, **test, limit=40)
+    data = from_tensors(images, labels, **test, limit=40, val_limit=4)
+    assert torch.bincount(data.val.labels).tolist() == [2, 1, 1]  # 4 of 18: 1.33 per class
+    assert torch.equal(data.train.images, whole.train.images) and torch.equal(data.test.labels, whole.test.labels)
+    assert load_data("digits", val_limit=100).to_dict()["sizes"]["val"] == 100
+
+
+def test_val_limit_over_the_split_warns_and_keeps_it_all():
+    images, labels, test = three_classes_of_30()
+    with pytest.warns(UserWarning, match=r"val_limit=50 is more than the 18 images of the validation split of "
+                                         r"'tensors': validating on all 18"):  # fmt: skip
+        data = from_tensors(images, labels, **test, val_limit=50)
+    assert len(data.val) == 18
 
 
 # -- IDX --------------------------------------------------------------------------------------------
@@ -334,6 +368,8 @@ def test_from_tensors_bad_shapes(images, labels, message):
         ("digits", {"val_fraction": 1.0}, r"val_fraction=1.0 is invalid; expected a number between 0 and 1"),
         ("digits", {"image_size": 0}, r"image_size=0 is invalid; expected an integer >= 1"),
         ("digits", {"limit": 0}, r"limit=0 is invalid; expected an integer >= 1 or None"),
+        ("digits", {"val_limit": 0}, r"val_limit=0 is invalid; expected an integer >= 1 or None"),
+        ("digits", {"val_limit": 2.5}, r"val_limit=2.5 is invalid; expected an integer >= 1 or None"),
         ("digits", {"crop_size": 20}, r"crop_size=20 is larger than the images \(16x16\)"),
         ("digits", {"augment": {"rotate": True}}, r"augment=\{'rotate': True\} is invalid; expected a dict with keys"),
         ("digits", {"augment": {"padding": -1}}, r"augment\['padding'\]=-1 is invalid; expected an integer >= 0"),
