@@ -836,6 +836,12 @@ THREADS_AND_LIMITS = [
     case("train", "(3,4) gap", "--val-limit", "0", *TINY_TRAIN, error=DataError,
          message="val_limit=0 is invalid; expected an integer >= 1 or None"),
     case("train", "(3,4) gap", "--val-limit", "-5", *TINY_TRAIN, error=DataError, message="val_limit=-5 is invalid"),
+    case("search", "--threads", "0", "--limit", "30", "--storage", "x.db", error=DeviceError,
+         message="threads=0 is invalid; expected a whole number >= 1 (torch CPU threads)"),
+    case("search", "--threads", "-1", "--workers", "2", "--storage", "x.db", error=DeviceError,
+         message="threads=-1 is invalid"),
+    case("search", "--val-limit", "0", "--limit", "30", "--storage", "x.db", error=DataError,
+         message="val_limit=0 is invalid; expected an integer >= 1 or None"),
 ]  # fmt: skip
 
 

@@ -70,6 +70,34 @@ def add_threads_argument(parser, workers: bool = False) -> None:
     )  # fmt: skip
 
 
+def warn_if_busy(threads: int, load: float | None = None, cores: int | None = None) -> str | None:
+    """On a terminal, warn when other work already keeps every core busy and this process runs
+    several torch threads: they then wait for each other's turns (measured several times
+    slower than one thread, docs/benchmarks.md "threads"). Returns the warning's text.
+
+    Example:
+        >>> warn_if_busy(1, load=9.0, cores=2) is None  # one thread waits for nobody
+        True
+    """
+    import os
+    import sys
+    import warnings
+
+    from budgetnet.pytorch.device import available_cores
+
+    load = os.getloadavg()[0] if load is None else load
+    cores = available_cores() if cores is None else cores
+    if threads < 2 or load < cores:
+        return None
+    text = (
+        f"this machine is busy (load {load:.1f} on {cores} cores): {threads} torch threads per training take "
+        "turns with the other work, often several times slower than --threads 1"
+    )
+    if sys.stderr.isatty():
+        warnings.warn(text, UserWarning, stacklevel=2)
+    return text
+
+
 def parse_shape(text: str) -> tuple[int, int, int]:
     """``"3x224x224"`` or ``"3,224,224"`` -> ``(3, 224, 224)`` (argparse type).
 

@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 
-from budgetnet.cli.common import NORM_CHOICES, SPEC_HELP, NormChoice, load_arch
+from budgetnet.cli.common import SPEC_HELP, add_norm_argument, add_threads_argument, load_arch, warn_if_busy
 from budgetnet.cli.confirm import whole
 from budgetnet.cli.results import plot_dir
 from budgetnet.errors import SearchError
@@ -92,7 +92,12 @@ def add_arguments(parser) -> None:
         "--data", default="digits", metavar="SPEC",
         help="digits (bundled, default), idx:DIR (MNIST-style IDX files), cifar:DIR, folder:DIR",
     )  # fmt: skip
-    train.add_argument("--limit", type=int, metavar="N", help="use at most N training images (quick runs)")
+    train.add_argument("--limit", type=int, metavar="N", help="use N training images, stratified (quick runs)")
+    train.add_argument(
+        "--val-limit", type=int, metavar="N",
+        help="validate on N images of the validation split, stratified (default: all of it; keeps every epoch's "
+        "validation cheap on large sets such as MNIST)",
+    )  # fmt: skip
     train.add_argument(
         "--epochs", type=int, default=DEFAULT_EPOCHS, metavar="E",
         help=f"epochs per candidate (default {DEFAULT_EPOCHS})",
@@ -101,10 +106,7 @@ def add_arguments(parser) -> None:
         "--recipe", default="quick", metavar="NAME",
         help="training recipe: quick (default) or paper",
     )
-    train.add_argument(
-        "--norm", choices=NORM_CHOICES, action=NormChoice,
-        help="add batch norm after every conv (default: the paper's conv + ReLU)",
-    )
+    add_norm_argument(train)
     train.add_argument(
         "--pruner", choices=PRUNERS,
         help="stop poor candidates early: " + ", ".join(PRUNERS) + f" (default {DEFAULT_PRUNER}, the one that "
@@ -121,6 +123,7 @@ def add_arguments(parser) -> None:
         "confirmation then compares the search's best with random search's best and the baseline",
     )  # fmt: skip
     train.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    add_threads_argument(train, workers=True)
     train.add_argument(
         "--max-memory", metavar="SIZE",
         help="training memory a candidate may take by the estimate of `budgetnet show`, e.g. 8G (default: the "
@@ -193,6 +196,7 @@ def run(args) -> int:
     import optuna
 
     from budgetnet.cost.budgets import is_time_budget, parse_budget
+    from budgetnet.pytorch.device import set_threads
     from budgetnet.training.data import load_data
     from budgetnet.studies.confirm import confirm
     from budgetnet.checks import check_seed
@@ -233,7 +237,12 @@ def run(args) -> int:
         if args.baseline is not None and not (args.worker_process or args.json):
             print("searching around --baseline: the replacement space of its equal-cost variants "
                   "(--space small searches the small space at its cost instead)")  # fmt: skip
-    data = load_data(args.data, limit=args.limit)
+    # this process's threads: it trains with --workers 1, and confirms after the workers end;
+    # each worker gets its share (worker_threads)
+    threads = set_threads(args.threads)
+    if not args.worker_process:
+        warn_if_busy(threads if args.workers == 1 else worker_threads(args.threads, args.workers) or threads)
+    data = load_data(args.data, limit=args.limit, val_limit=args.val_limit)
     spec = args.baseline
     if spec is None and args.budget is None and args.space == "small" and args.data == "digits":
         spec = MAIN_JOB_BASELINE
@@ -348,6 +357,8 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
         ("--baseline", args.baseline),
         ("--budget", args.budget),
         ("--limit", args.limit),
+        ("--val-limit", args.val_limit),
+        ("--threads", worker_threads(args.threads, args.workers)),
         ("--norm", args.norm),
         ("--pruner", args.pruner),
         ("--sampler", None if args.sampler == "tpe" else args.sampler),
@@ -361,6 +372,24 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
     if args.keep_weights:
         arguments.append("--keep-weights")
     return arguments
+
+
+def worker_threads(threads: int | None, workers: int) -> int | None:
+    """Each worker's torch threads: ``--threads`` as given, else its share of the cores
+    (:func:`budgetnet.pytorch.device.default_threads`), so the workers never oversubscribe;
+    ``None`` (each worker reads it) when ``$OMP_NUM_THREADS`` is set.
+
+    Example:
+        >>> worker_threads(3, 4)
+        3
+    """
+    import os
+
+    from budgetnet.pytorch.device import default_threads
+
+    if threads is None and os.environ.get("OMP_NUM_THREADS"):
+        return None
+    return default_threads(workers) if threads is None else threads
 
 
 def report(study, args) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from budgetnet.cli.common import SPEC_HELP, add_norm_argument, add_threads_argument, load_arch, print_json
+from budgetnet.cli.common import SPEC_HELP, add_norm_argument, add_threads_argument, load_arch, print_json, warn_if_busy
 
 NAME = "train"
 HELP = "train an architecture on a dataset; print accuracy and time"
@@ -84,6 +84,7 @@ def run(args) -> int:
     from budgetnet.pytorch.device import set_threads
 
     threads = set_threads(args.threads)  # before the data: resizing runs on these threads too
+    warn_if_busy(threads)
     check_seed(TrainingError, args.seed)  # before the data: torch's generators overflow past 64 bits
     if args.max_memory is not None:
         parse_bytes(args.max_memory)  # a malformed size is refused before the data is loaded

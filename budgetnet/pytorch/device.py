@@ -119,3 +119,4 @@ def set_threads(threads: int | None = None, workers: int = 1) -> int:
             )
     torch.set_num_threads(threads)
     return threads
+

@@ -133,3 +133,53 @@ def test_workers_get_the_memory_limit():
     arguments = worker_arguments(args, "s", "sqlite:////tmp/s.db", None)
     assert arguments[arguments.index("--max-memory") + 1] == "8G"
     assert "--max-memory" not in worker_arguments(make_parser().parse_args(["search"]), "s", "sqlite:///x.db", None)
+
+
+def test_workers_share_the_cores_and_get_the_validation_limit(monkeypatch):
+    import budgetnet.pytorch.device as device
+    from budgetnet.cli.search import worker_arguments, worker_threads
+
+    monkeypatch.setattr(device, "available_cores", lambda: 8)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert [worker_threads(None, workers) for workers in (1, 3, 4, 16)] == [8, 2, 2, 1]  # 8 // N, at least 1
+    assert worker_threads(5, 4) == 5  # --threads as given
+    args = make_parser().parse_args(["search", "--workers", "4", "--val-limit", "500"])
+    arguments = worker_arguments(args, "s", "sqlite:///x.db", None)
+    assert arguments[arguments.index("--threads") + 1] == "2"
+    assert arguments[arguments.index("--val-limit") + 1] == "500"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's own setting: each worker reads it
+    assert worker_threads(None, 4) is None
+    assert "--threads" not in worker_arguments(args, "s", "sqlite:///x.db", None)
+
+
+def test_search_threads_and_validation_limit(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    before = torch.get_num_threads()
+    try:
+        status = main(["search", "--threads", "1", "--limit", "100", "--val-limit", "40", "--trials", "1",
+                       "--epochs", "1", "--no-confirm", "--no-baseline"])  # fmt: skip
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "train 100 / val 40 / test 359)" in out  # exactly the limits asked
+
+
+def test_a_busy_machine_warns_on_a_terminal_only(monkeypatch):
+    import sys
+    import warnings
+
+    from budgetnet.cli.common import warn_if_busy
+
+    text = ("this machine is busy (load 6.5 on 2 cores): 2 torch threads per training take turns with the other "
+            "work, often several times slower than --threads 1")  # fmt: skip
+    assert warn_if_busy(1, load=6.5, cores=2) is None and warn_if_busy(2, load=1.5, cores=2) is None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert warn_if_busy(2, load=6.5, cores=2) == text  # not a terminal: no warning
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+        warn_if_busy(2, load=6.5, cores=2)
+    assert [str(w.message) for w in caught] == [text]
