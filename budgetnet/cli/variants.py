@@ -107,7 +107,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--max-depth", type=_count(1), metavar="N", help="drop variants with more than N conv layers")
     parser.add_argument("--max-variants", "--limit", dest="max_variants", type=_count(1), default=DEFAULT_MAX_VARIANTS,
-                        metavar="N", help=f"stop once N variants are found (default {DEFAULT_MAX_VARIANTS})")  # fmt: skip
+                        metavar="N", help=f"keep at most N variants, each step an equal share of those left (default {DEFAULT_MAX_VARIANTS})")  # fmt: skip
     parser.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
                         help="stop after SECONDS (default: no time limit); a summary says which limit stopped it")  # fmt: skip
     parser.add_argument(
