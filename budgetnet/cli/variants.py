@@ -31,7 +31,11 @@ examples:
   budgetnet variants resnet50 --steps 2 --limit 30
   budgetnet variants efficientnet_b0 --steps 2 --limit 30
   budgetnet variants B --rules delay_pool --steps 1 --json
-  budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.9x
+  budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.98x --tolerance 0.01
+
+The rewrites keep Eqn. (1) (nearly) equal, and only variants inside the budget are
+rewritten further, so a --budget far from SPEC's cost (0.9x) finds none; use `budgetnet
+search --space small` (or `stage`) to search at another cost.
 """
 
 from __future__ import annotations
