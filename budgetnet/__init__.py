@@ -166,11 +166,32 @@ def measure(arch_or_module, device="cpu", batch_size=1, mode="forward", **option
 
 #: Public classes whose modules import torch: loaded on first access.
 _LAZY_CLASSES = {"LatencyTable": "budgetnet.cost.latency"}
+#: Public modules that import matplotlib, optuna or torch: ``budgetnet.plots.lineage(...)``
+#: works after a plain ``import budgetnet``, which itself imports none of them.
+_LAZY_MODULES = {
+    "plots": "budgetnet.plots",
+    "results": "budgetnet.studies.results",
+    "export": "budgetnet.studies.export",
+}
 
 
 def __getattr__(name):
-    if name in _LAZY_CLASSES:
-        import importlib
+    """The lazy names: ``budgetnet.LatencyTable`` and the modules ``budgetnet.plots``,
+    ``budgetnet.results`` and ``budgetnet.export``, imported on first access.
 
+    Example:
+        >>> import budgetnet
+        >>> budgetnet.plots.lineage.__name__, budgetnet.results.__name__
+        ('lineage', 'budgetnet.studies.results')
+    """
+    import importlib
+
+    if name in _LAZY_CLASSES:
         return getattr(importlib.import_module(_LAZY_CLASSES[name]), name)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
     raise AttributeError(f"module 'budgetnet' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_CLASSES) | set(_LAZY_MODULES))

@@ -703,7 +703,8 @@ def test_variants_stop_at_a_limit_and_say_which(capsys):
     out, err = capsys.readouterr()
     assert status == 0 and len(json.loads(out)["nodes"]) == 31
     assert err == (
-        "budgetnet variants: stopped early by max_variants=30 at step 2 of 20, with 30 variants found; "
+        "budgetnet variants: cut short by max_variants=30 from step 1 of 20 on (each step keeps at most an equal "
+        "share of the limit left), with 30 variants found; "
         "raise --max-variants or lower --steps for the whole walk\n"
     )
 

@@ -71,8 +71,82 @@ def test_lineage_of_a_resnet_shows_what_each_rewrite_wrote():
     texts = [text.get_text() for text in boxes(figure)]
     assert any(text.startswith("resnet50") and "(baseline)" in text for text in texts)
     assert any("... stage 2: res[(1,80)bn (3,80)g2bn" in text.replace("\n", " ") for text in texts)
-    labels = {text.get_text() for text in figure.axes[0].texts if text.get_text().startswith("cardinality_width")}
-    assert "cardinality_width(stage 2, groups=2)" in labels
+    # 16 children of one parent: a cluster, each box naming its rewrite (no label on 16 arrows)
+    assert graph.number_of_nodes() - 1 > 8
+    assert any("via cardinality_width(stage 2, groups=2)" in text.replace("\n", " ") for text in texts)
+    assert len(arrows(figure)) == 1
+
+
+def extents(figure, texts):
+    figure.canvas.draw()  # place the label boxes where their texts ended up
+    renderer = figure.canvas.get_renderer()
+    return [text.get_bbox_patch().get_window_extent(renderer) for text in texts]
+
+
+def overlapping(first, second=None) -> list:
+    """Pairs of extents that overlap: one from each list, or any two of ``first``."""
+    return [(a, b) for i, a in enumerate(first) for b in (first[i + 1 :] if second is None else second) if a.overlaps(b)]
+
+
+def test_a_wide_lineage_lays_out_as_a_grid_not_a_column(tmp_path):
+    from PIL import Image
+
+    graph = budgetnet.variants(budgetnet.zoo.get("resnet50"), max_steps=2, max_variants=40)
+    figure = lineage(graph, tmp_path / "resnet50.png")
+    width, height = Image.open(tmp_path / "resnet50.png").size
+    # it was a 968 x 4680 px column of 39 boxes; now clusters of at most 8 rows
+    assert width <= 2600 and height <= 1700 and height < width
+    shown = boxes(figure)
+    assert len(shown) == 40  # the baseline, 20 variants at step 1 and 20 at step 2 (one share each)
+    assert not overlapping(extents(figure, shown))
+    parents = {source for source, _ in graph.edges()}
+    assert len(arrows(figure)) == len(parents) == 2  # one arrow per cluster, from its parent
+    bar = figure.axes[1].get_window_extent()  # the colour key, whole inside the figure
+    assert 0 <= bar.x0 and bar.x1 <= figure.bbox.width and 0 <= bar.y0 and bar.y1 <= figure.bbox.height
+
+
+def test_edge_labels_overlap_no_box_and_no_other_label():
+    from budgetnet.graph.zoo import PAPER_MODELS
+
+    graph = budgetnet.variants(MODELS["A"], max_steps=3, tolerance=0.08, names=PAPER_MODELS)
+    figure = lineage(graph)  # what `budgetnet variants A --steps 3 --tolerance 0.08 --plot` draws
+    shown = boxes(figure)
+    labels = [text for text in figure.axes[0].texts if text not in shown and text.get_bbox_patch() is not None]
+    assert len(labels) == len(arrows(figure)) > 12
+    assert not overlapping(extents(figure, labels), extents(figure, shown))
+    assert not overlapping(extents(figure, labels))
+
+
+def search_study(repeat: bool):
+    """Three architectures at 2.30M, 2.35M and 2.40M MACs, and a fourth trial that repeats the first."""
+    import optuna
+
+    study = optuna.create_study(direction="maximize", study_name="s")
+    for value, macs, fingerprint in ((0.90, 2_300_000, "a"), (0.93, 2_350_000, "b"), (0.91, 2_400_000, "c")):
+        study.add_trial(optuna.create_trial(value=value, user_attrs={"macs": macs, "status": "ok", "fingerprint": fingerprint}))
+    if repeat:
+        study.add_trial(optuna.create_trial(value=0.90, user_attrs={"macs": 2_300_000, "status": "ok", "fingerprint": "a",
+                                                                     "duplicate_of": 0}))  # fmt: skip
+    return study
+
+
+def test_pareto_axis_in_si_units_and_repeated_trials_drawn_once(tmp_path):
+    import re
+
+    from budgetnet.plots import optimization_history, pareto_front
+
+    figure = pareto_front(search_study(repeat=True), path=tmp_path / "pareto.png")
+    axes = figure.axes[0]
+    ticks = [label.get_text() for label in axes.get_xticklabels() if label.get_text()]
+    assert ticks and all(re.fullmatch(r"\d+(\.\d+)?M", tick) for tick in ticks), ticks
+    assert len(set(ticks)) == len(ticks)  # enough decimals to tell 2.30M from 2.35M
+    assert axes.xaxis.get_offset_text().get_text() == ""  # no "1e6"
+    trials = next(c for c in axes.collections if c.get_label().startswith("trial inside the budget"))
+    assert len(trials.get_offsets()) == 3  # four trials, three architectures
+    assert trials.get_label() == "trial inside the budget (1 repeated architectures drawn once)"
+    history = optimization_history(search_study(repeat=True)).axes[0]
+    groups = {c.get_label(): len(c.get_offsets()) for c in history.collections}
+    assert groups == {"completed": 3, "repeated an earlier architecture": 1}
 
 
 def test_confirmation_and_proxy_plots_are_pngs(tmp_path):

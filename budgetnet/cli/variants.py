@@ -31,7 +31,11 @@ examples:
   budgetnet variants resnet50 --steps 2 --limit 30
   budgetnet variants efficientnet_b0 --steps 2 --limit 30
   budgetnet variants B --rules delay_pool --steps 1 --json
-  budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.9x
+  budgetnet variants "(3,32) 2/2 (3,64)x2 gap" --input 3x32x32 --classes 10 --budget 0.98x --tolerance 0.01
+
+The rewrites keep Eqn. (1) (nearly) equal, and only variants inside the budget are
+rewritten further, so a --budget far from SPEC's cost (0.9x) finds none; use `budgetnet
+search --space small` (or `stage`) to search at another cost.
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--max-depth", type=_count(1), metavar="N", help="drop variants with more than N conv layers")
     parser.add_argument("--max-variants", "--limit", dest="max_variants", type=_count(1), default=DEFAULT_MAX_VARIANTS,
-                        metavar="N", help=f"stop once N variants are found (default {DEFAULT_MAX_VARIANTS})")  # fmt: skip
+                        metavar="N", help=f"keep at most N variants, each step an equal share of those left (default {DEFAULT_MAX_VARIANTS})")  # fmt: skip
     parser.add_argument("--time-limit", type=_seconds, metavar="SECONDS",
                         help="stop after SECONDS (default: no time limit); a summary says which limit stopped it")  # fmt: skip
     parser.add_argument(

@@ -71,8 +71,10 @@ def variants(
         rules: rule names or :class:`~budgetnet.rewrites.Rule` objects (default: all of
             :data:`~budgetnet.rewrites.RULES`, the paper's five and the block rules).
         max_depth: drop variants with more conv layers than this.
-        max_variants: stop once this many variants (baseline excluded) are kept (default
-            :data:`DEFAULT_MAX_VARIANTS`; ``None``: no bound).
+        max_variants: keep at most this many variants (baseline excluded; default
+            :data:`DEFAULT_MAX_VARIANTS`; ``None``: no bound). Each step keeps at most an
+            equal share of what is left of it (:func:`_share`), so a small limit still
+            reaches ``max_steps`` instead of filling up on step 1.
         progress: show a tqdm bar per step on stderr.
         names: known architectures (e.g. ``search_spaces.paper.MODELS``); a node equal to
             one gets its name.
@@ -137,25 +139,42 @@ def variants(
     frontier = [root]
     seen = {baseline.layers: root}
     for step in range(1, max_steps + 1):
-        if not frontier or graph.graph["truncated"]:
+        found_so_far = graph.number_of_nodes() - 1
+        if not frontier or graph.graph["stopped_by"] == "time_limit" or found_so_far == max_variants:
             break
+        cap = None if max_variants is None else found_so_far + _share(max_variants - found_so_far, max_steps - step + 1)
         found = []
         bar = _progress_bar(len(frontier), step, max_steps, progress)
         for key in frontier:
-            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen, deadline)
+            found += _expand(graph, key, step, rules, budget, base_macs, max_depth, cap, known, seen, deadline)
             bar.update(1)
             bar.set_postfix(variants=graph.number_of_nodes() - 1, refresh=False)
-            if graph.graph["truncated"]:
-                graph.graph["stopped_at_step"] = step
+            if cap is not None and graph.number_of_nodes() - 1 >= cap or graph.graph["stopped_by"] == "time_limit":
                 break
         bar.close()
+        if graph.graph["truncated"] and graph.graph["stopped_at_step"] is None:
+            graph.graph["stopped_at_step"] = step
         frontier = found
     graph.graph["seconds"] = time.perf_counter() - started
     return graph
 
 
-def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants, known, seen, deadline) -> list[str]:
-    """Apply every site of every rule to one node; return the keys of new nodes.
+def _share(left: int, steps_left: int) -> int:
+    """How many new variants one step may keep: an equal share of the ``left`` still allowed
+    over the ``steps_left`` steps (this one included), rounded up, so that a limit smaller
+    than the first step's yield still leaves room for every later step; a step that keeps
+    fewer leaves the rest to the steps after it.
+
+    Example:
+        >>> _share(40, 2), _share(21, 1), _share(3, 5)
+        (20, 21, 1)
+    """
+    return -(-left // steps_left)
+
+
+def _expand(graph, key, step, rules, budget, base_macs, max_depth, cap, known, seen, deadline) -> list[str]:
+    """Apply every site of every rule to one node; return the keys of new nodes, stopping
+    once the graph holds ``cap`` variants (this step's share of ``max_variants``).
 
     Each site is worked out on its changed span only (:meth:`Rule.propose`); the new Arch
     is built only for a variant within the budget and depth, and only once: ``seen`` maps
@@ -166,7 +185,7 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
     for rule in rules:
         for site in rule.sites(arch):
             if deadline is not None and time.perf_counter() > deadline:
-                graph.graph["truncated"], graph.graph["stopped_by"] = True, "time_limit"
+                graph.graph.update(truncated=True, stopped_by="time_limit", stopped_at_step=step)
                 return new
             graph.graph["checked"] += 1
             try:
@@ -191,7 +210,7 @@ def _expand(graph, key, step, rules, budget, base_macs, max_depth, max_variants,
             if not graph.has_edge(key, child_key):
                 new_layers = span_notation(proposal.plan.layers)
                 graph.add_edge(key, child_key, rule=rule.name, site=site, change=proposal.change, new_layers=new_layers)
-            if max_variants is not None and graph.number_of_nodes() - 1 >= max_variants:
+            if cap is not None and graph.number_of_nodes() - 1 >= cap:
                 graph.graph["truncated"], graph.graph["stopped_by"] = True, "max_variants"
                 return new
     return new
@@ -393,23 +412,24 @@ def summary(graph: nx.DiGraph) -> str:
 
 
 def stop_reason(graph: nx.DiGraph) -> str | None:
-    """Which limit stopped the walk and how many variants it had found, or ``None`` when it
-    ran to the end.
+    """Which limit cut the walk short and how many variants it had found, or ``None`` when
+    it ran to the end.
 
     Example:
         >>> from search_spaces.paper import MODELS
         >>> stop_reason(variants(MODELS["A"], max_steps=2, max_variants=3))
-        'stopped early by max_variants=3 at step 1 of 2, with 3 variants found'
+        'cut short by max_variants=3 from step 1 of 2 on (each step keeps at most an equal share of the limit left), with 3 variants found'
     """
     info = graph.graph
     if not info["truncated"]:
         return None
-    limit = info.get("stopped_by") or "max_variants"
-    value = f"{info['time_limit']:g} s" if limit == "time_limit" else info["max_variants"]
     count = graph.number_of_nodes() - 1
+    found = f"{count} variant{'s' * (count != 1)} found"
+    if info.get("stopped_by") == "time_limit":
+        return f"stopped early by time_limit={info['time_limit']:g} s at step {info.get('stopped_at_step')} of {info['max_steps']}, with {found}"
     return (
-        f"stopped early by {limit}={value} at step {info.get('stopped_at_step')} of {info['max_steps']}, with "
-        f"{count} variant{'s' * (count != 1)} found"
+        f"cut short by max_variants={info['max_variants']} from step {info.get('stopped_at_step')} of "
+        f"{info['max_steps']} on (each step keeps at most an equal share of the limit left), with {found}"
     )
 
 

@@ -64,7 +64,9 @@ def test_budget_tolerance_depth_and_limit(capsys):
     status, out, _ = run(capsys, "variants", "A", "--steps", "2", "--max-depth", "5", "--json")
     assert max(row["depth"] for row in json.loads(out)["nodes"]) == 5
     status, out, _ = run(capsys, "variants", "A", "--steps", "3", "--limit", "4")
-    assert status == 0 and out.rstrip().endswith("stopped early by max_variants=4 at step 1 of 3, with 4 variants found")
+    assert status == 0 and out.rstrip().endswith("cut short by max_variants=4 from step 1 of 3 on "
+                                                 "(each step keeps at most an equal share of the limit left), with 4 variants found")
+    assert "4 variants within 3 steps" in out  # ceil(4/3) = 2 at step 1, then 1 and 1
 
 
 def test_small_network_from_notation(capsys):

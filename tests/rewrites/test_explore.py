@@ -136,9 +136,22 @@ def test_max_depth_and_max_variants():
     assert shallow.graph["rejected"] > 0
     capped = variants(A, max_steps=3, max_variants=7)
     assert capped.number_of_nodes() == 8 and capped.graph["truncated"]
-    assert summary(capped).endswith("stopped early by max_variants=7 at step 1 of 3, with 7 variants found")
+    # each step keeps an equal share of the limit left: ceil(7/3) = 3, then ceil(4/2) = 2, then 2
+    per_step = [sum(data["steps"] == step for _, data in capped.nodes(data=True)) for step in (1, 2, 3)]
+    assert per_step == [3, 2, 2]
+    assert summary(capped).endswith(
+        "cut short by max_variants=7 from step 1 of 3 on (each step keeps at most an equal share of the limit left), "
+        "with 7 variants found"
+    )
     assert capped.graph["stopped_by"] == "max_variants"
     assert variants(A, max_steps=0).number_of_nodes() == 1
+
+
+def test_a_small_limit_still_reaches_every_step():
+    # ResNet-50 has 41 sites at step 1; a limit of 40 used to fill up there and never take step 2
+    graph = variants(budgetnet.zoo.get("resnet50"), max_steps=2, max_variants=40)
+    per_step = [sum(data["steps"] == step for _, data in graph.nodes(data=True)) for step in (1, 2)]
+    assert per_step == [20, 20]  # ceil(40/2) = 20, then the 20 left
 
 
 def test_rules_subset_and_progress(capsys):
