@@ -181,3 +181,18 @@ def test_a_symbolic_link_stays_and_its_target_is_replaced(tmp_path):
     write_text(link, "new")
     assert link.is_symlink() and target.read_text() == "new"
     assert leftovers(tmp_path / "elsewhere", "run.pt") == [] and leftovers(tmp_path, "elsewhere", "run.pt") == []
+
+
+def test_budgetnet_plots_write_whole_or_not_at_all(tmp_path, monkeypatch):
+    import optuna
+
+    from budgetnet.plots import optimization_history
+
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.create_trial(value=0.9, user_attrs={"status": "ok"}))
+    path = tmp_path / "history.png"
+    path.write_bytes(b"previous")
+    disk_full_after(monkeypatch, 100)
+    with pytest.raises(FileWriteError, match=r"plot '.*history.png' cannot be written: the disk is full"):
+        optimization_history(study, path)
+    assert path.read_bytes() == b"previous" and leftovers(tmp_path, path.name) == []

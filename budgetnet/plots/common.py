@@ -18,9 +18,12 @@ def new_figure(size=(6.4, 4.4)):
 
 
 def save(figure, path: str | Path | None):
-    """Save ``figure`` as a PNG at ``path`` when one is given; return the figure."""
+    """Save ``figure`` as a PNG at ``path`` when one is given, whole or not at all
+    (:func:`budgetnet.files.save_figure`); return the figure."""
+    from budgetnet.files import save_figure
+
     if path is not None:
-        figure.savefig(Path(path), format="png")
+        save_figure(path, figure, format="png")
     return figure
 
 
