@@ -17,7 +17,9 @@ OUTPUT = SECTION.split("```\n", 2)[1]
 
 def test_the_readme_shows_the_default_baseline_and_budget():
     args = make_parser().parse_args(["search"])
-    assert (args.space, args.data, args.trials, args.epochs) == ("small", "digits", 50, 15)
+    # no --space and no --baseline: the small space (a --baseline alone would search around it)
+    assert (args.space, args.baseline, args.data, args.trials, args.epochs) == (None, None, "digits", 50, 15)
+    assert "\nstudy 'small-digits': small space on digits," in OUTPUT
     arch = budgetnet.parse(search_command.MAIN_JOB_BASELINE, input_shape=(1, 16, 16), num_classes=10)
     macs = budgetnet.conv_macs(arch)
     assert macs == 152_576  # hand arithmetic below
