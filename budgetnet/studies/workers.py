@@ -4,8 +4,11 @@ The parent creates the study first (race-free), then starts ``N`` copies of the 
 ``budgetnet search`` command that join it; each takes queued trial slots until none is left.
 With several GPUs and ``--device auto`` or ``cuda``, worker ``i`` sees only GPU
 ``i % count`` through ``CUDA_VISIBLE_DEVICES``; on the CPU each gets an equal share of the
-cores (``OMP_NUM_THREADS``). Ctrl-C (or SIGTERM to the parent) stops the
-workers; their running trials are queued again for a resumed search.
+cores (``OMP_NUM_THREADS``). The workers follow their parent: Ctrl-C or SIGTERM to it is
+passed on to them, and when it dies (SIGKILL too) Linux sends each one SIGINT
+(``PR_SET_PDEATHSIG``); either way each queues its running trial again and exits. Each
+worker runs in a process group of its own, so a Ctrl-C at the terminal reaches it once,
+through the parent.
 
 Example:
     >>> worker_environments(3, "auto", gpus=2)
@@ -24,6 +27,8 @@ from typing import Sequence
 import optuna
 
 from budgetnet.studies.results import progress_bar
+from budgetnet.studies.storage import storage_label, storage_lost
+from budgetnet.studies.worker import storage_fault
 
 
 def visible_gpus() -> int:
@@ -59,9 +64,25 @@ def run_workers(
 
     Ctrl-C or SIGTERM is passed on to every worker as SIGINT (each queues its running trial
     again and exits), then re-raised as KeyboardInterrupt.
+
+    Raises:
+        StorageError: the study's storage stopped answering and a worker failed: the
+            message the workers print (:func:`budgetnet.studies.storage.storage_lost`).
     """
+    lost = None
+
+    def refresh(bar) -> None:
+        nonlocal lost
+        try:
+            bar.refresh_from(study)
+        except Exception as error:  # the workers retry, report and exit on their own
+            lost = storage_fault(error)
+            if lost is None:
+                raise
+
+    follow = _follow_parent()
     processes = [
-        subprocess.Popen(list(command), env={**os.environ, **environment})
+        subprocess.Popen(list(command), env={**os.environ, **environment}, preexec_fn=follow)
         for command, environment in zip(commands, environments)
     ]
     previous = signal.getsignal(signal.SIGTERM)
@@ -73,9 +94,9 @@ def run_workers(
     try:
         with progress_bar(study, enabled=progress) as bar:
             while any(process.poll() is None for process in processes):
-                bar.refresh_from(study)
+                refresh(bar)
                 time.sleep(poll_seconds)
-            bar.refresh_from(study)
+            refresh(bar)
     except KeyboardInterrupt:
         for process in processes:
             if process.poll() is None:
@@ -88,7 +109,31 @@ def run_workers(
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return [process.returncode for process in processes]
+    codes = [process.returncode for process in processes]
+    if lost is not None and any(codes):
+        raise storage_lost(storage_label(study._storage), lost) from None  # Optuna has no public accessor
+    return codes
+
+
+def _follow_parent():
+    """A ``preexec_fn`` for a worker: a process group of its own, and SIGINT when this
+    process dies (Linux; elsewhere the group only)."""
+    parent = os.getpid()
+    prctl = None
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def follow():
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(pr_set_pdeathsig, signal.SIGINT)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(130)
+
+    return follow
 
 
 def worker_command(arguments: Sequence[str]) -> list[str]:
