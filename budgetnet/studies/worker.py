@@ -310,7 +310,7 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
 class _quiet_optuna:
     """Optuna's logging during a search: its per-trial INFO lines would break a progress bar
     on screen (warnings only then), and its warning with a traceback for each trial that
-    failed is dropped when the trial record already says why (:class:`_TrialEnded`)."""
+    failed is dropped when the trial record already says why (:class:`_TrialEnded`, Ctrl-C)."""
 
     def __init__(self, active: bool):
         self._active = active
@@ -332,14 +332,15 @@ class _quiet_optuna:
 
 
 class _HideEndedTrials(logging.Filter):
-    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded`."""
+    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded` or
+    was stopped by Ctrl-C (its record says ``interrupted``; the command says so in one line)."""
 
     def __init__(self):
         super().__init__()
         self.numbers = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], _TrialEnded):
+        if record.exc_info and isinstance(record.exc_info[1], (_TrialEnded, KeyboardInterrupt)):
             self.numbers.add(record.getMessage().split(" ", 2)[1])
             return False
         text = record.getMessage()

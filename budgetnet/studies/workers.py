@@ -5,8 +5,8 @@ The parent creates the study first (race-free), then starts ``N`` copies of the 
 With several GPUs and ``--device auto`` or ``cuda``, worker ``i`` sees only GPU
 ``i % count`` through ``CUDA_VISIBLE_DEVICES``; on the CPU each gets an equal share of the
 cores (``OMP_NUM_THREADS``). The workers follow their parent: Ctrl-C or SIGTERM to it is
-passed on to them, and when it dies (SIGKILL too) Linux sends each one SIGINT
-(``PR_SET_PDEATHSIG``); either way each queues its running trial again and exits. Each
+passed on to them, and when it dies (SIGKILL too) Linux sends each one SIGTERM
+(``PR_SET_PDEATHSIG``), which a worker takes as Ctrl-C; either way each queues its running trial again and exits. Each
 worker runs in a process group of its own, so a Ctrl-C at the terminal reaches it once,
 through the parent.
 
@@ -25,6 +25,7 @@ import time
 from typing import Sequence
 
 import optuna
+from optuna.trial import TrialState
 
 from budgetnet.studies.results import progress_bar
 from budgetnet.studies.storage import storage_label, storage_lost
@@ -72,9 +73,11 @@ def run_workers(
     lost = None
 
     def refresh(bar) -> None:
+        """Show the progress (or, with no bar, read the study): the parent sees a lost storage too."""
         nonlocal lost
         try:
-            bar.refresh_from(study)
+            bar.refresh_from(study) if bar.active else study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            lost = None
         except Exception as error:  # the workers retry, report and exit on their own
             lost = storage_fault(error)
             if lost is None:
@@ -116,8 +119,9 @@ def run_workers(
 
 
 def _follow_parent():
-    """A ``preexec_fn`` for a worker: a process group of its own, and SIGINT when this
-    process dies (Linux; elsewhere the group only)."""
+    """A ``preexec_fn`` for a worker: a process group of its own, and SIGTERM when this
+    process dies (Linux; elsewhere the group only). A worker takes SIGTERM as Ctrl-C during
+    its search, and ends quietly with it before or after."""
     parent = os.getpid()
     prctl = None
     if sys.platform.startswith("linux"):
@@ -129,7 +133,7 @@ def _follow_parent():
     def follow():
         os.setpgid(0, 0)
         if prctl is not None:
-            prctl(pr_set_pdeathsig, signal.SIGINT)
+            prctl(pr_set_pdeathsig, signal.SIGTERM)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(130)
 

@@ -4,9 +4,11 @@ that goes away mid-search."""
 
 from __future__ import annotations
 
+import errno
 import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -106,31 +108,34 @@ def test_recover_trials_filters_and_checks_its_arguments():
         recover_trials(study, older_than=-1)
 
 
-def test_a_database_that_goes_away_ends_the_search_with_host_and_port_and_keeps_what_was_told(
+def test_a_database_that_goes_away_ends_workers_and_parent_with_one_line_and_keeps_what_was_told(
     postgres_server, tmp_path
 ):
     url = postgres_server.url
     command = budgetnet_command(
-        "--trials", "3", "--epochs", str(EPOCHS), "--pruner", "none", "--heartbeat", "1", "--storage", url,
-        "--study", "lost", *QUICK,
+        "--workers", "2", "--trials", "4", "--epochs", str(EPOCHS), "--pruner", "none", "--heartbeat", "1",
+        "--storage-retry", "2", "--storage", url, "--study", "lost", *QUICK,
     )  # fmt: skip
-    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     storage = optuna.storages.RDBStorage(url)
     try:
         done, running = wait_for(mid_trial(storage, "lost"), 240, "one completed trial and one in its first epochs")
         before = {t.number: (t.params, t.values, t.user_attrs) for t in done}
         storage.engine.dispose()
         postgres_server.halt()
-        _, stderr = worker.communicate(timeout=120)
+        _, stderr = parent.communicate(timeout=180)
     finally:
-        if worker.poll() is None:
-            worker.kill()
-    assert worker.returncode == 2, stderr
-    message = stderr.strip().splitlines()[-1]
-    assert message.startswith("budgetnet search: error: storage postgresql+psycopg2://postgres@127.0.0.1:")
-    assert f"lost the connection to 127.0.0.1:{postgres_server.port} during the search" in message
-    assert "run the same search to resume it" in message
+        if parent.poll() is None:
+            parent.kill()
+    assert parent.returncode == 2, stderr
     assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    expected = (
+        f"budgetnet search: error: storage postgresql+psycopg2://postgres@127.0.0.1:{postgres_server.port}/postgres: "
+        f"lost the connection to 127.0.0.1:{postgres_server.port} during the search ("
+    )
+    assert len(lines) == 3 and all(line.startswith(expected) for line in lines), stderr  # 2 workers, the parent
+    assert all(line.endswith("start the database again and run the same search to resume it") for line in lines)
 
     postgres_server.restart()
     study = optuna.load_study(study_name="lost", storage=url)
@@ -138,3 +143,96 @@ def test_a_database_that_goes_away_ends_the_search_with_host_and_port_and_keeps_
         assert (study.trials[number].params, study.trials[number].values, study.trials[number].user_attrs) == (
             params, values, attrs,
         )  # fmt: skip
+
+
+def test_a_database_restarted_within_the_retry_window_is_survived_with_nothing_lost(postgres_server, tmp_path):
+    url = postgres_server.url
+    command = budgetnet_command(
+        "--trials", "3", "--epochs", str(EPOCHS), "--pruner", "none", "--storage-retry", "60", "--storage", url,
+        "--study", "back", *QUICK,
+    )  # fmt: skip
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        done, running = wait_for(mid_trial(storage, "back"), 240, "one completed trial and one in its first epochs")
+        before = {t.number: (t.params, t.values) for t in done}
+        storage.engine.dispose()
+        postgres_server.halt()
+        time.sleep(3)  # the outage: the worker keeps training and retries its writes
+        postgres_server.restart()
+        stdout, stderr = worker.communicate(timeout=400)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    study = optuna.load_study(study_name="back", storage=url)
+    for number, (params, values) in before.items():
+        assert (study.trials[number].params, study.trials[number].values) == (params, values)
+    survivor = study.trials[running.number]  # the trial that ran through the outage finished, not retried
+    assert survivor.state == TrialState.COMPLETE and TrialRecord.read(survivor).epochs == EPOCHS
+    assert len(counted_trials(study)) == 3 and len(study.trials) == 3
+    assert "3 finished trials" in stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs at tmp_path/disk (root only; skipped where mounting is not permitted)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs to fill ({mounted.stderr.strip() or 'mount failed'})")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(directory) -> "Path":
+    """Write a file into ``directory`` until its disk is full; returns the file."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_full_disk_mid_search_on_a_journal_loses_nothing_and_resumes_once_freed(small_disk, tmp_path):
+    journal = small_disk / "s.journal"
+    command = budgetnet_command(
+        "--trials", "4", "--epochs", str(EPOCHS), "--pruner", "none", "--storage", str(journal), "--study", "full",
+        *QUICK,
+    )  # fmt: skip
+    worker = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    try:
+        done, _ = wait_for(mid_trial(storage, "full"), 240, "one completed trial and one in its first epochs")
+        filler = fill(small_disk)
+        _, stderr = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 2, stderr
+    message = stderr.strip().splitlines()[-1]
+    assert message == (
+        f"budgetnet search: error: storage journal:{journal}: writing {journal} failed during the search ([Errno 28] "
+        "No space left on device); every trial told before is kept there: free space on its disk and run the same "
+        "search to resume it"
+    )
+    assert journal.read_bytes().endswith(b"\n")  # whole records only
+    study = optuna.load_study(study_name="full", storage=storage)  # readable while the disk is still full
+    before = {t.number: (t.params, t.values) for t in study.trials if t.state == TrialState.COMPLETE}
+    assert len(before) >= len(done)
+
+    filler.unlink()
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="full", storage=storage)
+    for number, (params, values) in before.items():  # every completed trial is kept as it was
+        assert (study.trials[number].params, study.trials[number].values) == (params, values)
+    assert len(counted_trials(study)) == 4
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
