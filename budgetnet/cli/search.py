@@ -311,7 +311,7 @@ def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
             arguments.remove("--no-baseline")
             arguments += ["--baseline-seeds", str(args.baseline_seeds)]
         commands.append(worker_command(arguments))
-    codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress)
+    codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress, url=url)
     failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code]
     if failed:
         raise SearchError("; ".join(failed) + " (its messages are above); the study keeps every finished trial")

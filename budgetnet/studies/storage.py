@@ -10,17 +10,19 @@ A storage is given as text (``--storage`` on the command line, ``storage=`` in
   same way when psycopg 3 is not installed), or any other SQLAlchemy URL Optuna accepts:
   the storage for many workers on many machines;
 * ``journal:PATH`` or a path ending in ``.log`` or ``.journal``: Optuna's journal file, for
-  workers that share a file system but no database server. It has no heartbeats: a killed
-  worker's trial stays RUNNING until ``budgetnet recover`` (or
-  :func:`budgetnet.studies.worker.recover_trials`) marks it failed and queues it again.
+  workers that share a file system but no database server, written in whole records
+  (:mod:`budgetnet.studies.journal`). It has no heartbeats: a killed worker's trial stays
+  RUNNING until the next search on the same host sees its process gone, or ``budgetnet
+  recover`` (:func:`budgetnet.studies.worker.recover_trials`) marks it failed and queues it again.
 
 Database storages get heartbeats (Optuna's, inside ``study.optimize``): a running trial
 writes one every ``heartbeat_interval`` seconds, and a trial silent for ``grace_period``
 seconds (its worker was killed) is marked failed and queued again with the same parameters
 by Optuna's :data:`RetryCallback`, at most :data:`MAX_RETRY` times.
 
-A database that goes away during a search ends it with a :class:`StorageError` naming the
-host and port (:func:`storage_lost`); every trial told before stays in the database.
+A database that stops answering is retried with back-off for ``retry_seconds`` (30 s by
+default, ``--storage-retry``); one still away then ends the search with a :class:`StorageError`
+naming the host and port (:func:`storage_lost`); every trial told before stays in the database.
 
 Example:
     >>> from budgetnet.studies.storage import storage_url
@@ -455,6 +457,32 @@ for _name in (
     setattr(_RetryingRDBStorage, _name, _retrying(_name))
 
 
+def _host_port(parsed) -> str:
+    return f"{parsed.host or 'localhost'}:{parsed.port or _DEFAULT_PORTS.get(parsed.get_backend_name(), '?')}"
+
+
+def url_label(url: str) -> tuple[str, str]:
+    """What :func:`storage_label` gives for the storage :func:`open_storage` opens at ``url``
+    (a canonical URL, :func:`storage_url`), without opening it.
+
+    Example:
+        >>> url_label("postgresql+psycopg2://me:pw@db.lan/optuna")
+        ('postgresql+psycopg2://me:***@db.lan/optuna', 'db.lan:5432')
+        >>> url_label("journal:runs/s.journal")
+        ('journal:runs/s.journal', 'runs/s.journal')
+    """
+    if url.startswith("journal:"):
+        return url, url[len("journal:") :]
+    if url.startswith("sqlite:///"):
+        return url, url[len("sqlite:///") :]
+    from sqlalchemy.engine import make_url
+
+    try:
+        return describe(url), _host_port(make_url(url))
+    except Exception:  # a malformed URL: nothing to say about where
+        return describe(url), "?"
+
+
 def _check_connection(url: str) -> dict:
     """Connect once, so a wrong URL fails here with its host and port; returns the engine
     kwargs and where it connects (host:port, or the SQLite file)."""
@@ -489,7 +517,7 @@ def _check_connection(url: str) -> dict:
         engine_kwargs = {"pool_pre_ping": True}
         if backend == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        where = f"{parsed.host or 'localhost'}:{parsed.port or _DEFAULT_PORTS.get(backend, '?')}"
+        where = _host_port(parsed)
     try:
         engine = create_engine(parsed, **engine_kwargs)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as error:

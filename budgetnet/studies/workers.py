@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from budgetnet.studies.results import progress_bar
-from budgetnet.studies.storage import storage_label, storage_lost
+from budgetnet.studies.storage import storage_lost, url_label
 from budgetnet.studies.worker import storage_fault
 
 
@@ -60,6 +60,7 @@ def run_workers(
     study: optuna.Study,
     progress: bool = True,
     poll_seconds: float = 1.0,
+    url: str | None = None,
 ) -> list[int]:
     """Start one process per command, show the study's progress until all exit; their exit codes.
 
@@ -67,8 +68,8 @@ def run_workers(
     again and exits), then re-raised as KeyboardInterrupt.
 
     Raises:
-        StorageError: the study's storage stopped answering and a worker failed: the
-            message the workers print (:func:`budgetnet.studies.storage.storage_lost`).
+        StorageError: the study's storage (at ``url``) stopped answering and a worker failed:
+            the message the workers print (:func:`budgetnet.studies.storage.storage_lost`).
     """
     lost = None
 
@@ -114,7 +115,7 @@ def run_workers(
         signal.signal(signal.SIGTERM, previous)
     codes = [process.returncode for process in processes]
     if lost is not None and any(codes):
-        raise storage_lost(storage_label(study._storage), lost) from None  # Optuna has no public accessor
+        raise storage_lost(url_label(url) if url else ("the study's storage", "?"), lost) from None
     return codes
 
 

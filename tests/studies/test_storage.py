@@ -76,7 +76,7 @@ def test_missing_directories_and_bad_heartbeats(tmp_path):
         open_storage(str(tmp_path / "nope" / "s.db"))
     with pytest.raises(StorageError, match="directory '.*/nope' does not exist"):
         open_storage(f"journal:{tmp_path / 'nope' / 's.log'}")
-    with pytest.raises(StorageError, match="heartbeat_interval=0 is invalid; expected whole seconds >= 1"):
+    with pytest.raises(StorageError, match="heartbeat_interval=0 is invalid; expected whole seconds from 1 to 86400"):
         open_storage(str(tmp_path / "s.db"), heartbeat_interval=0)
     with pytest.raises(StorageError, match=r"grace_period=2 is invalid; expected whole seconds > heartbeat_interval \(5\)"):
         open_storage(str(tmp_path / "s.db"), heartbeat_interval=5, grace_period=2)
