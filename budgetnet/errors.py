@@ -83,6 +83,11 @@ class ExportError(BudgetNetError, ValueError):
     """A trial that cannot be exported in the asked format (no completed result, no weights)."""
 
 
+class FileWriteError(BudgetNetError, OSError):
+    """A file that cannot be written (disk full, permission denied, read-only file system, no
+    such directory); the message names the path. See :mod:`budgetnet.files`."""
+
+
 class DataError(BudgetNetError, ValueError):
     """A dataset that cannot be loaded: unknown source, missing path, wrong format, bad labels."""
 

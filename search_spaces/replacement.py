@@ -41,7 +41,7 @@ import networkx as nx
 from budgetnet.graph.arch import Arch
 from budgetnet.cost.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
-from budgetnet.cost.budgets import DEFAULT_TOLERANCE
+from budgetnet.cost.budgets import DEFAULT_TOLERANCE, LatencyBudget
 from search_spaces import small
 from search_spaces.base import SearchSpace, check_int, register, retarget
 
@@ -213,7 +213,8 @@ class LayerReplacementSpace(SearchSpace):
             SearchError: the space holds a single candidate (typically: no rule rewrites the
                 baseline into a variant within the budget's tolerance).
             BudgetError: no candidate meets the budget; the message names the budget and the
-                cost of the cheapest candidate or one-step rewrite.
+                cost of the cheapest candidate or one-step rewrite (for a time budget, the
+                measured times of the cheapest and the baseline with their spread).
         """
         candidates = self.candidates()
         admitted = [arch for arch in candidates if self.budget.admits(arch)]
@@ -229,6 +230,9 @@ class LayerReplacementSpace(SearchSpace):
                 f"({self._counts()}); expected a baseline with a conv stage the rules can rewrite "
                 "(see budgetnet.rewrites), more steps, a larger tolerance, or the 'stage' space"
             )
+        if isinstance(self.budget, LatencyBudget):  # every candidate was timed: the fastest, in ms with its spread
+            fastest = min(candidates, key=self.budget.cost, default=self.baseline)
+            raise self.budget.below_every_candidate(f"the {self.where}", fastest, self.baseline, "fastest")
         cheapest = min(candidates or self._one_step(), key=conv_macs, default=self.baseline)
         cost = conv_macs(cheapest)
         base = conv_macs(self.baseline)

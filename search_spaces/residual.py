@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from budgetnet.graph.arch import Arch
+from budgetnet.cost.budgets import LatencyBudget
 from budgetnet.cost.complexity import conv_macs
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError
 from budgetnet.graph.notation import parse
@@ -197,10 +198,13 @@ class ResidualSpace(SearchSpace):
 
     # -- the budget ----------------------------------------------------------------------------------
     def check(self) -> None:
-        """Raise BudgetError when even the cheapest candidate at ``k = 1`` passes the budget."""
+        """Raise BudgetError when even the cheapest candidate at ``k = 1`` passes the budget
+        (for a time budget, with the measured times of the cheapest and the baseline)."""
+        cheapest = self.build(self.smallest(), 1)
+        if isinstance(self.budget, LatencyBudget) and not self.budget.admits(cheapest):
+            raise self.budget.below_every_candidate(f"the {self.name} space", cheapest, self.baseline)
         if self.target_macs is None:
             return
-        cheapest = self.build(self.smallest(), 1)
         if not self.budget.admits(cheapest):
             raise BudgetError(
                 f"{self.name} space: budget {self.budget} is below the cheapest candidate "

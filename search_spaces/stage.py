@@ -44,6 +44,7 @@ from typing import Sequence
 
 from budgetnet.graph.arch import FC, REDUCERS, SPP, Arch, Conv, Layer, Pool, paper_head
 from budgetnet.checks import is_int
+from budgetnet.cost.budgets import LatencyBudget
 from budgetnet.cost.complexity import conv_macs, format_count
 from budgetnet.errors import BudgetError, BudgetNetError, SearchError, ShapeError
 from budgetnet.graph.shapes import infer_shapes
@@ -351,9 +352,12 @@ class StageSpace(SearchSpace):
     def check(self) -> None:
         """Raise BudgetError when no candidate fits under the budget, or when no candidate
         can reach it (every width at ``max_width`` still costs less than the target minus the
-        tolerance); the message names the budget and the cost of the nearest candidate."""
+        tolerance); the message names the budget and the cost of the nearest candidate (for a
+        time budget, the measured times of the cheapest and the baseline with their spread)."""
         cheapest, priciest = self.extremes()
         if not self.budget.admits(cheapest):
+            if isinstance(self.budget, LatencyBudget):  # in measured ms, with the spread of the runs
+                raise self.budget.below_every_candidate(f"the {self.name} space", cheapest, self.baseline)
             cost = conv_macs(cheapest)
             raise BudgetError(
                 f"budget {self.budget} is below every candidate of the {self.name} space: the "

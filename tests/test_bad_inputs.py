@@ -212,8 +212,10 @@ CLI_CASES = [
     case("search", "--limit", "30", "--study", "s", "--epochs", "3", error=SearchError,
          message="study 's' was created with space="),  # fmt: skip
     case("search", "--limit", "30", "--baseline", "(3,\uff18)", error=NotationError, message="malformed conv"),
-    case("search", "--limit", "30", "--baseline", HUGE, "--storage", "x.db", error=BudgetError,
+    case("search", "--limit", "30", "--space", "small", "--baseline", HUGE, "--storage", "x.db", error=BudgetError,
          message="is out of reach of the small space"),  # fmt: skip
+    case("search", "--limit", "30", "--baseline", HUGE, "--storage", "x.db", error=SearchError,
+         message="replacement space: no layer-replacement rule rewrites the baseline (3,100000000000) gap"),  # fmt: skip
     case("search", "--limit", "30", "--max-memory", "1K", "--storage", "x.db", error=MemoryLimitError,
          message="over max_memory=1.0 KiB (--max-memory)"),  # fmt: skip
     case("search", "--limit", "30", "--max-memory", "xyz", "--storage", "x.db", error=MemoryLimitError,
@@ -737,6 +739,92 @@ def test_deep_and_long_notation_is_an_arch_or_a_budgetnet_error(text):
     except BudgetNetError:
         return
     assert isinstance(arch, budgetnet.Arch) and arch.depth >= 0
+
+
+# -- issue 20: crafted study attributes and a full disk under `budgetnet export` ---------------------
+@pytest.mark.parametrize(
+    "attrs, fmt, message",
+    [
+        ({"val_accuracy": "0.93"}, "py", "attribute val_accuracy='0.93' is invalid; expected a number from 0 to 1"),
+        ({"epochs": "\ud800"}, "py", r"attribute epochs='\ud800' is invalid; expected a whole number >= 0"),
+        ({"epochs": "2\x00"}, "py", r"attribute epochs='2\x00' is invalid"),
+        ({"norm": "batch\x00"}, "py", r"attribute norm='batch\x00' is invalid; expected None or 'batch'"),
+        ({"weights": 7}, "pt", "attribute weights=7 is invalid; expected a file path"),
+    ],
+    ids=["string accuracy", "surrogate epochs", "nul epochs", "nul norm", "number weights"],
+)
+def test_export_of_crafted_attributes_exits_2_and_writes_nothing(tmp_path, monkeypatch, spy, capsys, attrs, fmt, message):
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # as the workspace sets it: no "[I ...] created" line
+    arch = budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'crafted.db'}", study_name="c", direction="maximize")
+    study.add_trial(optuna.create_trial(value=0.9, user_attrs={"arch": arch.to_dict(), "status": "ok", **attrs}))
+    status = cli.main(["export", "--storage", "crafted.db", "--study", "c", "--format", fmt, "-o", f"out.{fmt}"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == "" and len(spy) == 1 and type(spy[0]) is ExportError
+    assert message in str(spy[0]) and err == f"budgetnet export: error: {spy[0]}\n"
+    assert [path.name for path in tmp_path.iterdir() if not path.name.startswith("crafted.db")] == []  # no out.*, no temporary
+
+
+def test_export_onto_a_full_disk_exits_2_and_keeps_the_old_file(workspace, tmp_path, spy, capsys):
+    from budgetnet.errors import FileWriteError
+    from full_disk import fill, full_tmpfs
+
+    with full_tmpfs(tmp_path) as disk:
+        (disk / "found.py").write_text("old")
+        fill(disk)
+        status = cli.main(["export", "--storage", str(workspace / "budgetnet.db"), "--study", "s", "--format", "py",
+                           "-o", str(disk / "found.py")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert status == 2 and len(spy) == 1 and type(spy[0]) is FileWriteError
+        assert err == (
+            f"budgetnet export: error: exported model {str(disk / 'found.py')!r} cannot be written: the disk is full "
+            "([Errno 28] No space left on device); expected free space there, or another path; the previous file is "
+            "unchanged\n"
+        )
+        assert (disk / "found.py").read_text() == "old" and sorted(p.name for p in disk.iterdir()) == ["filler", "found.py"]
+
+
+# -- issue 20: a time budget on a loaded machine (measured times injected: nothing is timed) ----------------
+def test_search_time_budget_on_noisy_timings_warns_and_says_the_times_in_ms(tmp_path, spy, monkeypatch, capsys):
+    from budgetnet.cost import latency
+
+    def timing(*times):  # batch 1, per-run times in ms
+        middle = sorted(times)[len(times) // 2]
+        return latency.Measurement(middle, middle, 1, "cpu", "forward", len(times), times, (1, 8, 8), "float32")
+
+    # the cheapest candidate: runs of 1-100 ms around 3 (noisy, the 2.1 ms ceiling among them), then 5 ms steady
+    # when timed again; the baseline 6 ms steady
+    queue = [timing(1, 2, 3, 4, 100), timing(5, 5, 5), timing(6, 6, 6)]
+    monkeypatch.setattr(latency, "measure", lambda arch, *args, **kwargs: queue.pop(0))
+    monkeypatch.chdir(tmp_path)
+    status = cli.main(["search", "--limit", "30", "--budget", "2ms", "--device", "cpu", "--storage", "x.db"])
+    out, err = capsys.readouterr()
+    assert status == 2 and queue == [] and len(spy) == 1 and type(spy[0]) is BudgetError
+    warning, error, *rest = err.splitlines()
+    assert rest == [] and "Traceback" not in out
+    assert warning.startswith(
+        "budgetnet search: warning: time budget 2 ms/image on cpu (forward, batch 1) ±5.0% cannot be enforced "
+        "reliably: (3,16) 2/2 (2,8) 2/2 (2,8) 2/2 (2,64) spp(1) measured 3 ms/image, median of 5 runs (middle half "
+        "2-4 ms, all 1-100 ms; noisy: the middle half spans 67% of the median, the fastest run was 3x faster than "
+        "the median), and the ceiling 2.1 ms lies among its runs"
+    )
+    assert error == f"budgetnet search: error: {spy[0]}"
+    assert error.startswith(
+        "budgetnet search: error: budget 2 ms/image on cpu (forward, batch 1) ±5.0% is below every candidate of the "
+        "small space: the cheapest by Eqn. (1), (3,16) 2/2 (2,8) 2/2 (2,8) 2/2 (2,64) spp(1), measured 3 ms/image"
+    )
+    assert "and 5 ms/image, median of 3 runs (middle half 5-5 ms, all 5-5 ms) when timed again, and the baseline, " \
+           "(3,16) 2/2 (5,32) 2/2 (3,64)x3 spp(2,1), 6 ms/image" in error  # fmt: skip
+    assert "expected a time budget of at least 3 ms/image (its faster median)" in error
+    cheapest = budgetnet.parse("(3,16) 2/2 (2,8) 2/2 (2,8) 2/2 (2,64) spp(1)", input_shape=(1, 16, 16), num_classes=10)
+    ratio = budgetnet.conv_macs(cheapest) / 2_330_624  # the small baseline's Eqn. (1) cost (tests/search_spaces)
+    assert error.endswith(f"; these times are noisy: time on an idle machine (no other jobs, fewer --workers, fewer "
+                          f"threads), with more repeats (now 10), or give a MACs budget such as {ratio:.3g}x, which "
+                          "does not depend on the machine")  # fmt: skip
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # refused before the study was made
 
 
 # -- issue 20, storage: numbers that reach a thread or a server, study names no storage holds ------

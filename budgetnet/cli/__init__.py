@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``budgetnet`` command line; returns the exit status."""
     parser = make_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a resume hint repeats
     if not hasattr(args, "run"):
         parser.print_help()
         return 2

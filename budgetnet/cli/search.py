@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import signal
+import sys
 import time
 
 from budgetnet.cli.common import SPEC_HELP, load_arch
@@ -58,9 +59,10 @@ DEFAULT_PRUNER = "none"
 def add_arguments(parser) -> None:
     space = parser.add_argument_group("what to search")
     space.add_argument(
-        "--space", default="small", metavar="NAME",
-        help="search space: small (stages for 8-32 px inputs; default), stage (the paper's stages, 224 px), "
-        "replacement (the layer-replacement variants of the baseline, residual ones too: --baseline resnet18), "
+        "--space", metavar="NAME",
+        help="search space: small (stages for 8-32 px inputs; the default without --baseline), stage (the "
+        "paper's stages, 224 px), replacement (the layer-replacement variants of the baseline, residual ones "
+        "too: --baseline resnet18; the default with --baseline), "
         "residual (residual stages for 16-32 px inputs: block type, blocks, kernel, groups, stride placement), "
         "residual224 (the same at 224 px, ResNet-50's budget; for GPUs)",
     )  # fmt: skip
@@ -68,8 +70,8 @@ def add_arguments(parser) -> None:
         "--baseline", metavar="SPEC",
         help=f"the reference model: {SPEC_HELP} (default: the space's; for the small space on digits with no "
         f"--budget, the tight {MAIN_JOB_BASELINE!r}). It is trained for comparison and sets "
-        "the budget; the stage spaces (small, stage) keep their own head, the replacement space rewrites the "
-        "baseline itself",
+        "the budget; without --space the search is around it (the replacement space: its equal-cost "
+        "variants); the stage spaces (small, stage) keep their own head and take only its cost",
     )  # fmt: skip
     space.add_argument(
         "--budget", metavar="BUDGET",
@@ -202,6 +204,7 @@ def run(args) -> int:
     from budgetnet.cost.memory import parse_bytes
     from budgetnet.studies.results import best_trial
     from budgetnet.studies.storage import describe, retrying, storage_url
+    from budgetnet.studies.settings import default_study_name, parse_objectives
     from budgetnet.studies.study import search, setup_search
     from search_spaces.base import get_space
 
@@ -234,6 +237,11 @@ def run(args) -> int:
         plot_dir(args.plot_dir)  # before hours of training, not after
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # this command prints its own report
     start = time.monotonic()
+    if args.space is None:
+        args.space = "small" if args.baseline is None else "replacement"
+        if args.baseline is not None and not (args.worker_process or args.json):
+            print("searching around --baseline: the replacement space of its equal-cost variants "
+                  "(--space small searches the small space at its cost instead)")  # fmt: skip
     data = load_data(args.data, limit=args.limit)
     spec = args.baseline
     if spec is None and args.budget is None and args.space == "small" and args.data == "digits":
@@ -282,6 +290,12 @@ def run(args) -> int:
             else:
                 study = setup_search(space, data, **options)
                 _run_workers(args, study, url, start, progress)
+    except KeyboardInterrupt:
+        if args.worker_process:
+            raise
+        name = args.study or default_study_name(space, data, parse_objectives(args.objectives))
+        print(interrupted_line(url, name, args.argv), file=sys.stderr)
+        return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
     if args.worker_process:
@@ -298,6 +312,21 @@ def run(args) -> int:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+def interrupted_line(url: str, study_name: str, argv) -> str:
+    """The one line a search stopped by Ctrl-C ends with: what the study kept, how to resume."""
+    from budgetnet.studies.results import trial_counts
+    from budgetnet.studies.storage import load_study, open_storage
+
+    kept = "every finished trial"
+    try:
+        counts = trial_counts(load_study(open_storage(url), study_name))
+        kept = f"its {counts['finished']} finished trials"
+    except Exception:  # the study was not set up yet, or its storage is gone: nothing to count
+        pass
+    command = shlex.join(["budgetnet", *argv])
+    return f"budgetnet search: interrupted; study {study_name!r} keeps {kept} (a trial in training is queued again). Resume: {command}"
 
 
 def _run_workers(args, study, url: str, start: float, progress: bool) -> None:

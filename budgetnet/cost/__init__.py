@@ -22,6 +22,7 @@ from budgetnet.cost.budgets import (
 )
 from budgetnet.cost.complexity import ComplexityReport, LayerCost, complexity, conv_macs, format_count
 from budgetnet.cost.memory import MemoryEstimate, check_fits, estimate_memory, format_bytes, parse_bytes
+from budgetnet.cost.noise import NoisyTimingWarning
 
 #: Names of :mod:`budgetnet.cost.latency` (torch), imported on first access.
 _LAZY = ("LatencyTable", "measure")
@@ -44,6 +45,7 @@ __all__ = [
     "LatencyTable",
     "LayerCost",
     "MemoryEstimate",
+    "NoisyTimingWarning",
     "budget_to_dict",
     "check_fits",
     "complexity",

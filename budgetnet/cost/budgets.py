@@ -32,17 +32,19 @@ import copy
 import dataclasses
 import math
 import re
+import warnings
 from typing import TYPE_CHECKING, Union
 
 from budgetnet.graph.arch import Arch
 from budgetnet.checks import is_int
 from budgetnet.cost.complexity import conv_macs, format_count
+from budgetnet.cost.noise import NoisyTimingWarning, Spread, noise_warning, time_budget_refusal
 from budgetnet.errors import BudgetError
 
 if TYPE_CHECKING:  # annotations only: importing torch here would make `import budgetnet` slow
     import torch
 
-    from budgetnet.cost.latency import LatencyTable
+    from budgetnet.cost.latency import LatencyTable, Measurement
 
 #: The tolerance of a budget built from text, a number or ``None`` when none is given.
 DEFAULT_TOLERANCE = 0.05
@@ -223,6 +225,12 @@ class LatencyBudget(CostBudget):
     :class:`CostBudget`: ``admits``, ``matches`` and ``slack`` mean what
     they mean for :class:`budgetnet.Budget`, in milliseconds.
 
+    Measured times are medians over ``repeats`` runs, and runs on a busy machine lie far
+    apart. The first measurement that cannot decide the budget (:meth:`undecided`) emits one
+    :class:`NoisyTimingWarning` naming its times; :meth:`below_every_candidate`, the error
+    of a search space whose cheapest candidate does not fit, times that candidate again to
+    tell noise from cost and gives both times in milliseconds with their spread.
+
     Example:
         >>> import budgetnet
         >>> budget = LatencyBudget(1000.0, "cpu", tolerance=0.1, repeats=2, warmup=1)
@@ -268,6 +276,8 @@ class LatencyBudget(CostBudget):
             raise BudgetError(f"budget table={table!r} is invalid; expected a LatencyTable, True or None")
         self.table = table
         self._costs: dict[str, float] = {}
+        self._measurements: dict[str, Measurement] = {}
+        self._warned = False
 
     @classmethod
     def parse(
@@ -312,11 +322,71 @@ class LatencyBudget(CostBudget):
             if self.table is not None:
                 self._costs[key] = self.table.predict(arch).ms_per_image
             else:
-                from budgetnet.cost.latency import measure
-
-                self._costs[key] = measure(arch, self.device, self.batch_size, self.mode, repeats=self.repeats,
-                                           warmup=self.warmup).ms_per_image  # fmt: skip
+                self.remember(arch, self._measure(arch))
         return self._costs[key]
+
+    def remember(self, arch: Arch, measurement: Measurement) -> None:
+        """Take ``measurement`` as the time of ``arch`` (one already taken, or one a test
+        makes up); the first one that cannot decide the budget (:meth:`undecided`) warns."""
+        key = arch.fingerprint()
+        self._measurements[key] = measurement
+        self._costs[key] = measurement.ms_per_image
+        if not self._warned and self.undecided(measurement):
+            self._warned = True
+            warnings.warn(noise_warning(self, arch, measurement.spread), NoisyTimingWarning, stacklevel=2)
+
+    def undecided(self, measurement: Measurement) -> bool:
+        """True when ``measurement`` is too noisy to decide this budget: its runs are noisy
+        (:attr:`budgetnet.cost.noise.Spread.noisy`: the middle half spans more than
+        :data:`~budgetnet.cost.noise.NOISE_LIMIT` of the median, or the fastest run took less
+        than that share of it) and the ceiling :attr:`limit_ms` lies between its fastest and its
+        slowest run, so that runs fall on both sides and another measurement may decide otherwise.
+
+        Example:
+            >>> from budgetnet.cost.latency import Measurement
+            >>> times = (1.0, 2.0, 3.0, 4.0, 100.0)  # middle half 2-4 ms around a median of 3
+            >>> noisy = Measurement(3.0, 3.0, 1, "cpu", "forward", 5, times, (1, 8, 8), "float32")
+            >>> LatencyBudget(2.0, "cpu").undecided(noisy), LatencyBudget(0.5, "cpu").undecided(noisy)
+            (True, False)
+        """
+        spread = measurement.spread
+        return spread.noisy and spread.fastest_ms <= self.limit_ms <= spread.slowest_ms
+
+    def below_every_candidate(
+        self, where: str, cheapest: Arch, baseline: Arch, which: str = "cheapest by Eqn. (1)"
+    ) -> BudgetError:
+        """The error for a budget that ``cheapest`` (the ``which`` candidate of ``where``, a
+        search space) did not meet (:func:`budgetnet.cost.noise.time_budget_refusal`). A
+        measured ``cheapest`` is timed a second time first, to tell noise from cost; the cost
+        stays the first time.
+
+        Example:
+            >>> import budgetnet
+            >>> base = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2)
+            >>> budget = LatencyBudget(1e-6, "cpu", repeats=3, warmup=1)
+            >>> text = str(budget.below_every_candidate("the small space", base, base))
+            >>> text.startswith("budget 1e-06 ms/image on cpu (forward, batch 1) is below every candidate of the small space")
+            True
+            >>> "ms/image, median of 3 runs (middle half" in text and "when timed again" in text
+            True
+        """
+        times = [self._time(cheapest)]
+        if isinstance(times[0], Spread):
+            times.append(self._measure(cheapest).spread)
+        baseline_time = None if baseline.fingerprint() == cheapest.fingerprint() else self._time(baseline)
+        ratio = f"{conv_macs(cheapest) / conv_macs(baseline):.3g}"
+        return time_budget_refusal(self, where, which, cheapest, times, baseline, baseline_time, ratio)
+
+    def _time(self, arch: Arch) -> Spread | float:
+        """The spread of the runs ``arch`` was measured with, or the time a table predicts."""
+        cost = self.cost(arch)
+        measurement = self._measurements.get(arch.fingerprint())
+        return cost if measurement is None else measurement.spread
+
+    def _measure(self, arch: Arch) -> Measurement:
+        from budgetnet.cost.latency import measure
+
+        return measure(arch, self.device, self.batch_size, self.mode, repeats=self.repeats, warmup=self.warmup)
 
     def to_dict(self) -> dict:
         return {

@@ -3,7 +3,8 @@
 * :func:`measure` times a forward pass (``mode="forward"``, inference) or a training step
   (``mode="train"``: forward, cross-entropy, backward and an SGD step) after ``warmup``
   untimed runs, synchronising the device around each of ``repeats`` timed runs, and reports
-  the median.
+  the median; its :attr:`Measurement.spread` (:class:`budgetnet.cost.noise.Spread`) says how
+  far apart the runs lie and whether they are too noisy to trust.
 * :class:`LatencyTable` times every distinct layer configuration in isolation (a conv with
   its ReLU by in/out channels, kernel, stride, padding and input size; a pool; the head:
   SPP or flatten and the fc layers) and predicts a network's time as the sum of its
@@ -44,7 +45,9 @@ from budgetnet.checks import MAX_BYTES, check_int, check_shape, is_int
 from budgetnet.graph.printing import format_layer
 from budgetnet.pytorch.modules import layer_specs
 from budgetnet.errors import LatencyError
+from budgetnet.files import write_text
 from budgetnet.cost.memory import check_fits
+from budgetnet.cost.noise import Spread
 from budgetnet.pytorch.device import resolve_device
 
 MODES = ("forward", "train")
@@ -72,6 +75,11 @@ class Measurement:
     @property
     def images_per_second(self) -> float:
         return 1000.0 / self.ms_per_image
+
+    @property
+    def spread(self) -> Spread:
+        """How far apart the timed runs lie, per image (:class:`budgetnet.cost.noise.Spread`)."""
+        return Spread.of(self.times_ms, self.batch_size, self.ms_per_image)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -374,20 +382,22 @@ class LatencyTable:
         self.entries.update(entries)
 
     def save(self) -> Path | None:
-        """Write the table to its cache file (atomically); returns the path."""
+        """Write the table to its cache file (whole or not at all); returns the path.
+
+        Raises:
+            LatencyError: the cache directory cannot be made.
+            FileWriteError: the file cannot be written (disk full, permission denied, ...).
+        """
         if self.path is None:
             return None
         data = {"format": TABLE_FORMAT, "version": TABLE_VERSION, "key": self.key, "entries": self.entries}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            temporary.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(temporary, self.path)
         except OSError as error:
             raise LatencyError(
                 f"latency table {str(self.path)!r} cannot be written ({error}); expected a writable cache_dir"
             ) from None
-        return self.path
+        return write_text(self.path, json.dumps(data, indent=1, sort_keys=True), what="latency table")
 
     def layer_keys(self, arch: Arch, norm: str | None = None) -> list[tuple[str, str]]:
         """``(name, key)`` per timed piece of ``arch``: every conv and pool, then the head."""

@@ -31,6 +31,7 @@ import networkx as nx
 from budgetnet.checks import check_shape
 from budgetnet.graph.dag import from_graph, is_chain, to_graph
 from budgetnet.errors import ArchError
+from budgetnet.files import write_text
 from budgetnet.graph.layers import (
     ACTIVATIONS,
     BLOCKS,
@@ -353,10 +354,8 @@ class Arch:
         return json.dumps(self.to_dict(), indent=indent)
 
     def save(self, path: str | Path) -> Path:
-        """Write the JSON spec to ``path`` and return it."""
-        path = Path(path)
-        path.write_text(self.to_json() + "\n")
-        return path
+        """Write the JSON spec to ``path`` (whole or not at all, :mod:`budgetnet.files`) and return it."""
+        return write_text(path, self.to_json() + "\n", what="architecture")
 
     @classmethod
     def from_dict(cls, data) -> "Arch":

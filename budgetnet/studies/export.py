@@ -1,16 +1,26 @@
 """Export a trial of a search: the Arch as JSON, a standalone ``.py`` model, trained weights.
 
 The ``.py`` file defines ``Net``, a ``torch.nn.Module`` written out layer by layer with every
-padding explicit; it imports only torch, so the found model runs without budgetnet. Its
-parameter names match :func:`budgetnet.build`, so the ``.pt`` weights of the trial load into
-it. Reload it with importlib::
+padding explicit, and ``preprocess``, the exact steps that turned the search's raw images into
+the network's input (scale, resize, centre crop, per-channel mean and std, as the study
+recorded them; see :meth:`budgetnet.training.data.Dataset.preprocessing`). It imports only
+torch, so the found model runs without budgetnet. Its parameter names match
+:func:`budgetnet.build`, so the ``.pt`` weights of the trial load into it. Reload it with
+importlib::
 
     import importlib.util, torch
     spec = importlib.util.spec_from_file_location("found", "trial7.py")
     found = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(found)
-    model = found.Net()
+    model = found.Net().eval()
     model.load_state_dict(torch.load("trial7.pt", weights_only=True))
+    logits = model(found.preprocess(raw_images))  # uint8 or float, N, C, H, W
+
+The ``.json`` file is the Arch spec with the same ``preprocess`` record. Every file is written
+whole or not at all (:mod:`budgetnet.files`), and a ``.py`` is compiled and imported in a
+fresh Python process (where ``import budgetnet`` fails) before it is put in place. The trial's
+attributes that go into the files are type-checked first: a damaged study gives an
+:class:`~budgetnet.errors.ExportError` and no file.
 
 Example:
     >>> import budgetnet
@@ -21,17 +31,20 @@ Example:
 
 from __future__ import annotations
 
+import math
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from budgetnet.graph.arch import Arch
-from budgetnet.cost.complexity import complexity, format_count
-from budgetnet.errors import ArchError, ExportError
-from budgetnet.studies.record import TrialRecord
+from budgetnet.cost.complexity import complexity
+from budgetnet.checks import is_int
+from budgetnet.errors import ArchError, BudgetNetError, ExportError
+from budgetnet.files import write_file, write_json, write_text
+from budgetnet.studies.record import StudyRecord, TrialRecord
+from budgetnet.studies.standalone import check_compiles, check_imports, module_source
 
 #: The formats :func:`export_trial` writes.
 FORMATS = ("json", "py", "pt")
@@ -110,7 +123,10 @@ def export_trial(
 
     Raises:
         ExportError: see :func:`get_trial`; an unknown format; ``pt`` for a trial whose
-            weights were not kept (``keep_weights``) or live on another machine.
+            weights were not kept (``keep_weights``) or live on another machine; a trial
+            attribute of the wrong type; a ``.py`` that does not compile and import on its own.
+        FileWriteError: the file cannot be written (disk full, permission denied, ...); an
+            old file at ``path`` is left as it was.
     """
     if format not in FORMATS:
         raise ExportError(f"format={format!r} is unknown; expected one of {', '.join(FORMATS)}")
@@ -121,28 +137,145 @@ def export_trial(
     if path.is_dir():
         raise ExportError(f"output={str(path)!r} is a directory; expected a file path such as {path / path.name}.{format}")
     arch = trial_arch(found)
+    record = checked_record(found)
     if format == "json":
-        arch.save(path)
+        write_json(path, {**arch.to_dict(), "preprocess": study_preprocess(study, arch)}, what="exported architecture")
     elif format == "py":
-        path.write_text(module_source(arch, norm=TrialRecord.read(found).norm, about=_about(study, found)))
+        source = module_source(arch, norm=record.norm, about=_about(study, found, record),
+                               preprocess=study_preprocess(study, arch))  # fmt: skip
+        write_text(path, check_compiles(source, path), check=check_imports, what="exported model")
     else:
-        _copy_weights(found, path)
+        _copy_weights(found, record, path)
     return path
 
 
-def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+def export_summary(study: optuna.Study, trial: optuna.trial.FrozenTrial, format: str, path: str | Path) -> dict:
+    """What :func:`export_trial` wrote, for ``budgetnet export --json``: ``path``, ``format``,
+    ``study``, ``trial``, ``notation``, ``val_accuracy``, ``macs``, ``params`` and ``preprocess``
+    (``None`` where the study did not record it).
+
+    Example:
+        >>> import budgetnet
+        >>> arch = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=10)
+        >>> study = optuna.create_study(direction="maximize", study_name="demo")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"arch": arch.to_dict(), "val_accuracy": 0.9}))
+        >>> summary = export_summary(study, study.trials[0], "json", "trial0.json")
+        >>> summary["trial"], summary["val_accuracy"], summary["macs"], summary["preprocess"]  # 1*3*3*8*8*8 MACs
+        (0, 0.9, 4608, None)
+    """
+    arch = trial_arch(trial)
+    record = checked_record(trial)
+    report = complexity(arch)
+    return {
+        "path": str(Path(path)),
+        "format": format,
+        "study": study.study_name,
+        "trial": trial.number,
+        "notation": arch.notation(),
+        "val_accuracy": record.val_accuracy,
+        "macs": report.conv_macs,
+        "params": report.params,
+        "preprocess": study_preprocess(study, arch),
+    }
+
+
+# -- what the study holds, checked ---------------------------------------------------------------
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+#: The trial attributes export reads, and what each must be (``None`` is always allowed).
+_ATTRIBUTE_CHECKS = {
+    "val_accuracy": (lambda value: _is_number(value) and 0 <= value <= 1, "a number from 0 to 1"),
+    "epochs": (lambda value: is_int(value, 0), "a whole number >= 0"),
+    "norm": (lambda value: value == "batch", "None or 'batch'"),
+    "weights": (lambda value: isinstance(value, str) and "\x00" not in value, "a file path"),
+}
+
+
+def checked_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """The trial's record, after checking the type of every attribute export writes out.
+
+    Raises:
+        ExportError: an attribute of the wrong type (a damaged or hand-made study).
+
+    Example:
+        >>> study = optuna.create_study(direction="maximize")
+        >>> study.add_trial(optuna.create_trial(value=0.9, user_attrs={"epochs": "3\\x00"}))
+        >>> checked_record(study.trials[0])
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.ExportError: trial 0: attribute epochs='3\\x00' is invalid; expected a whole number >= 0 (the study's records are damaged; export another trial)
+    """
     record = TrialRecord.read(trial)
+    for key, (valid, expected) in _ATTRIBUTE_CHECKS.items():
+        value = record.get(key)
+        if value is not None and not valid(value):
+            raise ExportError(
+                f"trial {trial.number}: attribute {key}={_shown(value)} is invalid; expected {expected} "
+                "(the study's records are damaged; export another trial)"
+            )
+    return record
+
+
+def study_preprocess(study: optuna.Study, arch: Arch) -> dict | None:
+    """The study's record of how raw images became ``arch``'s input (``None`` when the study
+    predates the record), checked against ``arch``'s input shape.
+
+    Raises:
+        ExportError: a record of the wrong shape or type.
+
+    Example:
+        >>> import budgetnet
+        >>> study = optuna.create_study()
+        >>> study_preprocess(study, budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8))) is None
+        True
+    """
+    record = StudyRecord.read(study).preprocess
+    if record is None:
+        return None
+    channels, height, width = arch.input_shape
+    sides = lambda value: isinstance(value, list) and len(value) == 2 and all(is_int(side, 1) for side in value)  # noqa: E731
+    stats = lambda value: isinstance(value, list) and len(value) == channels and all(map(_is_number, value))  # noqa: E731
+    checks = {
+        "source": (lambda value: isinstance(value, str), "a string"),
+        "channels": (lambda value: value in ("grayscale", "RGB", "other"), "'grayscale', 'RGB' or 'other'"),
+        "pixel_max": (lambda value: _is_number(value) and value > 0, "a number > 0"),
+        "resize": (lambda value: sides(value) and value[0] >= height and value[1] >= width,
+                   f"[height, width], at least the input's {height}x{width}"),
+        "crop": (lambda value: value == [height, width], f"the input's [height, width] {[height, width]}"),
+        "mean": (stats, f"{channels} finite numbers (one per channel)"),
+        "std": (lambda value: stats(value) and min(value) > 0, f"{channels} numbers > 0 (one per channel)"),
+    }  # fmt: skip
+    if not isinstance(record, dict):
+        raise ExportError(f"study {study.study_name!r}: preprocess={_shown(record)} is invalid; expected an object")
+    for key, (valid, expected) in checks.items():
+        if key not in record or not valid(record[key]):
+            raise ExportError(
+                f"study {study.study_name!r}: preprocess {key}={_shown(record.get(key))} is invalid; expected "
+                f"{expected} (the study's records are damaged)"
+            )
+    return {key: record[key] for key in checks}
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _about(study: optuna.Study, trial: optuna.trial.FrozenTrial, record: TrialRecord) -> str:
     text = f"study {study.study_name!r}, trial {trial.number}"
     if record.val_accuracy is not None:
         epochs = record.epochs
-        text += f": validation accuracy {record.val_accuracy:.4f} after {epochs} epoch{'' if epochs == 1 else 's'}"
+        text += f": validation accuracy {record.val_accuracy:.4f}"
+        if epochs is not None:
+            text += f" after {epochs} epoch{'' if epochs == 1 else 's'}"
     return text
 
 
-def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
+def _copy_weights(trial: optuna.trial.FrozenTrial, record: TrialRecord, path: Path) -> None:
     import torch
 
-    record = TrialRecord.read(trial)
     source = record.weights
     if not source:
         raise ExportError(
@@ -152,106 +285,15 @@ def _copy_weights(trial: optuna.trial.FrozenTrial, path: Path) -> None:
     if not Path(source).is_file():
         raise ExportError(
             f"trial {trial.number}: weights file {source!r} is not on this machine (worker "
-            f"{record.worker}); expected it where that worker wrote it"
+            f"{record.worker!r}); expected it where that worker wrote it"
         )
     try:
         torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as error:
+        with open(source, "rb") as weights:
+            write_file(path, lambda handle: shutil.copyfileobj(weights, handle), what="exported weights")
+    except OSError as error:
+        if isinstance(error, BudgetNetError):
+            raise
         raise ExportError(f"trial {trial.number}: weights file {source!r} cannot be read ({error})") from None
-    shutil.copyfile(source, path)
-
-
-# -- the standalone module -------------------------------------------------------------------
-def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", about: str = "") -> str:
-    """Python source of a standalone ``torch.nn.Module`` equal to ``budgetnet.build(arch, norm=norm)``.
-
-    The layers come from :mod:`budgetnet.pytorch.modules`, the description ``build`` uses, with
-    every shape and padding from ``arch``; the helper classes it needs (SPP, residual and
-    concat blocks) are copied in, so the file imports only torch, and the parameter names
-    match the builder's, so a state dict of one loads into the other.
-
-    Example:
-        >>> import budgetnet, torch
-        >>> arch = budgetnet.parse("(3,8) 2/2 res[(2,16)x2] gap", input_shape=(1, 8, 8), num_classes=10)
-        >>> namespace = {}
-        >>> exec(module_source(arch), namespace)
-        >>> namespace["Net"]()(torch.zeros(2, 1, 8, 8)).shape
-        torch.Size([2, 10])
-    """
-    import inspect
-
-    from budgetnet.pytorch.modules import (
-        HELPERS,
-        NORMS,
-        classifier_specs,
-        feature_specs,
-        helpers_used,
-        init_weights,
-        pool_spec,
-        render,
-    )
-
-    if norm not in NORMS:
-        raise ExportError(f"norm={norm!r} is invalid; expected None or 'batch'")
-    if not class_name.isidentifier():
-        raise ExportError(f"class_name={class_name!r} is invalid; expected a Python identifier")
-    report = complexity(arch)
-    features, pool, classifier = feature_specs(arch, norm), pool_spec(arch), classifier_specs(arch)
-    classifier[-1] = replace(classifier[-1], args=(classifier[-1].args[0], _Name("num_classes")))
-    indent = " " * 12
-    feature_lines = []
-    for spec in features:
-        comment = f"  # {spec.comment}" if spec.comment else ""
-        feature_lines.append(f"{indent}{render(spec, indent)},{comment}\n")
-    shape = "x".join(map(str, arch.input_shape))
-    doc = (
-        f"{arch.notation()}: a CNN found by budgetnet{' (' + about + ')' if about else ''}.\n\n"
-        f"Input {shape}, {arch.num_classes} classes; Eqn. (1) cost {format_count(report.conv_macs)} "
-        f"multiply-adds per image, {format_count(report.params)} parameters"
-        f"{', batch norm' if norm == 'batch' else ''}.\n"
-        "Standalone: needs only torch. Reload it with importlib:\n\n"
-        "    spec = importlib.util.spec_from_file_location(\"found\", PATH_OF_THIS_FILE)\n"
-        "    found = importlib.util.module_from_spec(spec); spec.loader.exec_module(found)\n"
-        "    model = found.Net()  # then model.load_state_dict(torch.load(WEIGHTS, weights_only=True))\n"
-    )
-    lines = [
-        f'"""{_docstring_safe(doc)}"""',
-        "",
-        "import math",
-        "",
-        "import torch",
-        "from torch import nn",
-        "",
-        f"INPUT_SHAPE = {tuple(arch.input_shape)!r}",
-        f"NUM_CLASSES = {arch.num_classes}",
-    ]
-    source = "\n".join(lines) + "\n"
-    for name in helpers_used([*features, pool]):
-        source += "\n\n" + inspect.getsource(HELPERS[name])
-    source += (
-        f"\n\nclass {class_name}(nn.Module):\n"
-        f"    def __init__(self, num_classes: int = NUM_CLASSES):\n"
-        f"        super().__init__()\n"
-        f"        self.features = nn.Sequential(\n"
-        + "".join(feature_lines)
-        + "        )\n"
-        f"        self.pool = {render(pool)}\n"
-        f"        self.classifier = nn.Sequential(\n"
-        + "".join(f"{indent}{render(spec, indent)},\n" for spec in classifier)
-        + "        )\n"
-        "        init_weights(self)\n\n"
-        "    def forward(self, x):\n"
-        "        return self.classifier(self.pool(self.features(x)))\n"
-    )
-    return source + "\n\n" + inspect.getsource(init_weights)
-
-
-class _Name(str):
-    """A name written as is into the source (``num_classes``), not as a string literal."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def _docstring_safe(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    except Exception as error:  # torch raises many types for a file that is not a state dict
+        raise ExportError(f"trial {trial.number}: weights file {source!r} cannot be read ({error})") from None

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -14,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from budgetnet.cost.complexity import complexity
+from budgetnet.files import save_torch
 from budgetnet.studies.record import TrialRecord
 from budgetnet.studies.settings import LATENCY_REPEATS, Settings
 
@@ -27,10 +29,13 @@ _REUSED = ("status", "val_accuracy", "latency_ms", "epochs", "train_seconds", "d
 
 
 class Objective:
-    """Sample, check the budget, train, measure: the values of one trial, in objective order."""
+    """Sample, check the budget, train, measure: the values of one trial, in objective order.
 
-    def __init__(self, settings: Settings, study: optuna.Study, trial: optuna.Trial):
-        self.settings, self.study, self.trial = settings, study, trial
+    ``progress`` (a :class:`~budgetnet.studies.progress.SearchProgress`) is told each epoch.
+    """
+
+    def __init__(self, settings: Settings, study: optuna.Study, trial: optuna.Trial, progress=None):
+        self.settings, self.study, self.trial, self.progress = settings, study, trial, progress
 
     def __call__(self) -> list[float]:
         settings, trial = self.settings, self.trial
@@ -93,6 +98,8 @@ class Objective:
 
         def callback(epoch: int, metrics: dict):
             TrialRecord.write(trial, epochs=epoch)
+            if self.progress is not None:
+                self.progress.epoch(self.study, trial.number, epoch, epochs, float(metrics["val_accuracy"]))
             last = epoch >= epochs
             if prune:
                 trial.report(float(metrics["val_accuracy"]), step=epoch)
@@ -138,17 +145,19 @@ class Objective:
 
 
 def _save_weights(model, directory: Path, number: int) -> str:
-    import torch
-
     path = (directory / f"trial{number}.pt").absolute()
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
-    torch.save(state, path)
+    save_torch(path, state, what="trained weights")  # whole or not at all
     return str(path)
 
 
-def train_baseline_runs(settings: Settings, seeds: Sequence[int], previous: dict | None = None) -> dict:
+def train_baseline_runs(
+    settings: Settings, seeds: Sequence[int], previous: dict | None = None, progress: bool = False
+) -> dict:
     """Train the space's baseline with the search's recipe on each of ``seeds`` not already
     among the runs of ``previous`` (a ``baseline_result``); the runs and their mean.
+    ``progress`` prints a line on stderr before and after each run (and an epoch bar on a
+    terminal).
 
     Returns:
         ``notation``, ``macs``, ``params``, ``latency_ms`` (of the first run), ``accuracy``
@@ -163,8 +172,14 @@ def train_baseline_runs(settings: Settings, seeds: Sequence[int], previous: dict
         if seed in done:
             continue
         start = time.perf_counter()
+        if progress:
+            print(f"baseline: training {settings.space.baseline.notation()} with seed {seed} "
+                  f"({settings.recipe.epochs} epochs), for comparison", file=sys.stderr, flush=True)  # fmt: skip
         result = fit(settings.space.baseline, settings.data, settings.recipe, device=settings.device, seed=seed,
-                     progress=False, norm=settings.norm, max_memory=settings.max_memory)  # fmt: skip
+                     progress=progress and sys.stderr.isatty(), norm=settings.norm, max_memory=settings.max_memory)  # fmt: skip
+        if progress:
+            print(f"baseline: validation accuracy {result.val_accuracy:.4f} in {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
         run = {
             "seed": seed,
             "accuracy": float(result.val_accuracy),

@@ -138,7 +138,8 @@ class StudyRecord:
 
     Attributes:
         settings: what the search was started with (space, objectives, data, recipe, norm,
-            budget, baseline); a resumed search must match it.
+            budget, baseline); a resumed search must match it. Its ``preprocess`` is
+            :meth:`budgetnet.training.data.Dataset.preprocessing` (see :attr:`preprocess`).
         n_trials: the number of finished trials asked for last.
         ready: set once the creator queued the first slots.
         baseline_result: the baseline trained with the search's recipe, on one seed or
@@ -186,6 +187,12 @@ class StudyRecord:
                 return default
             value = value[key]
         return value
+
+    @property
+    def preprocess(self):
+        """How the search's data turned raw images into network inputs (``None`` for a study
+        made before budgetnet recorded it, or not by a search)."""
+        return self.setting("preprocess")
 
     @property
     def objectives(self) -> list[str]:

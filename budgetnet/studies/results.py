@@ -14,9 +14,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import statistics
-import sys
 
 import optuna
 from optuna.trial import TrialState
@@ -82,7 +80,9 @@ def trial_counts(study: optuna.Study, of: str = "search") -> dict:
     budget (never trained); ``failed`` errors inside a trial; ``lost`` trials stopped by a
     timeout, Ctrl-C or a dead worker (queued again); ``surplus`` trials that started when the
     study already held ``n_trials`` (never trained); ``finished`` what counts toward
-    ``n_trials`` (complete + infeasible + pruned + failed). ``of`` picks the trials counted:
+    ``n_trials`` (complete + infeasible + pruned + failed); ``repeated`` the completed
+    trials that sampled an architecture already trained and reused its result (counted in
+    ``complete``, never trained again). ``of`` picks the trials counted:
     ``"search"`` (default), ``"control"`` (:func:`arm`) or ``"all"`` (both; never the
     confirmation's retrainings).
 
@@ -95,13 +95,15 @@ def trial_counts(study: optuna.Study, of: str = "search") -> dict:
         >>> counts["complete"], counts["infeasible"], counts["pruned"], counts["finished"]
         (0, 1, 1, 2)
     """
-    counts = dict.fromkeys(("complete", "infeasible", "pruned", "failed", "lost", "surplus", "running", "waiting"), 0)
+    kinds = ("complete", "infeasible", "pruned", "failed", "lost", "surplus", "running", "waiting", "repeated")
+    counts = dict.fromkeys(kinds, 0)
     for trial in study.get_trials(deepcopy=False):
         kind = arm(trial)
         if kind == "confirm" or (of != "all" and kind != of):
             continue
         if trial.state == TrialState.COMPLETE:
             counts["complete" if is_feasible(trial) else "infeasible"] += 1
+            counts["repeated"] += TrialRecord.read(trial).duplicate_of is not None
         elif trial.state == TrialState.PRUNED:
             counts["pruned"] += 1
         elif trial.state == TrialState.FAIL:
@@ -328,6 +330,11 @@ def _message(summary: dict) -> str:
         f"{counts['infeasible']} over the budget (not trained), {counts['pruned']} pruned, "
         f"{counts['failed']} failed"
     )
+    if counts["repeated"]:
+        tally += (
+            f" ({counts['repeated']} of the completed repeated an earlier architecture and reused its result, "
+            f"not trained again; tables show each architecture once)"
+        )
     if counts["lost"] or counts["waiting"] or counts["running"]:
         tally += f"; {counts['lost']} stopped early and queued again, {counts['waiting']} queued, {counts['running']} running"
     if summary["best"] is not None:
@@ -438,60 +445,3 @@ def format_summary(summary: dict) -> str:
             + ("." if best is None else f"; best: trial {best['trial']}, validation accuracy {best['accuracy']:.4f}.")
         )
     return "\n".join(lines)
-
-
-class _Bar:
-    """A tqdm bar over finished trials that reads its counts from the study."""
-
-    def __init__(self, study: optuna.Study, enabled: bool):
-        from tqdm import tqdm
-
-        record = StudyRecord.read(study)
-        self._bar = tqdm(
-            total=None if record.n_trials is None else record.n_trials * (2 if record.control else 1),
-            unit="trial",
-            desc="search",
-            disable=not enabled or not sys.stderr.isatty(),
-            dynamic_ncols=True,
-        )
-        self.refresh_from(study)
-
-    @property
-    def active(self) -> bool:
-        """True when the bar is on screen."""
-        return not self._bar.disable
-
-    def refresh_from(self, study: optuna.Study) -> None:
-        if self._bar.disable:
-            return
-        counts = trial_counts(study, of="all")
-        best = best_trial(study)
-        self._bar.n = counts["finished"]
-        postfix = {"best": "-" if best is None else f"{best.values[0]:.4f}"}
-        for key in ("infeasible", "pruned", "failed", "running"):
-            if counts[key]:
-                postfix[key] = counts[key]
-        self._bar.set_postfix(postfix, refresh=False)
-        self._bar.refresh()
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-@contextlib.contextmanager
-def progress_bar(study: optuna.Study, enabled: bool = True):
-    """A progress bar over the study's finished trials; call ``refresh_from(study)``.
-
-    Example:
-        >>> import optuna
-        >>> study = optuna.create_study()
-        >>> with progress_bar(study, enabled=False) as bar:
-        ...     bar.refresh_from(study)
-        >>> bar.active
-        False
-    """
-    bar = _Bar(study, enabled)
-    try:
-        yield bar
-    finally:
-        bar.close()

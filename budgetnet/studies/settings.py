@@ -69,6 +69,7 @@ class Settings:
                 "space": self.space.to_dict(),
                 "objectives": list(self.objectives),
                 "data": {key: data[key] for key in ("name", "input_shape", "num_classes", "sizes") if key in data},
+                "preprocess": self.data.preprocessing(),  # for export; not compared on resume
                 "recipe": self.recipe.to_dict(),
                 "norm": self.norm,
                 "budget": str(self.space.budget),

@@ -57,6 +57,7 @@ from budgetnet.checks import is_int
 from budgetnet.errors import SearchError
 from budgetnet.cost.memory import check_fits, parse_bytes
 from budgetnet.studies.objective import train_baseline_runs
+from budgetnet.studies.progress import quiet_optuna
 from budgetnet.studies.record import StudyRecord, TrialRecord
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import (
@@ -101,6 +102,7 @@ def search(
     max_memory: int | str | None = None,
     sampler: str = "tpe",
     control: str | None = None,
+    verbose: bool = False,
 ) -> optuna.Study:
     """Search ``space`` for the most accurate architectures inside its budget.
 
@@ -132,7 +134,9 @@ def search(
         keep_weights: ``True`` keeps each trained candidate's weights in
             ``budgetnet_weights/<study>/`` (or give the directory); ``budgetnet export
             --format pt`` needs them.
-        progress: show a progress bar over trials.
+        progress: show a progress bar over trials on a terminal (the epoch of the trial in
+            training beside it), elsewhere one line per finished trial on stderr; and a line
+            before and after each baseline run.
         norm: ``None`` (the paper's conv + ReLU) or ``"batch"``.
         train_baseline: also train the space's baseline with the same recipe and store its
             accuracy on the study (``baseline_result`` of :class:`~budgetnet.studies.record.StudyRecord`),
@@ -154,6 +158,8 @@ def search(
             study (``arm`` ``"control"`` in their records, queued after the search's own, same
             recipe and pruner), so that a confirmation compares the search's best with random
             search's best; one objective only.
+        verbose: keep Optuna's own ``[I ...]`` log lines (one per trial); by default they are
+            hidden during the call, as on the command line (warnings still show).
 
     Returns:
         The Optuna study (use :func:`budgetnet.studies.results.summarize` for a report).
@@ -175,20 +181,21 @@ def search(
     """
     if not is_int(baseline_seeds, 1):
         raise SearchError(f"baseline_seeds={baseline_seeds!r} is invalid; expected a whole number >= 1")
-    study, storage, settings = _setup(
-        space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
-        objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
-        keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval, max_memory=max_memory,
-        sampler=sampler, control=control,
-    )  # fmt: skip
-    if train_baseline:
-        first = 0 if seed is None else seed
-        previous = StudyRecord.read(study).baseline_result
-        result = train_baseline_runs(settings, range(first, first + baseline_seeds), previous)
-        if result != previous:
-            StudyRecord.write(study, baseline_result=result)
-    total = None if n_trials is None else n_trials * (2 if settings.control else 1)
-    Worker(study, storage, settings, progress=progress, n_trials=total).run()
+    with quiet_optuna(not verbose):
+        study, storage, settings = _setup(
+            space, data, n_trials=n_trials, timeout=timeout, storage=storage, study_name=study_name,
+            objectives=objectives, epochs=epochs, recipe=recipe, pruner=pruner, seed=seed, device=device,
+            keep_weights=keep_weights, norm=norm, heartbeat_interval=heartbeat_interval, max_memory=max_memory,
+            sampler=sampler, control=control,
+        )  # fmt: skip
+        if train_baseline:
+            first = 0 if seed is None else seed
+            previous = StudyRecord.read(study).baseline_result
+            result = train_baseline_runs(settings, range(first, first + baseline_seeds), previous, progress=progress)
+            if result != previous:
+                StudyRecord.write(study, baseline_result=result)
+        total = None if n_trials is None else n_trials * (2 if settings.control else 1)
+        Worker(study, storage, settings, progress=progress, n_trials=total).run()
     return study
 
 

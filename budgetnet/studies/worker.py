@@ -28,8 +28,9 @@ from budgetnet.studies.confirm import Runner
 from budgetnet.studies.journal import process_alive
 from budgetnet.studies.objective import Interrupted, Objective
 from budgetnet.studies.record import TrialRecord
+from budgetnet.studies.progress import progress_bar
 from budgetnet.studies.results import arm as trial_arm
-from budgetnet.studies.results import is_finished, progress_bar
+from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import Settings
 from budgetnet.studies.storage import RetryCallback, heartbeat_interval, storage_label, storage_lost
 
@@ -164,7 +165,7 @@ class Worker:
             TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.per_arm} trials")
             raise _TrialEnded("surplus")
         try:
-            values = Objective(self.settings, self.study, trial)()
+            values = Objective(self.settings, self.study, trial, self.bar)()
         except optuna.TrialPruned:
             TrialRecord.write(trial, trial_seconds=time.perf_counter() - start)
             raise
@@ -332,8 +333,8 @@ class _quiet_optuna:
 
 
 class _HideEndedTrials(logging.Filter):
-    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded` or
-    was stopped by Ctrl-C (its record says ``interrupted``; the command says so in one line)."""
+    """Drops Optuna's two warnings about a trial whose objective raised :class:`_TrialEnded`
+    or was stopped by Ctrl-C (its record says so and it is queued again)."""
 
     def __init__(self):
         super().__init__()

@@ -27,7 +27,7 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from budgetnet.studies.results import progress_bar
+from budgetnet.studies.progress import progress_bar
 from budgetnet.studies.storage import storage_lost, url_label
 from budgetnet.studies.worker import storage_fault
 

@@ -1,19 +1,21 @@
 """Checkpoints of ``fit(checkpoint=...)``: model, optimiser, scheduler and random states after an epoch.
 
-A checkpoint is written atomically (a temporary file, then a rename) and resumed only by a run
+A checkpoint is written whole or not at all (:func:`budgetnet.files.save_torch`: a temporary
+file, then a rename; a full disk is a :class:`~budgetnet.errors.FileWriteError` and the previous
+checkpoint stays) and resumed only by a run
 of the same architecture (its fingerprint, or the state-dict shapes of a plain module) and
 the same :func:`checkpoint_settings` (recipe, seed, data).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from budgetnet.errors import CheckpointError
+from budgetnet.files import save_torch
 from budgetnet.graph.arch import Arch
 from budgetnet.training.data import Dataset
 from budgetnet.training.recipes import Recipe
@@ -44,7 +46,12 @@ def _identity(model: nn.Module) -> dict:
 
 def save_checkpoint(path, model, optimizer, scheduler, order_generator, augment_generator, cuda, settings,
                     history, epoch) -> None:  # fmt: skip
-    """Write the training state after ``epoch`` epochs to ``path`` (atomically)."""
+    """Write the training state after ``epoch`` epochs to ``path`` (whole or not at all).
+
+    Raises:
+        CheckpointError: the directory cannot be made.
+        FileWriteError: the file cannot be written (disk full, permission denied, ...).
+    """
     state = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -63,15 +70,14 @@ def save_checkpoint(path, model, optimizer, scheduler, order_generator, augment_
         },
     }
     path = Path(path)
-    temporary = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, temporary)
-        os.replace(temporary, path)
     except OSError as error:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be written ({error}); expected a writable path"
+            f"checkpoint {str(path)!r} cannot be written: its directory cannot be made ({error}); expected a "
+            "writable path"
         ) from None
+    save_torch(path, state, what="checkpoint")
 
 
 def load_checkpoint(path, model: nn.Module, settings: dict) -> dict:

@@ -52,7 +52,7 @@ from budgetnet.training.augment import (
     random_crop,
     random_flip,
 )
-from budgetnet.training.readers import LAYOUTS, MAX_PIXELS, READERS, Raw, read_digits, resize
+from budgetnet.training.readers import DIGITS_PIXEL_MAX, LAYOUTS, MAX_PIXELS, READERS, Raw, read_digits, resize
 
 SOURCES = ("digits", "idx:PATH", "cifar:PATH", "folder:PATH")
 DIGITS_IMAGE_SIZE = 16
@@ -173,6 +173,29 @@ class Dataset:
             "mean": list(self.mean),
             "std": list(self.std),
             "classes": list(self.classes),
+        }
+
+    def preprocessing(self) -> dict:
+        """How a raw image becomes what the network sees, as JSON (``budgetnet export`` writes it).
+
+        Raw images are channels first (``N, C, H, W``; grayscale or RGB); uint8 pixels are
+        divided by 255, float pixels by ``pixel_max`` (16 for scikit-learn's digits, else 1);
+        then resized to ``resize`` (antialiased bilinear, clamped to [0, 1]) where their size
+        differs, centre-cropped to ``crop`` and standardised per channel with ``mean``/``std``.
+
+        Example:
+            >>> steps = load_data("digits", limit=64).preprocessing()
+            >>> steps["pixel_max"], steps["resize"], steps["crop"], steps["channels"], len(steps["mean"])
+            (16.0, [16, 16], [16, 16], 'grayscale', 1)
+        """
+        return {
+            "source": self.name,
+            "channels": "grayscale" if self.input_shape[0] == 1 else "RGB" if self.input_shape[0] == 3 else "other",
+            "pixel_max": DIGITS_PIXEL_MAX if self.name == "digits" else 1.0,
+            "resize": list(self.stored_shape[1:]),
+            "crop": list(self.input_shape[1:]),
+            "mean": list(self.mean),
+            "std": list(self.std),
         }
 
     def __repr__(self) -> str:

@@ -56,12 +56,16 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
 
 
+#: scikit-learn's digits hold pixel values 0..16; they are divided by this to reach [0, 1].
+DIGITS_PIXEL_MAX = 16.0
+
+
 def read_digits() -> Raw:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), unsplit."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0)[:, None]
+    images = torch.from_numpy(digits.images.astype(np.float32) / DIGITS_PIXEL_MAX)[:, None]
     return Raw(
         name="digits",
         train=(images, torch.from_numpy(digits.target.astype(np.int64))),

@@ -7,6 +7,8 @@ Golden values are hand arithmetic written here (model A's Eqn. (1) cost from tes
 from __future__ import annotations
 
 import math
+import statistics
+import warnings
 
 import pytest
 
@@ -14,7 +16,9 @@ import budgetnet
 from budgetnet import Budget, parse
 from budgetnet.cost.budgets import CostBudget, budget_to_dict, is_time_budget, parse_budget, resolve_budget
 from budgetnet.errors import BudgetError
+from budgetnet.cost import latency
 from budgetnet.cost.budgets import LatencyBudget
+from budgetnet.cost.noise import NoisyTimingWarning
 from search_spaces.paper import MODELS
 
 A_MACS = 854_954_688  # Eqn. (1) of model A, by hand in tests/test_paper.py
@@ -150,3 +154,112 @@ def test_one_tolerance_rule():
         resolve_budget(own, base, tolerance=-0.5)
     with pytest.raises(BudgetError, match=r"budget=\[1\] is invalid; expected a budgetnet.Budget or LatencyBudget"):
         resolve_budget([1], base)
+
+
+# -- a time budget on noisy timings (issue 20): measured times injected, nothing is timed -------------------
+
+CHEAP = parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=2)  # Eqn. (1): 1 * 3^2 * 4 * 8^2 = 2,304 MACs
+BASE = parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2)  # 1 * 3^2 * 8 * 8^2 = 4,608 MACs: 0.5x
+STEADIER = ("time on an idle machine (no other jobs, fewer --workers, fewer threads), with more repeats (now 10), "
+            "or give a MACs budget such as 0.5x, which does not depend on the machine")  # fmt: skip
+
+
+def timing(*times: float) -> latency.Measurement:
+    """A measurement of batch 1 with these per-run times (ms)."""
+    median = statistics.median(times)
+    return latency.Measurement(median, median, 1, "cpu", "forward", len(times), times, (1, 8, 8), "float32")
+
+
+@pytest.fixture
+def timings(monkeypatch):
+    """Make `measure` hand out the measurements appended to the returned list, in order."""
+    queue: list[latency.Measurement] = []
+    monkeypatch.setattr(latency, "measure", lambda arch, *args, **kwargs: queue.pop(0))
+    return queue
+
+
+def test_a_noisy_timing_that_cannot_decide_the_budget_warns_once(timings):
+    timings += [timing(1, 2, 3, 4, 100), timing(1, 2, 3, 4, 100)]  # middle half 2-4 ms around 3: noisy
+    budget = LatencyBudget(2.0, "cpu")
+    with pytest.warns(NoisyTimingWarning) as record:
+        assert not budget.admits(CHEAP)  # 3 ms > 2 ms
+        assert not budget.admits(BASE)  # noisy as well: no second warning
+    assert len(record) == 1
+    assert str(record[0].message) == (
+        "time budget 2 ms/image on cpu (forward, batch 1) cannot be enforced reliably: (3,4) gap measured 3 ms/image, "
+        "median of 5 runs (middle half 2-4 ms, all 1-100 ms; noisy: the middle half spans 67% of the median, the "
+        "fastest run was 3x faster than the median), and the ceiling 2 ms lies among its runs, so another measurement "
+        "may decide otherwise; " + STEADIER.replace("0.5x", "0.9x")
+    )
+
+
+@pytest.mark.parametrize(
+    "times, target",
+    [((1, 2, 3, 4, 100), 0.5),  # noisy, but every run is over the ceiling of 0.5 ms: it decides nothing
+     ((1, 2, 3, 4, 100), 200.0),  # noisy, every run under the ceiling
+     ((1.0, 1.1, 1.2, 1.3, 5.0), 1.15)],  # the ceiling among the runs, but the middle half is steady
+)  # fmt: skip
+def test_no_warning_where_the_runs_decide_the_budget(timings, times, target):
+    timings.append(timing(*times))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LatencyBudget(target, "cpu").admits(CHEAP)
+
+
+def test_a_candidate_over_budget_is_timed_again_and_both_times_are_given(timings):
+    # the cheapest: 1.2 ms, then 1.1 ms (quartiles 1.05, 1.1, 1.2); the baseline 2 ms; ceiling 0.5 ms
+    timings += [timing(1.0, 1.1, 1.2, 1.3, 5.0), timing(2, 2, 2), timing(1.0, 1.05, 1.1, 1.2, 1.4)]
+    budget = LatencyBudget(0.5, "cpu")
+    assert not budget.admits(CHEAP) and budget.cost(BASE) == 2
+    error = budget.below_every_candidate("the small space", CHEAP, BASE)
+    assert isinstance(error, BudgetError) and timings == []
+    assert str(error) == (
+        "budget 0.5 ms/image on cpu (forward, batch 1) is below every candidate of the small space: the cheapest by "
+        "Eqn. (1), (3,4) gap, measured 1.2 ms/image, median of 5 runs (middle half 1.1-1.3 ms, all 1-5 ms), and "
+        "1.1 ms/image, median of 5 runs (middle half 1.05-1.2 ms, all 1-1.4 ms) when timed again, and the baseline, "
+        "(3,8) gap, 2 ms/image, median of 3 runs (middle half 2-2 ms, all 2-2 ms); expected a time budget of at least "
+        "1.1 ms/image (its faster median), or a MACs budget of at least 0.5x (its Eqn. (1) cost, which does not "
+        "depend on the machine)"
+    )
+    assert budget.cost(CHEAP) == 1.2  # the second timing informs the message, not the cost
+
+
+def test_times_that_disagree_are_called_noisy(timings):
+    # 1.2 ms, then 92.5 ms (a loaded CPU): both over 0.5 ms, but 92.5 - 1.2 > 0.5 * 1.2
+    timings += [timing(1.0, 1.1, 1.2, 1.3, 5.0), timing(0.2, 90, 95, 100), timing(2, 2, 2)]
+    budget = LatencyBudget(0.5, "cpu")
+    assert not budget.admits(CHEAP)
+    text = str(budget.below_every_candidate("the small space", CHEAP, BASE, "fastest"))
+    assert "the fastest, (3,4) gap, measured 1.2 ms/image" in text
+    assert "and 92.5 ms/image, median of 4 runs (middle half 67.5-96.2 ms, all 0.2-100 ms; noisy: the fastest run " \
+           "was 462x faster than the median) when timed again" in text  # fmt: skip
+    assert text.endswith("expected a time budget of at least 1.2 ms/image (its faster median), or a MACs budget of "
+                         "at least 0.5x (its Eqn. (1) cost, which does not depend on the machine); these times are "
+                         "noisy: " + STEADIER)  # fmt: skip
+
+
+def test_a_second_timing_under_the_ceiling_leaves_the_budget_undecided(timings):
+    timings += [timing(1, 2, 3, 4, 100), timing(0.5, 0.6, 0.7), timing(2, 2, 2)]  # 3 ms, then 0.6 ms; ceiling 2 ms
+    budget = LatencyBudget(2.0, "cpu")
+    with pytest.warns(NoisyTimingWarning):
+        assert not budget.admits(CHEAP)
+    text = str(budget.below_every_candidate("the small space", CHEAP, BASE))
+    assert text.startswith("budget 2 ms/image on cpu (forward, batch 1) cannot be decided against the small space on "
+                           "this machine: the cheapest by Eqn. (1), (3,4) gap, measured 3 ms/image")  # fmt: skip
+    assert "and 0.6 ms/image, median of 3 runs (middle half 0.55-0.65 ms, all 0.5-0.7 ms) when timed again" in text
+    assert text.endswith("the ceiling 2 ms lies between these times, which are too noisy to enforce a time budget; "
+                         "expected steadier times: " + STEADIER)  # fmt: skip
+
+
+def test_a_table_prediction_is_not_timed_again(monkeypatch):
+    from budgetnet.cost.latency import LatencyTable
+
+    table = LatencyTable("cpu", cache_dir=False)
+    keys = [key for _, key in table.layer_keys(CHEAP)] + [key for _, key in table.layer_keys(BASE)]
+    table.entries.update(dict.fromkeys(keys, 1.5))  # two pieces each (the conv, the head): 3 ms per network
+    monkeypatch.setattr(latency, "measure", lambda *args, **kwargs: pytest.fail("a table budget timed a network"))
+    budget = LatencyBudget(0.5, "cpu", table=table)
+    assert len(table.layer_keys(CHEAP)) == 2 and budget.cost(CHEAP) == 3.0
+    assert "the cheapest by Eqn. (1), (3,4) gap, is predicted to take 3 ms/image by the latency table, and the " \
+           "baseline, (3,8) gap, 3 ms/image by the latency table; expected a time budget of at least 3 ms/image " \
+           "(its time)" in str(budget.below_every_candidate("the small space", CHEAP, BASE))  # fmt: skip

@@ -95,3 +95,24 @@ def test_replacement_space_takes_a_residual_baseline():
     assert {"bottleneck_blocks", "stage_pool"} <= rules
     for arch in sample(space, 4):
         assert space.budget.admits(arch)
+
+
+def test_a_time_budget_below_the_cheapest_candidate_says_the_times_in_ms(monkeypatch):
+    """Issue 20: a time budget is checked too, in measured ms (injected here: nothing is timed)."""
+    from budgetnet.cost import latency
+    from budgetnet.cost.budgets import LatencyBudget
+
+    def fake_measure(arch, *args, **kwargs):
+        return latency.Measurement(4.0, 4.0, 1, "cpu", "forward", 3, (4.0, 4.0, 4.0), arch.input_shape, "float32")
+
+    monkeypatch.setattr(latency, "measure", fake_measure)
+    space = ResidualSpace(budget=LatencyBudget(1.0, "cpu"))
+    cheapest = space.build(space.smallest(), 1)
+    with pytest.raises(BudgetError) as error:
+        space.check()
+    assert str(error.value).startswith(
+        f"budget 1 ms/image on cpu (forward, batch 1) ±5.0% is below every candidate of the residual space: the "
+        f"cheapest by Eqn. (1), {cheapest}, measured 4 ms/image, median of 3 runs (middle half 4-4 ms, all 4-4 ms), "
+        f"and 4 ms/image, median of 3 runs (middle half 4-4 ms, all 4-4 ms) when timed again, and the baseline"
+    )
+    assert "expected a time budget of at least 4 ms/image (its faster median)" in str(error.value)

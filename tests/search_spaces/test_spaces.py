@@ -506,3 +506,57 @@ def test_a_stage_candidate_ending_on_a_1x1_map_keeps_the_spp_level_that_fits():
     two = space.solve((StageChoice(1, 2), StageChoice(1, 2), StageChoice(2, 2)))
     assert two.feature_shape[1:] == (2, 2) and str(two).endswith(" spp(2,1)")
     assert budgetnet.build(one)(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
+
+
+# -- a time budget no candidate meets (issue 20): measured times injected, nothing is timed --------------
+def steady_times(monkeypatch, ms_of=lambda arch: 5.0) -> list:
+    """Make `measure` give every network three equal runs of ``ms_of(arch)`` ms; returns the timed archs."""
+    from budgetnet.cost import latency
+
+    timed = []
+
+    def fake_measure(arch, *args, **kwargs):
+        timed.append(arch)
+        ms = ms_of(arch)
+        return latency.Measurement(ms, ms, 1, "cpu", "forward", 3, (ms, ms, ms), arch.input_shape, "float32")
+
+    monkeypatch.setattr(latency, "measure", fake_measure)
+    return timed
+
+
+def test_stage_space_time_budget_below_every_candidate_says_the_times_in_ms(monkeypatch):
+    from budgetnet.cost.budgets import LatencyBudget
+
+    timed = steady_times(monkeypatch)
+    space = SmallStageSpace(budget=LatencyBudget(0.5, "cpu"))
+    cheapest = space.extremes()[0]
+    with pytest.raises(BudgetError) as error:
+        space.check()
+    runs = "5 ms/image, median of 3 runs (middle half 5-5 ms, all 5-5 ms)"
+    ratio = f"{eqn1(cheapest) / 2_330_624:.3g}"  # the small baseline's cost: test_small_baseline_cost_by_hand
+    assert str(error.value) == (
+        f"budget 0.5 ms/image on cpu (forward, batch 1) is below every candidate of the small space: the cheapest by "
+        f"Eqn. (1), {cheapest}, measured {runs}, and {runs} when timed again, and the baseline, {space.baseline}, "
+        f"{runs}; expected a time budget of at least 5 ms/image (its faster median), or a MACs budget of at least "
+        f"{ratio}x (its Eqn. (1) cost, which does not depend on the machine)"
+    )
+    assert timed == [cheapest, cheapest, space.baseline]  # the cheapest timed twice, the baseline once
+
+
+def test_replacement_space_time_budget_names_the_fastest_candidate(monkeypatch):
+    from budgetnet.cost.budgets import LatencyBudget
+    from budgetnet.cost.noise import format_ms
+
+    timed = steady_times(monkeypatch, lambda arch: eqn1(arch) / 1e6)  # 1 ms per million MACs
+    space = LayerReplacementSpace(small.baseline(), LatencyBudget(0.5, "cpu"))
+    with pytest.raises(BudgetError) as error:
+        space.check()
+    fastest = min(space.candidates(), key=eqn1)
+    message = str(error.value)
+    assert message.startswith(
+        f"budget 0.5 ms/image on cpu (forward, batch 1) is below every candidate of the replacement space: the "
+        f"fastest, {fastest}, measured {format_ms(eqn1(fastest) / 1e6)} ms/image, median of 3 runs"
+    )
+    assert f"and the baseline, {space.baseline}, 2.33 ms/image" in message  # 2,330,624 MACs
+    assert space.baseline in space.candidates()  # timed once as a candidate
+    assert len(timed) == len(space.candidates()) + 1  # each candidate once, the fastest again

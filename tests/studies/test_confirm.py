@@ -25,6 +25,7 @@ from budgetnet.studies.confirm import (
 )
 from budgetnet.studies.record import StudyRecord, TrialRecord
 from budgetnet.studies.results import summarize, trial_counts
+from budgetnet.studies.storage import open_storage
 from budgetnet.studies.worker import recover_trials
 from budgetnet.training.data import from_tensors, load_data
 
@@ -208,7 +209,8 @@ import sys, optuna
 sys.path.insert(0, {tests!r})
 from test_confirm import tiny_digits
 from budgetnet.studies.confirm import confirm
-study = optuna.load_study(study_name="s", storage={url!r})
+from budgetnet.studies.storage import open_storage
+study = optuna.load_study(study_name="s", storage=open_storage({url!r}))  # SQLite with BEGIN IMMEDIATE
 confirm(study, top=1, seeds=1, folds=2, data=tiny_digits(), device="cpu", progress=False)
 """
 
@@ -220,7 +222,7 @@ def test_two_processes_confirm_one_study_and_each_retraining_runs_once(tmp_path)
 
     url = f"sqlite:///{tmp_path / 'c.db'}"
     data = tiny_digits()
-    storage = optuna.storages.RDBStorage(url)
+    storage = open_storage(url)  # budgetnet's SQLite: two processes never take one queued trial
     study = budgetnet.search("small", data, n_trials=2, epochs=1, seed=0, progress=False, storage=storage,
                              study_name="s")  # fmt: skip
     code = WORKER.format(tests=str(Path(__file__).resolve().parent), url=url)

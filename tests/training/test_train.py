@@ -11,10 +11,11 @@ from torch import nn
 
 import budgetnet
 from budgetnet.training.data import from_tensors, load_data
-from budgetnet.errors import CheckpointError, DeviceError, ShapeError, TrainingError
+from budgetnet.errors import CheckpointError, DeviceError, FileWriteError, ShapeError, TrainingError
 from budgetnet.pytorch.device import resolve_device
 from budgetnet.training.recipes import RECIPES, Recipe, get_recipe
 from budgetnet.training.train import FitResult, evaluate, fit
+from full_disk import disk_full_after, fill, full_tmpfs, leftovers
 
 SPEC = "(3,4) 2/2 (3,8) spp(2,1) fc(16) fc(16)"
 
@@ -340,3 +341,45 @@ def test_evaluate_accepts_a_fit_result(arch, digits):
     assert isinstance(result, FitResult)
     assert evaluate(result, digits, split="val")["accuracy"] == pytest.approx(result.val_accuracy)
     assert math.isfinite(evaluate(result, digits)["loss"])
+
+
+# -- checkpoints on a full disk (issue 20): an error naming the path, the previous checkpoint intact -
+def interrupt_after_first_epoch(epoch, metrics):
+    if epoch == 1:
+        raise KeyboardInterrupt
+
+
+def test_a_checkpoint_onto_a_full_disk_keeps_the_previous_one(tmp_path, arch, digits):
+    with full_tmpfs(tmp_path) as disk:
+        path = disk / "run.pt"
+        with pytest.raises(KeyboardInterrupt):
+            fit(arch, digits, "quick", epochs=2, checkpoint=path, callback=interrupt_after_first_epoch, progress=False)
+        before = path.read_bytes()
+        fill(disk)
+        with pytest.raises(FileWriteError) as caught:
+            fit(arch, digits, "quick", epochs=2, checkpoint=path, progress=False)  # resumes, then saves epoch 2
+        assert str(caught.value) == (
+            f"checkpoint {str(path)!r} cannot be written: the disk is full ([Errno 28] No space left on device); "
+            "expected free space there, or another path; the previous file is unchanged"
+        )
+        assert path.read_bytes() == before and torch.load(path, weights_only=True)["epoch"] == 1
+        assert leftovers(disk, "run.pt", "filler") == []
+
+
+def test_a_checkpoint_when_the_disk_fills_mid_write(tmp_path, arch, digits, monkeypatch):
+    path = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(arch, digits, "quick", epochs=2, checkpoint=path, callback=interrupt_after_first_epoch, progress=False)
+    before = path.read_bytes()
+    disk_full_after(monkeypatch, 1000)
+    with pytest.raises(FileWriteError, match=r"checkpoint '.*run.pt' cannot be written: the disk is full"):
+        fit(arch, digits, "quick", epochs=2, checkpoint=path, progress=False)
+    assert path.read_bytes() == before and leftovers(tmp_path, "run.pt") == []
+    monkeypatch.undo()
+    assert fit(arch, digits, "quick", epochs=2, checkpoint=path, progress=False).resumed_from == 1  # still resumable
+
+
+def test_a_checkpoint_whose_directory_cannot_be_made(tmp_path, arch, digits):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(CheckpointError, match=r"a_file/run.pt' cannot be written: its directory cannot be made"):
+        fit(arch, digits, "quick", epochs=1, checkpoint=tmp_path / "a_file" / "run.pt", progress=False)
