@@ -7,12 +7,14 @@ and none is running (how trials are counted: :mod:`budgetnet.studies.study`);
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
 import os
 import random
 import re
+import signal
 import socket
 import threading
 import time
@@ -61,6 +63,7 @@ class Worker:
         self.heartbeat = heartbeat_interval(storage)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.bar = None
+        self._interruptible = self._interrupted = False
 
     def run(self) -> None:
         previous_hook = threading.excepthook
@@ -74,7 +77,10 @@ class Worker:
             if self.heartbeat is None:
                 self._recover_dead_workers()
             with progress_bar(self.study, enabled=self.progress) as self.bar, _quiet_optuna(self.bar.active):
-                self._loop()
+                with self._deferred_interrupts():
+                    self._loop()
+                    if self._interrupted:
+                        raise KeyboardInterrupt
         except Exception as error:
             cause = storage_fault(error)
             if cause is None:
@@ -82,6 +88,39 @@ class Worker:
             raise storage_lost(self.label, cause) from None
         finally:
             threading.excepthook = previous_hook
+
+    @contextlib.contextmanager
+    def _deferred_interrupts(self):
+        """Ctrl-C (and SIGTERM where a Python handler takes it, as the command line's) stops a
+        trial while it trains or the worker while it waits; one that comes while Optuna
+        writes to the storage (a tell, a claim) is held until that write is done, so that it
+        never leaves a half-told trial or an Optuna traceback. Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interruptible:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        signals = [signal.SIGINT] + [signal.SIGTERM] * callable(signal.getsignal(signal.SIGTERM))
+        previous = {number: signal.signal(number, handler) for number in signals}
+        try:
+            yield
+        finally:
+            for number, old in previous.items():
+                signal.signal(number, old)
+
+    def _interruptibly(self, call):
+        """``call()`` where Ctrl-C may stop it (see :meth:`_deferred_interrupts`)."""
+        self._interruptible = True
+        try:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            return call()
+        finally:
+            self._interruptible = False
 
     def _recover_dead_workers(self) -> None:
         """On a storage without heartbeats (a journal file), queue again the RUNNING trials of
@@ -98,7 +137,7 @@ class Worker:
             )
 
     def _loop(self) -> None:
-        while not self._time_is_up():
+        while not self._time_is_up() and not self._interrupted:
             step = self._next_step()
             if step == "done":
                 break
@@ -107,7 +146,7 @@ class Worker:
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(self.study)
                 self.bar.refresh_from(self.study)
-                time.sleep(min(self.heartbeat, max(self._remaining(), 0.01)))
+                self._interruptibly(lambda: time.sleep(min(self.heartbeat, max(self._remaining(), 0.01))))
                 continue
             self.study.optimize(
                 self._objective, n_trials=1, catch=(_TrialEnded,), callbacks=[self._after_trial], gc_after_trial=False
@@ -160,12 +199,12 @@ class Worker:
         if inherited.confirm is not None:  # a queued confirmation retraining: run it here too
             settings = self.settings
             runner = Runner(self.study, settings.data, settings.recipe, settings.norm, settings.device)
-            return runner.run_job(trial, inherited.confirm)
+            return self._interruptibly(lambda: runner.run_job(trial, inherited.confirm))
         if self.n_trials is not None and self._is_surplus(trial):
             TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.per_arm} trials")
             raise _TrialEnded("surplus")
         try:
-            values = Objective(self.settings, self.study, trial, self.bar)()
+            values = self._interruptibly(Objective(self.settings, self.study, trial, self.bar))
         except optuna.TrialPruned:
             TrialRecord.write(trial, trial_seconds=time.perf_counter() - start)
             raise
