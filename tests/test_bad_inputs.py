@@ -223,7 +223,8 @@ CLI_CASES = [
     case("search", "--limit", "30", "--storage", "postgresql+psycopg2://me:pw@[::1", error=StorageError,
          message="is not a valid database URL"),  # fmt: skip
     case("search", "--plot-dir", "a_file", error=SearchError, message="--plot-dir 'a_file' cannot be a directory"),
-    case("search", "--limit", "30", "--heartbeat", "0", error=StorageError, message="heartbeat_interval=0"),
+    case("search", "--limit", "30", "--heartbeat", "0", error=SearchError,
+         message="--heartbeat 0 is invalid; expected whole seconds from 1 to 86400"),  # fmt: skip
     case("search", "--limit", "30", "--device", "gpu", "--storage", "x.db", error=DeviceError,
          message="device='gpu'"),  # fmt: skip
     # results and export: storage files, study names, trials, export targets
@@ -875,3 +876,36 @@ def test_too_many_threads_or_val_images_warn_and_run(flag, value, message, capsy
     out, err = capsys.readouterr()
     assert status == 0 and "test accuracy" in out
     assert f"budgetnet train: warning: {message.format(**numbers)}" in err and "Traceback" not in err
+
+
+# -- issue 20, storage: numbers that reach a thread or a server, study names no storage holds ------
+STORAGE_CASES = [
+    case("search", "--limit", "30", "--heartbeat", "1000000000000", error=SearchError,
+         message="--heartbeat 1000000000000 is invalid; expected whole seconds from 1 to 86400"),  # fmt: skip
+    case("search", "--limit", "30", "--heartbeat", "-5", error=SearchError,
+         message="--heartbeat -5 is invalid; expected whole seconds from 1 to 86400"),  # fmt: skip
+    case("search", "--limit", "30", "--storage-retry", "-1", error=SearchError,
+         message="--storage-retry -1.0 is invalid; expected seconds from 0 to 86400"),  # fmt: skip
+    case("search", "--limit", "30", "--storage-retry", "nan", error=SearchError,
+         message="--storage-retry nan is invalid; expected seconds from 0 to 86400"),  # fmt: skip
+    case("search", "--limit", "30", "--study", "s" * 600, "--no-baseline", error=SearchError,
+         message="has 600 characters; expected at most 512 (what every storage holds)"),  # fmt: skip
+    case("search", "--limit", "30", "--study", "bad\x00name", "--no-baseline", error=SearchError,
+         message="holds a NUL character"),  # fmt: skip
+]
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("bad", STORAGE_CASES)
+def test_cli_bad_storage_input(bad: Case, workspace, spy, monkeypatch, capsys):
+    test_cli_bad_input(bad, workspace, spy, monkeypatch, capsys)
+
+
+def test_open_storage_range_checks_heartbeat_and_retry(tmp_path):
+    from budgetnet.studies.storage import open_storage
+
+    with pytest.raises(StorageError, match=r"heartbeat_interval=86401 is invalid; expected whole seconds from 1 to 86400"):
+        open_storage(tmp_path / "s.db", heartbeat_interval=86401)
+    with pytest.raises(StorageError, match=r"retry_seconds=-1 is invalid; expected seconds from 0 to 86400"):
+        open_storage(tmp_path / "s.db", retry_seconds=-1)
+    assert not (tmp_path / "s.db").exists()  # refused before the file is made

@@ -1,9 +1,10 @@
 """Recover trials left RUNNING by a worker that is gone, so that the search runs them again.
 
 A journal storage (journal:FILE) has no heartbeats: when a worker is killed there, its trial
-stays RUNNING and the search waits for nothing. Once no worker runs that trial any more,
-this command marks it failed and queues its parameters again (the new trial's retry_of
-names it); the next `budgetnet search` on the study runs it. A database storage (SQLite,
+stays RUNNING. The next `budgetnet search` on the same host queues it again by itself once
+the worker's process is gone; for a worker of another machine, this command does it: once
+no worker runs that trial any more, it marks it failed and queues its parameters again (the
+new trial's retry_of names it); the next `budgetnet search` on the study runs it. A database storage (SQLite,
 PostgreSQL) does this by itself: a trial silent for 3 heartbeats is retried.
 
 Which trials: all RUNNING ones, or those of the workers named by --worker (host:pid, as

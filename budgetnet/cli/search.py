@@ -182,8 +182,13 @@ def add_arguments(parser) -> None:
     )
     run.add_argument(
         "--heartbeat", type=int, metavar="S",
-        help="seconds between a trial's heartbeats (default 10); a trial silent for 3x this is retried",
+        help="seconds between a trial's heartbeats, 1 to 86400 (default 10); a trial silent for 3x this is retried",
     )
+    run.add_argument(
+        "--storage-retry", type=float, default=30.0, metavar="S",
+        help="seconds to retry a lost database connection with back-off before giving up, 0 to 86400 (default "
+        "30); a server restarted within it is survived with nothing lost",
+    )  # fmt: skip
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true", help="print the final report as JSON")
     out.add_argument("--plot-dir", metavar="DIR", help="save pareto.png and history.png in DIR")
@@ -202,7 +207,7 @@ def run(args) -> int:
     from budgetnet.checks import check_seed
     from budgetnet.cost.memory import parse_bytes
     from budgetnet.studies.results import best_trial
-    from budgetnet.studies.storage import describe, storage_url
+    from budgetnet.studies.storage import describe, retrying, storage_url
     from budgetnet.studies.settings import default_study_name, parse_objectives
     from budgetnet.studies.study import search, setup_search
     from search_spaces.base import get_space
@@ -221,6 +226,10 @@ def run(args) -> int:
     check_seed(SearchError, args.seed + args.trials + args.baseline_seeds, "--seed + --trials + --baseline-seeds")
     if args.max_memory is not None:
         parse_bytes(args.max_memory)
+    if args.heartbeat is not None and not 1 <= args.heartbeat <= 86400:
+        raise SearchError(f"--heartbeat {args.heartbeat} is invalid; expected whole seconds from 1 to 86400")
+    if not 0 <= args.storage_retry <= 86400:  # NaN fails too
+        raise SearchError(f"--storage-retry {args.storage_retry} is invalid; expected seconds from 0 to 86400")
     confirm_options = None
     if not args.no_confirm and not args.worker_process:  # checked before the search, not after it
         confirm_options = {
@@ -283,12 +292,13 @@ def run(args) -> int:
         print(f"data {data}; storage {describe(url)}")
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM queues the running trial again, as Ctrl-C
     try:
-        if args.workers == 1:
-            study = search(space, data, progress=progress, train_baseline=not args.no_baseline,
-                           baseline_seeds=args.baseline_seeds, **options)  # fmt: skip
-        else:
-            study = setup_search(space, data, **options)
-            _run_workers(args, study, url, start, progress)
+        with retrying(args.storage_retry):  # every storage this search opens retries a lost server this long
+            if args.workers == 1:
+                study = search(space, data, progress=progress, train_baseline=not args.no_baseline,
+                               baseline_seeds=args.baseline_seeds, **options)  # fmt: skip
+            else:
+                study = setup_search(space, data, **options)
+                _run_workers(args, study, url, start, progress)
     except KeyboardInterrupt:
         if args.worker_process:
             raise
@@ -339,7 +349,7 @@ def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
             arguments.remove("--no-baseline")
             arguments += ["--baseline-seeds", str(args.baseline_seeds)]
         commands.append(worker_command(arguments))
-    codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress)
+    codes = run_workers(commands, worker_environments(args.workers, args.device), study, progress, url=url)
     failed = [f"worker {index} exited with {code}" for index, code in enumerate(codes) if code]
     if failed:
         raise SearchError("; ".join(failed) + " (its messages are above); the study keeps every finished trial")
@@ -364,6 +374,7 @@ def worker_arguments(args, study_name: str, url: str, timeout: float | None) -> 
         ("--sampler", None if args.sampler == "tpe" else args.sampler),
         ("--control", args.control),
         ("--heartbeat", args.heartbeat),
+        ("--storage-retry", None if args.storage_retry == 30 else args.storage_retry),
         ("--max-memory", args.max_memory),
         ("--timeout", timeout),
     ):

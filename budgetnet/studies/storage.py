@@ -10,17 +10,19 @@ A storage is given as text (``--storage`` on the command line, ``storage=`` in
   same way when psycopg 3 is not installed), or any other SQLAlchemy URL Optuna accepts:
   the storage for many workers on many machines;
 * ``journal:PATH`` or a path ending in ``.log`` or ``.journal``: Optuna's journal file, for
-  workers that share a file system but no database server. It has no heartbeats: a killed
-  worker's trial stays RUNNING until ``budgetnet recover`` (or
-  :func:`budgetnet.studies.worker.recover_trials`) marks it failed and queues it again.
+  workers that share a file system but no database server, written in whole records
+  (:mod:`budgetnet.studies.journal`). It has no heartbeats: a killed worker's trial stays
+  RUNNING until the next search on the same host sees its process gone, or ``budgetnet
+  recover`` (:func:`budgetnet.studies.worker.recover_trials`) marks it failed and queues it again.
 
 Database storages get heartbeats (Optuna's, inside ``study.optimize``): a running trial
 writes one every ``heartbeat_interval`` seconds, and a trial silent for ``grace_period``
 seconds (its worker was killed) is marked failed and queued again with the same parameters
 by Optuna's :data:`RetryCallback`, at most :data:`MAX_RETRY` times.
 
-A database that goes away during a search ends it with a :class:`StorageError` naming the
-host and port (:func:`storage_lost`); every trial told before stays in the database.
+A database that stops answering is retried with back-off for ``retry_seconds`` (30 s by
+default, ``--storage-retry``); one still away then ends the search with a :class:`StorageError`
+naming the host and port (:func:`storage_lost`); every trial told before stays in the database.
 
 Example:
     >>> from budgetnet.studies.storage import storage_url
@@ -33,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.util
 import json
 import random
@@ -50,6 +53,8 @@ from budgetnet.errors import SearchError, StorageError
 DEFAULT_FILE = "budgetnet.db"
 #: Seconds between two heartbeats of a running trial (database storages).
 DEFAULT_HEARTBEAT = 10
+#: Seconds a process retries a lost database connection (with back-off) before it gives up.
+DEFAULT_RETRY = 30
 #: How often a trial lost with its worker is queued again before its slot gets a new sample.
 MAX_RETRY = 2
 
@@ -124,6 +129,7 @@ def open_storage(
     *,
     heartbeat_interval: int = DEFAULT_HEARTBEAT,
     grace_period: int | None = None,
+    retry_seconds: float | None = None,
 ) -> optuna.storages.BaseStorage:
     """Open (and create where needed) the storage at ``url``, after checking it connects.
 
@@ -132,6 +138,11 @@ def open_storage(
         heartbeat_interval: seconds between heartbeats of a running trial (database storages).
         grace_period: seconds without a heartbeat after which a trial counts as lost
             (default ``3 * heartbeat_interval``); it is then queued again.
+        retry_seconds: a database server (not SQLite) that stops answering is retried with
+            back-off for this long (default: :func:`retrying`'s, else :data:`DEFAULT_RETRY`)
+            before the search ends with :func:`storage_lost`; a
+            server back within it is survived with nothing lost. Keep it below
+            ``grace_period`` where several workers run: a trial silent for longer is retried.
 
     Raises:
         StorageError: the URL is malformed, its driver is missing, or it does not connect
@@ -145,8 +156,13 @@ def open_storage(
     """
     if isinstance(url, optuna.storages.BaseStorage):
         return url
-    if not is_int(heartbeat_interval, 1):
-        raise StorageError(f"heartbeat_interval={heartbeat_interval!r} is invalid; expected whole seconds >= 1")
+    if not is_int(heartbeat_interval, 1) or heartbeat_interval > 86400:
+        raise StorageError(
+            f"heartbeat_interval={heartbeat_interval!r} is invalid; expected whole seconds from 1 to 86400"
+        )
+    retry_seconds = _RETRY_SECONDS.get() if retry_seconds is None else retry_seconds
+    if isinstance(retry_seconds, bool) or not isinstance(retry_seconds, (int, float)) or not 0 <= retry_seconds <= 86400:
+        raise StorageError(f"retry_seconds={retry_seconds!r} is invalid; expected seconds from 0 to 86400")
     grace_period = 3 * heartbeat_interval if grace_period is None else grace_period
     if not is_int(grace_period) or grace_period <= heartbeat_interval:
         raise StorageError(
@@ -175,6 +191,8 @@ def open_storage(
     storage = _with_retry(lambda: _rdb_storage(url, arguments), url)
     if url.startswith("sqlite:"):
         _use_write_ahead_log(storage.engine)
+    else:
+        storage.retry_seconds = retry_seconds
     storage = optuna.storages.get_storage(storage)
     _LABELS[storage] = (describe(url), where)
     return storage
@@ -182,6 +200,26 @@ def open_storage(
 
 #: Storage opened here -> (its URL without the password, host:port or file), for messages.
 _LABELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+_RETRY_SECONDS: contextvars.ContextVar = contextvars.ContextVar("retry_seconds", default=DEFAULT_RETRY)
+
+
+@contextlib.contextmanager
+def retrying(seconds: float):
+    """Inside this block, :func:`open_storage` gives a database storage ``seconds`` of retries
+    by default (``budgetnet search --storage-retry``).
+
+    Example:
+        >>> with retrying(5):
+        ...     _RETRY_SECONDS.get()
+        5
+    """
+    token = _RETRY_SECONDS.set(seconds)
+    try:
+        yield
+    finally:
+        _RETRY_SECONDS.reset(token)
 
 
 def storage_label(storage: optuna.storages.BaseStorage) -> tuple[str, str]:
@@ -213,15 +251,23 @@ def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int | None:
 
 def storage_lost(label: tuple[str, str], error: Exception) -> StorageError:
     """The error that ends a search when its storage stops answering (``label`` from
-    :func:`storage_label`).
+    :func:`storage_label`): a database that went away, or a storage file that cannot be
+    written (a full disk).
 
     Example:
         >>> print(storage_lost(("postgresql+psycopg2://me:***@db:5432/x", "db:5432"), OSError("refused")))
         storage postgresql+psycopg2://me:***@db:5432/x: lost the connection to db:5432 during the search (refused); every trial told before is kept there: start the database again and run the same search to resume it
+        >>> print(storage_lost(("journal:s.journal", "s.journal"), OSError(28, "No space left on device")))
+        storage journal:s.journal: writing s.journal failed during the search ([Errno 28] No space left on device); every trial told before is kept there: free space on its disk and run the same search to resume it
     """
     url, where = label
     reason = str(getattr(error, "orig", None) or error).strip().splitlines()
     reason = reason[0] if reason else type(error).__name__
+    if url.startswith(("journal:", "sqlite:")):
+        return StorageError(
+            f"storage {url}: writing {where} failed during the search ({reason}); every trial told before is "
+            "kept there: free space on its disk and run the same search to resume it"
+        )
     return StorageError(
         f"storage {url}: lost the connection to {where} during the search ({reason}); every trial told "
         "before is kept there: start the database again and run the same search to resume it"
@@ -319,7 +365,10 @@ def check_storage_file(path: str | Path, kind: str) -> None:
 
 # -- journal files -----------------------------------------------------------------------------------
 def _open_journal(path: Path) -> optuna.storages.BaseStorage:
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    """A journal storage on :class:`budgetnet.studies.journal.SafeJournalBackend`."""
+    from optuna.storages.journal import JournalStorage
+
+    from budgetnet.studies.journal import SafeJournalBackend
 
     if not path.parent.is_dir():
         raise StorageError(
@@ -327,7 +376,7 @@ def _open_journal(path: Path) -> optuna.storages.BaseStorage:
             "existing directory (shared by every worker)"
         )
     try:
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(SafeJournalBackend(str(path)))
     except OSError as error:
         raise StorageError(f"storage journal:{path} cannot be opened: {error}") from None
 
@@ -350,7 +399,88 @@ def _retry_callback():
 def _rdb_storage(url: str, arguments: dict) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, **arguments)
+        return _RetryingRDBStorage(url, **arguments)
+
+
+class _RetryingRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose calls retry a lost connection with back-off (0.5 s doubling
+    to 5 s) for ``retry_seconds`` (0 for SQLite: a file does not restart). A write whose
+    commit reached the server just as the connection broke may be made twice (rare)."""
+
+    retry_seconds: float = 0
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """True when a lost or refused connection is behind ``error`` (not bad data)."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (OperationalError, InterfaceError)) or (
+            isinstance(error, DBAPIError) and error.connection_invalidated
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _retrying(name: str):
+    plain = getattr(optuna.storages.RDBStorage, name)
+
+    def method(self, *args, **kwargs):
+        deadline, delay = None, 0.5
+        while True:
+            try:
+                return plain(self, *args, **kwargs)
+            except Exception as error:
+                now = time.monotonic()
+                deadline = now + self.retry_seconds if deadline is None else deadline
+                if now >= deadline or not _connection_lost(error):
+                    raise
+                time.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 5.0)
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+# Every RDBStorage method Optuna's cached storage and studies call.
+for _name in (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
+    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+    "get_all_studies", "create_new_trial", "_create_new_trial", "set_trial_param", "_set_trial_param",
+    "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials", "get_best_trial",
+    "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
+):  # fmt: skip
+    setattr(_RetryingRDBStorage, _name, _retrying(_name))
+
+
+def _host_port(parsed) -> str:
+    return f"{parsed.host or 'localhost'}:{parsed.port or _DEFAULT_PORTS.get(parsed.get_backend_name(), '?')}"
+
+
+def url_label(url: str) -> tuple[str, str]:
+    """What :func:`storage_label` gives for the storage :func:`open_storage` opens at ``url``
+    (a canonical URL, :func:`storage_url`), without opening it.
+
+    Example:
+        >>> url_label("postgresql+psycopg2://me:pw@db.lan/optuna")
+        ('postgresql+psycopg2://me:***@db.lan/optuna', 'db.lan:5432')
+        >>> url_label("journal:runs/s.journal")
+        ('journal:runs/s.journal', 'runs/s.journal')
+    """
+    if url.startswith("journal:"):
+        return url, url[len("journal:") :]
+    if url.startswith("sqlite:///"):
+        return url, url[len("sqlite:///") :]
+    from sqlalchemy.engine import make_url
+
+    try:
+        return describe(url), _host_port(make_url(url))
+    except Exception:  # a malformed URL: nothing to say about where
+        return describe(url), "?"
 
 
 def _check_connection(url: str) -> dict:
@@ -387,7 +517,7 @@ def _check_connection(url: str) -> dict:
         engine_kwargs = {"pool_pre_ping": True}
         if backend == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        where = f"{parsed.host or 'localhost'}:{parsed.port or _DEFAULT_PORTS.get(backend, '?')}"
+        where = _host_port(parsed)
     try:
         engine = create_engine(parsed, **engine_kwargs)
     except (NoSuchModuleError, ModuleNotFoundError, ImportError) as error:
@@ -422,6 +552,35 @@ def _with_retry(make, url: str, attempts: int = 8):
                 reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
                 raise StorageError(f"storage {describe(url)}: setting up the tables failed ({reason})") from None
             time.sleep(0.1 + random.random() * 0.4 * (attempt + 1))
+
+
+#: The longest study name every storage holds (PostgreSQL's and MySQL's column is VARCHAR(512)).
+MAX_STUDY_NAME = 512
+
+
+def check_study_name(name: str) -> str:
+    """``name`` when every storage can hold it as a study name.
+
+    Raises:
+        SearchError: not text, over :data:`MAX_STUDY_NAME` characters, or holding a NUL.
+
+    Example:
+        >>> check_study_name("x" * 600)
+        Traceback (most recent call last):
+        ...
+        budgetnet.errors.SearchError: study name 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' has 600 characters; expected at most 512 (what every storage holds)
+    """
+    if not isinstance(name, str) or not name:
+        raise SearchError(f"study name {name!r} is invalid; expected text of 1 to {MAX_STUDY_NAME} characters")
+    shown = repr(name if len(name) <= 40 else name[:30] + "...")
+    if len(name) > MAX_STUDY_NAME:
+        raise SearchError(
+            f"study name {shown} has {len(name)} characters; expected at most {MAX_STUDY_NAME} (what every "
+            "storage holds)"
+        )
+    if "\x00" in name:
+        raise SearchError(f"study name {shown} holds a NUL character; expected text without it (PostgreSQL refuses it)")
+    return name
 
 
 def create_or_load_study(

@@ -12,24 +12,26 @@ callback), so an Optuna upgrade keeps it working or fails loudly.
 How trials are counted (the same on one worker and on many):
 
 * ``n_trials`` is the number of *finished* trials the study should hold: completed (the
-  infeasible ones included), pruned, and failed with an error inside the trial. When the
-  study is created, ``n_trials`` trial slots are queued (``enqueue_trial``); each worker's
-  ``ask`` takes the oldest queued slot, and a worker stops when none is queued or running.
-* A trial starts only while the finished trials plus the trials started before it (lower
-  numbers, still running) are fewer than ``n_trials``; any other is a *surplus*: recorded
-  with status ``"surplus"``, never trained, not counted. Surpluses come from races (a
-  worker's ``ask`` finds the queue just emptied and creates a trial; two processes raise
-  ``n_trials`` at once and both queue the difference). The bound: the study never holds
-  more than ``n_trials`` finished trials, except when two workers read the study at the
-  same instant as each other's trial starts (then at most one extra per other worker);
-  the surplus records are at most one per worker each time the queue empties, plus the
-  slots queued twice.
+  infeasible ones included), pruned, and failed with an error inside the trial. Workers
+  queue trial slots one at a time (``enqueue_trial``) while the study misses trials; each
+  worker's ``ask`` takes the oldest queued slot, and a worker stops when the study holds
+  ``n_trials`` (it waits while the missing ones run elsewhere on a storage with heartbeats).
+* A trial starts only while the finished trials plus the *other* running ones are fewer
+  than ``n_trials``; any other is a *surplus*: recorded with status ``"surplus"``, never
+  trained, not counted. Each trial claims itself before it counts, so the study never holds
+  more than ``n_trials`` finished trials, with any number of workers; the surplus records
+  are the races for the last slots (about one per worker). A search with a control counts
+  each arm on its own.
+* Several processes asking for different ``n_trials`` at once: the larger wins. Each stops
+  once the study holds its own ``n_trials``, so the study ends holding exactly the largest;
+  a later, smaller ``n_trials`` runs nothing and queues nothing.
 * A trial lost with its worker (killed; it stops sending heartbeats on a database storage,
   or :func:`~budgetnet.studies.worker.recover_trials` / ``budgetnet recover`` on a journal
   file) or stopped by the ``timeout`` or Ctrl-C does not count: it is marked failed and
   queued again with the same parameters, and the next worker (or the resumed search) runs it.
 * Running the same search again resumes it: finished trials are kept, queued and lost ones
-  are run, and a larger ``n_trials`` queues the difference.
+  are run, and a larger ``n_trials`` runs the difference. A study whose set-up was cut off
+  (Ctrl-C, a full disk) is set up by the next run.
 
 Example:
     >>> import budgetnet, optuna
@@ -57,7 +59,6 @@ from budgetnet.cost.memory import check_fits, parse_bytes
 from budgetnet.studies.objective import train_baseline_runs
 from budgetnet.studies.progress import quiet_optuna
 from budgetnet.studies.record import StudyRecord, TrialRecord
-from budgetnet.studies.results import arm as trial_arm
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import (
     CONTROLS,
@@ -74,7 +75,7 @@ from budgetnet.studies.settings import (
     resolve_recipe,
     resolve_space,
 )
-from budgetnet.studies.storage import create_or_load_study, open_storage
+from budgetnet.studies.storage import check_study_name, create_or_load_study, open_storage
 from budgetnet.studies.worker import Worker
 
 
@@ -281,42 +282,45 @@ def _setup(
 
 # -- the study --------------------------------------------------------------------------------------
 def prepare_study(storage, name: str, settings: Settings, n_trials: int | None, pruner=None) -> optuna.Study:
-    """Create or resume study ``name``, check its settings and queue the missing trial slots.
+    """Create or resume study ``name``, check its settings and record ``n_trials``.
 
-    The process that creates the study stores the settings and queues ``n_trials`` slots
-    before it marks the study ready; processes that load it meanwhile wait for that.
+    Set-up is a few attribute writes and queues nothing (workers queue one slot at a time),
+    so ``n_trials=10**9`` is as cheap as 10. It is resumable: when the process that created
+    the study stopped before marking it ready (Ctrl-C, a full disk, a kill), the next run
+    waits :data:`SETUP_WAIT_SECONDS` for it, then completes the set-up itself.
+
+    Several processes with different ``n_trials`` on one study: the larger wins (each
+    process stops once the study holds its own ``n_trials``; see :mod:`budgetnet.studies.study`).
+    The stored ``n_trials`` (reports, progress bars) is this run's, except that a run never
+    lowers it while trials are running.
 
     Raises:
-        SearchError: the study exists with other settings, or was never set up.
+        SearchError: a name no storage holds (:func:`~budgetnet.studies.storage.check_study_name`),
+            a study that exists with other settings, or holds trials that ``budgetnet.search`` did not make.
     """
+    check_study_name(name)
     directions = [DIRECTIONS[objective] for objective in settings.objectives]
     sampler = TrialSeededSampler(settings.seed, settings.sampler)
     study, created = create_or_load_study(storage, name, directions, sampler=sampler, pruner=pruner)
     attrs = settings.to_attrs()
-    arms = ("search", "control") if settings.control else ("search",)
-    if created:
+    record = StudyRecord() if created else _wait_until_ready(study)
+    if record.settings is None:
         StudyRecord.write(study, settings=attrs, control=settings.control)
-        for arm in arms:  # the control's slots after the search's: its trials never feed the search's sampler
-            _queue_slots(study, n_trials or 0, arm)
-        StudyRecord.write(study, n_trials=n_trials, ready=True)
-        return study
-    stored = _wait_until_ready(study).settings
-    for field in RESUME_FIELDS:
-        if stored.get(field) != attrs[field]:
-            raise SearchError(
-                f"study {name!r} was created with {field}={_short(stored.get(field))}; this run asks for "
-                f"{field}={_short(attrs[field])}. Resume it with the same {field}, or give another "
-                "study name to start a new study"
-            )
-    previous = StudyRecord.read(study).n_trials
-    if settings.control and not StudyRecord.read(study).control:
-        StudyRecord.write(study, control=settings.control)
-    if n_trials is not None and (n_trials != previous or not _active(study)):
-        for arm in arms:
-            active = [trial for trial in study.get_trials(deepcopy=False, states=_ACTIVE) if trial_arm(trial) == arm]
-            counted = [trial for trial in counted_trials(study) if trial_arm(trial) == arm]
-            _queue_slots(study, n_trials - len(counted) - len(active), arm)
-        StudyRecord.write(study, n_trials=n_trials)
+    else:
+        for field in RESUME_FIELDS:
+            if record.settings.get(field) != attrs[field]:
+                raise SearchError(
+                    f"study {name!r} was created with {field}={_short(record.settings.get(field))}; this run asks "
+                    f"for {field}={_short(attrs[field])}. Resume it with the same {field}, or give another "
+                    "study name to start a new study"
+                )
+        if settings.control and not record.control:
+            StudyRecord.write(study, control=settings.control)
+    if n_trials is not None and n_trials != record.n_trials:
+        running = record.n_trials is not None and study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        StudyRecord.write(study, n_trials=max(n_trials, record.n_trials) if running else n_trials)
+    if not record.ready:
+        StudyRecord.write(study, ready=True)
     return study
 
 
@@ -327,33 +331,22 @@ def _short(value) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def _wait_until_ready(study: optuna.Study, seconds: float = 60) -> StudyRecord:
-    deadline = time.monotonic() + seconds
-    while not (record := StudyRecord.read(study)).ready:
+#: How long a run waits for another process to finish setting up a study before it completes
+#: the set-up itself (the creator's set-up is a few attribute writes).
+SETUP_WAIT_SECONDS = 10.0
+
+
+def _wait_until_ready(study: optuna.Study, seconds: float | None = None) -> StudyRecord:
+    """The study's record once its creator marked it ready, or after ``seconds`` (default
+    :data:`SETUP_WAIT_SECONDS`) the record as its creator left it (the caller completes it)."""
+    deadline = time.monotonic() + (SETUP_WAIT_SECONDS if seconds is None else seconds)
+    while not (record := StudyRecord.read(study)).ready and time.monotonic() < deadline:
         if record.settings is None and study.get_trials(deepcopy=False):
             raise SearchError(
                 f"study {study.study_name!r} was not created by budgetnet.search; give another study name"
             )
-        if time.monotonic() > deadline:
-            raise SearchError(
-                f"study {study.study_name!r} exists but was never set up (its creator stopped early); "
-                "give another study name"
-            )
         time.sleep(0.2)
     return record
-
-
-_ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
-
-
-def _active(study: optuna.Study) -> bool:
-    return bool(study.get_trials(deepcopy=False, states=_ACTIVE))
-
-
-def _queue_slots(study: optuna.Study, count: int, arm: str = "search") -> None:
-    attrs = TrialRecord(arm="control").to_dict() if arm == "control" else None
-    for _ in range(max(count, 0)):
-        study.enqueue_trial({}, user_attrs=attrs)
 
 
 def counted_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -7,15 +7,19 @@ and none is running (how trials are counted: :mod:`budgetnet.studies.study`);
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import math
 import os
+import random
 import re
+import signal
 import socket
 import threading
 import time
 import warnings
+from collections import Counter
 from typing import Sequence
 
 import optuna
@@ -23,9 +27,11 @@ from optuna.trial import TrialState
 
 from budgetnet.errors import BudgetNetError, SearchError
 from budgetnet.studies.confirm import Runner
+from budgetnet.studies.journal import process_alive
 from budgetnet.studies.objective import Interrupted, Objective
 from budgetnet.studies.record import TrialRecord
 from budgetnet.studies.progress import progress_bar
+from budgetnet.studies.results import arm as trial_arm
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import Settings
 from budgetnet.studies.storage import RetryCallback, heartbeat_interval, storage_label, storage_lost
@@ -38,66 +44,141 @@ class _TrialEnded(Exception):
 
 class Worker:
     """Runs trials through ``study.optimize`` (Optuna's loop, with its heartbeats on a database
-    storage) until no slot is queued and none is running, or time is up.
+    storage) until the study holds ``n_trials`` finished trials, or time is up.
 
-    Each ``ask`` inside ``optimize`` takes the oldest queued slot. When the queue is empty
-    it creates a trial instead (``n_trials=None``, a search with a timeout only, wants
-    exactly that); with ``n_trials``, such a trial, or any trial that starts when the study
-    already holds ``n_trials`` finished or earlier-started trials, is a *surplus*: recorded,
-    never trained, not counted (see :mod:`budgetnet.studies.study`).
+    ``n_trials`` counts both arms of a search with a control (half each). Before each trial
+    the worker queues one slot when an arm still misses trials and none is queued (the
+    search's arm first); ``ask`` takes the oldest queued slot. A trial that starts when its
+    arm already holds ``n_trials`` finished or running trials is a *surplus*: recorded,
+    never trained, not counted (see :meth:`_is_surplus` and :mod:`budgetnet.studies.study`).
+    With ``n_trials=None`` (a timeout only) every ``ask`` creates a trial.
     """
 
     def __init__(self, study: optuna.Study, storage, settings: Settings, progress: bool, n_trials: int | None):
         self.study, self.settings, self.progress = study, settings, progress
         self.n_trials = n_trials
+        self.arms = ("search", "control") if settings.control else ("search",)
+        self.per_arm = None if n_trials is None else n_trials // len(self.arms)
         self.label = storage_label(storage)
         self.heartbeat = heartbeat_interval(storage)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
         self.bar = None
+        self._interruptible = self._interrupted = False
 
     def run(self) -> None:
         previous_hook = threading.excepthook
 
         def quiet_heartbeat(args):  # the main thread reports a lost storage; one message is enough
-            if _storage_error(args.exc_value) is None:
+            if storage_fault(args.exc_value) is None:
                 previous_hook(args)
 
         threading.excepthook = quiet_heartbeat
         try:
+            if self.heartbeat is None:
+                self._recover_dead_workers()
             with progress_bar(self.study, enabled=self.progress) as self.bar, _quiet_optuna(self.bar.active):
-                self._loop()
+                with self._deferred_interrupts():
+                    self._loop()
+                    if self._interrupted:
+                        raise KeyboardInterrupt
         except Exception as error:
-            cause = _storage_error(error)
+            cause = storage_fault(error)
             if cause is None:
                 raise
             raise storage_lost(self.label, cause) from None
         finally:
             threading.excepthook = previous_hook
 
-    def _loop(self) -> None:
-        while not self._time_is_up():
-            if self.n_trials is not None and not self._waiting():
-                # Other workers still run trials: wait, as one of them may die and come back
-                # as a queued retry once its heartbeats stop.
-                if self.heartbeat and self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                        optuna.storages.fail_stale_trials(self.study)
-                    self.bar.refresh_from(self.study)
-                    time.sleep(min(self.heartbeat, max(self._remaining(), 0.01)))
-                    continue
-                break
-            self.study.optimize(
-                self._objective, catch=(_TrialEnded,), callbacks=[self._after_trial], gc_after_trial=False
+    @contextlib.contextmanager
+    def _deferred_interrupts(self):
+        """Ctrl-C (and SIGTERM where a Python handler takes it, as the command line's) stops a
+        trial while it trains or the worker while it waits; one that comes while Optuna
+        writes to the storage (a tell, a claim) is held until that write is done, so that it
+        never leaves a half-told trial or an Optuna traceback. Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self._interruptible:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        signals = [signal.SIGINT] + [signal.SIGTERM] * callable(signal.getsignal(signal.SIGTERM))
+        previous = {number: signal.signal(number, handler) for number in signals}
+        try:
+            yield
+        finally:
+            for number, old in previous.items():
+                signal.signal(number, old)
+
+    def _interruptibly(self, call):
+        """``call()`` where Ctrl-C may stop it (see :meth:`_deferred_interrupts`)."""
+        self._interruptible = True
+        try:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            return call()
+        finally:
+            self._interruptible = False
+
+    def _recover_dead_workers(self) -> None:
+        """On a storage without heartbeats (a journal file), queue again the RUNNING trials of
+        this host's workers that are gone (killed, or stopped by a full disk)."""
+        dead = sorted({
+            worker for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if (worker := TrialRecord.read(trial).worker) and process_alive(worker) is False
+        })  # fmt: skip
+        numbers = recover_trials(self.study, workers=dead) if dead else []
+        if numbers:
+            warnings.warn(
+                f"study {self.study.study_name!r}: trials {', '.join(map(str, numbers))} of workers that are gone "
+                f"({', '.join(dead)}) queued again"
             )
 
-    def _waiting(self) -> bool:
-        return bool(self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+    def _loop(self) -> None:
+        while not self._time_is_up() and not self._interrupted:
+            step = self._next_step()
+            if step == "done":
+                break
+            if step == "wait":  # other workers run the last trials; one may die and come back as a retry
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(self.study)
+                self.bar.refresh_from(self.study)
+                self._interruptibly(lambda: time.sleep(min(self.heartbeat, max(self._remaining(), 0.01))))
+                continue
+            self.study.optimize(
+                self._objective, n_trials=1, catch=(_TrialEnded,), callbacks=[self._after_trial], gc_after_trial=False
+            )
+
+    def _next_step(self) -> str:
+        """``"run"`` (a slot is queued for this worker's next ``ask``; one is queued here when
+        an arm still needs a trial and none waits), ``"wait"`` (every missing trial is running
+        elsewhere, on a storage with heartbeats) or ``"done"``.
+
+        Slots are queued one at a time, so a study holds at most about one queued slot per
+        worker: ``n_trials=10**9`` costs nothing up front, and a later, smaller ``n_trials``
+        leaves nothing to turn into surplus records.
+        """
+        if self.n_trials is None:
+            return "run"
+        finished, running, waiting = _tally(self.study)
+        if any(arm == "confirm" or finished[arm] + running[arm] < self.per_arm for arm in waiting):
+            return "run"
+        for arm in self.arms:  # the search's slots first: the control's trials never feed its sampler
+            if finished[arm] + running[arm] < self.per_arm:
+                attrs = TrialRecord(arm="control").to_dict() if arm == "control" else None
+                self.study.enqueue_trial({}, user_attrs=attrs)
+                return "run"
+        if all(finished[arm] >= self.per_arm for arm in self.arms):
+            return "done"
+        return "wait" if self.heartbeat else "done"
 
     def _after_trial(self, study: optuna.Study, frozen) -> None:
         self.bar.refresh_from(study)
-        if self._time_is_up() or (self.n_trials is not None and not self._waiting()):
-            study.stop()
+        if TrialRecord.read(frozen).status == "surplus":  # lost a race for the last slots: let the other go first
+            time.sleep(random.uniform(0.0, 0.5))
 
     def _remaining(self) -> float:
         if self.settings.deadline is None:
@@ -118,12 +199,12 @@ class Worker:
         if inherited.confirm is not None:  # a queued confirmation retraining: run it here too
             settings = self.settings
             runner = Runner(self.study, settings.data, settings.recipe, settings.norm, settings.device)
-            return runner.run_job(trial, inherited.confirm)
+            return self._interruptibly(lambda: runner.run_job(trial, inherited.confirm))
         if self.n_trials is not None and self._is_surplus(trial):
-            TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.n_trials} trials")
+            TrialRecord.write(trial, status="surplus", error=f"the study already holds {self.per_arm} trials")
             raise _TrialEnded("surplus")
         try:
-            values = Objective(self.settings, self.study, trial, self.bar)()
+            values = self._interruptibly(Objective(self.settings, self.study, trial, self.bar))
         except optuna.TrialPruned:
             TrialRecord.write(trial, trial_seconds=time.perf_counter() - start)
             raise
@@ -134,7 +215,7 @@ class Worker:
                 raise
             raise _TrialEnded("interrupted") from None
         except Exception as error:  # recorded on the trial; the search goes on
-            if _storage_error(error) is not None:
+            if storage_fault(error) is not None:
                 raise
             message = str(error) if isinstance(error, BudgetNetError) else f"{type(error).__name__}: {error}"
             TrialRecord.write(trial, status="error", error=message[:2000], trial_seconds=time.perf_counter() - start)
@@ -150,17 +231,36 @@ class Worker:
             return RetryCallback.retried_trial_number(frozen)
 
     def _is_surplus(self, trial: optuna.Trial) -> bool:
-        """True when the finished trials and those started before this one already fill ``n_trials``."""
-        finished = earlier = 0
-        for other in self.study.get_trials(deepcopy=False, states=_COUNTABLE):
-            if is_finished(other):
-                finished += 1
-            elif other.state == TrialState.RUNNING and other.number < trial.number:
-                earlier += 1
-        return finished + earlier >= self.n_trials
+        """True when this trial's arm already holds ``n_trials`` finished trials with those
+        running elsewhere.
+
+        Exact with any number of workers: each trial first claims itself (writes its
+        ``worker``), then counts the finished trials of its arm and the *other* claimed running
+        ones. Of two trials that start at once, the one that reads last sees the other's claim,
+        so the arm never ends with more than ``n_trials`` finished trials; when both see each
+        other both step back (surplus records) and the loop queues a slot again.
+        """
+        arm = TrialRecord.read(trial).arm or "search"
+        finished, running, _ = _tally(self.study, exclude=trial.number)
+        return finished[arm] + running[arm] >= self.per_arm
 
 
-_COUNTABLE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+def _tally(study: optuna.Study, exclude: int | None = None) -> tuple[Counter, Counter, list[str]]:
+    """Per arm: finished trials, claimed running trials (a surplus one excluded), and the arms
+    of the queued slots (oldest first)."""
+    finished, running, waiting = Counter(), Counter(), []
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number == exclude:
+            continue
+        if is_finished(trial):
+            finished[trial_arm(trial)] += 1
+        elif trial.state == TrialState.RUNNING:
+            record = TrialRecord.read(trial)
+            if record.worker is not None and record.status != "surplus":
+                running[trial_arm(trial)] += 1
+        elif trial.state == TrialState.WAITING:
+            waiting.append(trial_arm(trial))
+    return finished, running, waiting
 
 
 def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -170,9 +270,20 @@ def _requeue(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     study.enqueue_trial(trial.params, user_attrs=TrialRecord(retry_of=trial.number, arm=arm).to_dict())
 
 
-def _storage_error(error: BaseException) -> BaseException | None:
+def storage_fault(error: BaseException) -> BaseException | None:
     """The database or file error behind ``error`` (Optuna wraps it, and may raise another
-    error while it handles it), or ``None`` when the storage is not to blame."""
+    error while it handles it), or ``None`` when the storage is not to blame.
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise OSError(28, "No space left on device")
+        ...     except OSError:
+        ...         raise RuntimeError("while writing")
+        ... except RuntimeError as error:
+        ...     print(storage_fault(error))
+        [Errno 28] No space left on device
+    """
     from sqlalchemy.exc import SQLAlchemyError
 
     seen = set()
@@ -239,7 +350,7 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
 class _quiet_optuna:
     """Optuna's logging during a search: its per-trial INFO lines would break a progress bar
     on screen (warnings only then), and its warning with a traceback for each trial that
-    failed is dropped when the trial record already says why (:class:`_TrialEnded`)."""
+    failed is dropped when the trial record already says why (:class:`_TrialEnded`, Ctrl-C)."""
 
     def __init__(self, active: bool):
         self._active = active

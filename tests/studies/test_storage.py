@@ -76,7 +76,7 @@ def test_missing_directories_and_bad_heartbeats(tmp_path):
         open_storage(str(tmp_path / "nope" / "s.db"))
     with pytest.raises(StorageError, match="directory '.*/nope' does not exist"):
         open_storage(f"journal:{tmp_path / 'nope' / 's.log'}")
-    with pytest.raises(StorageError, match="heartbeat_interval=0 is invalid; expected whole seconds >= 1"):
+    with pytest.raises(StorageError, match="heartbeat_interval=0 is invalid; expected whole seconds from 1 to 86400"):
         open_storage(str(tmp_path / "s.db"), heartbeat_interval=0)
     with pytest.raises(StorageError, match=r"grace_period=2 is invalid; expected whole seconds > heartbeat_interval \(5\)"):
         open_storage(str(tmp_path / "s.db"), heartbeat_interval=5, grace_period=2)
@@ -209,3 +209,98 @@ def test_optuna_dashboard_lists_a_budgetnet_study(tmp_path):
     summaries = json.loads(body)["study_summaries"]
     assert [s["study_name"] for s in summaries] == ["small-digits"]
     assert summaries[0]["directions"] == ["maximize"]
+
+
+# -- issue 20: journal files that survive a cut-off write and a dead lock holder -----------------------
+def _journal_with_two_trials(path):
+    storage = open_storage(f"journal:{path}")
+    study = optuna.create_study(storage=storage, study_name="j", direction="maximize")
+    for value in (0.25, 0.5):
+        study.add_trial(optuna.create_trial(value=value, params={"x": value},
+                                            distributions={"x": optuna.distributions.FloatDistribution(0, 1)}))  # fmt: skip
+    return storage
+
+
+def test_a_torn_journal_tail_is_cut_on_open_and_the_trials_stay(tmp_path):
+    path = tmp_path / "s.journal"
+    _journal_with_two_trials(path)
+    whole = path.read_bytes()
+    torn = b'{"op_code":5,"worker_id":"w","trial_id":1,"us'  # a write cut off by a full disk or a kill
+    with path.open("ab") as handle:
+        handle.write(torn)
+    with pytest.warns(UserWarning, match=rf"s.journal: dropped a torn last record \({len(torn)} bytes\) that a write"):
+        storage = open_storage(f"journal:{path}")
+    assert path.read_bytes() == whole
+    study = optuna.load_study(study_name="j", storage=storage)
+    assert [t.value for t in study.trials] == [0.25, 0.5]
+    study.add_trial(optuna.create_trial(value=0.75))  # appends after the cut: every later read works
+    assert [t.value for t in optuna.load_study(study_name="j", storage=open_storage(f"journal:{path}")).trials] == [
+        0.25, 0.5, 0.75,
+    ]  # fmt: skip
+
+
+def test_a_journal_write_that_fails_leaves_no_partial_record(tmp_path, monkeypatch):
+    import os as os_module
+
+    path = tmp_path / "s.journal"
+    storage = _journal_with_two_trials(path)
+    whole = path.read_bytes()
+    real_write = os_module.write
+
+    def full_after_ten_bytes(descriptor, data):  # a disk that fills up mid-record
+        if len(data) > 10:
+            return real_write(descriptor, data[:10])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os_module, "write", full_after_ten_bytes)
+    with pytest.raises(Exception) as raised:
+        optuna.load_study(study_name="j", storage=storage).set_user_attr("k", "v" * 100)
+    monkeypatch.undo()
+    assert "No space left on device" in repr(raised.value) or "No space left" in repr(raised.value.__cause__)
+    assert path.read_bytes() == whole  # truncated back: whole records or nothing
+    assert len(optuna.load_study(study_name="j", storage=open_storage(f"journal:{path}")).trials) == 2
+
+
+def test_the_journal_lock_of_a_dead_process_is_broken_at_once(tmp_path):
+    import os as os_module
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.journal"
+    _journal_with_two_trials(path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = f"{socket.gethostname()}:{dead.pid}"
+    os_module.symlink(owner, f"{path}.lock")  # what a worker killed inside an append leaves
+    storage = open_storage(f"journal:{path}")
+    with pytest.warns(UserWarning, match=rf"journal lock .*s.journal.lock: its owner {owner} is gone; broke it"):
+        optuna.load_study(study_name="j", storage=storage).set_user_attr("k", 1)
+    assert not os_module.path.lexists(f"{path}.lock")
+    assert optuna.load_study(study_name="j", storage=storage).user_attrs == {"k": 1}
+
+
+def test_a_lost_database_connection_is_retried_for_the_given_seconds(monkeypatch):
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from budgetnet.studies import storage as storage_module
+
+    calls = []
+
+    def flaky(self, study_id):  # the server is back at the third call
+        calls.append(study_id)
+        if len(calls) < 3:
+            raise optuna.exceptions.StorageInternalError("commit failed") from OperationalError("x", {}, "closed")
+        return {"back": True}
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_study_user_attrs", flaky)
+    monkeypatch.setattr(storage_module.time, "sleep", lambda seconds: None)
+    retrying = storage_module._retrying("get_study_user_attrs")
+    patient = type("Patient", (), {"retry_seconds": 30, "method": retrying})()
+    assert patient.method(7) == {"back": True} and calls == [7, 7, 7]
+    calls.clear()
+    impatient = type("Impatient", (), {"retry_seconds": 0, "method": retrying})()
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        impatient.method(8)
+    assert calls == [8]  # no retry with 0 seconds
+    assert storage_module._connection_lost(OperationalError("x", {}, "server closed the connection"))
+    assert not storage_module._connection_lost(IntegrityError("x", {}, "duplicate key"))  # bad data: no retry

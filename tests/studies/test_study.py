@@ -308,3 +308,58 @@ def test_a_journal_file_holds_a_resumable_search(tiny_data, tmp_path):
     study = run(TinySpace(), tiny_data, n_trials=2, storage=storage, study_name="j")
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert (tmp_path / "search.journal").stat().st_size > 0
+
+
+# -- issue 20: set-up that resumes, slots queued one at a time, one target ---------------------------
+def test_a_study_whose_set_up_was_cut_off_is_set_up_by_the_next_run(tiny_data, monkeypatch):
+    from budgetnet.studies import study as study_module
+
+    monkeypatch.setattr(study_module, "SETUP_WAIT_SECONDS", 0.2)  # the creator is gone: do not wait for it
+    storage = memory()
+    bare = optuna.create_study(storage=storage, study_name="cut", direction="maximize")  # Ctrl-C before any write
+    half = optuna.create_study(storage=storage, study_name="half", direction="maximize")
+    template = run(TinySpace(), tiny_data, n_trials=1, storage=memory(), study_name="template")
+    StudyRecord.write(half, settings=StudyRecord.read(template).settings)  # cut off after the settings
+    for name in ("cut", "half"):
+        study = run(TinySpace(), tiny_data, n_trials=2, storage=storage, study_name=name)
+        record = StudyRecord.read(study)
+        assert record.ready and record.n_trials == 2 and len(counted_trials(study)) == 2
+    assert bare.study_name == "cut"
+    with pytest.raises(SearchError, match="study 'half' was created with recipe="):  # what was written is checked
+        run(TinySpace(), tiny_data, n_trials=2, epochs=2, storage=storage, study_name="half")
+
+
+def test_a_huge_target_queues_nothing_up_front(tiny_data):
+    from budgetnet.studies.study import setup_search
+
+    storage = memory()
+    study = setup_search(TinySpace(), tiny_data, n_trials=10**9, epochs=1, seed=0, storage=storage, study_name="huge")
+    assert study.trials == [] and StudyRecord.read(study).n_trials == 10**9
+    study = run(TinySpace(), tiny_data, n_trials=2, storage=storage, study_name="huge")
+    assert len(study.trials) == 2  # one slot queued per trial, none left over
+
+
+def test_a_later_smaller_target_runs_nothing_and_leaves_no_surplus(tiny_data):
+    storage = memory()
+    run(TinySpace(), tiny_data, n_trials=3, storage=storage, study_name="down")
+    study = run(TinySpace(), tiny_data, n_trials=1, storage=storage, study_name="down")
+    assert len(study.trials) == 3 and len(counted_trials(study)) == 3
+    assert trial_counts(study)["surplus"] == 0 and StudyRecord.read(study).n_trials == 1
+
+
+def test_a_trial_that_starts_when_others_fill_the_target_is_a_surplus(tiny_data):
+    from types import SimpleNamespace
+
+    from budgetnet.studies.worker import Worker
+
+    storage = memory()
+    study = run(TinySpace(), tiny_data, n_trials=1, storage=storage, study_name="race")
+    other = study.ask()  # another worker's trial, started and claimed
+    other.set_user_attr("worker", "elsewhere:1")
+    mine = study.ask()
+    worker = Worker(study, storage, SimpleNamespace(control=None, deadline=None), progress=False, n_trials=3)
+    assert not worker._is_surplus(mine)  # 1 finished + 1 running elsewhere + this one = 3
+    unclaimed = study.ask()  # taken from the queue, not claimed yet: not counted by the others
+    assert not worker._is_surplus(unclaimed)
+    mine.set_user_attr("worker", "here:2")
+    assert worker._is_surplus(unclaimed)  # 1 finished + 2 claimed running: the target of 3 is full

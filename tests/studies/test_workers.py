@@ -7,9 +7,11 @@ import signal
 import subprocess
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 from processes import QUICK, budgetnet_command, mid_trial, wait_for
 
+from budgetnet.studies.journal import process_alive
 from budgetnet.studies.record import TrialRecord
 from budgetnet.studies.storage import RetryCallback
 from budgetnet.studies.study import counted_trials
@@ -73,3 +75,58 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
     assert len(counted_trials(study)) == 3
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     assert "3 finished trials" in resumed.stdout
+
+
+def training(storage, study_name: str):
+    """A predicate: a running trial past its first epoch, or None."""
+
+    def check():
+        try:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        except KeyError:
+            return None
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+        return running[0] if running else None
+
+    return check
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_workers_follow_their_parent_and_queue_their_trials_again(signal_number, tmp_path):
+    storage_url = f"sqlite:///{tmp_path / 's.db'}"
+    command = budgetnet_command(
+        "--workers", "2", "--trials", "4", "--epochs", str(EPOCHS), "--pruner", "none", "--storage", storage_url,
+        "--study", "follow", *QUICK,
+    )  # fmt: skip
+    parent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    storage = optuna.storages.RDBStorage(storage_url)
+    try:
+        running = wait_for(training(storage, "follow"), 240, "a trial past its first epoch")
+        done = optuna.load_study(study_name="follow", storage=storage).get_trials(states=(TrialState.COMPLETE,))
+        workers = {TrialRecord.read(t).worker for t in optuna.load_study(study_name="follow", storage=storage).trials}
+        workers.discard(None)
+        parent.send_signal(signal_number)
+        parent.wait(120)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    assert workers and all(process_alive(worker) is not None for worker in workers)  # this host's processes
+    wait_for(lambda: not any(process_alive(worker) for worker in workers), 120, "the workers to stop")
+    messages = parent.stderr.read()  # the workers' too; after Ctrl-C the parent's line as well
+    lines = 2 if signal_number == signal.SIGKILL else 3
+    assert "Traceback" not in messages and messages.count("budgetnet search: interrupted") == lines, messages
+    study = optuna.load_study(study_name="follow", storage=storage)
+    stopped = study.trials[running.number]
+    assert stopped.state == TrialState.FAIL and TrialRecord.read(stopped).status == "interrupted", messages
+    assert not study.get_trials(states=(TrialState.RUNNING,))  # every running trial was queued again
+    queued = [t for t in study.trials if t.state == TrialState.WAITING and TrialRecord.read(t).retry_of is not None]
+    assert running.number in {TrialRecord.read(t).retry_of for t in queued}
+
+    resumed = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name="follow", storage=storage)
+    for trial in done:
+        assert study.trials[trial.number].values == trial.values
+    retry = [t for t in study.trials if TrialRecord.read(t).retry_of == running.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE and retry[0].params == running.params
+    assert len(counted_trials(study)) == 4
