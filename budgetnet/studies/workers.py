@@ -50,8 +50,9 @@ def worker_environments(workers: int, device: str, gpus: int | None = None, cpus
             return [{"CUDA_VISIBLE_DEVICES": ids[index % len(ids)]} for index in range(workers)]
     if "OMP_NUM_THREADS" in os.environ:
         return [{} for _ in range(workers)]
-    cpus = (os.cpu_count() or 1) if cpus is None else cpus
-    return [{"OMP_NUM_THREADS": str(max(1, cpus // workers))} for _ in range(workers)]
+    from budgetnet.pytorch.device import default_threads  # the one rule for every thread count
+
+    return [{"OMP_NUM_THREADS": str(default_threads(workers, cpus))} for _ in range(workers)]
 
 
 def run_workers(
