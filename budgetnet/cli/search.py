@@ -207,7 +207,8 @@ def run(args) -> int:
     from budgetnet.checks import check_seed
     from budgetnet.cost.memory import parse_bytes
     from budgetnet.studies.results import best_trial
-    from budgetnet.studies.storage import describe, retrying, storage_url
+    from budgetnet.studies.database import retrying
+    from budgetnet.studies.storage import describe, storage_url
     from budgetnet.studies.settings import default_study_name, parse_objectives
     from budgetnet.studies.study import search, setup_search
     from search_spaces.base import get_space

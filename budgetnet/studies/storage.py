@@ -18,7 +18,8 @@ A storage is given as text (``--storage`` on the command line, ``storage=`` in
 Database storages get heartbeats (Optuna's, inside ``study.optimize``): a running trial
 writes one every ``heartbeat_interval`` seconds, and a trial silent for ``grace_period``
 seconds (its worker was killed) is marked failed and queued again with the same parameters
-by Optuna's :data:`RetryCallback`, at most :data:`MAX_RETRY` times.
+by Optuna's retry callback (:data:`budgetnet.studies.database.RetryCallback`), at most
+:data:`MAX_RETRY` times.
 
 A database that stops answering is retried with back-off for ``retry_seconds`` (30 s by
 default, ``--storage-retry``); one still away then ends the search with a :class:`StorageError`
@@ -35,12 +36,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import importlib.util
 import json
 import random
 import time
-import warnings
 import weakref
 from pathlib import Path
 
@@ -48,19 +47,18 @@ import optuna
 
 from budgetnet.checks import is_int
 from budgetnet.errors import SearchError, StorageError
+from budgetnet.studies.database import describe, host_port, open_database
 
 #: The SQLite file a search uses when no storage is given (in the working directory).
 DEFAULT_FILE = "budgetnet.db"
 #: Seconds between two heartbeats of a running trial (database storages).
 DEFAULT_HEARTBEAT = 10
-#: Seconds a process retries a lost database connection (with back-off) before it gives up.
-DEFAULT_RETRY = 30
 #: How often a trial lost with its worker is queued again before its slot gets a new sample.
 MAX_RETRY = 2
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _JOURNAL_SUFFIXES = (".log", ".journal")
-_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306}
+
 
 
 def storage_url(text: str | Path | None = None) -> str:
@@ -107,23 +105,6 @@ def storage_url(text: str | Path | None = None) -> str:
     return text
 
 
-def describe(url: str) -> str:
-    """The URL with its password hidden, for messages and the terminal.
-
-    Example:
-        >>> describe("postgresql+psycopg2://me:secret@db.lan:5433/optuna")
-        'postgresql+psycopg2://me:***@db.lan:5433/optuna'
-    """
-    if url.startswith(("journal:", "sqlite:")) or "://" not in url:
-        return url
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # a malformed URL: say nothing about what it holds
-        return url.split("://", 1)[0] + "://..."
-
-
 def open_storage(
     url: str | Path | optuna.storages.BaseStorage | None = None,
     *,
@@ -139,7 +120,8 @@ def open_storage(
         grace_period: seconds without a heartbeat after which a trial counts as lost
             (default ``3 * heartbeat_interval``); it is then queued again.
         retry_seconds: a database server (not SQLite) that stops answering is retried with
-            back-off for this long (default: :func:`retrying`'s, else :data:`DEFAULT_RETRY`)
+            back-off for this long (default: :func:`~budgetnet.studies.database.retrying`'s, else
+            :data:`~budgetnet.studies.database.DEFAULT_RETRY`)
             before the search ends with :func:`storage_lost`; a
             server back within it is survived with nothing lost. Keep it below
             ``grace_period`` where several workers run: a trial silent for longer is retried.
@@ -160,9 +142,6 @@ def open_storage(
         raise StorageError(
             f"heartbeat_interval={heartbeat_interval!r} is invalid; expected whole seconds from 1 to 86400"
         )
-    retry_seconds = _RETRY_SECONDS.get() if retry_seconds is None else retry_seconds
-    if isinstance(retry_seconds, bool) or not isinstance(retry_seconds, (int, float)) or not 0 <= retry_seconds <= 86400:
-        raise StorageError(f"retry_seconds={retry_seconds!r} is invalid; expected seconds from 0 to 86400")
     grace_period = 3 * heartbeat_interval if grace_period is None else grace_period
     if not is_int(grace_period) or grace_period <= heartbeat_interval:
         raise StorageError(
@@ -178,21 +157,7 @@ def open_storage(
         return storage
     if url.startswith("sqlite:///"):
         check_storage_file(Path(url[len("sqlite:///") :]), "sqlite")
-    engine_kwargs, where = _check_connection(url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        callback = _retry_callback()
-    arguments = dict(
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-    )
-    arguments[_RETRY_ARGUMENT] = callback
-    storage = _with_retry(lambda: _rdb_storage(url, arguments), url)
-    if url.startswith("sqlite:"):
-        _use_write_ahead_log(storage.engine)
-    else:
-        storage.retry_seconds = retry_seconds
+    storage, where = open_database(url, heartbeat_interval, grace_period, retry_seconds, MAX_RETRY)
     storage = optuna.storages.get_storage(storage)
     _LABELS[storage] = (describe(url), where)
     return storage
@@ -200,26 +165,6 @@ def open_storage(
 
 #: Storage opened here -> (its URL without the password, host:port or file), for messages.
 _LABELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-_RETRY_SECONDS: contextvars.ContextVar = contextvars.ContextVar("retry_seconds", default=DEFAULT_RETRY)
-
-
-@contextlib.contextmanager
-def retrying(seconds: float):
-    """Inside this block, :func:`open_storage` gives a database storage ``seconds`` of retries
-    by default (``budgetnet search --storage-retry``).
-
-    Example:
-        >>> with retrying(5):
-        ...     _RETRY_SECONDS.get()
-        5
-    """
-    token = _RETRY_SECONDS.set(seconds)
-    try:
-        yield
-    finally:
-        _RETRY_SECONDS.reset(token)
 
 
 def storage_label(storage: optuna.storages.BaseStorage) -> tuple[str, str]:
@@ -274,33 +219,6 @@ def storage_lost(label: tuple[str, str], error: Exception) -> StorageError:
     )
 
 
-def _use_write_ahead_log(engine) -> None:
-    """SQLite in WAL mode: readers never block the writer (local workers), and a commit
-    costs about half as much. Fine on a local disk; SQLite files do not belong on NFS.
-
-    Each transaction also begins with ``BEGIN IMMEDIATE``. Python's sqlite3 otherwise starts
-    a transaction only at the first write, so Optuna's "read WAITING, write RUNNING" (how a
-    worker takes a queued trial; ``SELECT ... FOR UPDATE`` is a no-op on SQLite) let two
-    processes take the same trial and run it twice (measured: 6-10 of 400 queued trials
-    taken twice by two processes)."""
-    from sqlalchemy import event
-
-    def on_connect(connection, record):
-        connection.isolation_level = None  # the driver sends no BEGIN of its own; on_begin does
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    def on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    event.listen(engine, "connect", on_connect)
-    event.listen(engine, "begin", on_begin)
-    engine.dispose()  # connections opened while creating the tables come back with the pragmas
-
-
-# -- existing files ----------------------------------------------------------------------------------
 _SQLITE_HEADER = b"SQLite format 3\x00"
 #: A table every Optuna RDB storage holds; an SQLite file with tables but not this one is another program's.
 _OPTUNA_TABLE = "studies"
@@ -381,86 +299,6 @@ def _open_journal(path: Path) -> optuna.storages.BaseStorage:
         raise StorageError(f"storage journal:{path} cannot be opened: {error}") from None
 
 
-# -- databases ---------------------------------------------------------------------------------------
-try:  # Optuna >= 4.9 renamed the retry callback and the storage argument that takes it.
-    from optuna.storages import RetryHeartbeatStaleTrialCallback as RetryCallback
-
-    _RETRY_ARGUMENT = "heartbeat_stale_trial_callback"
-except ImportError:  # pragma: no cover - older Optuna
-    from optuna.storages import RetryFailedTrialCallback as RetryCallback
-
-    _RETRY_ARGUMENT = "failed_trial_callback"
-
-
-def _retry_callback():
-    return RetryCallback(max_retry=MAX_RETRY)
-
-
-def _rdb_storage(url: str, arguments: dict) -> optuna.storages.RDBStorage:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _RetryingRDBStorage(url, **arguments)
-
-
-class _RetryingRDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDBStorage whose calls retry a lost connection with back-off (0.5 s doubling
-    to 5 s) for ``retry_seconds`` (0 for SQLite: a file does not restart). A write whose
-    commit reached the server just as the connection broke may be made twice (rare)."""
-
-    retry_seconds: float = 0
-
-
-def _connection_lost(error: BaseException) -> bool:
-    """True when a lost or refused connection is behind ``error`` (not bad data)."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (OperationalError, InterfaceError)) or (
-            isinstance(error, DBAPIError) and error.connection_invalidated
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
-
-
-def _retrying(name: str):
-    plain = getattr(optuna.storages.RDBStorage, name)
-
-    def method(self, *args, **kwargs):
-        deadline, delay = None, 0.5
-        while True:
-            try:
-                return plain(self, *args, **kwargs)
-            except Exception as error:
-                now = time.monotonic()
-                deadline = now + self.retry_seconds if deadline is None else deadline
-                if now >= deadline or not _connection_lost(error):
-                    raise
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, 5.0)
-
-    method.__name__ = method.__qualname__ = name
-    return method
-
-
-# Every RDBStorage method Optuna's cached storage and studies call.
-for _name in (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
-    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_all_studies", "create_new_trial", "_create_new_trial", "set_trial_param", "_set_trial_param",
-    "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
-    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials", "get_best_trial",
-    "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
-):  # fmt: skip
-    setattr(_RetryingRDBStorage, _name, _retrying(_name))
-
-
-def _host_port(parsed) -> str:
-    return f"{parsed.host or 'localhost'}:{parsed.port or _DEFAULT_PORTS.get(parsed.get_backend_name(), '?')}"
-
-
 def url_label(url: str) -> tuple[str, str]:
     """What :func:`storage_label` gives for the storage :func:`open_storage` opens at ``url``
     (a canonical URL, :func:`storage_url`), without opening it.
@@ -478,80 +316,9 @@ def url_label(url: str) -> tuple[str, str]:
     from sqlalchemy.engine import make_url
 
     try:
-        return describe(url), _host_port(make_url(url))
+        return describe(url), host_port(make_url(url))
     except Exception:  # a malformed URL: nothing to say about where
         return describe(url), "?"
-
-
-def _check_connection(url: str) -> dict:
-    """Connect once, so a wrong URL fails here with its host and port; returns the engine
-    kwargs and where it connects (host:port, or the SQLite file)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise StorageError(
-            f"storage={describe(url)!r} is not a valid database URL; expected "
-            "postgresql+psycopg2://USER:PASSWORD@HOST:PORT/DB or sqlite:///FILE.db"
-        ) from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:"):
-            raise StorageError(
-                f"storage {url}: an in-memory SQLite database keeps nothing after this process and no other "
-                "worker sees it; expected sqlite:///FILE.db"
-            )
-        if not Path(database).parent.is_dir():
-            raise StorageError(
-                f"storage {url}: directory {str(Path(database).parent)!r} does not exist; "
-                "expected the SQLite file in an existing directory"
-            )
-        # Several local workers share the file: wait for its lock instead of failing at once.
-        engine_kwargs = {"connect_args": {"timeout": 60}}
-        where = database
-    else:
-        engine_kwargs = {"pool_pre_ping": True}
-        if backend == "postgresql":
-            engine_kwargs["connect_args"] = {"connect_timeout": 10}
-        where = _host_port(parsed)
-    try:
-        engine = create_engine(parsed, **engine_kwargs)
-    except (NoSuchModuleError, ModuleNotFoundError, ImportError) as error:
-        raise StorageError(
-            f"storage {describe(url)}: the database driver is not installed ({error}); for "
-            "PostgreSQL run pip install 'budgetnet[postgres]' (psycopg2-binary)"
-        ) from None
-    try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except SQLAlchemyError as error:
-        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
-        reason = reason[0] if reason else type(error).__name__
-        raise StorageError(
-            f"storage {describe(url)}: cannot connect to {where} ({reason}); expected a running "
-            "database server at that host and port that accepts these credentials"
-        ) from None
-    finally:
-        engine.dispose()
-    return engine_kwargs, where
-
-
-def _with_retry(make, url: str, attempts: int = 8):
-    """Call ``make()``, retrying the races of several workers creating one schema or study."""
-    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-
-    for attempt in range(attempts):
-        try:
-            return make()
-        except (IntegrityError, ProgrammingError, OperationalError) as error:
-            if attempt == attempts - 1:
-                reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-                raise StorageError(f"storage {describe(url)}: setting up the tables failed ({reason})") from None
-            time.sleep(0.1 + random.random() * 0.4 * (attempt + 1))
 
 
 #: The longest study name every storage holds (PostgreSQL's and MySQL's column is VARCHAR(512)).

@@ -58,7 +58,7 @@ from budgetnet.errors import SearchError
 from budgetnet.cost.memory import check_fits, parse_bytes
 from budgetnet.studies.objective import train_baseline_runs
 from budgetnet.studies.progress import quiet_optuna
-from budgetnet.studies.record import StudyRecord, TrialRecord
+from budgetnet.studies.record import StudyRecord
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import (
     CONTROLS,

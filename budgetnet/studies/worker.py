@@ -34,7 +34,8 @@ from budgetnet.studies.progress import progress_bar
 from budgetnet.studies.results import arm as trial_arm
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import Settings
-from budgetnet.studies.storage import RetryCallback, heartbeat_interval, storage_label, storage_lost
+from budgetnet.studies.database import RetryCallback
+from budgetnet.studies.storage import heartbeat_interval, storage_label, storage_lost
 
 
 class _TrialEnded(Exception):

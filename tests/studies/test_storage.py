@@ -282,7 +282,7 @@ def test_the_journal_lock_of_a_dead_process_is_broken_at_once(tmp_path):
 def test_a_lost_database_connection_is_retried_for_the_given_seconds(monkeypatch):
     from sqlalchemy.exc import IntegrityError, OperationalError
 
-    from budgetnet.studies import storage as storage_module
+    from budgetnet.studies import database as storage_module
 
     calls = []
 

@@ -13,7 +13,7 @@ from processes import QUICK, budgetnet_command, mid_trial, wait_for
 
 from budgetnet.studies.journal import process_alive
 from budgetnet.studies.record import TrialRecord
-from budgetnet.studies.storage import RetryCallback
+from budgetnet.studies.database import RetryCallback
 from budgetnet.studies.study import counted_trials
 
 EPOCHS = 40
