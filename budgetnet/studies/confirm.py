@@ -43,6 +43,7 @@ from budgetnet.checks import is_int
 from budgetnet.errors import ConfirmError
 from budgetnet.studies.record import StudyRecord, TrialRecord
 from budgetnet.studies.results import arm, completed
+from budgetnet.studies.settings import LATENCY_REPEATS
 from budgetnet.studies.verdict import format_confirmation, verdict
 
 __all__ = ["confirm", "format_confirmation", "held_out", "fold_data", "mean_interval", "paired_difference", "verdict"]
@@ -341,12 +342,13 @@ class Runner:
         if self._taken_before(trial.number, job["key"]):  # two processes queued the same job: one runs it
             TrialRecord.write(trial, status="surplus", error=f"retraining {job['key']} is already claimed")
             raise _NoJob
-        accuracy = self.run_job(trial, job)
+        values = self.run_job(trial, job)
+        accuracy = values[0]
         self.bar.update(1)
         if self.lines:
             print(f"confirm: {job['model']} seed {job['seed']}" + ("" if job["fold"] is None else f" fold {job['fold']}")
                   + f": held-out accuracy {accuracy:.4f}", flush=True)  # fmt: skip
-        return accuracy
+        return values
 
     def _taken_before(self, number: int, key: str) -> bool:
         """True when a lower-numbered trial runs or ran job ``key`` (``ask`` claims the oldest
@@ -356,8 +358,9 @@ class Runner:
             for other in confirm_trials(self.study, (TrialState.RUNNING, TrialState.COMPLETE))
         )
 
-    def run_job(self, trial, job: dict) -> float:
-        """Retrain (or, for the first seed on the test split, reuse kept weights) and score one run."""
+    def run_job(self, trial, job: dict) -> list[float]:
+        """Retrain (or, for the first seed on the test split, reuse kept weights) and score one
+        run; its values in the study's objective order (:meth:`values`)."""
         from budgetnet.graph.arch import Arch
         from budgetnet.training.train import evaluate, fit
 
@@ -379,7 +382,30 @@ class Runner:
             accuracy = 0.0 if result.diverged else evaluate(result.model, self.data, device=self.device)["accuracy"]
             TrialRecord.write(trial, epochs=result.epochs_run, train_seconds=float(result.seconds))
         TrialRecord.write(trial, status="ok", val_accuracy=float(accuracy), trial_seconds=time.perf_counter() - start)
-        return float(accuracy)
+        return self.values(job, accuracy)
+
+    def values(self, job: dict, accuracy: float) -> list[float]:
+        """The held-out accuracy, then the study's other objectives as the model's own costs:
+        its Eqn. (1) MACs, or the latency measured for it in the search (the baseline's with
+        its runs; measured here where none was), so a multi-objective study takes the run."""
+        values = [float(accuracy)]
+        for objective in StudyRecord.read(self.study).objectives[1:]:
+            values.append(float(job["macs"]) if objective == "macs" else self._latency(job))
+        return values
+
+    def _latency(self, job: dict) -> float:
+        if job["trial"] is None:
+            latency = (StudyRecord.read(self.study).baseline_result or {}).get("latency_ms")
+        else:
+            latency = TrialRecord.read(self.study.get_trials(deepcopy=False)[job["trial"]]).latency_ms
+        if latency is None:
+            from budgetnet.cost.latency import measure
+            from budgetnet.graph.arch import Arch
+
+            arch = Arch.from_dict(job["arch"])
+            latency = measure(arch, device=self.device, batch_size=1, repeats=LATENCY_REPEATS["cheap"], warmup=3,
+                              norm=self.norm).ms_per_image  # fmt: skip
+        return float(latency)
 
     def _kept_model(self, arch, job: dict):
         """The search's trained weights, for the first seed on the test split (same data,

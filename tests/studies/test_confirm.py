@@ -248,3 +248,26 @@ def test_on_the_test_split_the_first_seed_reuses_kept_weights(tmp_path, monkeypa
     assert kept.weights == str(tmp_path.absolute() / "trial0.pt") and kept.epochs is None  # scored, not retrained
     assert runs[("trial 0", 1)].weights is None and runs[("trial 0", 1)].epochs == 1
     assert runs[("baseline", 0)].weights is None
+
+
+@pytest.mark.parametrize("cost", ["macs", "latency"])
+def test_a_multi_objective_study_is_confirmed_with_each_models_own_cost(cost):
+    """A confirmation retraining is a trial of the study: it gives as many values as the study
+    has objectives, the held-out accuracy first, then the model's own cost (its Eqn. (1)
+    MACs, or the latency measured for it in the search)."""
+    data = tiny_digits()
+    study = budgetnet.search("small", data, n_trials=3, epochs=1, seed=0, progress=False, objectives=("accuracy", cost),
+                             train_baseline=True, storage=optuna.storages.InMemoryStorage())  # fmt: skip
+    report = confirm(study, top=1, seeds=2, folds=2, data=data, device="cpu", progress=False)
+    runs = confirm_trials(study, (TrialState.COMPLETE,))
+    assert len(runs) == 2 * 2 * 2 and not confirm_trials(study, (TrialState.FAIL,))  # 2 models x 2 seeds x 2 folds
+    baseline = StudyRecord.read(study).baseline_result
+    for run in runs:
+        job = TrialRecord.read(run).confirm
+        searched = None if job["trial"] is None else TrialRecord.read(study.trials[job["trial"]])
+        if cost == "macs":
+            expected = baseline["macs"] if searched is None else searched.macs
+        else:
+            expected = baseline["latency_ms"] if searched is None else searched.latency_ms
+        assert run.values == [TrialRecord.read(run).val_accuracy, pytest.approx(expected)]
+    assert StudyRecord.read(study).confirmation["complete"] and report is not None
