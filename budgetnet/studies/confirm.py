@@ -43,6 +43,7 @@ from budgetnet.checks import is_int
 from budgetnet.errors import ConfirmError
 from budgetnet.studies.record import StudyRecord, TrialRecord
 from budgetnet.studies.results import arm, completed
+from budgetnet.studies.progress import quiet_optuna
 from budgetnet.studies.settings import LATENCY_REPEATS
 from budgetnet.studies.verdict import format_confirmation, verdict
 
@@ -198,6 +199,7 @@ def confirm(
     data=None,
     device: str = "auto",
     progress: bool = True,
+    verbose: bool = False,
 ) -> dict:
     """Retrain the search's best candidates and its baseline on several seeds, held out.
 
@@ -211,6 +213,7 @@ def confirm(
             from the study's settings).
         device: where to train.
         progress: a progress bar on a terminal (a line per retraining otherwise).
+        verbose: keep Optuna's own ``[I ...]`` line per retraining (hidden by default).
 
     Returns:
         The report (also stored on the study): ``held_out``, ``models`` (per model ``runs``,
@@ -246,7 +249,8 @@ def confirm(
     jobs = [_job(model, seed, fold, scheme) for model in models for seed, fold in scheme["units"]]
     _queue_missing(study, jobs)
     runner = Runner(study, data, search_recipe(record), record.setting("norm"), device)
-    runner.run_queued(progress, total=len(jobs))
+    with quiet_optuna(not verbose):
+        runner.run_queued(progress, total=len(jobs))
     report = summarize_confirmation(study, models, scheme)
     report["seconds"] = time.perf_counter() - started
     StudyRecord.write(study, confirmation=report)

@@ -1,5 +1,5 @@
 """What a search shows while it runs: plain lines off a terminal, the epoch on the bar, a quiet
-Python API, the baseline's own lines, repeated architectures counted in words."""
+Python API (search and confirm), the baseline's own lines, repeated architectures counted in words."""
 
 import io
 import json
@@ -116,13 +116,15 @@ def test_the_python_api_hides_optunas_info_lines_unless_verbose():
     code = (
         "import budgetnet, optuna\n"
         "data = budgetnet.load_data('digits', limit=60)\n"
-        "budgetnet.search('small', data, n_trials=1, epochs=1, seed=0, progress=False,\n"
-        "                 storage=optuna.storages.InMemoryStorage(), verbose={verbose})\n"
+        "study = budgetnet.search('small', data, n_trials=1, epochs=1, seed=0, progress=False,\n"
+        "                         storage=optuna.storages.InMemoryStorage(), verbose={verbose})\n"
+        "budgetnet.confirm(study, top=1, seeds=1, folds=2, data=data, progress=False, verbose={verbose})\n"
     )
     quiet = subprocess.run([sys.executable, "-c", code.format(verbose=False)], capture_output=True, text=True)
     loud = subprocess.run([sys.executable, "-c", code.format(verbose=True)], capture_output=True, text=True)
     assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
     assert "[I " not in quiet.stderr and "Trial 0 finished" in loud.stderr
+    assert "Trial 1 finished" in loud.stderr  # the confirmation's first retraining, also hidden by default
 
 
 def test_search_restores_optunas_log_level(monkeypatch):
