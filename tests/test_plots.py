@@ -169,3 +169,26 @@ def test_confirmation_and_proxy_plots_are_pngs(tmp_path):
               "noise_ceiling": tau, "short_epochs": 2, "long_epochs": 6}  # fmt: skip
     proxy_scatter(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_long_verdict_and_held_out_text_stay_inside_a_narrow_confirmation_plot(tmp_path):
+    from budgetnet.plots import confirmation
+    from budgetnet.studies.confirm import mean_interval
+
+    rows = [{"model": "baseline", "ratio": 1.0, "arm": "baseline", "runs": [0.7, 0.8], "interval": mean_interval([0.7, 0.8])},
+            {"model": "trial 1", "ratio": 0.9, "arm": "search", "runs": [0.5, 0.6], "interval": mean_interval([0.5, 0.6])}]  # fmt: skip
+    verdict = ("no candidate beats the baseline at this budget: the baseline beats every one; trial 1, the closest, "
+               "trails it by 20.5 points (95% CI 11.6 to 29.4) at 0.90x its cost")  # fmt: skip
+    held_out = ("3-fold over the whole set (946 images: train, val and test; each image held out once per seed), "
+                "3 seeds: 9 runs per model")  # fmt: skip
+    figure = confirmation({"models": rows, "verdict": verdict, "held_out": {"text": held_out}}, tmp_path / "c.png")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure).draw()  # laid out as in the saved PNG
+    renderer = figure.canvas.get_renderer()
+    page = figure.bbox
+    axes = figure.axes[0]
+    for text in (axes.title, axes.xaxis.label):
+        box = text.get_window_extent(renderer)
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, text.get_text()
+    assert " ".join(axes.title.get_text().split()) == "confirmation: " + verdict  # wrapped, nothing cut
