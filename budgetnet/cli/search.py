@@ -331,12 +331,13 @@ def interrupted_line(url: str, study_name: str, argv) -> str:
 
     kept = "every finished trial"
     try:
-        counts = trial_counts(load_study(open_storage(url), study_name))
+        counts = trial_counts(load_study(open_storage(url, retry_seconds=0), study_name))  # no wait on a lost server
         kept = f"its {counts['finished']} finished trials"
     except Exception:  # the study was not set up yet, or its storage is gone: nothing to count
         pass
     command = shlex.join(["budgetnet", *argv])
-    return f"budgetnet search: interrupted; study {study_name!r} keeps {kept} (a trial in training is queued again). Resume: {command}"
+    return (f"budgetnet search: interrupted; study {study_name!r} keeps {kept} (a trial in training is queued "
+            f"again). Resume: {command}")  # fmt: skip
 
 
 def _run_workers(args, study, url: str, start: float, progress: bool) -> None:
