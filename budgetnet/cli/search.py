@@ -46,7 +46,7 @@ from budgetnet.errors import SearchError
 NAME = "search"
 HELP = "search for the most accurate architecture inside a budget (Optuna study)"
 
-#: What `budgetnet search` runs with no options (119 s on two idle cores with its confirmation, README).
+#: What `budgetnet search` runs with no options (122 s on two idle cores with its confirmation, README).
 DEFAULT_TRIALS = 50
 DEFAULT_EPOCHS = 15
 #: The baseline of the main job (small space, digits, no --baseline or --budget): a tight budget.

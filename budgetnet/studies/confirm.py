@@ -351,7 +351,7 @@ class Runner:
         self.bar.update(1)
         if self.lines:
             print(f"confirm: {job['model']} seed {job['seed']}" + ("" if job["fold"] is None else f" fold {job['fold']}")
-                  + f": held-out accuracy {accuracy:.4f}", flush=True)  # fmt: skip
+                  + f": held-out accuracy {accuracy:.4f}", file=sys.stderr, flush=True)  # fmt: skip
         return values
 
     def _taken_before(self, number: int, key: str) -> bool:
