@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import random
 import time
 import warnings
@@ -90,7 +91,38 @@ def open_database(url: str, heartbeat_interval: int, grace_period: int, retry_se
         _use_write_ahead_log(storage.engine)
     else:
         storage.retry_seconds = retry_seconds
+        logging.getLogger(_OPTUNA_RDB_LOGGER).addFilter(LOST_CONNECTION_NOISE)  # once: the same object
     return storage, where
+
+
+#: The logger of Optuna's RDBStorage.
+_OPTUNA_RDB_LOGGER = "optuna.storages._rdb.storage"
+
+
+class _LostConnectionNoise(logging.Filter):
+    """Drops Optuna's warning that reads a lost server as too many SQL variables ("Caught an
+    error from sqlalchemy: ... server closed the connection ... Falling back to a slower
+    alternative"): the retry, or the one-line storage error after it, says what happened.
+
+    Example:
+        >>> record = logging.makeLogRecord({"msg": "Caught an error from sqlalchemy: (psycopg2.OperationalError) "
+        ...                                        "server closed the connection unexpectedly. Falling back"})
+        >>> LOST_CONNECTION_NOISE.filter(record)
+        False
+        >>> LOST_CONNECTION_NOISE.filter(logging.makeLogRecord({"msg": "Caught an error from sqlalchemy: too many "
+        ...                                                           "SQL variables. Falling back"}))  # kept
+        True
+    """
+
+    SIGNS = ("server closed the connection", "connection refused", "could not connect", "terminating connection",
+             "connection to server")  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Caught an error from sqlalchemy") and any(s in text.lower() for s in self.SIGNS))
+
+
+LOST_CONNECTION_NOISE = _LostConnectionNoise()
 
 
 try:  # Optuna >= 4.9 renamed the retry callback and the storage argument that takes it.
