@@ -43,6 +43,7 @@ from budgetnet.checks import is_int
 from budgetnet.errors import ConfirmError
 from budgetnet.studies.record import StudyRecord, TrialRecord
 from budgetnet.studies.results import arm, completed
+from budgetnet.studies.objective import latency_ms
 from budgetnet.studies.progress import quiet_optuna
 from budgetnet.studies.settings import LATENCY_REPEATS
 from budgetnet.studies.verdict import format_confirmation, verdict
@@ -403,12 +404,9 @@ class Runner:
         else:
             latency = TrialRecord.read(self.study.get_trials(deepcopy=False)[job["trial"]]).latency_ms
         if latency is None:
-            from budgetnet.cost.latency import measure
             from budgetnet.graph.arch import Arch
 
-            arch = Arch.from_dict(job["arch"])
-            latency = measure(arch, device=self.device, batch_size=1, repeats=LATENCY_REPEATS["cheap"], warmup=3,
-                              norm=self.norm).ms_per_image  # fmt: skip
+            latency = latency_ms(Arch.from_dict(job["arch"]), self.device, LATENCY_REPEATS["cheap"], self.norm)
         return float(latency)
 
     def _kept_model(self, arch, job: dict):

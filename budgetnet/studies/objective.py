@@ -78,7 +78,7 @@ class Objective:
 
     def _arch_latency(self, arch) -> float:
         """Latency of an untrained candidate (an infeasible one), for the Pareto plot."""
-        latency = _latency(arch, self.settings.device, LATENCY_REPEATS["objective"], self.settings.norm)
+        latency = latency_ms(arch, self.settings.device, LATENCY_REPEATS["objective"], self.settings.norm)
         TrialRecord.write(self.trial, latency_ms=latency)
         return latency
 
@@ -139,7 +139,7 @@ class Objective:
             TrialRecord.write(trial, weights=_save_weights(result.model, settings.keep_weights, trial.number))
         repeats = LATENCY_REPEATS["objective" if "latency" in settings.objectives else "cheap"]
         start = time.perf_counter()
-        latency = _latency(result.model, str(result.device), repeats)
+        latency = latency_ms(result.model, str(result.device), repeats)
         TrialRecord.write(trial, latency_seconds=time.perf_counter() - start, latency_ms=latency)
         return self._values(result.val_accuracy, macs, lambda: latency)
 
@@ -188,7 +188,7 @@ def train_baseline_runs(
             "device": str(result.device),
         }
         if not runs:
-            run["latency_ms"] = _latency(result.model, run["device"], LATENCY_REPEATS["cheap"])
+            run["latency_ms"] = latency_ms(result.model, run["device"], LATENCY_REPEATS["cheap"])
         run["seconds"] = time.perf_counter() - start
         runs.append(run)
     report = complexity(settings.space.baseline)
@@ -203,8 +203,14 @@ def train_baseline_runs(
     }
 
 
-def _latency(model_or_arch, device: str, repeats: int, norm: str | None = None) -> float:
-    """Milliseconds per image at batch 1 (``norm`` builds an Arch)."""
+def latency_ms(model_or_arch, device: str, repeats: int, norm: str | None = None) -> float:
+    """Milliseconds per image at batch 1, as a search records it (``norm`` builds an Arch).
+
+    Example:
+        >>> import budgetnet
+        >>> latency_ms(budgetnet.parse("(3,4) gap", input_shape=(1, 8, 8), num_classes=10), "cpu", 2) > 0
+        True
+    """
     from budgetnet.cost.latency import measure
 
     return float(

@@ -30,7 +30,7 @@ from budgetnet.studies.confirm import Runner
 from budgetnet.studies.journal import process_alive
 from budgetnet.studies.objective import Interrupted, Objective
 from budgetnet.studies.record import TrialRecord
-from budgetnet.studies.progress import progress_bar
+from budgetnet.studies.progress import progress_bar, quiet_optuna
 from budgetnet.studies.results import arm as trial_arm
 from budgetnet.studies.results import is_finished
 from budgetnet.studies.settings import Settings
@@ -348,28 +348,22 @@ def recover_trials(study: optuna.Study, *, older_than: float = 0.0, workers: Seq
     return recovered
 
 
-class _quiet_optuna:
+@contextlib.contextmanager
+def _quiet_optuna(active: bool):
     """Optuna's logging during a search: its per-trial INFO lines would break a progress bar
-    on screen (warnings only then), and its warning with a traceback for each trial that
-    failed is dropped when the trial record already says why (:class:`_TrialEnded`, Ctrl-C)."""
-
-    def __init__(self, active: bool):
-        self._active = active
-        self._filter = _HideEndedTrials()
-
-    def __enter__(self):
-        self._level = optuna.logging.get_verbosity()
-        if self._active:
-            optuna.logging.set_verbosity(max(self._level, optuna.logging.WARNING))
-        self._handlers = logging.getLogger("optuna").handlers + logging.getLogger().handlers
-        for handler in self._handlers:
-            handler.addFilter(self._filter)
-        return self
-
-    def __exit__(self, *exc):
-        for handler in self._handlers:
-            handler.removeFilter(self._filter)
-        optuna.logging.set_verbosity(self._level)
+    on screen (warnings only then, :func:`~budgetnet.studies.progress.quiet_optuna`), and its
+    warning with a traceback for each trial that failed is dropped when the trial record
+    already says why (:class:`_TrialEnded`, Ctrl-C)."""
+    hide = _HideEndedTrials()
+    handlers = logging.getLogger("optuna").handlers + logging.getLogger().handlers
+    for handler in handlers:
+        handler.addFilter(hide)
+    try:
+        with quiet_optuna(active):
+            yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(hide)
 
 
 class _HideEndedTrials(logging.Filter):
