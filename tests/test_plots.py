@@ -192,3 +192,15 @@ def test_a_long_verdict_and_held_out_text_stay_inside_a_narrow_confirmation_plot
         box = text.get_window_extent(renderer)
         assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, text.get_text()
     assert " ".join(axes.title.get_text().split()) == "confirmation: " + verdict  # wrapped, nothing cut
+
+
+def test_the_history_ticks_are_whole_trial_numbers():
+    import optuna
+
+    from budgetnet.plots import optimization_history
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.7, 0.6, 0.8):
+        study.add_trial(optuna.create_trial(value=value, user_attrs={"status": "ok"}))
+    ticks = optimization_history(study).axes[0].get_xticks()
+    assert all(float(tick).is_integer() for tick in ticks)

@@ -112,6 +112,9 @@ def optimization_history(study, path: str | Path | None = None):
             axes.scatter(*zip(*points), s=22, alpha=0.8, label=label, **styles[label])
     if best_line:
         axes.plot(*zip(*best_line), color="tab:red", drawstyle="steps-post", label="best so far")
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial numbers, never 0.5
     return _finish_accuracy_plot(figure, axes, "trial", f"{study.study_name}: optimisation history", path)
 
 
