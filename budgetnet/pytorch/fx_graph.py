@@ -31,6 +31,7 @@ from torch import fx, nn
 from budgetnet.checks import check_shape
 from budgetnet.errors import ArchError, BudgetNetError, UnsupportedModuleError
 from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Residual
+from budgetnet.graph.carry import carry_regions
 from budgetnet.graph.dag import INPUT, read_graph_nodes
 from budgetnet.graph.layers import Act, Add, Cat, Gate, GlobalPool, Mul, Norm, Scale, Shuffle, Slice
 from budgetnet.graph.shapes import infer_shapes
@@ -159,6 +160,7 @@ class _Importer:
         self._fuse()
         self._concatenations()
         self._chained_concatenations()
+        carry_regions(self.graph, self.input_shape, self._carried)
         try:
             layers, leaves, blocks = read_graph_nodes(self.graph)
         except ArchError as error:
@@ -199,6 +201,14 @@ class _Importer:
         self.graph.add_node(node, layer=layer)
         for source in sources:
             self.graph.add_edge(source, node)
+        return node
+
+    def _carried(self, layer: Layer, sources: list) -> int:
+        """A slice or concatenation that carries maps through a region that is not
+        series-parallel (:mod:`budgetnet.graph.carry`): no module of the network computes it."""
+        node = self._new(layer, sources)
+        if isinstance(layer, Slice):
+            self.records[node] = ImportedLayer(f"channels {layer.start}:{layer.stop} of the carried maps", layer)
         return node
 
     def _leaf(self, op: Op, source_node: fx.Node, layer: Layer, tensors: dict | None = None) -> int:

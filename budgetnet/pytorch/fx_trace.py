@@ -77,7 +77,26 @@ def trace(module: nn.Module) -> fx.GraphModule:
     finally:
         for m, mode in training.items():
             m.training = mode
+    _drop_unread(graph, tracer.root)
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
+
+
+#: Modules whose output, when nothing reads it, leaves no trace: no in-place change, no state in eval mode.
+_PURE = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.Identity)
+
+
+def _drop_unread(graph: fx.Graph, root: nn.Module) -> None:
+    """Work whose result nothing reads, removed: items taken from a split or a tuple and left
+    (Res2Net's ``sp = spx[0]  # redundant``) and convs, norms and pools computed and thrown
+    away (the projection timm's DLA computes for every tree, used or not). They do not change
+    the logits and would otherwise end the graph beside its real output."""
+    for node in reversed(list(graph.nodes)):
+        if node.users:
+            continue
+        pure_item = node.op == "call_function" and node.target is operator.getitem
+        pure_module = node.op == "call_module" and isinstance(root.get_submodule(node.target), _PURE)
+        if pure_item or pure_module:
+            graph.erase_node(node)
 
 
 class _ShapeRecorder(fx.Interpreter):

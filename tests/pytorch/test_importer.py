@@ -336,8 +336,21 @@ class DeadBranch(nn.Module):
         self.fc = nn.Linear(2 * 8 * 8, 3)
 
     def forward(self, x):
-        self.unused(x)
+        torch.sigmoid(self.unused(x))  # a function's result left unread: refused, not guessed at
         return self.fc(torch.flatten(self.used(x), 1))
+
+
+class DeadConv(DeadBranch):
+    def forward(self, x):
+        self.unused(x)  # a conv computed and thrown away (timm's DLA): dropped, as it changes nothing
+        return self.fc(torch.flatten(self.used(x), 1))
+
+
+def test_a_conv_whose_output_nobody_reads_is_dropped():
+    model = DeadConv().eval()
+    arch = budgetnet.Arch.from_module(model, (3, 8, 8))  # checked numerically by default
+    assert str(arch) == "(1,2)p0@none flat"
+    assert budgetnet.conv_macs(arch) == 3 * 2 * 8 * 8  # the used 1x1 conv only: c_in * c_out * pixels
 
 
 class DataDependent(nn.Module):
