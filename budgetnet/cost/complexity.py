@@ -40,10 +40,10 @@ class LayerCost:
     kind: str
     stage: int | None
     in_channels: int
-    kernel_size: int | None
+    kernel_size: int | tuple[int, int] | None
     out_channels: int
     stride: int | None
-    padding: int | None
+    padding: int | tuple[int, int] | None
     out_size: str
     macs: int
     params: int
@@ -80,7 +80,7 @@ def layer_cost(info: LayerShape) -> LayerCost:
         macs = eqn1_term(info)
         # a bias without batch norm; BN's scale and shift with it
         extra = 2 * layer.out_channels if layer.norm == "batch" else layer.out_channels
-        params = in_channels // layer.groups * kernel**2 * layer.out_channels + extra
+        params = in_channels // layer.groups * math.prod(layer.kernel_hw) * layer.out_channels + extra
     elif isinstance(layer, BLOCKS):
         macs = sum(eqn1_term(inner) for inner in info.walk() if inner.kind == "conv")
         add_ops = out_elements if isinstance(layer, Residual) else 0
@@ -191,7 +191,7 @@ class ComplexityReport:
                     _kernel_text(row),
                     str(row.out_channels),
                     "" if row.stride is None else str(row.stride),
-                    "" if row.padding is None else str(row.padding),
+                    "" if row.padding is None else "x".join(map(str, row.padding)) if isinstance(row.padding, tuple) else str(row.padding),
                     row.out_size,
                     format_count(row.macs) if row.macs else "",
                     format_count(row.params) if row.params else "",
@@ -280,7 +280,7 @@ def conv_macs(arch: Arch) -> int:
 
 def eqn1_term(info: LayerShape) -> int:
     """One conv's term of Eqn. (1): ``(n_{l-1} / g) * s_l^2 * n_l * m_l^2`` (``H * W`` for
-    ``m_l^2``, ``g`` the groups).
+    ``m_l^2``, ``g`` the groups; a non-square filter's ``s_l^2`` is its height times its width).
 
     Example:
         >>> import budgetnet
@@ -289,7 +289,7 @@ def eqn1_term(info: LayerShape) -> int:
     """
     layer = info.layer
     return (
-        info.in_shape[0] // layer.groups * layer.kernel_size**2 * layer.out_channels
+        info.in_shape[0] // layer.groups * math.prod(layer.kernel_hw) * layer.out_channels
         * info.out_shape[1] * info.out_shape[2]
     )
 
@@ -297,7 +297,8 @@ def eqn1_term(info: LayerShape) -> int:
 def _kernel_text(row: LayerCost) -> str:
     if row.kernel_size is None:
         return ""
-    text = f"{row.kernel_size}x{row.kernel_size}" + (f" d{row.dilation}" if row.dilation != 1 else "")
+    height, width = row.kernel_size if isinstance(row.kernel_size, tuple) else (row.kernel_size, row.kernel_size)
+    text = f"{height}x{width}" + (f" d{row.dilation}" if row.dilation != 1 else "")
     return text if not row.groups or row.groups == 1 else f"{text} g{row.groups}"
 
 

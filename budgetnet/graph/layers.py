@@ -71,6 +71,16 @@ def check_int(layer: str, field: str, value, minimum: int) -> None:
         raise LayerSpecError(layer, field, value, f"an integer >= {minimum}")
 
 
+def _sides(layer: str, field: str, value, minimum: int):
+    """An integer, or a pair ``(height, width)`` of integers (one integer when they are equal)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2 or not all(is_int(side, minimum) for side in value):
+            raise LayerSpecError(layer, field, value, f"an integer >= {minimum} or a pair (height, width) of them")
+        return value[0] if value[0] == value[1] else (value[0], value[1])
+    check_int(layer, field, value, minimum)
+    return value
+
+
 def _check_choice(layer: str, field: str, value, choices) -> None:
     if value not in choices:
         raise LayerSpecError(layer, field, value, f"one of {choices}")
@@ -133,13 +143,15 @@ def _repr(self) -> str:
 
 @dataclass(frozen=True)
 class Conv:
-    """A square convolution, optionally batch-normalized, then its activation.
+    """A convolution, optionally batch-normalized, then its activation.
 
     Args:
-        kernel_size: filter side ``s``.
+        kernel_size: filter side ``s``, or ``(height, width)`` for a non-square filter
+            (Inception's 1x7 and 7x1; stored as one number when the sides are equal).
         out_channels: number of filters ``n`` (the paper's "width").
         stride: subsampling factor.
-        padding: pixels on each side, or ``None`` to follow the paper's rules.
+        padding: pixels on each side, ``(rows, columns)`` for a non-square filter, or ``None``
+            to follow the paper's rules (a non-square filter: each odd side padded to keep the map).
         groups: grouped convolution (ResNeXt's cardinality); in and out channels must divide.
         depthwise: one group per input channel (MobileNet); ``out_channels`` is then a
             multiple of the input channels (the channel multiplier). Shape inference sets
@@ -156,12 +168,14 @@ class Conv:
         Conv(kernel_size=3, out_channels=256, stride=1, padding=None, groups=1, depthwise=False, activation='relu', norm=None)
         >>> Conv(3, 32, norm="batch", norm_eps=1e-3, dilation=2)
         Conv(kernel_size=3, out_channels=32, stride=1, padding=None, groups=1, depthwise=False, activation='relu', norm='batch', dilation=2, norm_eps=0.001)
+        >>> Conv((1, 7), 192, padding=(0, 3)).kernel_hw, Conv((3, 3), 8).kernel_size
+        ((1, 7), 3)
     """
 
-    kernel_size: int
+    kernel_size: int | tuple[int, int]
     out_channels: int
     stride: int = 1
-    padding: int | None = None
+    padding: int | tuple[int, int] | None = None
     groups: int = 1
     depthwise: bool = False
     activation: str = "relu"
@@ -174,11 +188,11 @@ class Conv:
     __repr__ = _repr
 
     def __post_init__(self):
-        check_int("conv", "kernel_size", self.kernel_size, 1)
+        object.__setattr__(self, "kernel_size", _sides("conv", "kernel_size", self.kernel_size, 1))
         check_int("conv", "out_channels", self.out_channels, 1)
         check_int("conv", "stride", self.stride, 1)
         if self.padding is not None:
-            check_int("conv", "padding", self.padding, 0)
+            object.__setattr__(self, "padding", _sides("conv", "padding", self.padding, 0))
         check_int("conv", "groups", self.groups, 1)
         if not isinstance(self.depthwise, bool):
             raise LayerSpecError("conv", "depthwise", self.depthwise, "True or False")
@@ -195,9 +209,28 @@ class Conv:
             raise LayerSpecError("conv", "norm_eps", self.norm_eps, "the defaults without norm='batch'")
 
     @property
+    def square(self) -> bool:
+        """True for a conv that treats rows and columns alike: a square filter and padding
+        (every rewrite rule's conv; a 1x7, or a 3x3 padded ``(1, 0)``, is not)."""
+        return isinstance(self.kernel_size, int) and not isinstance(self.padding, tuple)
+
+    @property
+    def kernel_hw(self) -> tuple[int, int]:
+        """The filter's ``(height, width)``."""
+        return self.kernel_size if isinstance(self.kernel_size, tuple) else (self.kernel_size, self.kernel_size)
+
+    @property
     def field(self) -> int:
-        """The side of the input window one output pixel sees, ``dilation * (k - 1) + 1``."""
+        """The side of the input window one output pixel sees, ``dilation * (k - 1) + 1``
+        (square filters; :attr:`field_hw` gives both sides of any filter)."""
+        if isinstance(self.kernel_size, tuple):
+            raise ArchError(f"conv kernel_size={self.kernel_size} is not square; expected field_hw for its two sides")
         return self.dilation * (self.kernel_size - 1) + 1
+
+    @property
+    def field_hw(self) -> tuple[int, int]:
+        """The input window one output pixel sees, ``(height, width)``."""
+        return tuple(self.dilation * (k - 1) + 1 for k in self.kernel_hw)
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,8 @@ _ACTIVATION_NAMES = "|".join(sorted(ACTIVATIONS, key=len, reverse=True))
 _ACTIVATION_TEXT = rf"(?:leaky_relu\([0-9.eE+-]+\)|{_ACTIVATION_NAMES})"
 _ACTIVATION = re.compile(rf"@({_ACTIVATION_TEXT}){_ACTIVATION_END}")
 _CONV = re.compile(
-    rf"\(\s*{_INT}\s*,\s*{_INT}\s*\)(?:/{_INT})?(?:p{_INT})?(?:d{_INT})?(?:g{_INT}|(dw))?(bn(?:\(([^()]*)\))?)?"
+    rf"\(\s*{_INT}(?:x{_INT})?\s*,\s*{_INT}\s*\)(?:/{_INT})?(?:p(?:{_INT}|\(\s*{_INT}\s*,\s*{_INT}\s*\)))?(?:d{_INT})?"
+    rf"(?:g{_INT}|(dw))?(bn(?:\(([^()]*)\))?)?"
 )
 _POOL = re.compile(rf"(max|avg)?{_INT}(?:/{_INT})?(?:p{_INT})?(?:\(([^()]*)\))?")
 _SPP = re.compile(r"(max|avg)?spp(?:\(([^)]*)\))?")
@@ -195,14 +196,14 @@ def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
         match = _CONV.match(text, position)
         if not match:
             raise NotationError(text, column, "malformed conv; expected (KERNEL,FILTERS) like (3,256)")
-        kernel, filters, stride, padding, dilation, groups, depthwise, norm, norm_args = match.groups()
-        options = _arguments(text, match.start(9), norm_args, ("eps", "momentum"), 0) if norm_args is not None else {}
+        kernel, width, filters, stride, padding, rows, columns, dilation, groups, depthwise, norm, norm_args = match.groups()
+        options = _arguments(text, match.start(12), norm_args, ("eps", "momentum"), 0) if norm_args is not None else {}
         activation, end = _suffix_activation(text, match.end())
         layer = Conv(
-            int(kernel),
+            int(kernel) if width is None else (int(kernel), int(width)),
             int(filters),
             1 if stride is None else int(stride),
-            None if padding is None else int(padding),
+            int(padding) if padding is not None else None if rows is None else (int(rows), int(columns)),
             groups=1 if groups is None else int(groups),
             depthwise=depthwise is not None,
             activation=activation,

@@ -74,14 +74,19 @@ def format_layer(layer: Layer) -> str:
         '(2,256)/2'
         >>> format_layer(Conv(3, 32, 2, 1, norm="batch", norm_eps=1e-3, activation="hardswish"))
         '(3,32)/2p1bn(eps=0.001)@hardswish'
+        >>> format_layer(Conv((1, 7), 192, padding=(0, 3), norm="batch"))
+        '(1x7,192)p(0,3)bn'
         >>> format_layer(Gate((GlobalPool(), Conv(1, 8, activation="silu"), Conv(1, 32, activation="sigmoid"))))
         'gate[gpool (1,8)@silu (1,32)@sigmoid]'
     """
     if isinstance(layer, Conv):
-        text = f"({layer.kernel_size},{layer.out_channels})"
+        kernel = "x".join(map(str, layer.kernel_hw)) if isinstance(layer.kernel_size, tuple) else layer.kernel_size
+        text = f"({kernel},{layer.out_channels})"
         if layer.stride != 1:
             text += f"/{layer.stride}"
-        if layer.padding is not None:
+        if isinstance(layer.padding, tuple):
+            text += "p({},{})".format(*layer.padding)
+        elif layer.padding is not None:
             text += f"p{layer.padding}"
         if layer.dilation != 1:
             text += f"d{layer.dilation}"

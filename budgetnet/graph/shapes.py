@@ -162,10 +162,27 @@ def _resolved_conv(layer: Conv, groups: int, padding: int) -> Conv:
 
 def _conv_shape(name, layer: Conv, shape, padding) -> tuple[Conv, tuple[int, int, int]]:
     channels, height, width = shape
-    _check_window(name, layer, (height, width), layer.field, padding)
+    pads = padding if isinstance(padding, tuple) else (padding, padding)
+    for side, field, pad in zip((height, width), layer.field_hw, pads):
+        _check_window(name, layer, (side,), field, pad)
     layer = _resolved_conv(layer, _resolve_groups(name, layer, channels), padding)
-    size = tuple(conv_output_size(m, layer.field, layer.stride, padding) for m in (height, width))
+    size = tuple(conv_output_size(m, field, layer.stride, pad) for m, field, pad in zip((height, width), layer.field_hw, pads))
     return layer, (layer.out_channels, *size)
+
+
+def _non_square_padding(name: str, layer: Conv) -> int | tuple[int, int]:
+    """A non-square filter's padding: as written, or each side padded to keep the map, which
+    needs odd sides (Inception's 1x7: ``(0, 3)``)."""
+    if layer.padding is not None:
+        return layer.padding
+    fields = layer.field_hw
+    if any(field % 2 == 0 for field in fields):
+        raise ShapeError(
+            f"{name} ({format_layer(layer)}): a {fields[0]}x{fields[1]} filter has an even side, which no automatic "
+            "padding keeps centred; expected an explicit padding p(ROWS,COLUMNS)"
+        )
+    rows, columns = ((field - 1) // 2 for field in fields)
+    return rows if rows == columns else (rows, columns)
 
 
 def _pool_shape(name, layer: Pool, shape) -> tuple[int, int, int]:
@@ -217,7 +234,11 @@ def _infer_branch(layers, shape, prefix, index, stage, shortcut) -> tuple[list[L
         name = f"{prefix}{layer.kind}{counters[layer.kind]}"
         in_shape = shape
         inner: tuple = ()
-        if isinstance(layer, Conv):
+        if isinstance(layer, Conv) and not layer.square:
+            layer, shape = _conv_shape(name, layer, shape, _non_square_padding(name, layer))
+            if layer.stride > 1:
+                target = shape[1]
+        elif isinstance(layer, Conv):
             padding = layer.padding
             kernel = layer.field
             if padding is None:
@@ -311,7 +332,7 @@ def _following_even_convs(layers: Sequence[Layer], index: int) -> int:
     scales and drops between them do not break the row)."""
     count = 0
     for layer in layers[index + 1 :]:
-        if isinstance(layer, Conv) and layer.stride == 1 and layer.padding is None and layer.field % 2 == 0:
+        if isinstance(layer, Conv) and layer.stride == 1 and layer.padding is None and layer.square and layer.field % 2 == 0:
             count += 1
         elif not isinstance(layer, ELEMENTWISE):
             break
@@ -352,7 +373,14 @@ def infer_shapes(
         in_shape = shape
         layer_stage = stage if isinstance(layer, FEATURE_LAYERS) else None
         inner: tuple = ()
-        if isinstance(layer, Conv):
+        if isinstance(layer, Conv) and not layer.square:
+            padding = _non_square_padding(name, layer)
+            pads = padding if isinstance(padding, tuple) else (padding, padding)
+            target = [conv_output_size(t, f, layer.stride, p) for t, f, p in zip(target, layer.field_hw, pads)]
+            delayed = False
+            layer, shape = _conv_shape(name, layer, (channels, height, width), padding)
+            channels, height, width = shape
+        elif isinstance(layer, Conv):
             size = [height, width]
             kernel, stride = layer.field, layer.stride
             padding = layer.padding

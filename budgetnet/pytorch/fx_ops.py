@@ -32,11 +32,12 @@ from budgetnet.pytorch.fx_trace import is_parameter, parameter_of, tensor_inputs
 from budgetnet.pytorch.modules import SpatialPyramidPool
 
 SUPPORTED = (
-    "supported: Conv2d (square kernels; any stride, padding, dilation and groups), BatchNorm2d, GroupNorm, "
+    "supported: Conv2d (any kernel and padding, square stride and dilation, any groups), BatchNorm2d, GroupNorm, "
     "LayerNorm over channels, ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
     "Max/AvgPool2d, global pooling (AdaptiveAvgPool2d(1), x.mean((2, 3))), residual adds, torch.cat, "
     "channel splits (chunk, split, slices) and shuffles, squeeze-excitation gates (x * gate), layer scale, "
-    "stochastic depth, Identity and Dropout, a flatten and Linear layers, in a series-parallel graph"
+    "stochastic depth, Identity and Dropout, a flatten and Linear layers; branches that do not nest (Res2Net, DLA) "
+    "where the maps they carry have one size"
 )
 
 #: Activation modules by exact type (subclasses may compute something else).
@@ -316,22 +317,23 @@ def conv_layer(m: nn.Conv2d, where: str, in_shape) -> Conv:
     """The :class:`Conv` of a conv module, its activation ``"none"`` until one is fused."""
     if m.padding_mode != "zeros":
         raise _refuse(where, f"padding_mode={m.padding_mode!r}; expected 'zeros'")
-    kernel = square(where, "kernel_size", m.kernel_size)
     stride = square(where, "stride", m.stride)
     dilation = square(where, "dilation", m.dilation)
+    kernels = tuple(m.kernel_size)  # (height, width): Inception's 1x7 and 7x1 as written
     if type(m).__name__ == "Conv2dSame":  # timm's TensorFlow 'same' padding, worked out per input
+        kernel = square(where, "kernel_size", m.kernel_size, "a square kernel with TensorFlow's 'same' padding")
         padding = 0 if same_pad(m, in_shape) is not None else _same_padding(where, in_shape, kernel, stride, dilation)
     elif m.padding == "valid":
         padding = 0
     elif m.padding == "same":
-        if (dilation * (kernel - 1)) % 2:
-            raise _refuse(where, f"padding='same' with kernel_size={kernel} pads unevenly; expected an odd field")
-        padding = dilation * (kernel - 1) // 2
+        if any((dilation * (k - 1)) % 2 for k in kernels):
+            raise _refuse(where, f"padding='same' with kernel_size={m.kernel_size} pads unevenly; expected an odd field")
+        padding = tuple(dilation * (k - 1) // 2 for k in kernels)
     else:
-        padding = square(where, "padding", m.padding)
+        padding = tuple(m.padding)
     depthwise = m.groups == m.in_channels and m.groups > 1
     try:
-        return Conv(kernel, m.out_channels, stride, padding, groups=1 if depthwise else m.groups,
+        return Conv(kernels, m.out_channels, stride, padding, groups=1 if depthwise else m.groups,
                     depthwise=depthwise, activation="none", dilation=dilation)  # fmt: skip
     except BudgetNetError as error:
         raise UnsupportedModuleError(f"{where}: {error}") from None

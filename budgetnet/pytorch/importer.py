@@ -2,11 +2,15 @@
 
 The module is traced with ``torch.fx`` in eval mode, every node's output shape propagated
 on the meta device. Its forward may branch and merge, as residual, Inception, DenseNet,
-ShuffleNet and squeeze-excitation networks do, as long as the graph is series-parallel
-(each fork closed by one add, concatenation or gate product; see :mod:`budgetnet.graph.dag`).
+ShuffleNet and squeeze-excitation networks do. The graph is read as series-parallel blocks
+(each fork closed by one add, concatenation or gate product; see :mod:`budgetnet.graph.dag`);
+a region that is not (Res2Net's hierarchical split, RexNet's add into a slice, DPN's dual
+paths, DLA's tree aggregation) is carried through as a chain of concatenations of the maps
+it still needs (:mod:`budgetnet.graph.carry`), with the same layers, weights and Eqn. (1).
 What it takes (:data:`SUPPORTED`; :mod:`budgetnet.pytorch.fx_ops` reads each node):
 
-* convs (``Conv2d``: square kernels, any stride, padding, dilation and groups; timm's
+* convs (``Conv2d``: any kernel and padding, as Inception's 1x7 and 7x1, a square stride and
+  dilation, any groups; timm's
   ``Conv2dSame`` where its TensorFlow padding is even), batch norm (any ``eps``,
   ``momentum``, ``affine``), ``GroupNorm``, layer norm over the channels (``LayerNorm2d``,
   or ``LayerNorm`` and ``F.layer_norm`` on a channels-last map), timm's norm + activation
@@ -35,9 +39,10 @@ shortcut that equals the automatic one is stored as automatic, so a torchvision 
 imports equal to the same net written in the notation.
 
 Anything else raises :class:`~budgetnet.errors.UnsupportedModuleError` naming the feature in
-words and the module path: non-square kernels, self-attention, upsampling, explicit
-padding, ECA's 1-D conv, data-dependent control flow (fx cannot trace it), graphs that are
-not series-parallel, and channel counts that do not chain. After the import every leaf's
+words and the module path: self-attention, upsampling, explicit padding, ECA's 1-D conv,
+data-dependent control flow (fx cannot trace it), regions that are not series-parallel and
+whose carried maps differ in size, and channel counts that do not chain. Convs, norms and
+pools whose output nothing reads (timm's DLA computes some) are dropped first. After the import every leaf's
 output shape is checked against the Arch's shape inference, and (unless ``verify=False``)
 the model built from the Arch with the module's own weights must compute the module's
 outputs, layer by layer, within a relative error of 1e-4 (:mod:`budgetnet.pytorch.verify`);

@@ -111,8 +111,10 @@ def check_shape_for(imported: Imported) -> tuple[int, ...]:
 def _every_tap_used(info) -> bool:
     """Whether each kernel row (and column) of a conv or pool reads a real pixel somewhere."""
     layer = info.layer
-    kernel, stride, padding = layer.kernel_size, layer.stride, layer.padding
-    for size_in, size_out in zip(info.in_shape[1:], info.out_shape[1:]):
+    kernels = layer.kernel_hw if isinstance(layer, Conv) else (layer.kernel_size,) * 2
+    paddings = layer.padding if isinstance(layer.padding, tuple) else (layer.padding,) * 2
+    stride = layer.stride
+    for size_in, size_out, kernel, padding in zip(info.in_shape[1:], info.out_shape[1:], kernels, paddings):
         for tap in range(kernel):
             if not any(0 <= o * stride - padding + tap < size_in for o in range(size_out)):
                 return False

@@ -96,7 +96,7 @@ def _inner(block: Residual) -> list[int]:
 
 def _spatial(block: Residual) -> list[int]:
     """Positions of the body convs larger than 1x1."""
-    return [i for i, conv in enumerate(block.body) if conv.kernel_size > 1]
+    return [i for i, conv in enumerate(block.body) if max(conv.kernel_hw) > 1]
 
 
 def _with_body(block: Residual, body: Sequence[Conv]) -> Residual:
@@ -109,7 +109,7 @@ def _set_widths(block: Residual, width: int, groups: int | None = None) -> Resid
     body = list(block.body)
     for i in _inner(block):
         conv = body[i]
-        new_groups = groups if groups is not None and conv.kernel_size > 1 and not conv.depthwise else conv.groups
+        new_groups = groups if groups is not None and max(conv.kernel_hw) > 1 and not conv.depthwise else conv.groups
         body[i] = replace(conv, out_channels=width, groups=new_groups)
     if groups is not None:
         last = body[-1]
@@ -160,7 +160,7 @@ def _recount(infos: Sequence[LayerShape], layers: Sequence[Layer], channels: int
             groups = channels if layer.depthwise else layer.groups
             if channels % groups or layer.out_channels % groups:
                 return None
-            total += channels // groups * layer.kernel_size**2 * layer.out_channels * info.out_shape[1] * info.out_shape[2]
+            total += channels // groups * math.prod(layer.kernel_hw) * layer.out_channels * info.out_shape[1] * info.out_shape[2]
             channels = layer.out_channels
         elif isinstance(layer, Residual):
             body = info.inner[: len(layer.body)]
@@ -542,6 +542,8 @@ class BlockFilterRule(BlockRule):
 def _spatial_kernel(block: Residual) -> int | None:
     """The block's spatial filter size: one conv larger than 1x1, or 2 for a pair of 2x2."""
     spatial = _spatial(block)
+    if not all(block.body[i].square for i in spatial):
+        return None  # a non-square filter (1x7) has no size to trade
     kernels = [block.body[i].kernel_size for i in spatial]
     if len(spatial) == 1 and kernels[0] != 2:
         return kernels[0]

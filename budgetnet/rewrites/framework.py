@@ -546,7 +546,7 @@ class Rule:
             if not is_plain_conv(arch, info.index):
                 raise self._refuse(
                     site,
-                    f"layer {info.index} {written} is not a plain conv: a depthwise or grouped conv, or "
+                    f"layer {info.index} {written} is not a plain conv: a non-square filter, a depthwise or grouped conv, or "
                     "the 1x1 expansion or projection of an inverted-residual block or gate, keeps its "
                     "block's widths; the paper's rules replace dense convs of a plain stage",
                 )
@@ -680,7 +680,7 @@ def _is_local_layers(layers: Sequence[Layer]) -> bool:
 
 def _context_free(layer: Layer) -> bool:
     if isinstance(layer, Conv):
-        return layer.padding is not None or (layer.stride == 1 and layer.field % 2 == 1)
+        return layer.padding is not None or not layer.square or (layer.stride == 1 and layer.field % 2 == 1)
     return isinstance(layer, (Residual, Concat, Gate, Pool, *ELEMENTWISE))
 
 

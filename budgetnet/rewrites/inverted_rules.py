@@ -105,7 +105,7 @@ def read_unit(layers: Sequence[Layer]) -> MBConv | None:
         return None
     depthwise, project = layers[0], layers[-1]
     gate = layers[1] if len(layers) == 3 else None
-    if not (isinstance(depthwise, Conv) and depthwise.depthwise and depthwise.dilation == 1):
+    if not (isinstance(depthwise, Conv) and depthwise.depthwise and depthwise.dilation == 1 and depthwise.square):
         return None
     if expand is not None and expand.out_channels != depthwise.out_channels:
         return None

@@ -92,8 +92,8 @@ def is_plain_conv(arch: Arch, index: int) -> bool:
     """
     layers = arch.layers
     layer = layers[index] if 0 <= index < len(layers) else None
-    if not isinstance(layer, Conv) or not is_dense(layer):
-        return False
+    if not isinstance(layer, Conv) or not is_dense(layer) or not layer.square:
+        return False  # a non-square filter (Inception's 1x7) has no size to trade: no rule takes it
     return layer.kernel_size > 1 or not has_block_roles(layers)
 
 

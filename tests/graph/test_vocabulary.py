@@ -47,6 +47,7 @@ ROUND_TRIPS = [
     "bn(affine=false) hardsigmoid maxgpool flat fc(64,0.2)@hardswish",
     "relux2 bnx2 (3,8)@mish (3,8)@tanh gap",
     "pad(0,1,0,1) (3,16)/2p0 gap",
+    "(1x7,16)p(0,3)bn (7x1,16)bn@silu (1x3,8)/2 cat[(1x3,4) | (3x1,4)p(1,0)] gap",
 ]
 
 
@@ -75,6 +76,8 @@ LEAVES = st.sampled_from(
         Conv(3, 8, norm="batch", norm_eps=1e-3, activation="hardswish"),
         Conv(3, 8, dilation=2, activation="gelu"),
         Conv(1, 8, activation="none"),
+        Conv((1, 7), 8, norm="batch"),
+        Conv((5, 3), 8, padding=(2, 0), dilation=2),
         Pool(3, 1, 1, ceil_mode=True),
         Pool(3, 1, 1, "avg", count_include_pad=False),
     ]
@@ -111,6 +114,8 @@ def test_random_nets_print_parse_and_json_round_trip(layers):
         ("relu(2) gap", 1, "relu takes no arguments"),
         ("gate[(1,8) | (1,8)] gap", 1, "gate[BODY] takes one non-empty body"),
         ("scale(big) gap", 1, "scale init='big' is not a number"),
+        ("(1x,8) gap", 1, "malformed conv; expected (KERNEL,FILTERS) like (3,256)"),
+        ("(1x7,8)p(0) gap", 8, "unexpected 'p' after a layer"),
     ],
 )
 def test_malformed_leaves_name_the_column(text, column, message):
@@ -134,6 +139,10 @@ def test_malformed_leaves_name_the_column(text, column, message):
         (lambda: Shuffle(1), "shuffle: groups=1 is invalid; expected an integer >= 2"),
         (lambda: GlobalPool("sum"), "gpool: mode='sum' is invalid; expected one of ('max', 'avg')"),
         (lambda: Conv(3, 8, dilation=0), "conv: dilation=0 is invalid; expected an integer >= 1"),
+        (lambda: Conv((1, 7, 1), 8), "conv: kernel_size=(1, 7, 1) is invalid; expected an integer >= 1 or a pair (height, "
+                                     "width) of them"),
+        (lambda: Conv((0, 3), 8), "conv: kernel_size=(0, 3) is invalid; expected an integer >= 1 or a pair"),
+        (lambda: Conv((1, 3), 8, padding=(0, -1)), "conv: padding=(0, -1) is invalid; expected an integer >= 0 or a pair"),
         (lambda: Conv(3, 8, norm_eps=1e-3), "conv: norm_eps=0.001 is invalid; expected the defaults without norm='batch'"),
         (lambda: Pool(2, ceil_mode="yes"), "pool: ceil_mode='yes' is invalid; expected one of (False, True)"),
         (lambda: Gate(()), "gate: body=() is invalid; expected at least one layer"),
@@ -187,6 +196,28 @@ def test_uneven_padding_is_a_layer_before_the_conv():
     x = torch.randn(1, *SHAPE)
     conv = model.features[1]
     assert torch.equal(model.features(x), F.relu(conv(F.pad(x, (0, 1, 0, 1)))))
+
+
+def test_a_non_square_filter_counts_height_times_width_and_keeps_the_map():
+    arch = parse("(1x7,16)bn (7x1,16) (1x3,8)/2p(0,1) gap")
+    assert [info.layer.padding for info in arch.convs] == [(0, 3), (3, 0), (0, 1)]  # automatic: each odd side kept
+    assert [info.out_shape for info in arch.convs] == [(16, 12, 12), (16, 12, 12), (8, 6, 6)]
+    # Eqn. (1) by hand: n_in * (kh * kw) * n_out * H * W
+    assert budgetnet.conv_macs(arch) == 8 * 7 * 16 * 144 + 16 * 7 * 16 * 144 + 16 * 3 * 8 * 36
+    x = torch.zeros(1, *SHAPE)
+    for info, torch_conv in zip(arch.convs, [torch.nn.Conv2d(8, 16, (1, 7), padding=(0, 3)),
+                                             torch.nn.Conv2d(16, 16, (7, 1), padding=(3, 0)),
+                                             torch.nn.Conv2d(16, 8, (1, 3), 2, (0, 1))]):  # fmt: skip
+        x = torch_conv(x)
+        assert x.shape[1:] == info.out_shape
+    assert "1x7" in budgetnet.complexity(arch).table() and "0x3" in budgetnet.complexity(arch).table()
+
+
+def test_a_non_square_filter_with_an_even_side_needs_its_padding_written():
+    with pytest.raises(ShapeError, match=r"conv1 \(\(1x2,8\)\): a 1x2 filter has an even side.*expected an explicit "
+                                         r"padding p\(ROWS,COLUMNS\)"):
+        parse("(1x2,8) gap")
+    assert parse("(1x2,8)p(0,1) gap").feature_shape == (8, 12, 13)
 
 
 def test_dilated_conv_counts_its_taps_and_widens_its_field():

@@ -340,6 +340,18 @@ class DeadBranch(nn.Module):
         return self.fc(torch.flatten(self.used(x), 1))
 
 
+def test_non_square_kernels_and_paddings_import_exactly():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, (3, 1)), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=(1, 0)), nn.ReLU(),
+                          nn.Conv2d(4, 4, (1, 5), padding="same"), nn.Flatten(), nn.Linear(4 * 6 * 6, 2)).eval()  # fmt: skip
+    arch = budgetnet.Arch.from_module(model, (3, 8, 8))  # checked numerically by default
+    assert str(arch) == "(3x1,4)p0 + (3,4)p(1,0) + (1x5,4)p(0,2)@none flat"
+    # by hand: 3x1 on 8x8 -> 6x8; 3x3 padded (1, 0) -> 6x6; 1x5 'same' -> 6x6
+    assert budgetnet.conv_macs(arch) == 3 * 3 * 4 * 6 * 8 + 4 * 9 * 4 * 6 * 6 + 4 * 5 * 4 * 6 * 6
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(budgetnet.build(arch, weights_from=model).eval()(x), model(x))
+
+
 class DeadConv(DeadBranch):
     def forward(self, x):
         self.unused(x)  # a conv computed and thrown away (timm's DLA): dropped, as it changes nothing
@@ -414,19 +426,9 @@ class Pair(nn.Module):
 SUPPORTED = "supported: Conv2d"
 UNSUPPORTED = [
     pytest.param(
-        [nn.Conv2d(3, 4, (3, 1)), *_head(4 * 6 * 8)],
-        "'0' (Conv2d): kernel_size=(3, 1) (a non-square kernel)",
-        id="kernel",
-    ),
-    pytest.param(
         [nn.Conv2d(3, 4, 3, stride=(1, 2)), *_head(4 * 6 * 3)],
         "'0' (Conv2d): stride=(1, 2) (a non-square stride)",
         id="stride",
-    ),
-    pytest.param(
-        [nn.Conv2d(3, 4, 3, padding=(1, 0)), *_head(4 * 8 * 6)],
-        "'0' (Conv2d): padding=(1, 0) (a non-square padding)",
-        id="padding",
     ),
     pytest.param(
         [nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), *_head(256)],
@@ -435,7 +437,7 @@ UNSUPPORTED = [
     ),
     pytest.param(
         [nn.Conv2d(3, 4, 2, padding="same"), *_head(256)],
-        "'0' (Conv2d): padding='same' with kernel_size=2 pads unevenly",
+        "'0' (Conv2d): padding='same' with kernel_size=(2, 2) pads unevenly",
         id="same even",
     ),
     pytest.param(
