@@ -44,7 +44,7 @@ ACTIVATIONS = (
 NORMS = (None, "batch")
 #: What a :class:`Norm` normalizes over: batch statistics, channel groups, or the channels
 #: of each pixel (ConvNeXt's ``LayerNorm2d``).
-NORM_TYPES = ("batch", "group", "layer")
+NORM_TYPES = ("batch", "group", "layer", "response")
 #: torch's defaults for batch norm.
 DEFAULT_EPS = 1e-5
 DEFAULT_MOMENTUM = 0.1
@@ -343,12 +343,14 @@ class FC:
 @dataclass(frozen=True)
 class Norm:
     """A normalization on its own (not fused into a conv): batch norm anywhere (pre-activation,
-    after a pool or a concat), group norm, or layer norm over each pixel's channels.
+    after a pool or a concat), group norm, layer norm over each pixel's channels, or ConvNeXt
+    V2's global response norm (``"response"``: ``x + gamma * x * N(x) + beta``, ``N(x)`` each
+    channel's L2 norm over the map divided by its mean over the channels).
 
     Args:
         norm: one of :data:`NORM_TYPES`.
         eps, momentum: torch's ``eps`` and (batch norm) ``momentum``.
-        affine: a learned scale and shift per channel.
+        affine: a learned scale and shift per channel (the response norm's ``gamma``, ``beta``).
         groups: the channel groups of a group norm (it must divide the channels).
 
     Example:

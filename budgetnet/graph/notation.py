@@ -63,7 +63,7 @@ _FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 # The leaves named by a word, with optional arguments in parentheses.
 _NAME_END = r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 _NAMED = re.compile(
-    rf"(bn|gn|ln|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
+    rf"(bn|gn|ln|grn|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
     r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 )
 _POOL_FLAGS = ("ceil", "exclude_pad")
@@ -334,9 +334,9 @@ def _named_leaf(text: str, match: re.Match) -> Layer:
     if body is not None and name in ("maxgpool", "gpool", *(a for a in ACTIVATIONS if a != "leaky_relu")):
         raise NotationError(text, column, f"{name} takes no arguments; expected {name} alone")
     body = body or ""
-    if name in ("bn", "ln"):
+    if name in ("bn", "ln", "grn"):
         options = _arguments(text, column, body, ("eps", "momentum", "affine") if name == "bn" else ("eps", "affine"), 0)
-        return Norm("batch" if name == "bn" else "layer", **options)
+        return Norm({"bn": "batch", "ln": "layer", "grn": "response"}[name], **options)
     if name == "gn":
         options = _arguments(text, column, body, ("eps", "affine"), 1)
         groups = _integer(text, column, "gn groups", options)

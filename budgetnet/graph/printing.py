@@ -117,8 +117,8 @@ def format_layer(layer: Layer) -> str:
         if layer.norm == "batch":
             return "bn" + _norm_options(layer.eps, layer.momentum, layer.affine)
         options = _norm_options(layer.eps, DEFAULT_MOMENTUM, layer.affine)
-        if layer.norm == "layer":
-            return "ln" + options
+        if layer.norm in ("layer", "response"):
+            return ("ln" if layer.norm == "layer" else "grn") + options
         return f"gn({layer.groups}{',' + options[1:-1] if options else ''})"
     if isinstance(layer, Act):
         return layer.activation

@@ -284,10 +284,11 @@ class _Importer:
         if layout == "last" and not isinstance(layer, (Norm, Act, Scale)) or (
             isinstance(layer, Norm) and layer.norm == "layer" and layout == "first" and type(op.module).__name__
             not in ("LayerNorm2d", "LayerNormAct2d") and op.module is not None
-        ):
+        ) or (isinstance(layer, Norm) and layer.norm == "response" and layout != _grn_layout(op.module)):
             raise UnsupportedModuleError(
                 f"{op.where} on a map with its channels {'last' if layout == 'last' else 'first'}; expected convs and "
-                f"pools on channels-first maps, layer norms over the channels of channels-last maps; {SUPPORTED}"
+                f"pools on channels-first maps, layer and response norms over the channels of the layout they were made for; "
+                f"{SUPPORTED}"
             )
         source = op.inputs[0]
         if op.pad is not None:  # TensorFlow's uneven "same" padding: a layer of its own, before the conv
@@ -492,6 +493,11 @@ class _Importer:
                 f"the forward of {type(self.root).__name__} returns {node.args[0]!r}; expected the output "
                 "of the last Linear, a single tensor of logits"
             )
+
+
+def _grn_layout(module: nn.Module) -> str:
+    """The layout timm's ``GlobalResponseNorm`` expects: its channels last or first."""
+    return "last" if getattr(module, "channel_dim", 1) == -1 else "first"
 
 
 def _head_layers(ops: list[Op], features: list[Layer], input_shape) -> tuple[list[Layer], list, torch.Tensor | None]:

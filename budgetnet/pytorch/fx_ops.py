@@ -33,7 +33,7 @@ from budgetnet.pytorch.modules import SpatialPyramidPool
 
 SUPPORTED = (
     "supported: Conv2d (any kernel and padding, square stride and dilation, any groups), BatchNorm2d, GroupNorm, "
-    "LayerNorm over channels, ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
+    "LayerNorm over channels, GlobalResponseNorm, ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
     "Max/AvgPool2d, global pooling (AdaptiveAvgPool2d(1), x.mean((2, 3))), residual adds, torch.cat, "
     "channel splits (chunk, split, slices) and shuffles, squeeze-excitation gates (x * gate), layer scale, "
     "stochastic depth, Identity and Dropout, a flatten and Linear layers; branches that do not nest (Res2Net, DLA) "
@@ -55,8 +55,6 @@ _ADDS = (operator.add, operator.iadd, torch.add)
 _MULS = (operator.mul, operator.imul, torch.mul)
 #: timm's norm + activation modules (kept whole by the tracer) and the norm each holds.
 NORM_ACT = {"BatchNormAct2d": "batch", "GroupNormAct": "group", "GroupNorm1Act": "group", "LayerNormAct2d": "layer"}
-#: Modules that torch.fx would trace into but that are one layer here.
-LEAF_CLASSES = (*NORM_ACT, "LayerNorm2d", "DropPath", "StochasticDepth", "Conv2dSame")
 #: Operations refused by what they are, not by their fx name.
 _FEATURES = {
     "matmul": "a matrix product of feature maps (self-attention)",
@@ -214,6 +212,8 @@ def _module_op(node: fx.Node, where: str, m: nn.Module) -> Op:
         return _norm_act_op(node, where, m, inputs, NORM_ACT[kind])
     if kind == "LayerNorm2d":
         return Op(node, where, "leaf", inputs, Norm("layer", eps=m.eps, affine=m.weight is not None), _affine(m), m)
+    if kind == "GlobalResponseNorm":  # timm's (ConvNeXt V2), on a channels-last or channels-first map
+        return Op(node, where, "leaf", inputs, Norm("response", eps=m.eps), _affine(m), m)
     if kind in ("DropPath", "StochasticDepth"):
         rate = float(getattr(m, "drop_prob", getattr(m, "p", 0.0)) or 0.0)
         if kind == "StochasticDepth" and m.mode != "row":
@@ -511,4 +511,4 @@ def _functional_layer_norm(node, where, inputs) -> Op:
     return Op(node, where, "leaf", maps[:1], Norm("layer", eps=eps, affine=tensors["weight"] is not None), tensors)
 
 
-__all__ = ["LEAF_CLASSES", "NORM_ACT", "Op", "SUPPORTED", "activation_of", "op_of", "pool_layer", "square"]
+__all__ = ["NORM_ACT", "Op", "SUPPORTED", "activation_of", "op_of", "pool_layer", "square"]

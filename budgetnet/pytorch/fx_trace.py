@@ -24,7 +24,7 @@ from budgetnet.pytorch.modules import SpatialPyramidPool
 #: Modules traced as one node although torch.fx would trace into them (by class name: timm's
 #: and torchvision's own classes, whose forward fx cannot always trace).
 LEAF_CLASSES = (
-    "BatchNormAct2d", "GroupNormAct", "GroupNorm1Act", "LayerNormAct2d", "LayerNorm2d", "DropPath",
+    "BatchNormAct2d", "GroupNormAct", "GroupNorm1Act", "LayerNormAct2d", "LayerNorm2d", "GlobalResponseNorm", "DropPath",
     "StochasticDepth", "Conv2dSame",
 )  # fmt: skip
 
@@ -82,7 +82,7 @@ def trace(module: nn.Module) -> fx.GraphModule:
 
 
 #: Modules whose output, when nothing reads it, leaves no trace: no in-place change, no state in eval mode.
-_PURE = (nn.Conv2d, nn.modules.batchnorm._BatchNorm, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.Identity)
+_PURE = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.Identity)
 
 
 def _drop_unread(graph: fx.Graph, root: nn.Module) -> None:

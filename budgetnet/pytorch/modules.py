@@ -97,6 +97,24 @@ class LayerNorm2d(nn.LayerNorm):
         return x.permute(0, 3, 1, 2)
 
 
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt V2's global response norm of an NCHW map: ``x + weight * x * n + bias``, with
+    ``n`` each channel's L2 norm over the map divided by the mean of those norms."""
+
+    def __init__(self, channels, eps=1e-05, affine=True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(channels)) if affine else None
+        self.bias = nn.Parameter(torch.zeros(channels)) if affine else None
+
+    def forward(self, x):
+        norms = x.norm(p=2, dim=(2, 3), keepdim=True)
+        response = x * (norms / (norms.mean(dim=1, keepdim=True) + self.eps))
+        if self.weight is None:
+            return x + response
+        return x + torch.addcmul(self.bias.view(1, -1, 1, 1), self.weight.view(1, -1, 1, 1), response)
+
+
 class LayerScale(nn.Module):
     """A learned multiplier per channel, starting at ``init`` (layer scale)."""
 
@@ -161,6 +179,7 @@ HELPERS = {
     "Concat": Concat,
     "Gate": Gate,
     "LayerNorm2d": LayerNorm2d,
+    "GlobalResponseNorm": GlobalResponseNorm,
     "LayerScale": LayerScale,
     "DropPath": DropPath,
     "ChannelSlice": ChannelSlice,
@@ -220,6 +239,8 @@ def _norm_spec(norm: Norm, channels: int) -> ModuleSpec:
         return ModuleSpec("nn.BatchNorm2d", (channels,), options)
     if norm.norm == "group":
         return ModuleSpec("nn.GroupNorm", (norm.groups, channels), {**options, **({} if norm.affine else {"affine": False})})
+    if norm.norm == "response":
+        return ModuleSpec("GlobalResponseNorm", (channels,), {**options, **({} if norm.affine else {"affine": False})})
     return ModuleSpec("LayerNorm2d", (channels,), {**options, **({} if norm.affine else {"elementwise_affine": False})})
 
 

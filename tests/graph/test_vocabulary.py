@@ -45,6 +45,7 @@ ROUND_TRIPS = [
     "res[(1,32)bn@silu (3,32)dwbn@silu gate[gpool (1,4)@silu (1,32)@sigmoid] (1,8)bn@none droppath(0.05)]@none gap",
     "cat[id | slice(0,4) (3,4)] shuffle(2) 3/2p1(ceil) avg2/2(ceil,exclude_pad) gpool (1,32)@hardswish flat",
     "bn(affine=false) hardsigmoid maxgpool flat fc(64,0.2)@hardswish",
+    "grn(eps=1e-06) grn(affine=false) grn gap",
     "relux2 bnx2 (3,8)@mish (3,8)@tanh gap",
     "pad(0,1,0,1) (3,16)/2p0 gap",
     "(1x7,16)p(0,3)bn (7x1,16)bn@silu (1x3,8)/2 cat[(1x3,4) | (3x1,4)p(1,0)] gap",
@@ -65,6 +66,7 @@ LEAVES = st.sampled_from(
         Norm("batch", affine=False),
         Norm("group", groups=4),
         Norm("layer", 1e-6),
+        Norm("response", 1e-6),
         Act("relu"),
         Act("silu"),
         Act("leaky_relu(0.2)"),
@@ -114,6 +116,7 @@ def test_random_nets_print_parse_and_json_round_trip(layers):
         ("relu(2) gap", 1, "relu takes no arguments"),
         ("gate[(1,8) | (1,8)] gap", 1, "gate[BODY] takes one non-empty body"),
         ("scale(big) gap", 1, "scale init='big' is not a number"),
+        ("grn(momentum=0.1) gap", 1, "unknown argument 'momentum'; expected one of eps, affine"),
         ("(1x,8) gap", 1, "malformed conv; expected (KERNEL,FILTERS) like (3,256)"),
         ("(1x7,8)p(0) gap", 8, "unexpected 'p' after a layer"),
     ],
@@ -128,7 +131,7 @@ def test_malformed_leaves_name_the_column(text, column, message):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: Norm("instance"), "norm: norm='instance' is invalid; expected one of ('batch', 'group', 'layer')"),
+        (lambda: Norm("instance"), "norm: norm='instance' is invalid; expected one of ('batch', 'group', 'layer', 'response')"),
         (lambda: Norm("group"), "norm: groups=None is invalid; expected an integer >= 1"),
         (lambda: Norm("batch", groups=2), "norm: groups=2 is invalid; expected None unless norm='group'"),
         (lambda: Norm(eps=0), "norm: eps=0 is invalid; expected a number > 0"),
@@ -229,9 +232,9 @@ def test_dilated_conv_counts_its_taps_and_widens_its_field():
 
 
 def test_norm_and_scale_parameters_are_counted():
-    report = budgetnet.complexity(parse("bn gn(4) ln bn(affine=false) scale gap"))
+    report = budgetnet.complexity(parse("bn gn(4) ln bn(affine=false) scale grn gap"))
     by_name = {row.name: row.params for row in report.rows}
-    assert (by_name["norm1"], by_name["norm2"], by_name["norm3"], by_name["norm4"]) == (16, 16, 16, 0)
+    assert (by_name["norm1"], by_name["norm2"], by_name["norm3"], by_name["norm4"], by_name["norm5"]) == (16, 16, 16, 0, 16)
     assert by_name["scale1"] == 8
 
 
@@ -268,6 +271,24 @@ def test_built_layers_compute_what_torch_computes():
     assert torch.allclose(out, y, atol=1e-5)
 
 
+def test_the_response_norm_computes_convnext_v2s_formula():
+    # Woo et al. 2023, Eqns. (1)-(3): G = per-channel L2 norm over the map, N = G / mean_c(G),
+    # out = gamma * (x * N) + beta + x; written here channel by channel, apart from budgetnet
+    torch.manual_seed(0)
+    model = budgetnet.build(parse("grn(eps=1e-06) gap")).eval()
+    grn = model.features[0]
+    with torch.no_grad():
+        grn.weight.uniform_(-1, 1)
+        grn.bias.uniform_(-1, 1)
+    x = torch.randn(2, *SHAPE)
+    norms = torch.stack([torch.sqrt((x[:, c] ** 2).sum(dim=(1, 2))) for c in range(SHAPE[0])], dim=1)  # (2, C)
+    expected = torch.empty_like(x)
+    for c in range(SHAPE[0]):
+        n = norms[:, c] / (norms.mean(dim=1) + 1e-6)
+        expected[:, c] = grn.weight[c] * x[:, c] * n.view(2, 1, 1) + grn.bias[c] + x[:, c]
+    assert torch.allclose(grn(x), expected, atol=1e-6)
+
+
 def test_droppath_is_the_identity_in_eval_and_drops_samples_in_training():
     model = budgetnet.build(parse("res[(3,8) droppath(0.5)]@none gap"))
     x = torch.randn(64, *SHAPE)
@@ -294,7 +315,8 @@ def test_an_activation_first_in_a_branch_does_not_change_the_shortcut():
 def test_the_standalone_export_builds_every_new_layer():
     arch = parse("(3,16)bn(eps=0.001) res[(1,32)bn@silu (3,32)dwbn@silu gate[gpool (1,4)@silu (1,32)@sigmoid] "
                  "(1,16)bn@none droppath(0.1)]@none cat[id | slice(0,8) (3,8)d2] shuffle(2) ln scale(1e-06) gn(4) "
-                 "leaky_relu(0.1) 3/2p1(ceil) gpool (1,32)@hardswish flat fc(64,0.2)@hardswish")  # fmt: skip
+                 "leaky_relu(0.1) grn(eps=1e-06) (1x3,32)p(0,1) 3/2p1(ceil) gpool (1,32)@hardswish flat "
+                 "fc(64,0.2)@hardswish")  # fmt: skip
     model = budgetnet.build(arch).eval()
     namespace: dict = {}
     exec(module_source(arch), namespace)  # the file imports only torch
