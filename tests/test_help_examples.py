@@ -358,3 +358,16 @@ def test_every_command_has_examples_and_each_is_run(capsys):
 
     assert {command.NAME for command in COMMANDS} == set(EXAMPLE_COUNTS)
     assert {name: len(help_examples(name, capsys)) for name in EXAMPLE_COUNTS} == EXAMPLE_COUNTS
+
+
+def test_the_top_level_help_lists_every_command_with_its_line(capsys):
+    # "budgetnet --help" is a new user's first command; a "%" in a command's line once crashed it
+    from budgetnet.cli import COMMANDS
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for command in COMMANDS:
+        assert f"{command.NAME} {' '.join(command.HELP.split()[:3])}" in text  # argparse wraps the rest
+    assert "a verdict with 95% CIs" in text

@@ -45,7 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         sub = commands.add_parser(
             command.NAME,
-            help=command.HELP,
+            help=command.HELP.replace("%", "%%"),  # argparse formats help with %: "95% CIs" must stay text
             description=command.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
