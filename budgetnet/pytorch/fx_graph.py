@@ -36,7 +36,7 @@ from budgetnet.graph.dag import INPUT, read_graph_nodes
 from budgetnet.graph.layers import Act, Add, Cat, Gate, GlobalPool, Mul, Norm, Scale, Shuffle, Slice
 from budgetnet.graph.shapes import infer_shapes
 from budgetnet.pytorch.fx_ops import SUPPORTED, Op, op_of
-from budgetnet.pytorch.fx_trace import is_parameter, is_shape_query, origin_of, propagate_shapes, trace
+from budgetnet.pytorch.fx_trace import is_parameter, is_shape_query, origin_of, propagate_shapes, refused_class, trace
 
 
 @dataclass
@@ -112,11 +112,11 @@ def _refuse_known(graph_module: fx.GraphModule) -> None:
         if node.op != "call_module":
             continue
         module = graph_module.get_submodule(node.target)
-        for cls, feature in _KNOWN.items():
-            if isinstance(module, cls):
-                raise UnsupportedModuleError(
-                    f"{node.target!r} ({type(module).__name__}): {feature} has no place in an Arch; {SUPPORTED}"
-                )
+        feature = refused_class(module) or next((what for cls, what in _KNOWN.items() if isinstance(module, cls)), None)
+        if feature is not None:
+            raise UnsupportedModuleError(
+                f"{node.target!r} ({type(module).__name__}): {feature} has no place in an Arch; {SUPPORTED}"
+            )
 
 
 class _Importer:

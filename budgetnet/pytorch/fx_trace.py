@@ -28,6 +28,25 @@ LEAF_CLASSES = (
     "StochasticDepth", "Conv2dSame",
 )  # fmt: skip
 
+#: timm's modules that have no place in an Arch, by the start of their class name, with what
+#: they are in words: traced as one node so that the importer refuses them by name (CondConv's
+#: forward cannot even be traced).
+REFUSED_CLASSES = {
+    "CondConv2d": "CondConv (a conv whose weights are mixed per image from several experts)",
+    "EvoNorm2d": "EvoNorm (a norm with a sigmoid gate and a per-group standard deviation)",
+    "BlurPool2d": "a blur pool (a fixed low-pass filter after reflect padding)",
+    "RmsNorm2d": "an RMS norm over the channels",
+    "SimpleNorm2d": "an RMS norm over the channels (timm's SimpleNorm)",
+    "LearnableAffineBlock": "a learnable scalar scale and shift (HGNetV2's LearnableAffineBlock)",
+}
+
+
+def refused_class(m: nn.Module) -> str | None:
+    """What ``m`` is in words if it is one of :data:`REFUSED_CLASSES`, else ``None``."""
+    name = type(m).__name__
+    return next((feature for prefix, feature in REFUSED_CLASSES.items() if name.startswith(prefix)), None)
+
+
 # -- tracing ---------------------------------------------------------------------------------
 class _Tracer(fx.Tracer):
     """torch.fx's tracer that keeps budgetnet's SPP whole and remembers where tracing failed."""
@@ -41,6 +60,7 @@ class _Tracer(fx.Tracer):
         return (
             isinstance(m, (SpatialPyramidPool, nn.Linear, nn.Conv2d, nn.BatchNorm2d))  # subclasses too (timm's)
             or type(m).__name__ in LEAF_CLASSES
+            or refused_class(m) is not None
             or super().is_leaf_module(m, module_qualified_name)
         )
 

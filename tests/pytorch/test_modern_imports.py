@@ -138,6 +138,15 @@ def test_timm_families_import_exactly(name, timm):
     [
         ("eca_vovnet39b", "'stages.0.blocks.0.attn.conv' (Conv1d): a 1-D conv (as ECA's conv over the channels) has no "
                           "place in an Arch"),
+        ("efficientnet_cc_b0_4e", "'blocks.4.0.conv_pw' (CondConv2d): CondConv (a conv whose weights are mixed per "
+                                  "image from several experts) has no place in an Arch"),
+        ("regnetz_b16_evos", "'stem.bn' (EvoNorm2dS0a): EvoNorm (a norm with a sigmoid gate and a per-group standard "
+                             "deviation) has no place in an Arch"),
+        ("efficientnet_blur_b0", "'blocks.1.0.aa' (BlurPool2d): a blur pool (a fixed low-pass filter after reflect "
+                                 "padding) has no place in an Arch"),
+        ("hgnetv2_b0", "'stem.stem1.lab' (LearnableAffineBlock): a learnable scalar scale and shift (HGNetV2's "
+                       "LearnableAffineBlock) has no place in an Arch"),
+        ("convnext_atto_rms", "'stem.1' (RmsNorm2d): an RMS norm over the channels has no place in an Arch"),
     ],
 )  # fmt: skip
 def test_timm_models_out_of_reach_are_refused_by_name(name, message, timm):

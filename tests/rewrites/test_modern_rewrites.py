@@ -318,3 +318,40 @@ def test_the_examples_of_docs_rewrites_md_run():
     path = Path(__file__).resolve().parents[2] / "docs" / "rewrites.md"
     failed, attempted = doctest.testfile(str(path), module_relative=False, optionflags=doctest.ELLIPSIS)
     assert attempted >= 8 and failed == 0
+
+
+# -- non-square filters and carried regions: no rule touches them, and says why ---------------------
+INCEPTION_LIKE = "(3,32)bn (1x7,32)bn (7x1,32)bn (3,32)bn (3,32)bn 2/2 (3,64)bn gap"
+#: A Res2Net block as the importer carries it (graph/carry.py): the hierarchical split as a chain
+#: of concatenations that keep the maps still needed.
+RES2NET_LIKE = (
+    "(3,32)p1 res[(1,32) cat[id | slice(0,8) (3,8)] cat[id | res[slice(32,40) | slice(8,16)]@none (3,8)] "
+    "cat[id | res[slice(40,48) | slice(16,24)]@none (3,8)] cat[slice(32,56) | slice(24,32)] (1,32)@none | id] gap"
+)
+
+
+def test_non_square_filters_are_left_alone_and_a_site_on_them_is_refused_naming_why():
+    arch = budgetnet.parse(INCEPTION_LIKE, input_shape=(3, 32, 32), num_classes=10)
+    non_square = [info.index for info in arch.convs if not info.layer.square]
+    assert non_square == [1, 2]
+    for rule in RULES:
+        for site in rule.sites(arch):
+            assert not set(range(site.start, site.stop)) & set(non_square), (rule.name, site.label())
+            try:
+                after = rule.rewrite(arch, site, tolerance=None).after
+            except RewriteError:
+                continue
+            assert [str(layer) for layer in after.layers if isinstance(layer, Conv) and not layer.square] == [
+                str(arch.layers[1]), str(arch.layers[2])
+            ]
+    site = Site("depth_filter", 1, 1, 3, "(1x7,32)bn (7x1,32)bn", kernel_size=2, count=2)
+    assert "is not a plain conv: a non-square filter" in refused(DEPTH_FILTER, arch, site)
+
+
+def test_a_carried_region_gets_no_site_and_a_hand_made_one_is_refused_naming_why():
+    arch = budgetnet.parse(RES2NET_LIKE, input_shape=(3, 16, 16), num_classes=10)
+    assert [site.label() for rule in RULES for site in rule.sites(arch) if site.stop > 1] == []  # the stem's only
+    site = Site("block_filter", 1, 1, 2, budgetnet.rewrites.span_notation([arch.layers[1]]), kernel_size=5)
+    assert "a body that is not all convs" in refused(BLOCK_FILTER, arch, site)
+    site = Site("cardinality_width", 1, 1, 2, budgetnet.rewrites.span_notation([arch.layers[1]]), groups=2)
+    assert "a body that is not all convs" in refused(CARDINALITY_WIDTH, arch, site)
