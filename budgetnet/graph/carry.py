@@ -23,8 +23,8 @@ Example:
     >>> counter = iter(range(100, 200))
     >>> def new(layer, sources):
     ...     node = next(counter); g.add_node(node, layer=layer); g.add_edges_from((s, node) for s in sources); return node
-    >>> carry_regions(g, (4, 8, 8), new)
-    1
+    >>> carry_regions(g, (4, 8, 8), new) is None  # every region carried
+    True
     >>> from budgetnet.graph.printing import format_layers
     >>> format_layers(read_graph(g)[0])
     'cat[id | slice0:2 (3,2)] cat[slice4:6 | res[slice6:8 | slice2:4]@none (3,2)]'
@@ -45,18 +45,20 @@ from budgetnet.graph.shapes import infer_shapes
 NewNode = Callable[[object, list], object]
 
 
-def carry_regions(graph: nx.DiGraph, input_shape: tuple[int, int, int], new: NewNode) -> int:
+def carry_regions(graph: nx.DiGraph, input_shape: tuple[int, int, int], new: NewNode) -> tuple | None:
     """Rewrite every closed region of ``graph`` that is not series-parallel into a chain of
-    concatenations of the maps it carries (see the module docstring); the number rewritten.
-    A region whose carried maps differ in size (which no concatenation takes), or that
-    multiplies two computed maps, is left as it is, for the series-parallel reading to refuse.
+    concatenations of the maps it carries (see the module docstring). ``None`` when every
+    such region was rewritten; else ``(join, reason)`` of the first that cannot be, left as it
+    is for the series-parallel reading to refuse: its carried maps differ in size (which no
+    concatenation takes), or it multiplies two computed maps.
     """
-    rewritten = 0
     while True:
         region = _next_region(graph)
-        if region is None or not _rewrite(graph, *region, _shapes(graph, input_shape), new):
-            return rewritten
-        rewritten += 1
+        if region is None:
+            return None
+        reason = _rewrite(graph, *region, _shapes(graph, input_shape), new)
+        if reason is not None:
+            return region[1], reason
 
 
 def _order(graph: nx.DiGraph) -> list:
@@ -149,8 +151,8 @@ def _units(graph: nx.DiGraph, start, join, region: set) -> list[list]:
     return units
 
 
-def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: NewNode) -> bool:
-    """The region as a chain of carrying steps; ``False`` (graph unchanged) where it cannot be."""
+def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: NewNode) -> str | None:
+    """The region as a chain of carrying steps; where it cannot be, why (graph unchanged)."""
     units = _units(graph, start, join, region)
     virtual = {}  # a slice of a carried map -> (that map, start, stop): read in place, no step
     for index, unit in enumerate(units):
@@ -165,7 +167,7 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
     units = [unit for unit in units if unit]
     inputs = {unit[0]: list(graph.predecessors(unit[0])) for unit in units}
     if any(isinstance(graph.nodes[unit[0]]["layer"], Mul) for unit in units):
-        return False  # a product of two carried maps: no gate reads it
+        return "it multiplies two maps computed in it (a gate reads one map and multiplies it)"
     waves = _waves(units, inputs, virtual, start)
     last_read = {}  # a carried map -> the last wave that reads it (or a slice of it)
     for index, wave in enumerate(waves):
@@ -185,8 +187,10 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
         kept = [(item, channels) for item, channels in state if last_read.get(item, -1) > index]
         plan.append((wave, state, ranges, kept))
         state = kept + [(unit[-1], shapes[unit[-1]][0]) for unit in wave]
-        if len(state) > 1 and len({shapes[item][1:] for item, _ in state}) > 1:
-            return False  # maps of several sizes would have to be concatenated
+        sizes = sorted({shapes[item][1:] for item, _ in state}, reverse=True)
+        if len(state) > 1 and len(sizes) > 1:
+            return (f"it would carry maps of {' and '.join('x'.join(map(str, size)) for size in sizes)} pixels "
+                    "together, which no concatenation joins")
     for node in virtual:
         graph.remove_node(node)
     for unit in units:
@@ -210,7 +214,7 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
         runs = _runs([(offsets[item][0], offsets[item][0] + channels) for item, channels in kept])
         sources = [carried if run == (0, width) else new(Slice(*run), [carried]) for run in runs]
         carried = new(Cat(), sources + [unit[-1] for unit in wave])
-    return True
+    return None
 
 
 def _waves(units: list, inputs: dict, virtual: dict, start) -> list[list]:

@@ -160,13 +160,17 @@ class _Importer:
         self._fuse()
         self._concatenations()
         self._chained_concatenations()
-        carry_regions(self.graph, self.input_shape, self._carried)
+        uncarried = carry_regions(self.graph, self.input_shape, self._carried)
         try:
             layers, leaves, blocks = read_graph_nodes(self.graph)
         except ArchError as error:
+            why = "" if uncarried is None else (
+                f"; the branches that end at {self._name(uncarried[0])} cannot be carried through concatenations "
+                f"either: {uncarried[1]}"
+            )  # fmt: skip
             raise UnsupportedModuleError(
                 f"the forward of {type(self.root).__name__} is not a series-parallel graph of layers "
-                f"({error}); expected every fork to close at one add, torch.cat or gate product"
+                f"({error}){why}; expected every fork to close at one add, torch.cat or gate product"
             ) from None
         head_layers, linears, fold = _head_layers(self.head, layers, self.input_shape)
         if fold is None and head_layers and isinstance(head_layers[0], Flatten) and layers and (
@@ -202,6 +206,12 @@ class _Importer:
         for source in sources:
             self.graph.add_edge(source, node)
         return node
+
+    def _name(self, node) -> str:
+        """A DAG node in words: the module or operation that gives its map."""
+        if node in self.joins:
+            return self.joins[node][0]
+        return self.records[node].name if node in self.records else f"node {node}"
 
     def _carried(self, layer: Layer, sources: list) -> int:
         """A slice or concatenation that carries maps through a region that is not
