@@ -86,9 +86,9 @@ def layer_cost(info: LayerShape) -> LayerCost:
         add_ops = out_elements if isinstance(layer, Residual) else 0
         mul_ops = out_elements if isinstance(layer, Gate) else 0
     elif isinstance(layer, Norm):
-        params = 2 * in_channels if layer.affine else 0
+        params = (in_channels if layer.norm in ("rms", "simple") else 2 * in_channels) if layer.affine else 0
     elif isinstance(layer, Scale):
-        params = in_channels
+        params = in_channels * (2 if layer.shift else 1)
     elif isinstance(layer, GlobalPool):
         pool_ops = math.prod(info.in_shape)
     elif isinstance(layer, Pool):

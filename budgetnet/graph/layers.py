@@ -44,7 +44,7 @@ ACTIVATIONS = (
 NORMS = (None, "batch")
 #: What a :class:`Norm` normalizes over: batch statistics, channel groups, or the channels
 #: of each pixel (ConvNeXt's ``LayerNorm2d``).
-NORM_TYPES = ("batch", "group", "layer", "response")
+NORM_TYPES = ("batch", "group", "layer", "response", "rms", "simple")
 #: torch's defaults for batch norm.
 DEFAULT_EPS = 1e-5
 DEFAULT_MOMENTUM = 0.1
@@ -345,12 +345,15 @@ class Norm:
     """A normalization on its own (not fused into a conv): batch norm anywhere (pre-activation,
     after a pool or a concat), group norm, layer norm over each pixel's channels, or ConvNeXt
     V2's global response norm (``"response"``: ``x + gamma * x * N(x) + beta``, ``N(x)`` each
-    channel's L2 norm over the map divided by its mean over the channels).
+    channel's L2 norm over the map divided by its mean over the channels), or an RMS norm over
+    each pixel's channels (``"rms"``: ``x / sqrt(mean(x^2) + eps) * gamma``; ``"simple"``,
+    timm's SimpleNorm: the channels' unbiased variance in place of the mean square).
 
     Args:
         norm: one of :data:`NORM_TYPES`.
         eps, momentum: torch's ``eps`` and (batch norm) ``momentum``.
-        affine: a learned scale and shift per channel (the response norm's ``gamma``, ``beta``).
+        affine: a learned scale and shift per channel (the response norm's ``gamma``, ``beta``;
+            the RMS norms have the scale only).
         groups: the channel groups of a group norm (it must divide the channels).
 
     Example:
@@ -396,19 +399,23 @@ class Act:
 
 @dataclass(frozen=True)
 class Scale:
-    """Layer scale: a learned multiplier per channel, starting at ``init`` (ConvNeXt: 1e-6).
+    """Layer scale: a learned multiplier per channel, starting at ``init`` (ConvNeXt: 1e-6);
+    with ``shift``, a learned shift per channel too, starting at 0 (HGNetV2's learnable affine).
 
     Example:
-        >>> Scale(1e-6).init
-        1e-06
+        >>> Scale(1e-6).init, Scale(shift=True).shift
+        (1e-06, True)
     """
 
     init: float = 1.0
+    shift: bool = False
 
     kind = "scale"
+    __repr__ = _repr
 
     def __post_init__(self):
         _check_number("scale", "init", self.init, 0.0, low_open=False)
+        _check_choice("scale", "shift", self.shift, (False, True))
 
 
 @dataclass(frozen=True)
@@ -681,10 +688,12 @@ _OPTIONAL = {
            "norm_eps": DEFAULT_EPS, "norm_momentum": DEFAULT_MOMENTUM},
     Pool: {"ceil_mode": False, "count_include_pad": True},
     FC: {"activation": "relu"},
+    Scale: {"shift": False},
 }  # fmt: skip
 #: The optional fields a repr leaves out at their default: those added after the first
 #: release (a Conv's repr always showed its groups, depthwise, activation and norm).
-_REPR_HIDDEN = {Conv: ("dilation", "norm_eps", "norm_momentum"), Pool: ("ceil_mode", "count_include_pad"), FC: ("activation",)}
+_REPR_HIDDEN = {Conv: ("dilation", "norm_eps", "norm_momentum"), Pool: ("ceil_mode", "count_include_pad"), FC: ("activation",),
+                Scale: ("shift",)}
 
 
 def paper_head() -> tuple[Layer, ...]:

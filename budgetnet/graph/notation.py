@@ -63,7 +63,7 @@ _FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 # The leaves named by a word, with optional arguments in parentheses.
 _NAME_END = r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 _NAMED = re.compile(
-    rf"(bn|gn|ln|grn|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
+    rf"(bn|gn|ln|grn|rms|simplenorm|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
     r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 )
 _POOL_FLAGS = ("ceil", "exclude_pad")
@@ -266,7 +266,7 @@ def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
         text,
         column,
         f"unknown layer {word!r}; expected a conv (3,256), a pool 2/2, spp, gap, flat, fc4096, a norm (bn, gn(32), "
-        "ln), an activation (relu, silu, ...), scale, droppath(0.1), slice(0,8), shuffle(2), gpool, or a block "
+        "ln, grn, rms, simplenorm), an activation (relu, silu, ...), scale, droppath(0.1), slice(0,8), shuffle(2), gpool, or a block "
         "res[...], cat[...], gate[...]",
     )
 
@@ -294,7 +294,7 @@ def _number(text: str, column: int, name: str, value: str) -> float:
 
 def _arguments(text: str, column: int, body: str, names: Sequence[str], positional: int) -> dict:
     """``body`` of ``(...)``: up to ``positional`` numbers, then ``name=value`` pairs among
-    ``names`` (``affine=false`` is the one boolean). Returns ``{name: value}`` with the
+    ``names`` (``affine`` and ``shift`` are booleans: ``affine=false``). Returns ``{name: value}`` with the
     positional ones under ``"0"``, ``"1"``, ..."""
     found: dict = {}
     items = [item.strip() for item in body.split(",")] if body.strip() else []
@@ -303,9 +303,9 @@ def _arguments(text: str, column: int, body: str, names: Sequence[str], position
             name, _, value = (part.strip() for part in item.partition("="))
             if name not in names:
                 raise NotationError(text, column, f"unknown argument {name!r}; expected one of {', '.join(names)}")
-            if name == "affine":
+            if name in ("affine", "shift"):
                 if value not in ("true", "false"):
-                    raise NotationError(text, column, f"affine={value!r}; expected affine=true or affine=false")
+                    raise NotationError(text, column, f"{name}={value!r}; expected {name}=true or {name}=false")
                 found[name] = value == "true"
             else:
                 found[name] = _number(text, column, name, value)
@@ -334,16 +334,17 @@ def _named_leaf(text: str, match: re.Match) -> Layer:
     if body is not None and name in ("maxgpool", "gpool", *(a for a in ACTIVATIONS if a != "leaky_relu")):
         raise NotationError(text, column, f"{name} takes no arguments; expected {name} alone")
     body = body or ""
-    if name in ("bn", "ln", "grn"):
+    if name in ("bn", "ln", "grn", "rms", "simplenorm"):
         options = _arguments(text, column, body, ("eps", "momentum", "affine") if name == "bn" else ("eps", "affine"), 0)
-        return Norm({"bn": "batch", "ln": "layer", "grn": "response"}[name], **options)
+        return Norm({"bn": "batch", "ln": "layer", "grn": "response", "rms": "rms", "simplenorm": "simple"}[name], **options)
     if name == "gn":
         options = _arguments(text, column, body, ("eps", "affine"), 1)
         groups = _integer(text, column, "gn groups", options)
         return Norm("group", groups=groups, **{key: value for key, value in options.items() if key != "0"})
     if name == "scale":
-        options = _arguments(text, column, body, (), 1)
-        return Scale(_number(text, column, "scale init", options["0"]) if "0" in options else 1.0)
+        options = _arguments(text, column, body, ("shift",), 1)
+        init = _number(text, column, "scale init", options["0"]) if "0" in options else 1.0
+        return Scale(init, options.get("shift", False))
     if name == "droppath":
         options = _arguments(text, column, body, (), 1)
         if "0" not in options:

@@ -117,13 +117,14 @@ def format_layer(layer: Layer) -> str:
         if layer.norm == "batch":
             return "bn" + _norm_options(layer.eps, layer.momentum, layer.affine)
         options = _norm_options(layer.eps, DEFAULT_MOMENTUM, layer.affine)
-        if layer.norm in ("layer", "response"):
-            return ("ln" if layer.norm == "layer" else "grn") + options
+        if layer.norm != "group":
+            return {"layer": "ln", "response": "grn", "rms": "rms", "simple": "simplenorm"}[layer.norm] + options
         return f"gn({layer.groups}{',' + options[1:-1] if options else ''})"
     if isinstance(layer, Act):
         return layer.activation
     if isinstance(layer, Scale):
-        return "scale" if layer.init == 1.0 else f"scale({format_number(layer.init)})"
+        options = ([] if layer.init == 1.0 else [format_number(layer.init)]) + (["shift=true"] if layer.shift else [])
+        return "scale" + (f"({','.join(options)})" if options else "")
     if isinstance(layer, DropPath):
         return f"droppath({format_number(layer.rate)})"
     if isinstance(layer, Slice):

@@ -33,7 +33,7 @@ from budgetnet.pytorch.modules import SpatialPyramidPool
 
 SUPPORTED = (
     "supported: Conv2d (any kernel and padding, square stride and dilation, any groups), BatchNorm2d, GroupNorm, "
-    "LayerNorm over channels, GlobalResponseNorm, ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
+    "LayerNorm over channels, GlobalResponseNorm, RmsNorm2d, SimpleNorm2d, ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
     "Max/AvgPool2d, global pooling (AdaptiveAvgPool2d(1), x.mean((2, 3))), residual adds, torch.cat, "
     "channel splits (chunk, split, slices) and shuffles, squeeze-excitation gates (x * gate), layer scale, "
     "stochastic depth, Identity and Dropout, a flatten and Linear layers; branches that do not nest (Res2Net, DLA) "
@@ -212,8 +212,17 @@ def _module_op(node: fx.Node, where: str, m: nn.Module) -> Op:
         return _norm_act_op(node, where, m, inputs, NORM_ACT[kind])
     if kind == "LayerNorm2d":
         return Op(node, where, "leaf", inputs, Norm("layer", eps=m.eps, affine=m.weight is not None), _affine(m), m)
+    if kind in ("RmsNorm2d", "SimpleNorm2d"):  # timm's, and budgetnet's own (its variance form is SimpleNorm)
+        norm = "simple" if kind == "SimpleNorm2d" or getattr(m, "variance", False) else "rms"
+        return Op(node, where, "leaf", inputs, Norm(norm, eps=m.eps, affine=m.weight is not None), {"weight": m.weight}, m)
     if kind == "GlobalResponseNorm":  # timm's (ConvNeXt V2), on a channels-last or channels-first map
         return Op(node, where, "leaf", inputs, Norm("response", eps=m.eps), _affine(m), m)
+    if kind == "LearnableAffineBlock":  # HGNetV2's scalar scale * x + bias: the same scale and shift on every channel
+        channels = (_shape(inputs[0]) or (0, 0))[1]
+        scale, shift = m.scale.detach().reshape(()), m.bias.detach().reshape(())
+        init = float(f"{float(scale):.7g}") if float(scale) >= 0 else 1.0
+        tensors = {"gamma": scale.expand(channels), "beta": shift.expand(channels)}
+        return Op(node, where, "leaf", inputs, Scale(init, shift=True), tensors, m)
     if kind in ("DropPath", "StochasticDepth"):
         rate = float(getattr(m, "drop_prob", getattr(m, "p", 0.0)) or 0.0)
         if kind == "StochasticDepth" and m.mode != "row":

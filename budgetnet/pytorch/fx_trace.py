@@ -24,8 +24,8 @@ from budgetnet.pytorch.modules import SpatialPyramidPool
 #: Modules traced as one node although torch.fx would trace into them (by class name: timm's
 #: and torchvision's own classes, whose forward fx cannot always trace).
 LEAF_CLASSES = (
-    "BatchNormAct2d", "GroupNormAct", "GroupNorm1Act", "LayerNormAct2d", "LayerNorm2d", "GlobalResponseNorm", "DropPath",
-    "StochasticDepth", "Conv2dSame",
+    "BatchNormAct2d", "GroupNormAct", "GroupNorm1Act", "LayerNormAct2d", "LayerNorm2d", "GlobalResponseNorm",
+    "LearnableAffineBlock", "RmsNorm2d", "SimpleNorm2d", "DropPath", "StochasticDepth", "Conv2dSame",
 )  # fmt: skip
 
 #: timm's modules that have no place in an Arch, by the start of their class name, with what
@@ -35,9 +35,6 @@ REFUSED_CLASSES = {
     "CondConv2d": "CondConv (a conv whose weights are mixed per image from several experts)",
     "EvoNorm2d": "EvoNorm (a norm with a sigmoid gate and a per-group standard deviation)",
     "BlurPool2d": "a blur pool (a fixed low-pass filter after reflect padding)",
-    "RmsNorm2d": "an RMS norm over the channels",
-    "SimpleNorm2d": "an RMS norm over the channels (timm's SimpleNorm)",
-    "LearnableAffineBlock": "a learnable scalar scale and shift (HGNetV2's LearnableAffineBlock)",
 }
 
 

@@ -115,15 +115,35 @@ class GlobalResponseNorm(nn.Module):
         return x + torch.addcmul(self.bias.view(1, -1, 1, 1), self.weight.view(1, -1, 1, 1), response)
 
 
-class LayerScale(nn.Module):
-    """A learned multiplier per channel, starting at ``init`` (layer scale)."""
+class RmsNorm2d(nn.Module):
+    """RMS norm over each pixel's channels of an NCHW map: ``x / sqrt(mean(x^2) + eps) * weight``;
+    with ``variance``, the channels' unbiased variance in place of the mean square (timm's
+    SimpleNorm2d)."""
 
-    def __init__(self, channels, init=1.0):
+    def __init__(self, channels, eps=1e-05, affine=True, variance=False):
         super().__init__()
-        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+        self.eps, self.variance = eps, variance
+        self.weight = nn.Parameter(torch.ones(channels)) if affine else None
 
     def forward(self, x):
-        return x * self.gamma.view(1, -1, 1, 1)
+        spread = x.var(dim=1, keepdim=True) if self.variance else x.pow(2).mean(dim=1, keepdim=True)
+        x = x * torch.rsqrt(spread + self.eps)
+        return x if self.weight is None else x * self.weight.view(1, -1, 1, 1)
+
+
+class LayerScale(nn.Module):
+    """A learned multiplier per channel, starting at ``init`` (layer scale); with ``shift``, a
+    learned shift per channel too, starting at 0."""
+
+    def __init__(self, channels, init=1.0, shift=False):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), float(init)))
+        self.beta = nn.Parameter(torch.zeros(channels)) if shift else None
+
+    def forward(self, x):
+        if self.beta is None:
+            return x * self.gamma.view(1, -1, 1, 1)
+        return torch.addcmul(self.beta.view(1, -1, 1, 1), x, self.gamma.view(1, -1, 1, 1))
 
 
 class DropPath(nn.Module):
@@ -180,6 +200,7 @@ HELPERS = {
     "Gate": Gate,
     "LayerNorm2d": LayerNorm2d,
     "GlobalResponseNorm": GlobalResponseNorm,
+    "RmsNorm2d": RmsNorm2d,
     "LayerScale": LayerScale,
     "DropPath": DropPath,
     "ChannelSlice": ChannelSlice,
@@ -239,6 +260,9 @@ def _norm_spec(norm: Norm, channels: int) -> ModuleSpec:
         return ModuleSpec("nn.BatchNorm2d", (channels,), options)
     if norm.norm == "group":
         return ModuleSpec("nn.GroupNorm", (norm.groups, channels), {**options, **({} if norm.affine else {"affine": False})})
+    if norm.norm in ("rms", "simple"):
+        variance = {"variance": True} if norm.norm == "simple" else {}
+        return ModuleSpec("RmsNorm2d", (channels,), {**options, **({} if norm.affine else {"affine": False}), **variance})
     if norm.norm == "response":
         return ModuleSpec("GlobalResponseNorm", (channels,), {**options, **({} if norm.affine else {"affine": False})})
     return ModuleSpec("LayerNorm2d", (channels,), {**options, **({} if norm.affine else {"elementwise_affine": False})})
@@ -279,7 +303,8 @@ def _layer_specs(info: LayerShape, norm: str | None) -> list[ModuleSpec]:
         activation = activation_spec(layer.activation, inplace=False)
         return [activation] if activation else [ModuleSpec("nn.Identity")]
     if isinstance(layer, Scale):
-        return [ModuleSpec("LayerScale", (channels,), {} if layer.init == 1.0 else {"init": layer.init})]
+        options = ({} if layer.init == 1.0 else {"init": layer.init}) | ({"shift": True} if layer.shift else {})
+        return [ModuleSpec("LayerScale", (channels,), options)]
     if isinstance(layer, DropPathSpec):
         return [ModuleSpec("DropPath", (layer.rate,))]
     if isinstance(layer, Slice):

@@ -94,6 +94,8 @@ def load_weights(imported: Imported, model: nn.Module, share: bool = False) -> N
                         put(modules[0], name, tensors.get(name))
             elif isinstance(info.layer, Scale):
                 put(modules[0], "gamma", tensors["gamma"])
+                if info.layer.shift:
+                    put(modules[0], "beta", tensors["beta"])
         linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
         for index, (linear, (_, found_linear)) in enumerate(zip(linears, imported.linears)):
             weight = found_linear.weight

@@ -46,6 +46,8 @@ ROUND_TRIPS = [
     "cat[id | slice(0,4) (3,4)] shuffle(2) 3/2p1(ceil) avg2/2(ceil,exclude_pad) gpool (1,32)@hardswish flat",
     "bn(affine=false) hardsigmoid maxgpool flat fc(64,0.2)@hardswish",
     "grn(eps=1e-06) grn(affine=false) grn gap",
+    "scale(shift=true) scale(0.5,shift=true) scale(1e-06) gap",
+    "rms rms(eps=1e-06,affine=false) simplenorm(eps=0.001) gap",
     "relux2 bnx2 (3,8)@mish (3,8)@tanh gap",
     "pad(0,1,0,1) (3,16)/2p0 gap",
     "(1x7,16)p(0,3)bn (7x1,16)bn@silu (1x3,8)/2 cat[(1x3,4) | (3x1,4)p(1,0)] gap",
@@ -67,12 +69,15 @@ LEAVES = st.sampled_from(
         Norm("group", groups=4),
         Norm("layer", 1e-6),
         Norm("response", 1e-6),
+        Norm("rms", 1e-6),
+        Norm("simple", affine=False),
         Act("relu"),
         Act("silu"),
         Act("leaky_relu(0.2)"),
         Act("hardsigmoid"),
         Scale(1e-6),
         Scale(),
+        Scale(0.5, shift=True),
         DropPath(0.1),
         Shuffle(2),
         Conv(3, 8, norm="batch", norm_eps=1e-3, activation="hardswish"),
@@ -117,6 +122,7 @@ def test_random_nets_print_parse_and_json_round_trip(layers):
         ("gate[(1,8) | (1,8)] gap", 1, "gate[BODY] takes one non-empty body"),
         ("scale(big) gap", 1, "scale init='big' is not a number"),
         ("grn(momentum=0.1) gap", 1, "unknown argument 'momentum'; expected one of eps, affine"),
+        ("scale(shift=yes) gap", 1, "shift='yes'; expected shift=true or shift=false"),
         ("(1x,8) gap", 1, "malformed conv; expected (KERNEL,FILTERS) like (3,256)"),
         ("(1x7,8)p(0) gap", 8, "unexpected 'p' after a layer"),
     ],
@@ -131,7 +137,7 @@ def test_malformed_leaves_name_the_column(text, column, message):
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: Norm("instance"), "norm: norm='instance' is invalid; expected one of ('batch', 'group', 'layer', 'response')"),
+        (lambda: Norm("instance"), "norm: norm='instance' is invalid; expected one of ('batch', 'group', 'layer', 'response', 'rms', 'simple')"),
         (lambda: Norm("group"), "norm: groups=None is invalid; expected an integer >= 1"),
         (lambda: Norm("batch", groups=2), "norm: groups=2 is invalid; expected None unless norm='group'"),
         (lambda: Norm(eps=0), "norm: eps=0 is invalid; expected a number > 0"),
@@ -232,9 +238,10 @@ def test_dilated_conv_counts_its_taps_and_widens_its_field():
 
 
 def test_norm_and_scale_parameters_are_counted():
-    report = budgetnet.complexity(parse("bn gn(4) ln bn(affine=false) scale grn gap"))
+    report = budgetnet.complexity(parse("bn gn(4) ln bn(affine=false) scale grn rms simplenorm(affine=false) gap"))
     by_name = {row.name: row.params for row in report.rows}
-    assert (by_name["norm1"], by_name["norm2"], by_name["norm3"], by_name["norm4"], by_name["norm5"]) == (16, 16, 16, 0, 16)
+    norms = [by_name[f"norm{i}"] for i in range(1, 8)]
+    assert norms == [16, 16, 16, 0, 16, 8, 0]  # scale and shift per channel; the RMS norms a scale only
     assert by_name["scale1"] == 8
 
 
@@ -289,6 +296,21 @@ def test_the_response_norm_computes_convnext_v2s_formula():
     assert torch.allclose(grn(x), expected, atol=1e-6)
 
 
+def test_the_rms_norms_compute_their_formulas():
+    # RMS norm: x / sqrt(mean over the channels of x^2 + eps) * w; timm's SimpleNorm: the channels'
+    # unbiased variance (n - 1) in place of the mean square. Written here pixel by pixel.
+    torch.manual_seed(0)
+    x = torch.randn(2, *SHAPE)
+    channels = SHAPE[0]
+    for text, spread in (("rms(eps=1e-06)", (x**2).sum(dim=1) / channels),
+                         ("simplenorm(eps=1e-06)", ((x - x.mean(dim=1, keepdim=True)) ** 2).sum(dim=1) / (channels - 1))):  # fmt: skip
+        norm = budgetnet.build(parse(f"{text} gap")).eval().features[0]
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+        expected = x / torch.sqrt(spread + 1e-6).unsqueeze(1) * norm.weight.view(1, -1, 1, 1)
+        assert torch.allclose(norm(x), expected, atol=1e-5), text
+
+
 def test_droppath_is_the_identity_in_eval_and_drops_samples_in_training():
     model = budgetnet.build(parse("res[(3,8) droppath(0.5)]@none gap"))
     x = torch.randn(64, *SHAPE)
@@ -315,7 +337,8 @@ def test_an_activation_first_in_a_branch_does_not_change_the_shortcut():
 def test_the_standalone_export_builds_every_new_layer():
     arch = parse("(3,16)bn(eps=0.001) res[(1,32)bn@silu (3,32)dwbn@silu gate[gpool (1,4)@silu (1,32)@sigmoid] "
                  "(1,16)bn@none droppath(0.1)]@none cat[id | slice(0,8) (3,8)d2] shuffle(2) ln scale(1e-06) gn(4) "
-                 "leaky_relu(0.1) grn(eps=1e-06) (1x3,32)p(0,1) 3/2p1(ceil) gpool (1,32)@hardswish flat "
+                 "leaky_relu(0.1) grn(eps=1e-06) rms simplenorm scale(0.5,shift=true) (1x3,32)p(0,1) 3/2p1(ceil) gpool "
+                 "(1,32)@hardswish flat "
                  "fc(64,0.2)@hardswish")  # fmt: skip
     model = budgetnet.build(arch).eval()
     namespace: dict = {}

@@ -352,6 +352,30 @@ def test_non_square_kernels_and_paddings_import_exactly():
     assert torch.allclose(budgetnet.build(arch, weights_from=model).eval()(x), model(x))
 
 
+class LearnableAffineBlock(nn.Module):
+    """HGNetV2's (timm): one scalar scale and one scalar shift for the whole map."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor([-0.7]))
+        self.bias = nn.Parameter(torch.tensor([0.3]))
+
+    def forward(self, x):
+        return self.scale * x + self.bias
+
+
+def test_a_learnable_affine_is_a_scale_with_a_shift_on_every_channel():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), LearnableAffineBlock(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    arch = budgetnet.Arch.from_module(model.eval(), (3, 8, 8))  # checked numerically by default
+    assert str(arch) == "(3,4)p0 + scale(shift=true) flat"  # a negative scale starts training at 1
+    built = budgetnet.build(arch, weights_from=model).eval()
+    (scale,) = [m for m in built.modules() if type(m).__name__ == "LayerScale"]
+    assert scale.gamma.tolist() == pytest.approx([-0.7] * 4) and scale.beta.tolist() == pytest.approx([0.3] * 4)
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(built(x), model(x), atol=1e-6)
+    assert budgetnet.complexity(arch).rows[1].params == 2 * 4  # a scale and a shift per channel
+
+
 class DeadConv(DeadBranch):
     def forward(self, x):
         self.unused(x)  # a conv computed and thrown away (timm's DLA): dropped, as it changes nothing
