@@ -27,7 +27,7 @@ Example:
     True
     >>> from budgetnet.graph.printing import format_layers
     >>> format_layers(read_graph(g)[0])
-    'cat[id | slice0:2 (3,2)] cat[slice4:6 | res[slice6:8 | slice2:4]@none (3,2)]'
+    'cat[id | slice(0,2) (3,2)p1] cat[slice(4,6) | res[slice(4,6) | slice(2,4)]@none (3,2)p1]'
 """
 
 from __future__ import annotations
@@ -181,8 +181,10 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
         ranges = []
         for unit in wave:
             read = [_range(source, virtual, offsets) for source in inputs[unit[0]]]
-            if isinstance(graph.nodes[unit[0]]["layer"], Cat) and len(_runs(read)) > 1:
-                read = _runs(read)  # adjacent inputs of a concatenation read as one slice
+            merged = _runs(read)  # adjacent inputs of a concatenation read as one slice
+            whole = merged == [(0, sum(channels for _, channels in state))] and unit == [join]
+            if isinstance(graph.nodes[unit[0]]["layer"], Cat) and (len(merged) > 1 or whole):
+                read = merged
             ranges.append(read)
         kept = [(item, channels) for item, channels in state if last_read.get(item, -1) > index]
         plan.append((wave, state, ranges, kept))
@@ -203,6 +205,9 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
     carried = start
     for wave, before, ranges, kept in plan:
         width = sum(channels for _, channels in before)
+        if wave == [[join]] and isinstance(graph.nodes[join]["layer"], Cat) and ranges == [[(0, width)]]:
+            _bypass(graph, join, carried)  # the last concatenation already holds its inputs in order
+            return None
         for unit, read in zip(wave, ranges):
             for low, high in read:
                 source = carried if (low, high) == (0, width) else new(Slice(low, high), [carried])
@@ -217,6 +222,15 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
     return None
 
 
+def _bypass(graph: nx.DiGraph, node, replacement) -> None:
+    """Remove ``node``; ``replacement`` feeds its readers in its place, in their input order."""
+    for reader in list(graph.successors(node)):
+        inputs = list(graph.predecessors(reader))
+        graph.remove_edges_from([(source, reader) for source in inputs])
+        graph.add_edges_from([(replacement if source == node else source, reader) for source in inputs])
+    graph.remove_node(node)
+
+
 def _waves(units: list, inputs: dict, virtual: dict, start) -> list[list]:
     """The units in steps: each step computes every unit whose inputs are ready, so that a map
     read by several units (a block's input read by its body and its projection) is read by all
@@ -224,6 +238,8 @@ def _waves(units: list, inputs: dict, virtual: dict, start) -> list[list]:
     ready, waves, remaining = {start}, [], list(units)
     while remaining:
         wave = [u for u in remaining if all((virtual[s][0] if s in virtual else s) in ready for s in inputs[u[0]])]
+        if not wave:  # a closed region always has a ready unit; never loop on one that has not
+            raise ArchError(f"arch graph: the units {remaining} of a region read maps from outside it")
         waves.append(wave)
         ready |= {unit[-1] for unit in wave}
         remaining = [unit for unit in remaining if unit not in wave]

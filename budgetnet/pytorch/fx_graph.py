@@ -160,18 +160,10 @@ class _Importer:
         self._fuse()
         self._concatenations()
         self._chained_concatenations()
-        uncarried = carry_regions(self.graph, self.input_shape, self._carried)
         try:
             layers, leaves, blocks = read_graph_nodes(self.graph)
-        except ArchError as error:
-            why = "" if uncarried is None else (
-                f"; the branches that end at {self._name(uncarried[0])} cannot be carried through concatenations "
-                f"either: {uncarried[1]}"
-            )  # fmt: skip
-            raise UnsupportedModuleError(
-                f"the forward of {type(self.root).__name__} is not a series-parallel graph of layers "
-                f"({error}){why}; expected every fork to close at one add, torch.cat or gate product"
-            ) from None
+        except ArchError:
+            layers, leaves, blocks = self._carried_graph()
         head_layers, linears, fold = _head_layers(self.head, layers, self.input_shape)
         if fold is None and head_layers and isinstance(head_layers[0], Flatten) and layers and (
             isinstance(layers[-1], GlobalPool)
@@ -206,6 +198,22 @@ class _Importer:
         for source in sources:
             self.graph.add_edge(source, node)
         return node
+
+    def _carried_graph(self):
+        """The graph as blocks after its regions that are not series-parallel are carried
+        through concatenations (:mod:`budgetnet.graph.carry`), or a refusal saying why not."""
+        uncarried = carry_regions(self.graph, self.input_shape, self._carried)
+        try:
+            return read_graph_nodes(self.graph)
+        except ArchError as error:
+            why = "" if uncarried is None else (
+                f"; the branches that end at {self._name(uncarried[0])} cannot be carried through concatenations "
+                f"either: {uncarried[1]}"
+            )  # fmt: skip
+            raise UnsupportedModuleError(
+                f"the forward of {type(self.root).__name__} is not a series-parallel graph of layers "
+                f"({error}){why}; expected every fork to close at one add, torch.cat or gate product"
+            ) from None
 
     def _name(self, node) -> str:
         """A DAG node in words: the module or operation that gives its map."""
