@@ -10,19 +10,19 @@ it still needs (:mod:`budgetnet.graph.carry`), with the same layers, weights and
 What it takes (:data:`SUPPORTED`; :mod:`budgetnet.pytorch.fx_ops` reads each node):
 
 * convs (``Conv2d``: any kernel and padding, as Inception's 1x7 and 7x1, a square stride and
-  dilation, any groups; timm's
-  ``Conv2dSame`` where its TensorFlow padding is even), batch norm (any ``eps``,
-  ``momentum``, ``affine``), ``GroupNorm``, layer norm over the channels (``LayerNorm2d``,
-  or ``LayerNorm`` and ``F.layer_norm`` on a channels-last map), timm's norm + activation
-  modules, activations as modules, functions or methods (ReLU, ReLU6, LeakyReLU, SiLU,
-  Hardswish, Hardsigmoid, Sigmoid, GELU, Mish, Tanh), max and average pools
-  (``ceil_mode``, ``count_include_pad``), global pooling anywhere
-  (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3), keepdim=True)``), residual adds,
-  ``torch.cat`` on the channels, channel splits (``chunk``, ``split``, ``x[:, a:b]``) and
-  shuffles, gates (``x * gate(x)``: squeeze-excitation), layer scale (a per-channel
-  parameter times the map), stochastic depth (``DropPath``, ``StochasticDepth``), a
-  channels-last stretch (``permute``, ``LayerNorm``, ``Linear`` as a 1x1 conv: ConvNeXt),
-  ``Identity`` and ``Dropout``;
+  dilation, any groups; timm's ``Conv2dSame`` where its TensorFlow padding is even), batch
+  norm (any ``eps``, ``momentum``, ``affine``), ``GroupNorm``, layer norm over the channels
+  (``LayerNorm2d``, or ``LayerNorm`` and ``F.layer_norm`` on a channels-last map), ConvNeXt
+  V2's global response norm, timm's RMS norms (``RmsNorm2d``, ``SimpleNorm2d``), timm's norm +
+  activation modules, activations as modules, functions or methods (ReLU, ReLU6, LeakyReLU,
+  SiLU, Hardswish, Hardsigmoid, Sigmoid, GELU, Mish, Tanh), max and average pools
+  (``ceil_mode``, ``count_include_pad``), global pooling anywhere (``AdaptiveAvgPool2d(1)``,
+  ``x.mean((2, 3), keepdim=True)``), residual adds, ``torch.cat`` on the channels, channel
+  splits (``chunk``, ``split``, ``x[:, a:b]``) and shuffles, gates (``x * gate(x)``:
+  squeeze-excitation), layer scale (a per-channel parameter times the map; HGNetV2's scalar
+  scale and shift as a scale with a shift), stochastic depth (``DropPath``,
+  ``StochasticDepth``), a channels-last stretch (``permute``, ``LayerNorm``, ``Linear`` as a
+  1x1 conv: ConvNeXt), ``Identity`` and ``Dropout``;
 * the reducer: global pooling or ``AdaptiveAvgPool2d(n)`` / ``AdaptiveMaxPool2d(n)``
   (``SPP``; one with ``n`` above the map's side, as VGG's ``AdaptiveAvgPool2d(7)`` on a 32
   px input, only repeats or averages pixels and becomes ``flat``, folded into the first
@@ -40,10 +40,10 @@ imports equal to the same net written in the notation.
 
 Anything else raises :class:`~budgetnet.errors.UnsupportedModuleError` naming the feature in
 words and the module path: self-attention, upsampling, explicit padding, ECA's 1-D conv,
-data-dependent control flow (fx cannot trace it), regions that are not series-parallel and
-whose carried maps differ in size, and channel counts that do not chain. Convs, norms and
-pools whose output nothing reads (timm's DLA computes some) are dropped first. After the import every leaf's
-output shape is checked against the Arch's shape inference, and (unless ``verify=False``)
+CondConv, EvoNorm, blur pools, data-dependent control flow (fx cannot trace it), regions that
+are not series-parallel and whose carried maps differ in size, and channel counts that do not
+chain. Convs, norms and pools whose output nothing reads (timm's DLA computes some) are
+dropped first. After the import every leaf's output shape is checked against the Arch's shape inference, and (unless ``verify=False``)
 the model built from the Arch with the module's own weights must compute the module's
 outputs, layer by layer, within a relative error of 1e-4 (:mod:`budgetnet.pytorch.verify`);
 a mismatch of either is an :class:`~budgetnet.errors.ArchError`, so an import is never
