@@ -4,7 +4,8 @@
 For each model: accepted or the refusal reason; Eqn. (1) against fvcore's conv count of the
 module (ConvNeXt-style pointwise Linear layers on channels-last maps counted as the 1x1
 convs they are, a 1x1 conv classifier as the fc it is); the relative logits difference of ``build(arch, weights_from=model)`` with
-batch-norm statistics and conv biases randomised (so BN is not the identity); the import time
+batch-norm statistics, conv biases and the parameters of every other norm randomised (so no
+norm is the identity); the import time
 with and without the numeric check.
 
 Usage::
@@ -75,6 +76,11 @@ def _randomise(model) -> None:
                     m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)
             elif isinstance(m, torch.nn.Conv2d) and m.bias is not None:
                 m.bias.copy_(torch.rand(m.bias.shape, generator=generator) - 0.5)
+            elif "Norm" in type(m).__name__ or type(m).__name__ == "LearnableAffineBlock":
+                # layer, group, response and RMS norms and HGNetV2's affine start as the identity
+                # (ConvNeXt V2's response norm at zero): move them off it
+                for parameter in m.parameters(recurse=False):
+                    parameter.copy_(torch.rand(parameter.shape, generator=generator) + 0.5)
 
 
 def one(family: str, name: str, queue, side: int = 224) -> None:
