@@ -191,7 +191,7 @@ class ComplexityReport:
                     _kernel_text(row),
                     str(row.out_channels),
                     "" if row.stride is None else str(row.stride),
-                    "" if row.padding is None else "x".join(map(str, row.padding)) if isinstance(row.padding, tuple) else str(row.padding),
+                    _sides_text(row.padding),
                     row.out_size,
                     format_count(row.macs) if row.macs else "",
                     format_count(row.params) if row.params else "",
@@ -292,6 +292,13 @@ def eqn1_term(info: LayerShape) -> int:
         info.in_shape[0] // layer.groups * math.prod(layer.kernel_hw) * layer.out_channels
         * info.out_shape[1] * info.out_shape[2]
     )
+
+
+def _sides_text(value) -> str:
+    """A padding for the table: ``1``, ``0x3`` (rows x columns), or empty."""
+    if value is None:
+        return ""
+    return "x".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _kernel_text(row: LayerCost) -> str:

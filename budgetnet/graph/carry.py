@@ -63,7 +63,12 @@ def carry_regions(graph: nx.DiGraph, input_shape: tuple[int, int, int], new: New
 
 def _order(graph: nx.DiGraph) -> list:
     """A topological order that follows the order nodes were made in (the forward's order)."""
-    return list(nx.lexicographical_topological_sort(graph, key=lambda node: (not isinstance(node, int), str(node).zfill(12))))
+    return list(nx.lexicographical_topological_sort(graph, key=_made))
+
+
+def _made(node) -> tuple:
+    """Sorts nodes in the order they were made: numbers, then names (the input)."""
+    return not isinstance(node, int), str(node).zfill(12)
 
 
 def _next_region(graph: nx.DiGraph):

@@ -692,8 +692,10 @@ _OPTIONAL = {
 }  # fmt: skip
 #: The optional fields a repr leaves out at their default: those added after the first
 #: release (a Conv's repr always showed its groups, depthwise, activation and norm).
-_REPR_HIDDEN = {Conv: ("dilation", "norm_eps", "norm_momentum"), Pool: ("ceil_mode", "count_include_pad"), FC: ("activation",),
-                Scale: ("shift",)}
+_REPR_HIDDEN = {
+    Conv: ("dilation", "norm_eps", "norm_momentum"), Pool: ("ceil_mode", "count_include_pad"), FC: ("activation",),
+    Scale: ("shift",),
+}  # fmt: skip
 
 
 def paper_head() -> tuple[Layer, ...]:

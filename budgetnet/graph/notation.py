@@ -196,7 +196,8 @@ def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
         match = _CONV.match(text, position)
         if not match:
             raise NotationError(text, column, "malformed conv; expected (KERNEL,FILTERS) like (3,256)")
-        kernel, width, filters, stride, padding, rows, columns, dilation, groups, depthwise, norm, norm_args = match.groups()
+        (kernel, width, filters, stride, padding, rows, columns, dilation, groups, depthwise, norm,
+         norm_args) = match.groups()
         options = _arguments(text, match.start(12), norm_args, ("eps", "momentum"), 0) if norm_args is not None else {}
         activation, end = _suffix_activation(text, match.end())
         layer = Conv(
@@ -266,8 +267,8 @@ def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
         text,
         column,
         f"unknown layer {word!r}; expected a conv (3,256), a pool 2/2, spp, gap, flat, fc4096, a norm (bn, gn(32), "
-        "ln, grn, rms, simplenorm), an activation (relu, silu, ...), scale, droppath(0.1), slice(0,8), shuffle(2), gpool, or a block "
-        "res[...], cat[...], gate[...]",
+        "ln, grn, rms, simplenorm), an activation (relu, silu, ...), scale, droppath(0.1), slice(0,8), shuffle(2), "
+        "gpool, or a block res[...], cat[...], gate[...]",
     )
 
 
@@ -335,8 +336,9 @@ def _named_leaf(text: str, match: re.Match) -> Layer:
         raise NotationError(text, column, f"{name} takes no arguments; expected {name} alone")
     body = body or ""
     if name in ("bn", "ln", "grn", "rms", "simplenorm"):
-        options = _arguments(text, column, body, ("eps", "momentum", "affine") if name == "bn" else ("eps", "affine"), 0)
-        return Norm({"bn": "batch", "ln": "layer", "grn": "response", "rms": "rms", "simplenorm": "simple"}[name], **options)
+        names = ("eps", "momentum", "affine") if name == "bn" else ("eps", "affine")
+        norm = {"bn": "batch", "ln": "layer", "grn": "response", "rms": "rms", "simplenorm": "simple"}[name]
+        return Norm(norm, **_arguments(text, column, body, names, 0))
     if name == "gn":
         options = _arguments(text, column, body, ("eps", "affine"), 1)
         groups = _integer(text, column, "gn groups", options)

@@ -305,8 +305,8 @@ class _Importer:
         ) or (isinstance(layer, Norm) and layer.norm == "response" and layout != _grn_layout(op.module)):
             raise UnsupportedModuleError(
                 f"{op.where} on a map with its channels {'last' if layout == 'last' else 'first'}; expected convs and "
-                f"pools on channels-first maps, layer and response norms over the channels of the layout they were made for; "
-                f"{SUPPORTED}"
+                f"pools on channels-first maps, layer and response norms over the channels of the layout they "
+                f"were made for; {SUPPORTED}"
             )
         source = op.inputs[0]
         if op.pad is not None:  # TensorFlow's uneven "same" padding: a layer of its own, before the conv

@@ -33,7 +33,8 @@ from budgetnet.pytorch.modules import SpatialPyramidPool
 
 SUPPORTED = (
     "supported: Conv2d (any kernel and padding, square stride and dilation, any groups), BatchNorm2d, GroupNorm, "
-    "LayerNorm over channels, GlobalResponseNorm, RmsNorm2d, SimpleNorm2d, ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
+    "LayerNorm over channels, GlobalResponseNorm, RmsNorm2d, SimpleNorm2d, "
+    "ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
     "Max/AvgPool2d, global pooling (AdaptiveAvgPool2d(1), x.mean((2, 3))), residual adds, torch.cat, "
     "channel splits (chunk, split, slices) and shuffles, squeeze-excitation gates (x * gate), layer scale, "
     "stochastic depth, Identity and Dropout, a flatten and Linear layers; branches that do not nest (Res2Net, DLA) "
