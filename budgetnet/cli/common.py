@@ -181,6 +181,10 @@ def module_from_file(path: str, name: str | None, spec: str | None = None):
 
     import torch
 
+    if importlib.util.find_spec("torchvision") is not None:  # timm and user files import it: see import_torchvision
+        from budgetnet.pytorch.importer import import_torchvision
+
+        import_torchvision()
     module_name, folder = "_budgetnet_user_module", str(file.resolve().parent)
     loader = importlib.util.spec_from_file_location(module_name, file)
     namespace = importlib.util.module_from_spec(loader)

@@ -125,6 +125,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal)")
 
 
+#: Said when no rule finds a site in the baseline (a Res2Net, a ConvNeXt): where the rules apply.
+NO_SITE = (
+    "no rule has a site in this architecture: the paper's rules rewrite runs of stride-1 plain convs, the "
+    "block rules ResNet-style residual blocks whose bodies are all convs, the MBConv rules inverted-residual "
+    "stages; gates or norms inside bottlenecks (RegNetY, ConvNeXt), non-square filters and the concatenations "
+    "the importer carries (Res2Net, RexNet, DPN, DLA) are left alone (docs/rewrites.md)"
+)
+
+
 def run(args) -> int:
     from budgetnet.checks import check_int
     from budgetnet.errors import BudgetError
@@ -145,6 +154,8 @@ def run(args) -> int:
         names={**PAPER_MODELS, **ZOO},
         time_limit=args.time_limit,
     )
+    if graph.graph["checked"] == 0 and args.steps > 0:
+        print(f"budgetnet variants: {NO_SITE}", file=sys.stderr)
     stopped = stop_reason(graph)
     if stopped:
         flag = "--time-limit" if graph.graph["stopped_by"] == "time_limit" else "--max-variants"

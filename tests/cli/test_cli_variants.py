@@ -144,3 +144,13 @@ def test_efficientnet_b0_variants_are_mbconv_trades(capsys):
     assert len(paths) == 133 and rules == {"mbconv_filter", "mbconv_blocks"}
     (row,) = [row for row in rows if row.rstrip().endswith("  mbconv_filter(stage 1 layers 9:14, kernel_size=3)")]
     assert "(3,280)dwbn@silu gate[gpool (1,10)@silu (1,280)@sigmoid]" in row
+
+
+def test_a_baseline_no_rule_applies_to_says_where_the_rules_apply(capsys):
+    # ConvNeXt-T: a norm and a layer scale inside every block, no plain stage, no MBConv stage
+    assert main(["variants", "convnext_tiny", "--steps", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "0 variants within 0 steps; 0 sites checked" in out
+    assert err.strip() == f"budgetnet variants: {variants.NO_SITE}"
+    assert main(["variants", "A", "--steps", "1"]) == 0  # the paper's model A has sites: no such line
+    assert capsys.readouterr().err == ""
