@@ -472,6 +472,16 @@ def _split_op(node, where, inputs) -> Op:
     return Op(node, where, "split", inputs[:1], parts=tuple(parts))
 
 
+def _number(where: str, value):
+    """A slice bound as a number: as written, or worked out from the map's shape
+    (``x[:, : x.shape[1] // 2]``, whose bound the shape pass computed)."""
+    if isinstance(value, fx.Node):
+        if not isinstance(value.meta.get("value"), int):
+            raise _refuse(where, f"a channel slice bounded by {value.name}, which is not a number; expected x[:, start:stop]")
+        return value.meta["value"]
+    return value
+
+
 def _item_op(node, where) -> Op:
     source, index = node.args[0], node.args[1]
     if isinstance(index, int):
@@ -480,9 +490,10 @@ def _item_op(node, where) -> Op:
     full = slice(None, None, None)
     if len(index) >= 2 and index[0] == full and isinstance(index[1], slice) and all(i == full for i in index[2:]):
         shape = _shape(source)
-        if shape is None or index[1].step not in (None, 1):
+        channels = slice(*(_number(where, bound) for bound in (index[1].start, index[1].stop, index[1].step)))
+        if shape is None or channels.step not in (None, 1):
             raise _refuse(where, "a strided channel slice; expected x[:, start:stop]")
-        start, stop, _ = index[1].indices(shape[1])
+        start, stop, _ = channels.indices(shape[1])
         return Op(node, where, "leaf", [source], Slice(start, stop))
     raise _refuse(where, f"an index {index!r} into a feature map; expected a channel slice x[:, start:stop]")
 

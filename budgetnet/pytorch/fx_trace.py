@@ -118,12 +118,15 @@ def _drop_unread(graph: fx.Graph, root: nn.Module) -> None:
 
 class _ShapeRecorder(fx.Interpreter):
     """Runs a GraphModule and writes each node's output shape into ``node.meta["shape"]`` (a
-    tuple of shapes for a node that gives several tensors, as ``chunk``)."""
+    tuple of shapes for a node that gives several tensors, as ``chunk``), and the number a
+    shape query gives (``x.shape[1] // 2``) into ``node.meta["value"]``."""
 
     def run_node(self, n: fx.Node):
         self.node = n
         result = super().run_node(n)
-        if isinstance(result, torch.Tensor):
+        if isinstance(result, int):
+            n.meta["value"] = result
+        elif isinstance(result, torch.Tensor):
             n.meta["shape"] = tuple(result.shape)
         elif isinstance(result, (tuple, list)) and result and all(isinstance(r, torch.Tensor) for r in result):
             n.meta["shape"] = tuple(tuple(r.shape) for r in result)

@@ -775,3 +775,20 @@ def test_gates_dilation_norms_and_activations_anywhere_import(layers, notation):
     assert str(arch) == notation
     x = torch.randn(2, 3, 8, 8)
     assert torch.allclose(budgetnet.build(arch, weights_from=net).eval()(x), net(x), atol=1e-5)
+
+
+class ShapeBoundSlice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return self.fc(x[:, : x.shape[1] // 2].mean((2, 3)))  # the bound worked out from the shape
+
+
+def test_a_channel_slice_bounded_by_the_shape_imports():
+    # found by the random graphs of test_carried_imports: the bound was an fx node, and a TypeError
+    arch = budgetnet.Arch.from_module(ShapeBoundSlice().eval(), (3, 8, 8))
+    assert "slice(0,4)" in str(arch)
