@@ -29,16 +29,28 @@ def wait_for(predicate, seconds: float, what: str):
     pytest.fail(f"timed out after {seconds} s waiting for {what}")
 
 
+def _progress(storage, study_name: str):
+    """``(completed trials, the first running trial past its first epoch or None)``, or None
+    before the study exists."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        return None
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+    return done, running[0] if running else None
+
+
 def mid_trial(storage, study_name: str):
     """A predicate: ``(completed trials, a running trial past its first epoch)`` or None."""
 
     def check():
-        try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
-        except KeyError:
-            return None
-        done = study.get_trials(states=(TrialState.COMPLETE,))
-        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-        return (done, running[0]) if done and running else None
+        progress = _progress(storage, study_name)
+        return progress if progress and progress[0] and progress[1] else None
 
     return check
+
+
+def in_training(storage, study_name: str):
+    """A predicate: a running trial past its first epoch, or None."""
+    return lambda: (_progress(storage, study_name) or (None, None))[1]

@@ -9,7 +9,7 @@ import subprocess
 import optuna
 import pytest
 from optuna.trial import TrialState
-from processes import QUICK, budgetnet_command, mid_trial, wait_for
+from processes import QUICK, budgetnet_command, in_training, mid_trial, wait_for
 
 from budgetnet.studies.journal import process_alive
 from budgetnet.studies.record import TrialRecord
@@ -77,20 +77,6 @@ def test_a_worker_killed_mid_trial_loses_nothing_and_its_trial_is_retried(postgr
     assert "3 finished trials" in resumed.stdout
 
 
-def training(storage, study_name: str):
-    """A predicate: a running trial past its first epoch, or None."""
-
-    def check():
-        try:
-            study = optuna.load_study(study_name=study_name, storage=storage)
-        except KeyError:
-            return None
-        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-        return running[0] if running else None
-
-    return check
-
-
 @pytest.mark.parametrize("signal_number", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_workers_follow_their_parent_and_queue_their_trials_again(signal_number, tmp_path):
     storage_url = f"sqlite:///{tmp_path / 's.db'}"
@@ -101,7 +87,7 @@ def test_workers_follow_their_parent_and_queue_their_trials_again(signal_number,
     parent = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     storage = optuna.storages.RDBStorage(storage_url)
     try:
-        running = wait_for(training(storage, "follow"), 240, "a trial past its first epoch")
+        running = wait_for(in_training(storage, "follow"), 240, "a trial past its first epoch")
         done = optuna.load_study(study_name="follow", storage=storage).get_trials(states=(TrialState.COMPLETE,))
         workers = {TrialRecord.read(t).worker for t in optuna.load_study(study_name="follow", storage=storage).trials}
         workers.discard(None)
