@@ -159,6 +159,7 @@ CLI_CASES = [
     case("show", "", error=NotationError, message="empty notation"),
     case("show", "(3,8", error=NotationError, message="notation column 1: malformed conv"),
     case("show", "(3,8)x0", error=NotationError, message="repeat count=0 is invalid"),
+    case("show", "(3,8) nofc gap", error=NotationError, message="notation column 7: nofc (no final classifier) ends"),
     case("show", "(3,8)x1001", error=NotationError, message="repeat count=1001 is invalid"),
     case("show", "(3,8) fc(10,1.5)", error=NotationError, message="dropout=1.5 is invalid"),
     case("show", "(3,8) spp(0)", error=NotationError, message="levels=0 is invalid"),
@@ -503,8 +504,8 @@ FUNCTION_CASES = [
     ("build str", lambda d: budgetnet.build("A"), ArchError, "'A'"),
     ("from_module lstm", lambda d: budgetnet.Arch.from_module(nn.LSTM(4, 4), input_shape=(1, 8, 8)),
      UnsupportedModuleError, "LSTM"),  # fmt: skip
-    ("from_module no classifier", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2)),
-     input_shape=(4, 8, 8)), UnsupportedModuleError, "ends without a Linear classifier"),  # fmt: skip
+    ("from_module no head", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(4, 8, 3, groups=2)),
+     input_shape=(4, 8, 8)), UnsupportedModuleError, "returns a feature map, not logits"),  # fmt: skip
     ("from_module dilated", lambda d: budgetnet.Arch.from_module(nn.Sequential(nn.Conv2d(1, 8, 3, dilation=2)),
      input_shape=(1, 8, 8)), UnsupportedModuleError, "dilation"),  # fmt: skip
     ("from_module str", lambda d: budgetnet.Arch.from_module("net", input_shape=(1, 8, 8)), UnsupportedModuleError,

@@ -234,25 +234,8 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
         if not isinstance(value, Arch) and (field == "arch" or value is not None):
             raise ArchError(f"complexity: {field}={value!r} is not a budgetnet.Arch; expected budgetnet.parse(...)")
     rows = [layer_cost(info) for info in arch.walk()]
-    features = arch.shapes[-1].out_shape[0]
-    classifier_macs = features * arch.num_classes
-    rows.append(
-        LayerCost(
-            f"fc{sum(isinstance(layer, FC) for layer in arch.layers) + 1}",
-            "classifier",
-            None,
-            features,
-            None,
-            arch.num_classes,
-            None,
-            None,
-            str(arch.num_classes),
-            classifier_macs,
-            classifier_macs + arch.num_classes,
-            arch.num_classes,
-            0,
-        )
-    )
+    if arch.classifier:
+        rows.append(_classifier_cost(arch))
     return ComplexityReport(
         notation=arch.notation(),
         rows=tuple(rows),
@@ -265,6 +248,16 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
         add_ops=sum(row.add_ops for row in rows),
         mul_ops=sum(row.mul_ops for row in rows),
     )
+
+
+def _classifier_cost(arch: Arch) -> LayerCost:
+    """The row of the final classifier: a Linear from the head's output to the logits."""
+    features = arch.shapes[-1].out_shape[0]
+    macs = features * arch.num_classes
+    name = f"fc{sum(isinstance(layer, FC) for layer in arch.layers) + 1}"
+    classes = arch.num_classes
+    return LayerCost(name, "classifier", None, features, None, classes, None, None, str(classes), macs,
+                     macs + classes, classes, 0)  # fmt: skip
 
 
 def conv_macs(arch: Arch) -> int:

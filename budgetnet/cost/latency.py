@@ -422,7 +422,8 @@ class LatencyTable:
             pieces.append((info.name, key))
         head = " ".join(_head_text(layer) for layer in arch.head)
         shape = "x".join(map(str, arch.feature_shape))
-        pieces.append(("head", f"head in={shape} {head} classes={arch.num_classes}"))
+        classes = f"classes={arch.num_classes}" if arch.classifier else "nofc"
+        pieces.append(("head", f"head in={shape} {head} {classes}"))
         return pieces
 
     def add(self, arch: Arch, norm: str | None = None) -> int:

@@ -3,7 +3,9 @@ and JSON.
 
 An Arch holds a chain of top-level specs from :mod:`budgetnet.graph.layers` (convs, pools, residual
 and concat blocks, then a reducer and hidden fc layers), from a single input of shape
-``(channels, height, width)``; a final classifier of ``num_classes`` units always follows.
+``(channels, height, width)``; a final classifier of ``num_classes`` units follows, unless the
+Arch is made with ``classifier=False`` (SqueezeNet's logits are its last conv's channels, pooled):
+then the head's output is the logits and ``num_classes`` is its width.
 ``arch.graph`` is that chain as a networkx ``DiGraph``; ``arch.dag()`` draws every layer and
 join. Shapes and resolved paddings come from :mod:`budgetnet.graph.shapes` (the paper's padding
 rules live there).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -35,6 +38,7 @@ from budgetnet.files import write_text
 from budgetnet.graph.layers import (
     ACTIVATIONS,
     BLOCKS,
+    ELEMENTWISE,
     FC,
     FEATURE_LAYERS,
     LAYER_TYPES,
@@ -47,6 +51,7 @@ from budgetnet.graph.layers import (
     Concat,
     Conv,
     Flatten,
+    GlobalPool,
     Layer,
     Pool,
     Residual,
@@ -72,7 +77,11 @@ class Arch:
             :class:`Flatten`) and hidden :class:`FC` layers. Without a reducer a
             :class:`Flatten` is appended.
         input_shape: ``(channels, height, width)`` of one input image.
-        num_classes: width of the final classifier that follows the last layer.
+        num_classes: width of the final classifier that follows the last layer (1000 by
+            default). With ``classifier=False``, the number of values the head gives, which
+            are the logits (by default that number; any other is an ArchError).
+        classifier: ``False`` for a net without a final classifier (SqueezeNet): the last
+            layer's output is the logits.
 
     Arch objects are immutable: edits such as :meth:`replace` return a new one. Equality
     and :meth:`fingerprint` compare the resolved layers (paddings chosen), the input shape
@@ -91,7 +100,8 @@ class Arch:
         self,
         layers: Iterable[Layer] | nx.DiGraph,
         input_shape: Sequence[int] = (3, 224, 224),
-        num_classes: int = 1000,
+        num_classes: int | None = None,
+        classifier: bool = True,
     ):
         if isinstance(layers, nx.DiGraph) and is_chain(layers):
             graph = layers.copy()
@@ -110,8 +120,10 @@ class Arch:
             order = list(range(len(layers)))
             _check_layer_types(layers)
         self._input_shape = check_shape(ArchError, input_shape)
-        check_int("arch", "num_classes", num_classes, 1)
-        self._num_classes = num_classes
+        if classifier is not True and classifier is not False:
+            raise ArchError(f"arch classifier={classifier!r} is invalid; expected True or False")
+        if num_classes is not None or classifier:
+            check_int("arch", "num_classes", 1000 if num_classes is None else num_classes, 1)
         if not any(isinstance(layer, REDUCERS) for layer in layers):
             head = next((i for i, layer in enumerate(layers) if isinstance(layer, FC)), len(layers))
             new = _fresh_node(order)
@@ -128,7 +140,9 @@ class Arch:
         _check_order(self._layers)
         self._shapes = infer_shapes(self._layers, self._input_shape, self._order)
         self._resolved = tuple(info.layer for info in self._shapes)
-        self._key = (self._input_shape, self._num_classes, self._resolved)
+        self._classifier = classifier
+        self._num_classes = _logit_count(self._shapes, num_classes, classifier)
+        self._key = (self._input_shape, self._num_classes, classifier, self._resolved)
         self._fingerprint: str | None = None
         self._convs: tuple[LayerShape, ...] | None = None
 
@@ -197,7 +211,13 @@ class Arch:
 
     @property
     def num_classes(self) -> int:
+        """The number of logits: the classifier's width, or without one the head's output width."""
         return self._num_classes
+
+    @property
+    def classifier(self) -> bool:
+        """Whether a final classifier of ``num_classes`` units follows the last layer."""
+        return self._classifier
 
     @property
     def shapes(self) -> tuple[LayerShape, ...]:
@@ -280,24 +300,35 @@ class Arch:
             previous, next_id = next_id, next_id + 1
         if previous is not None and after is not None:
             graph.add_edge(previous, after)
-        return Arch(graph, self._input_shape, self._num_classes)
+        return Arch(graph, self._input_shape, self._num_classes, self._classifier)
 
     def with_layers(self, layers: Sequence[Layer]) -> "Arch":
-        """A new Arch with the same input shape and class count."""
-        return Arch(layers, self._input_shape, self._num_classes)
+        """A new Arch with the same input shape, class count and classifier."""
+        return Arch(layers, self._input_shape, self._num_classes, self._classifier)
 
     def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None):
         """A new Arch on another input shape and/or class count.
+
+        An Arch without a classifier (SqueezeNet) gives another number of logits when its
+        last conv does: that conv gets ``num_classes`` filters if only activations, norms,
+        pools and global pooling follow it (its logits are then its pooled channels), else
+        another count is an ArchError.
 
         Example:
             >>> import budgetnet
             >>> budgetnet.parse("(3,8) 2/2").with_input((1, 28, 28), 10).feature_shape
             (8, 14, 14)
+            >>> str(budgetnet.parse("(3,8) (1,1000)@relu gap nofc").with_input(num_classes=10))
+            '(3,8) + (1,10) gap nofc'
         """
+        layers = self.graph
+        if num_classes is not None and not self._classifier and num_classes != self._num_classes:
+            layers = _with_logit_count(self, num_classes)
         return Arch(
-            self.graph,
+            layers,
             self._input_shape if input_shape is None else input_shape,
             self._num_classes if num_classes is None else num_classes,
+            self._classifier,
         )
 
     # -- identity ------------------------------------------------------------------------
@@ -311,7 +342,8 @@ class Arch:
         """A stable 16-hex-digit digest of the resolved layers, input shape and classes.
 
         The digest is SHA-256 of the compact, key-sorted JSON of ``{"input_shape": ...,
-        "layers": [layer_to_dict(layer) for each resolved layer], "num_classes": ...}``;
+        "layers": [layer_to_dict(layer) for each resolved layer], "num_classes": ...}`` (and
+        ``"classifier": false`` last for an Arch without one);
         it is worked out once per Arch, from each layer's JSON text (kept per layer spec,
         since a walk over variants meets the same blocks in many Archs).
 
@@ -323,7 +355,8 @@ class Arch:
         if self._fingerprint is None:
             layers = ",".join(_layer_json(layer) for layer in self.resolved_layers)
             shape = ",".join(str(side) for side in self._input_shape)
-            text = f'{{"input_shape":[{shape}],"layers":[{layers}],"num_classes":{self._num_classes}}}'
+            extra = "" if self._classifier else ',"classifier":false'
+            text = f'{{"input_shape":[{shape}],"layers":[{layers}],"num_classes":{self._num_classes}{extra}}}'
             self._fingerprint = hashlib.sha256(text.encode()).hexdigest()[:16]
         return self._fingerprint
 
@@ -337,18 +370,23 @@ class Arch:
         return self.notation()
 
     def __repr__(self) -> str:
-        return f"Arch('{self.notation()}', input_shape={self._input_shape}, num_classes={self._num_classes})"
+        extra = "" if self._classifier else ", classifier=False"
+        return f"Arch('{self.notation()}', input_shape={self._input_shape}, num_classes={self._num_classes}{extra})"
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict; layers as written, so automatic paddings stay automatic."""
-        return {
+        """A JSON-ready dict; layers as written, so automatic paddings stay automatic
+        (``"classifier": false`` only for an Arch without a final classifier)."""
+        data = {
             "format": JSON_FORMAT,
             "version": JSON_VERSION,
             "notation": self.notation(),
             "input_shape": list(self._input_shape),
             "num_classes": self._num_classes,
-            "layers": [layer_to_dict(layer) for layer in self._layers],
         }
+        if not self._classifier:
+            data["classifier"] = False
+        data["layers"] = [layer_to_dict(layer) for layer in self._layers]
+        return data
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -373,7 +411,8 @@ class Arch:
         return cls(
             [layer_from_dict(item, f"layers[{i}]") for i, item in enumerate(layers)],
             data["input_shape"],
-            data.get("num_classes", 1000),
+            data.get("num_classes"),
+            data.get("classifier", True),
         )
 
     @classmethod
@@ -425,6 +464,40 @@ class Arch:
 def _fresh_node(nodes: Iterable) -> int:
     """An integer node id above every integer id in use (other ids never collide with it)."""
     return max((n for n in nodes if isinstance(n, int) and not isinstance(n, bool)), default=-1) + 1
+
+
+def _logit_count(shapes: Sequence[LayerShape], num_classes: int | None, classifier: bool) -> int:
+    """``num_classes`` for an Arch with a classifier (1000 if not given); without one, the
+    width of the head's output, which ``num_classes`` must equal if given."""
+    if classifier:
+        return 1000 if num_classes is None else num_classes
+    width = shapes[-1].out_shape[0]
+    if num_classes is not None and num_classes != width:
+        raise ArchError(
+            f"arch num_classes={num_classes!r} does not match an Arch without a classifier, whose logits are "
+            f"the {width} values of its last layer {shapes[-1].name}; expected num_classes={width} (or a "
+            "classifier, or a last conv of that many filters)"
+        )
+    return width
+
+
+def _with_logit_count(arch: Arch, num_classes: int):
+    """The layers of ``arch`` (no classifier) with its last conv's filters set to
+    ``num_classes``, when that conv's pooled channels are the logits; else ``arch.graph``
+    unchanged (the count then fails in :func:`_logit_count` with its reason)."""
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        return arch.graph
+    layers = list(arch.layers)
+    if any(isinstance(layer, FC) for layer in layers) or arch.shapes[-1].out_shape[0] != arch.feature_shape[0]:
+        return arch.graph
+    for position in reversed(range(len(layers))):
+        layer = layers[position]
+        if isinstance(layer, Conv) and layer.groups == 1 and not layer.depthwise:
+            layers[position] = replace(layer, out_channels=num_classes)
+            return layers
+        if not isinstance(layer, (*ELEMENTWISE, Pool, GlobalPool, *REDUCERS)):
+            return arch.graph
+    return arch.graph
 
 
 @lru_cache(maxsize=16384)

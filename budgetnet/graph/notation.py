@@ -2,7 +2,7 @@
 
 Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has examples)::
 
-    arch   := item (sep item)*
+    arch   := item (sep item)* [sep "nofc"]      nofc: no final classifier, the head gives the logits
     item   := layer [ ("x" | "×") COUNT ]          repetition: (3,256)x3, COUNT in 1..1000
     layer  := conv | pool | spp | "gap" | "flat" | fc | leaf | block
     conv   := "(" KERNEL "," FILTERS ")" ["/" STRIDE] ["p" PAD] ["d" DILATION]
@@ -25,7 +25,9 @@ A conv without ``pPAD`` gets its padding from the paper's rules (see :mod:`budge
 ``gap`` is global average pooling (``avgspp(1)``); ``flat`` flattens without pooling. When
 the text has no head (no spp, gap, flat or fc), :func:`~budgetnet.graph.arch.default_head` is added:
 the paper's ``spp fc(4096) fc(4096)`` for inputs of 64 px and more (printing leaves it out
-again), ``spp(2,1)`` for smaller ones. The classifier (``num_classes`` units) is implicit.
+again), ``spp(2,1)`` for smaller ones. The classifier (``num_classes`` units) is implicit;
+a last ``nofc`` says there is none (SqueezeNet: ``... (1,1000) gap nofc``, the pooled channels
+of the last conv are the logits).
 
 Example:
     >>> import budgetnet
@@ -69,18 +71,20 @@ _NAMED = re.compile(
 _POOL_FLAGS = ("ceil", "exclude_pad")
 _KEYWORD = re.compile(r"gap|flat")
 _REPEAT = re.compile(rf"[x×]{_INT}")
+_NO_CLASSIFIER = re.compile(r"(?:^|[\s+])nofc\s*$")
 _TOP_END = re.compile(r"(?=[\s+]|$)")
 _END = re.compile(r"(?=[\s+|\]]|$)")
 _BRANCH_END = re.compile(r"(?=\s*[|\]])")
 MAX_REPEAT = 1000
 
 
-def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: int = 1000) -> Arch:
+def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: int | None = None) -> Arch:
     """Parse the paper's table notation into an :class:`~budgetnet.Arch`.
 
     Raises :class:`~budgetnet.errors.NotationError` (with the 1-based column of the fault)
     for text that does not follow the grammar, and :class:`~budgetnet.errors.LayerSpecError`
-    for a value out of range (a zero kernel, a negative stride, ``x0``).
+    for a value out of range (a zero kernel, a negative stride, ``x0``). ``num_classes``
+    defaults to 1000, or with ``nofc`` to the head's width.
 
     Example:
         >>> import budgetnet
@@ -88,15 +92,22 @@ def parse(text: str, input_shape: Sequence[int] = (3, 224, 224), num_classes: in
         3
         >>> str(budgetnet.parse("(3,16)bn res[(3,16)bn (3,16)bn@none]x2 gap", input_shape=(1, 8, 8)))
         '(3,16)bn res[(3,16)bn (3,16)bn@none]x2 gap'
+        >>> budgetnet.parse("(3,16) (1,10) gap nofc", input_shape=(1, 8, 8)).num_classes
+        10
     """
     if not isinstance(text, str):
         raise NotationError(repr(text), 1, f"expected a notation string, got {type(text).__name__}")
+    no_classifier = _NO_CLASSIFIER.search(text)
+    if no_classifier:
+        if not text[: no_classifier.start()].strip(" \t\n+"):
+            raise NotationError(text, 1, "nofc alone; expected layers and a head before it, as (1,10) gap nofc")
+        text = text[: no_classifier.start()].ljust(len(text))  # columns of errors stay those of the text
     if not _skip(text, 0) < len(text):
         raise NotationError(text, 1, "empty notation; expected at least one layer such as (3,64)")
     layers, position = _parse_sequence(text, 0, inside=False, depth=0)
     if not any(isinstance(layer, (SPP, Flatten, FC)) for layer in layers):
         layers.extend(default_head(input_shape))
-    return Arch(layers, input_shape, num_classes)
+    return Arch(layers, input_shape, num_classes, classifier=not no_classifier)
 
 
 def _parse_sequence(text: str, position: int, inside: bool, depth: int) -> tuple[list[Layer], int]:
@@ -226,6 +237,8 @@ def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
         if not all(re.fullmatch(r"-?[0-9]+", item) for item in items):
             raise NotationError(text, column, "malformed spp levels; expected spp(6,3,2,1)")
         return SPP(tuple(int(item) for item in items), mode or "max"), match.end()
+    if text.startswith("nofc", position) and _END.match(text, position + 4):
+        raise NotationError(text, column, "nofc (no final classifier) ends the notation; expected it last, after the head")
     match = _KEYWORD.match(text, position)
     if match:
         layer = SPP((1,), "avg") if match.group() == "gap" else Flatten()

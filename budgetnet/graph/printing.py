@@ -160,7 +160,8 @@ def format_arch(arch: Arch) -> str:
     """The notation of a whole Arch: stages joined by pools, ``+`` inside a stage.
 
     The paper's head (``spp fc4096 fc4096``) is left out, as in Tables 1-2, when it is the
-    default head of the input (64 px and more); every other head is printed.
+    default head of the input (64 px and more); every other head is printed, then ``nofc``
+    for an Arch without a final classifier.
 
     Example:
         >>> import budgetnet
@@ -182,6 +183,8 @@ def format_arch(arch: Arch) -> str:
             parts.append(text)
     if stage:
         parts.append(" + ".join(stage))
+    if not arch.classifier:
+        parts.append("nofc")
     return " ".join(parts)
 
 

@@ -170,7 +170,8 @@ class _Importer:
         ):  # global pooling, then the flatten: the head's gap
             layers, head_layers, leaves = layers[:-1], [SPP((1,), layers[-1].mode), *head_layers[1:]], leaves[:-1]
         try:
-            arch = Arch(layers + head_layers, self.input_shape, linears[-1][1].out_features)
+            classes = linears[-1][1].out_features if linears else None
+            arch = Arch(layers + head_layers, self.input_shape, classes, classifier=bool(linears))
         except BudgetNetError as error:
             raise UnsupportedModuleError(f"the forward of {type(self.root).__name__}: {error}") from None
         arch = _automatic_shortcuts(arch)
@@ -239,6 +240,12 @@ class _Importer:
         node, kind = op.node, op.kind
         layout = self.layout.get(op.inputs[0], "first") if op.inputs else "first"
         if kind == "dropout":  # an identity in eval mode, inside the features too
+            if getattr(op.module, "p", 0.0):
+                warnings.warn(
+                    f"{op.where}: a Dropout among the feature layers has no place in an Arch and is left out "
+                    "(logits in eval mode are unchanged; the built model trains without it)",
+                    stacklevel=4,
+                )
             kind = "pass"
         if kind == "pass" and op.inputs[0] in self.shuffles:  # .contiguous() inside a shuffle
             self.shuffles[node] = self.shuffles[op.inputs[0]]
@@ -498,18 +505,20 @@ class _Importer:
         return ends[0] if len(ends) == 1 else None
 
     def _output(self, node: fx.Node) -> None:
+        """The forward's result: the last Linear's output, or without a Linear the pooled map
+        (SqueezeNet's logits are its last conv's channels, pooled: an Arch without a classifier)."""
         if not any(op.kind == "linear" for op in self.head):
             self._conv_classifier()
-        if not any(op.kind == "linear" for op in self.head):
+        if not self.head:
             raise UnsupportedModuleError(
-                f"the forward of {type(self.root).__name__} ends without a Linear classifier; expected the last "
-                f"layer to be an nn.Linear giving the logits; {SUPPORTED}"
+                f"the forward of {type(self.root).__name__} returns a feature map, not logits; expected the last "
+                f"map pooled or flattened, then optionally Linear layers; {SUPPORTED}"
             )
         last = self.head[-1].node
         if node.args[0] is not last:
             raise UnsupportedModuleError(
                 f"the forward of {type(self.root).__name__} returns {node.args[0]!r}; expected the output "
-                "of the last Linear, a single tensor of logits"
+                "of the last Linear (or of the pooling, without one), a single tensor of logits"
             )
 
 
@@ -573,6 +582,13 @@ def _head_layers(ops: list[Op], features: list[Layer], input_shape) -> tuple[lis
                     "expected one activation after each hidden Linear"
                 )
             activations[index] = op.layer.activation
+    if not linears:  # no classifier: the pooled map is the logits
+        if fold is not None:
+            raise UnsupportedModuleError(
+                f"{ops[0].where} repeats pixels of its map with no Linear after it to absorb them; expected "
+                "an output_size of at most the map's side, or a Linear classifier"
+            )
+        return layers, linears, fold
     last = max(index for index, op in enumerate(ops) if op.kind == "linear")
     tail = [op for op in ops[last + 1 :] if op.kind not in ("pass",) and not (op.kind == "dropout" and not op.module.p)]
     if tail:

@@ -28,8 +28,10 @@ What it takes (:data:`SUPPORTED`; :mod:`budgetnet.pytorch.fx_ops` reads each nod
   px input, only repeats or averages pixels and becomes ``flat``, folded into the first
   ``Linear``'s weights), budgetnet's ``SpatialPyramidPool``, or a flatten;
 * the head: ``Linear`` layers with an activation and ``Dropout`` between them; the last
-  ``Linear`` is the classifier. A ``Dropout`` before the first Linear has no place in an
-  Arch: it is left out with a warning (the logits in eval mode are unchanged).
+  ``Linear`` is the classifier. Without a ``Linear`` the pooled map is the logits (SqueezeNet:
+  an Arch with ``classifier=False``, notation ``... gap nofc``). A ``Dropout`` before the first
+  Linear (or among the feature layers) has no place in an Arch: it is left out with a warning
+  (the logits in eval mode are unchanged).
 
 A batch norm is fused into the conv before it, and an activation into that conv or the
 residual add before it, only where nothing else in the whole graph reads the map between

@@ -366,7 +366,8 @@ def pool_spec(arch: Arch) -> ModuleSpec:
 
 
 def classifier_specs(arch: Arch) -> list[ModuleSpec]:
-    """Hidden fc layers (Linear, ReLU, Dropout) and the final classifier (``model.classifier``)."""
+    """Hidden fc layers (Linear, ReLU, Dropout) and the final classifier (``model.classifier``;
+    none for an Arch made with ``classifier=False``)."""
     specs = []
     for info in arch.shapes:
         if isinstance(info.layer, FC):
@@ -375,7 +376,8 @@ def classifier_specs(arch: Arch) -> list[ModuleSpec]:
             specs += [activation] if activation else []
             if info.layer.dropout:
                 specs.append(ModuleSpec("nn.Dropout", (info.layer.dropout,)))
-    specs.append(ModuleSpec("nn.Linear", (arch.shapes[-1].out_shape[0], arch.num_classes)))
+    if arch.classifier:
+        specs.append(ModuleSpec("nn.Linear", (arch.shapes[-1].out_shape[0], arch.num_classes)))
     return specs
 
 

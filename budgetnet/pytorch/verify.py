@@ -151,6 +151,8 @@ def _checkpoints(imported: Imported, built: nn.Module) -> list[tuple[str, fx.Nod
     order = {node: position for position, node in enumerate(imported.graph_module.graph.nodes)}
     found.sort(key=lambda item: order[item[1]])
     logits = next(n for n in imported.graph_module.graph.nodes if n.op == "output").args[0]
+    if not imported.linears:  # no classifier: the head's pooling gives the logits
+        return found + [("the logits (the head's output)", logits, built.pool)]
     return found + [(imported.linears[-1][0], logits, built.classifier[-1])]
 
 

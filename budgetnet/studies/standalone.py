@@ -120,16 +120,18 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
         raise ExportError(f"class_name={class_name!r} is invalid; expected a Python identifier")
     report = complexity(arch)
     features, pool, classifier = feature_specs(arch, norm), pool_spec(arch), classifier_specs(arch)
-    classifier[-1] = replace(classifier[-1], args=(classifier[-1].args[0], _Name("num_classes")))
+    if arch.classifier:  # else the head's output is the logits: their number is fixed
+        classifier[-1] = replace(classifier[-1], args=(classifier[-1].args[0], _Name("num_classes")))
     indent = " " * 12
     feature_lines = []
     for spec in features:
         comment = f"  # {spec.comment}" if spec.comment else ""
         feature_lines.append(f"{indent}{render(spec, indent)},{comment}\n")
     shape = "x".join(map(str, arch.input_shape))
+    classes = f"{arch.num_classes} classes" + ("" if arch.classifier else " (no classifier: the head gives the logits)")
     doc = (
         f"{arch.notation()}: a CNN found by budgetnet{' (' + about + ')' if about else ''}.\n\n"
-        f"Input {shape}, {arch.num_classes} classes; Eqn. (1) cost {format_count(report.conv_macs)} "
+        f"Input {shape}, {classes}; Eqn. (1) cost {format_count(report.conv_macs)} "
         f"multiply-adds per image, {format_count(report.params)} parameters"
         f"{', batch norm' if norm == 'batch' else ''}.\n"
         "Standalone: needs only torch. Reload it with importlib:\n\n"
@@ -159,7 +161,7 @@ def module_source(arch: Arch, norm: str | None = None, class_name: str = "Net", 
         source += "\n\n" + inspect.getsource(HELPERS[name])
     source += (
         f"\n\nclass {class_name}(nn.Module):\n"
-        f"    def __init__(self, num_classes: int = NUM_CLASSES):\n"
+        f"    def __init__(self{', num_classes: int = NUM_CLASSES' if arch.classifier else ''}):\n"
         f"        super().__init__()\n"
         f"        self.features = nn.Sequential(\n"
         + "".join(feature_lines)

@@ -172,8 +172,9 @@ heads = (
 def archs(draw):
     features = draw(st.lists(convs | pools(), max_size=8))
     input_shape = (draw(st.integers(1, 4)), draw(st.integers(6, 40)), draw(st.integers(6, 40)))
+    classifier = draw(st.booleans())  # without one (nofc), the head's width is the class count
     try:
-        arch = Arch(features + draw(heads), input_shape, draw(st.integers(1, 50)))
+        arch = Arch(features + draw(heads), input_shape, draw(st.integers(1, 50)) if classifier else None, classifier)
     except ShapeError:
         assume(False)
     return arch
@@ -192,7 +193,7 @@ def test_random_archs_round_trip_print_then_parse(arch):
 
 # -- fuzzing: nothing but the three errors may escape ----------------------------------------
 
-ALPHABET = "()0123456789,/px×+ -.\t\nspcfgatvmlxe"
+ALPHABET = "()0123456789,/px×+ -.\t\nspcfgatvmlxeno"
 
 
 def parse_or_refuse(text: str) -> None:

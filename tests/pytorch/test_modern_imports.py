@@ -82,7 +82,7 @@ def _check_exact(model: nn.Module, shape=SHAPE) -> budgetnet.Arch:
 
 TORCHVISION = [
     "efficientnet_b0", "mobilenet_v3_small", "regnet_y_400mf", "convnext_tiny", "densenet121", "mnasnet0_5",
-    "shufflenet_v2_x0_5", "googlenet", "efficientnet_v2_s", "inception_v3",
+    "shufflenet_v2_x0_5", "googlenet", "efficientnet_v2_s", "inception_v3", "squeezenet1_0", "squeezenet1_1",
 ]  # fmt: skip
 
 
@@ -97,17 +97,15 @@ def test_torchvision_families_import_exactly(name, torchvision):
     _check_exact(torchvision.models.get_model(name), (3, 96, 96) if name == "inception_v3" else SHAPE)
 
 
-@pytest.mark.parametrize(
-    ("name", "message"),
-    [
-        ("squeezenet1_0", "the forward of SqueezeNet ends without a Linear classifier"),
-    ],
-)
-def test_torchvision_models_out_of_reach_are_refused_by_name(name, message, torchvision):
-    model = torchvision.models.get_model(name).eval()
-    with pytest.raises(UnsupportedModuleError) as error:
-        budgetnet.Arch.from_module(model, SHAPE)
-    assert str(error.value).startswith(message)
+def test_squeezenet_imports_without_a_classifier(torchvision):
+    # SqueezeNet's logits are its last conv's 1000 channels, pooled: no Linear follows
+    with pytest.warns(UserWarning, match=r"'classifier.0' \(Dropout\): a Dropout among the feature layers"):
+        arch = budgetnet.Arch.from_module(torchvision.models.squeezenet1_1().eval(), (3, 224, 224))
+    assert (arch.classifier, arch.num_classes) == (False, 1000)
+    assert str(arch).endswith("(1,1000)p0 gap nofc")
+    # torchvision's model card: 0.35 GFLOPS (multiply-adds) for SqueezeNet 1.1 at 224 px
+    assert round(budgetnet.conv_macs(arch) / 1e9, 2) == 0.35
+    assert budgetnet.complexity(arch).fc_macs == 0
 
 
 TIMM = [
