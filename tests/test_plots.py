@@ -143,7 +143,7 @@ def test_pareto_axis_in_si_units_and_repeated_trials_drawn_once(tmp_path):
     assert axes.xaxis.get_offset_text().get_text() == ""  # no "1e6"
     trials = next(c for c in axes.collections if c.get_label().startswith("trial inside the budget"))
     assert len(trials.get_offsets()) == 3  # four trials, three architectures
-    assert trials.get_label() == "trial inside the budget (1 repeated architectures drawn once)"
+    assert trials.get_label() == "trial inside the budget (1 repeated architecture drawn once)"
     history = optimization_history(search_study(repeat=True)).axes[0]
     groups = {c.get_label(): len(c.get_offsets()) for c in history.collections}
     assert groups == {"completed": 3, "repeated an earlier architecture": 1}

@@ -41,7 +41,9 @@ def pareto_front(study, x: str = "macs", path: str | Path | None = None):
         drawn.add(trial_record.fingerprint or ("trial", trial.number))
         (feasible if is_feasible(trial) else infeasible).append((cost, trial.values[0]))
     if feasible:
-        label = "trial inside the budget" + (f" ({repeats} repeated architectures drawn once)" if repeats else "")
+        label = "trial inside the budget" + (
+            f" ({repeats} repeated architecture{'s' if repeats > 1 else ''} drawn once)" if repeats else ""
+        )
         axes.scatter(*zip(*feasible), s=22, color="tab:blue", alpha=0.7, label=label)
     if infeasible:
         axes.scatter(*zip(*infeasible), s=22, color="0.6", marker="x", label="over the budget (not trained)")
