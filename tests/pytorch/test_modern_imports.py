@@ -181,7 +181,14 @@ def test_a_hand_made_net_with_timms_eca_gate_imports_exactly(timm):
     # Eqn. (1) by hand: the 3x3 conv on 12x12, then ECA's 5 taps per channel on the pooled 1x1 map
     assert budgetnet.conv_macs(arch) == 3 * 9 * 32 * 12 * 12 + 5 * 32
     # its built model imports again as the same Arch (budgetnet's own conv along the channels)
-    assert budgetnet.Arch.from_module(budgetnet.build(arch), (3, 12, 12)) == arch
+    built = budgetnet.build(arch, weights_from=model).eval()
+    assert budgetnet.Arch.from_module(built, (3, 12, 12)) == arch
+    # the logits depend on ECA's taps: the equal logits above checked that they were copied
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = built(x)
+        next(m for m in built.modules() if isinstance(m, nn.Conv1d)).weight.zero_()
+        assert not torch.allclose(built(x), before, rtol=1e-3, atol=0)
     # timm's rule for the kernel from the channels: t = int((log2(32) + 1) / 2) = 3, odd, so 3
     assert "chconv(3)" in str(budgetnet.Arch.from_module(_eca_net(timm, channels=32), (3, 12, 12)))
 
