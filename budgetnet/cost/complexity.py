@@ -11,7 +11,10 @@ counts, projection shortcuts included. FLOPs are twice the MACs. fc layers (the 
 classifier included) are counted separately as ``fc_macs``, pooling as ``pool_ops``
 (window reads), residual adds as ``add_ops`` and the multiplies of gates (squeeze-excitation)
 as ``mul_ops`` (one per output element); none of them, nor norms or activations, enters
-Eqn. (1). The 1x1 convs inside a gate are convs: they count, on their 1x1 map.
+Eqn. (1). The 1x1 convs inside a gate are convs: they count, on their 1x1 map. So does ECA's
+conv along the channels (:class:`~budgetnet.graph.layers.ChannelConv`, kind ``"chconv"``):
+one input and one output channel, ``k`` taps at each of the ``C * H * W`` outputs, so
+``k * C * H * W`` (``k * C`` in a gate), as fvcore counts torch's ``Conv1d``.
 
 Example:
     >>> import budgetnet
@@ -27,9 +30,12 @@ import math
 from dataclasses import asdict, dataclass
 
 from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Conv, Flatten, LayerShape, Pool, Residual
-from budgetnet.graph.layers import Gate, GlobalPool, Norm, Scale
+from budgetnet.graph.layers import ChannelConv, Gate, GlobalPool, Norm, Scale
 from budgetnet.errors import ArchError
 from budgetnet.tables import text_table
+
+#: The layer kinds Eqn. (1) counts: convs, and convs along the channels (ECA's).
+EQN1_KINDS = ("conv", "chconv")
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,17 @@ def layer_cost(info: LayerShape) -> LayerCost:
         extra = 2 * layer.out_channels if layer.norm == "batch" else layer.out_channels
         params = in_channels // layer.groups * math.prod(layer.kernel_hw) * layer.out_channels + extra
     elif isinstance(layer, BLOCKS):
-        macs = sum(eqn1_term(inner) for inner in info.walk() if inner.kind == "conv")
+        macs = sum(eqn1_term(inner) for inner in info.walk() if inner.kind in EQN1_KINDS)
         add_ops = out_elements if isinstance(layer, Residual) else 0
         mul_ops = out_elements if isinstance(layer, Gate) else 0
     elif isinstance(layer, Norm):
         params = (in_channels if layer.norm in ("rms", "simple") else 2 * in_channels) if layer.affine else 0
     elif isinstance(layer, Scale):
         params = in_channels * (2 if layer.shift else 1)
+    elif isinstance(layer, ChannelConv):
+        kernel, stride, padding = layer.kernel_size, 1, layer.padding
+        macs = eqn1_term(info)
+        params = layer.kernel_size + layer.bias
     elif isinstance(layer, GlobalPool):
         pool_ops = math.prod(info.in_shape)
     elif isinstance(layer, Pool):
@@ -239,7 +249,7 @@ def complexity(arch: Arch, baseline: Arch | None = None) -> ComplexityReport:
     return ComplexityReport(
         notation=arch.notation(),
         rows=tuple(rows),
-        conv_macs=sum(row.macs for row in rows if row.kind == "conv"),
+        conv_macs=sum(row.macs for row in rows if row.kind in EQN1_KINDS),
         fc_macs=sum(row.macs for row in rows if row.kind in ("fc", "classifier")),
         pool_ops=sum(row.pool_ops for row in rows),
         params=sum(row.params for row in rows),
@@ -268,19 +278,25 @@ def conv_macs(arch: Arch) -> int:
         >>> conv_macs(budgetnet.parse("(3,8)", input_shape=(1, 4, 4)))
         1152
     """
-    return sum(eqn1_term(info) for info in arch.walk() if info.kind == "conv")
+    return sum(eqn1_term(info) for info in arch.walk() if info.kind in EQN1_KINDS)
 
 
 def eqn1_term(info: LayerShape) -> int:
     """One conv's term of Eqn. (1): ``(n_{l-1} / g) * s_l^2 * n_l * m_l^2`` (``H * W`` for
     ``m_l^2``, ``g`` the groups; a non-square filter's ``s_l^2`` is its height times its width).
+    A conv along the channels (``chconv``) has one input and one output channel and ``k``
+    taps at each output element: ``k * C * H * W``.
 
     Example:
         >>> import budgetnet
         >>> eqn1_term(budgetnet.parse("(3,8)", input_shape=(1, 4, 4)).convs[0]) == 1 * 3**2 * 8 * 4**2
         True
+        >>> eqn1_term(budgetnet.parse("(3,8) chconv(5)", input_shape=(1, 4, 4)).shapes[1]) == 5 * 8 * 4 * 4
+        True
     """
     layer = info.layer
+    if isinstance(layer, ChannelConv):
+        return layer.kernel_size * math.prod(info.out_shape)
     return (
         info.in_shape[0] // layer.groups * math.prod(layer.kernel_hw) * layer.out_channels
         * info.out_shape[1] * info.out_shape[2]
@@ -297,6 +313,8 @@ def _sides_text(value) -> str:
 def _kernel_text(row: LayerCost) -> str:
     if row.kernel_size is None:
         return ""
+    if row.kind == "chconv":
+        return f"{row.kernel_size} along C"
     height, width = row.kernel_size if isinstance(row.kernel_size, tuple) else (row.kernel_size, row.kernel_size)
     text = f"{height}x{width}" + (f" d{row.dilation}" if row.dilation != 1 else "")
     return text if not row.groups or row.groups == 1 else f"{text} g{row.groups}"

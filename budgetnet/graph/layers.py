@@ -4,7 +4,8 @@ Leaf layers are :class:`Conv`, :class:`Pool`, :class:`SPP`, :class:`Flatten` and
 and the layers of today's CNNs that keep the map's size: :class:`Norm` (batch, group or
 channel layer norm), :class:`Act` (an activation on its own), :class:`Scale` (layer scale),
 :class:`DropPath` (stochastic depth), :class:`Slice` and :class:`Shuffle` (channel
-operations) and :class:`GlobalPool` (the map pooled to 1x1 inside the features). Three
+operations), :class:`GlobalPool` (the map pooled to 1x1 inside the features) and
+:class:`ChannelConv` (ECA's 1-D conv along the channels of each pixel). Three
 blocks hold branches of leaf layers (or of further blocks):
 
 * :class:`Residual` adds its ``body`` to a shortcut (identity, or a 1x1 projection when the
@@ -521,6 +522,45 @@ class GlobalPool:
         _check_choice("gpool", "mode", self.mode, POOL_MODES)
 
 
+@dataclass(frozen=True)
+class ChannelConv:
+    """A 1-D convolution along the channels of every pixel, with one input and one output
+    channel: ECA's conv (Wang et al. 2020, "ECA-Net"), which mixes each channel with its
+    ``kernel_size - 1`` nearest neighbours. Zero padding ``(kernel_size - 1) // 2`` keeps
+    the shape. In a gate it reads the pooled channel vector: ``gate[gpool chconv(5) sigmoid]``.
+    Eqn. (1) counts it as the conv it is, ``kernel_size * C * H * W`` multiply-adds (fvcore's
+    count of torch's ``Conv1d``), not as a ``C x C`` 1x1 conv.
+
+    Args:
+        kernel_size: the taps along the channels, odd (so the padding is even on both sides).
+        bias: a learned bias (one number; timm's ECA has none).
+
+    Example:
+        >>> ChannelConv(5)
+        ChannelConv(kernel_size=5)
+        >>> ChannelConv(3, bias=True).padding
+        1
+    """
+
+    kernel_size: int
+    bias: bool = False
+
+    kind = "chconv"
+    __repr__ = _repr
+
+    def __post_init__(self):
+        check_int("chconv", "kernel_size", self.kernel_size, 1)
+        if self.kernel_size % 2 == 0:
+            raise LayerSpecError("chconv", "kernel_size", self.kernel_size, "an odd integer >= 1 (a padding of (k - 1) / 2 each side)")
+        if not isinstance(self.bias, bool):
+            raise LayerSpecError("chconv", "bias", self.bias, "True or False")
+
+    @property
+    def padding(self) -> int:
+        """The zeros added at each end of the channel axis, ``(kernel_size - 1) // 2``."""
+        return (self.kernel_size - 1) // 2
+
+
 def _check_branch(block: str, field: str, branch, allow_empty: bool) -> tuple:
     if isinstance(branch, (str, bytes)) or not isinstance(branch, Iterable):
         raise LayerSpecError(block, field, branch, "a list of feature layer specs (conv, pool, norm, act, ..., blocks)")
@@ -665,11 +705,13 @@ class Mul:
 
 
 Layer = Union[
-    Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, Residual, Concat, Gate
+    Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, ChannelConv, Residual,
+    Concat, Gate,
 ]
 BLOCKS = (Residual, Concat, Gate)
-#: Leaf layers that keep the map's size and channels (a norm, an activation, a scale, a drop).
-ELEMENTWISE = (Norm, Act, Scale, DropPath)
+#: Leaf layers that keep the map's size and channels (a norm, an activation, a scale, a drop,
+#: a conv along the channels).
+ELEMENTWISE = (Norm, Act, Scale, DropPath, ChannelConv)
 #: Leaf layers that keep the map's size but move or select channels.
 CHANNEL_OPS = (Slice, Shuffle)
 FEATURE_LAYERS = (Conv, Pool, Pad, GlobalPool, *ELEMENTWISE, *CHANNEL_OPS, *BLOCKS)
@@ -678,7 +720,8 @@ JOINS = (Add, Cat, Mul)
 LAYER_TYPES = {
     cls.kind: cls
     for cls in (
-        Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, Residual, Concat, Gate
+        Conv, Pool, SPP, Flatten, FC, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, GlobalPool, ChannelConv, Residual,
+        Concat, Gate,
     )  # fmt: skip
 }
 #: Fields left out of JSON, fingerprints and reprs when they hold their default, so the
@@ -689,12 +732,13 @@ _OPTIONAL = {
     Pool: {"ceil_mode": False, "count_include_pad": True},
     FC: {"activation": "relu"},
     Scale: {"shift": False},
+    ChannelConv: {"bias": False},
 }  # fmt: skip
 #: The optional fields a repr leaves out at their default: those added after the first
 #: release (a Conv's repr always showed its groups, depthwise, activation and norm).
 _REPR_HIDDEN = {
     Conv: ("dilation", "norm_eps", "norm_momentum"), Pool: ("ceil_mode", "count_include_pad"), FC: ("activation",),
-    Scale: ("shift",),
+    Scale: ("shift",), ChannelConv: ("bias",),
 }  # fmt: skip
 
 
@@ -811,6 +855,7 @@ __all__ = [
     "Act",
     "Add",
     "Cat",
+    "ChannelConv",
     "Concat",
     "Conv",
     "DropPath",

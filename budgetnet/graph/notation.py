@@ -13,6 +13,7 @@ Grammar (whitespace and ``+`` both separate items; ``docs/notation.md`` has exam
     leaf   := "bn" [NORMARGS] | "gn(" GROUPS ["," NORMARG]* ")" | "ln" [NORMARGS] | ACT
             | "scale" ["(" INIT ")"] | "droppath(" RATE ")" | "slice(" START "," STOP ")"
             | "shuffle(" GROUPS ")" | "pad(" LEFT "," RIGHT "," TOP "," BOTTOM ")" | "gpool" | "maxgpool"
+            | "chconv(" KERNEL ["," "bias=true"] ")"     ECA's conv along the channels, odd KERNEL
     block  := "res[" BODY ["|" SHORTCUT] "]" ["@" ACT] | "cat[" BRANCH ("|" BRANCH)+ "]"
             | "gate[" BODY "]"
     NORMARGS := "(" NAME "=" VALUE ("," NAME "=" VALUE)* ")"   eps, momentum, affine=false
@@ -42,7 +43,7 @@ import re
 from typing import Sequence
 
 from budgetnet.graph.arch import ACTIVATIONS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Pool, Residual, default_head
-from budgetnet.graph.layers import MAX_NESTING, Act, DropPath, Gate, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
+from budgetnet.graph.layers import MAX_NESTING, Act, ChannelConv, DropPath, Gate, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
 from budgetnet.errors import LayerSpecError, NotationError
 from budgetnet.graph.printing import format_layer
 
@@ -65,7 +66,8 @@ _FC = re.compile(rf"fc(?:{_INT}|\(\s*{_INT}\s*(?:,\s*([0-9.eE+-]+)\s*)?\))")
 # The leaves named by a word, with optional arguments in parentheses.
 _NAME_END = r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 _NAMED = re.compile(
-    rf"(bn|gn|ln|grn|rms|simplenorm|scale|droppath|slice|shuffle|pad|maxgpool|gpool|{_ACTIVATION_NAMES})(?:\(([^()]*)\))?"
+    rf"(bn|gn|ln|grn|rms|simplenorm|scale|droppath|slice|shuffle|pad|maxgpool|gpool|chconv|{_ACTIVATION_NAMES})"
+    r"(?:\(([^()]*)\))?"
     r"(?:(?![A-Za-z0-9_(])|(?=[x×][0-9]))"
 )
 _POOL_FLAGS = ("ceil", "exclude_pad")
@@ -281,7 +283,7 @@ def _parse_layer(text: str, position: int, depth: int) -> tuple[Layer, int]:
         column,
         f"unknown layer {word!r}; expected a conv (3,256), a pool 2/2, spp, gap, flat, fc4096, a norm (bn, gn(32), "
         "ln, grn, rms, simplenorm), an activation (relu, silu, ...), scale, droppath(0.1), slice(0,8), shuffle(2), "
-        "gpool, or a block res[...], cat[...], gate[...]",
+        "gpool, chconv(3), or a block res[...], cat[...], gate[...]",
     )
 
 
@@ -308,7 +310,7 @@ def _number(text: str, column: int, name: str, value: str) -> float:
 
 def _arguments(text: str, column: int, body: str, names: Sequence[str], positional: int) -> dict:
     """``body`` of ``(...)``: up to ``positional`` numbers, then ``name=value`` pairs among
-    ``names`` (``affine`` and ``shift`` are booleans: ``affine=false``). Returns ``{name: value}`` with the
+    ``names`` (``affine``, ``shift`` and ``bias`` are booleans: ``affine=false``). Returns ``{name: value}`` with the
     positional ones under ``"0"``, ``"1"``, ..."""
     found: dict = {}
     items = [item.strip() for item in body.split(",")] if body.strip() else []
@@ -317,7 +319,7 @@ def _arguments(text: str, column: int, body: str, names: Sequence[str], position
             name, _, value = (part.strip() for part in item.partition("="))
             if name not in names:
                 raise NotationError(text, column, f"unknown argument {name!r}; expected one of {', '.join(names)}")
-            if name in ("affine", "shift"):
+            if name in ("affine", "shift", "bias"):
                 if value not in ("true", "false"):
                     raise NotationError(text, column, f"{name}={value!r}; expected {name}=true or {name}=false")
                 found[name] = value == "true"
@@ -341,7 +343,7 @@ def _integer(text: str, column: int, name: str, arguments: dict, key: str = "0")
 
 
 def _named_leaf(text: str, match: re.Match) -> Layer:
-    """A norm, an activation, a scale, a drop, a slice, a shuffle or a global pool."""
+    """A norm, an activation, a scale, a drop, a slice, a shuffle, a global pool or a conv along the channels."""
     name = match.group(1)
     body = match.group(2)
     column = match.start() + 1
@@ -377,6 +379,9 @@ def _named_leaf(text: str, match: re.Match) -> Layer:
         return Pad(*(_integer(text, column, f"pad {side}", options, str(i)) for i, side in enumerate(sides)))
     if name in ("gpool", "maxgpool"):
         return GlobalPool("avg" if name == "gpool" else "max")
+    if name == "chconv":
+        options = _arguments(text, column, body, ("bias",), 1)
+        return ChannelConv(_integer(text, column, "chconv kernel_size", options), options.get("bias", False))
     if name == "leaky_relu" and body:
         options = _arguments(text, column, body, (), 1)
         return Act(f"leaky_relu({_number(text, column, 'leaky_relu slope', options['0']):g})")

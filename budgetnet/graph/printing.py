@@ -18,6 +18,7 @@ from budgetnet.graph.layers import (
     FC,
     SPP,
     Act,
+    ChannelConv,
     Concat,
     Conv,
     DropPath,
@@ -78,6 +79,8 @@ def format_layer(layer: Layer) -> str:
         '(1x7,192)p(0,3)bn'
         >>> format_layer(Gate((GlobalPool(), Conv(1, 8, activation="silu"), Conv(1, 32, activation="sigmoid"))))
         'gate[gpool (1,8)@silu (1,32)@sigmoid]'
+        >>> format_layer(Gate((GlobalPool(), ChannelConv(5), Act("sigmoid"))))
+        'gate[gpool chconv(5) sigmoid]'
     """
     if isinstance(layer, Conv):
         kernel = "x".join(map(str, layer.kernel_hw)) if isinstance(layer.kernel_size, tuple) else layer.kernel_size
@@ -135,6 +138,8 @@ def format_layer(layer: Layer) -> str:
         return "gpool" if layer.mode == "avg" else "maxgpool"
     if isinstance(layer, Pad):
         return f"pad({layer.left},{layer.right},{layer.top},{layer.bottom})"
+    if isinstance(layer, ChannelConv):
+        return f"chconv({layer.kernel_size}{',bias=true' if layer.bias else ''})"
     if layer.dropout == FC(1).dropout:
         text = f"fc{layer.out_features}"
     else:
@@ -173,7 +178,7 @@ def format_arch(arch: Arch) -> str:
     print_head = arch.head != paper_head() or default_head(arch.input_shape) != paper_head() or not arch.features
     for layer, count in _runs(arch.layers):
         text = format_layer(layer) + (f"x{count}" if count > 1 else "")
-        if isinstance(layer, (Conv, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad)):
+        if isinstance(layer, (Conv, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, ChannelConv)):
             stage.append(text)
             continue
         if stage:

@@ -33,7 +33,8 @@ from budgetnet.errors import ArchError, BudgetNetError, UnsupportedModuleError
 from budgetnet.graph.arch import BLOCKS, FC, SPP, Arch, Concat, Conv, Flatten, Layer, Residual
 from budgetnet.graph.carry import carry_regions
 from budgetnet.graph.dag import INPUT, read_graph_nodes
-from budgetnet.graph.layers import Act, Add, Cat, Gate, GlobalPool, Mul, Norm, Scale, Shuffle, Slice
+from budgetnet.graph.layers import Act, Add, Cat, ChannelConv, Gate, GlobalPool, Mul, Norm, Scale, Shuffle, Slice
+from budgetnet.graph.printing import format_layer
 from budgetnet.graph.shapes import infer_shapes
 from budgetnet.pytorch.fx_ops import SUPPORTED, Op, op_of
 from budgetnet.pytorch.fx_trace import is_parameter, is_shape_query, origin_of, propagate_shapes, refused_class, trace
@@ -103,7 +104,7 @@ def import_module(module: nn.Module, input_shape: Sequence[int]) -> Imported:
 _KNOWN = {
     nn.RNNBase: "a recurrent layer", nn.MultiheadAttention: "self-attention", nn.Transformer: "a transformer",
     nn.TransformerEncoderLayer: "a transformer layer", nn.Upsample: "upsampling", nn.ConvTranspose2d: "a transposed conv",
-    nn.Conv1d: "a 1-D conv (as ECA's conv over the channels)", nn.Conv3d: "a 3-D conv",
+    nn.Conv1d: "a 1-D conv outside an ECA gate (timm's EcaModule imports whole)", nn.Conv3d: "a 3-D conv",
 }  # fmt: skip
 
 
@@ -268,6 +269,8 @@ class _Importer:
             self._alias(op, op.inputs[0])
         elif kind in ("add", "mul", "cat"):
             self._join(op, layout)
+        elif kind == "gate":
+            self._gate(op, layout)
         elif kind == "permute":
             if layout == op.to:
                 raise UnsupportedModuleError(f"{op.where}: a permute to the layout the map is already in; {SUPPORTED}")
@@ -331,6 +334,25 @@ class _Importer:
                                                record.layout)  # fmt: skip
             record.last = None  # its own output is not a node of the traced graph
         self.value[op.node] = node
+        self.layout[op.node] = layout
+
+    def _gate(self, op: Op, layout: str) -> None:
+        """A module kept whole that is a gate (timm's ECA): its body's layers, one after the
+        other from the module's input, then the product with that input. No node of the
+        traced graph gives the body's maps; the product's is the module's output."""
+        if layout != "first":
+            raise UnsupportedModuleError(f"{op.where} on a map with its channels last; {SUPPORTED}")
+        source = op.inputs[0]
+        node = self._source(op, source)
+        for layer in op.layer.body:
+            node = self._new(layer, [node])
+            tensors = op.tensors if isinstance(layer, ChannelConv) else {}
+            path = f"{op.node.target}.conv" if isinstance(layer, ChannelConv) else None
+            self.records[node] = ImportedLayer(f"{op.where} ({format_layer(layer)})", layer, dict(tensors), None,
+                                               layout, path)  # fmt: skip
+        join = self._new(Mul(), [self.value[source], node])
+        self.joins[join] = (f"the output of {op.where}", op.node)
+        self.value[op.node] = join
         self.layout[op.node] = layout
 
     def _join(self, op: Op, layout: str) -> None:

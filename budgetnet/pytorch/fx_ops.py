@@ -27,16 +27,18 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from budgetnet.errors import BudgetNetError, UnsupportedModuleError
-from budgetnet.graph.layers import SPP, Act, Conv, DropPath, GlobalPool, Layer, Norm, Pad, Pool, Scale, Shuffle, Slice
+from budgetnet.graph.layers import SPP, Act, ChannelConv, Conv, DropPath, Gate, GlobalPool, Layer, Norm, Pad, Pool, Scale
+from budgetnet.graph.layers import Shuffle, Slice
 from budgetnet.pytorch.fx_trace import is_parameter, parameter_of, tensor_inputs, where_of
-from budgetnet.pytorch.modules import SpatialPyramidPool
+from budgetnet.pytorch.modules import ChannelConv as ChannelConvModule, SpatialPyramidPool
 
 SUPPORTED = (
     "supported: Conv2d (any kernel and padding, square stride and dilation, any groups), BatchNorm2d, GroupNorm, "
     "LayerNorm over channels, GlobalResponseNorm, RmsNorm2d, SimpleNorm2d, "
     "ReLU/ReLU6/LeakyReLU/SiLU/Hardswish/Hardsigmoid/Sigmoid/GELU/Mish/Tanh, "
     "Max/AvgPool2d, global pooling (AdaptiveAvgPool2d(1), x.mean((2, 3))), residual adds, torch.cat, "
-    "channel splits (chunk, split, slices) and shuffles, squeeze-excitation gates (x * gate), layer scale, "
+    "channel splits (chunk, split, slices) and shuffles, squeeze-excitation gates (x * gate), ECA gates (timm's "
+    "EcaModule), layer scale, "
     "stochastic depth, Identity and Dropout, a flatten and Linear layers; branches that do not nest (Res2Net, DLA) "
     "where the maps they carry have one size"
 )
@@ -52,6 +54,13 @@ _ACTIVATION_FUNCTIONS = {
     torch.tanh: "tanh", torch.nn.functional.sigmoid: "sigmoid", torch.nn.functional.tanh: "tanh",
 }  # fmt: skip
 _ACTIVATION_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh"}
+#: timm's own activation modules (``timm.layers.activations``, ``activations_me``) by class
+#: name, for a gate kept whole by the tracer (ECA's): each computes the torch activation named.
+_TIMM_ACTIVATIONS = {
+    "Sigmoid": "sigmoid", "Tanh": "tanh", "Swish": "silu", "SwishMe": "silu", "Mish": "mish", "MishMe": "mish",
+    "HardSigmoid": "hardsigmoid", "HardSigmoidMe": "hardsigmoid", "HardSwish": "hardswish", "HardSwishMe": "hardswish",
+    "GELU": "gelu", "GELUTanh": "gelu_tanh",
+}  # fmt: skip
 _ADDS = (operator.add, operator.iadd, torch.add)
 _MULS = (operator.mul, operator.imul, torch.mul)
 #: timm's norm + activation modules (kept whole by the tracer) and the norm each holds.
@@ -78,9 +87,11 @@ class Op:
     """One traced operation. ``kind`` is ``"leaf"`` (``layer`` with its ``tensors``), a join
     (``"add"``, ``"mul"``, ``"cat"``), ``"pass"`` (an identity in eval mode), ``"split"``
     (``chunk`` / ``split``: ``parts`` are the channel ranges), ``"item"`` (one part of a
-    split), ``"permute"`` (``to`` the channels-``"last"`` or ``"first"`` layout), the two
-    halves of a channel shuffle (``"view5"``, ``"transpose"``, ``"view4"``), or a head step
-    (``"flatten"``, ``"reducer"``, ``"linear"``, ``"dropout"``)."""
+    split), ``"permute"`` (``to`` the channels-``"last"`` or ``"first"`` layout), ``"gate"``
+    (a module kept whole that is a gate block, as timm's ECA: ``layer`` the :class:`Gate`,
+    ``tensors`` those of its conv along the channels), the two halves of a channel shuffle
+    (``"view5"``, ``"transpose"``, ``"view4"``), or a head step (``"flatten"``, ``"reducer"``,
+    ``"linear"``, ``"dropout"``)."""
 
     node: fx.Node
     where: str
@@ -229,6 +240,11 @@ def _module_op(node: fx.Node, where: str, m: nn.Module) -> Op:
         if kind == "StochasticDepth" and m.mode != "row":
             raise _refuse(where, f"stochastic depth in mode={m.mode!r} (a whole batch dropped); expected mode='row'")
         return Op(node, where, "leaf", inputs, DropPath(rate), module=m)
+    if kind == "EcaModule":
+        return _eca_op(node, where, m, inputs)
+    if isinstance(m, ChannelConvModule):  # budgetnet's own (a built model imported again)
+        layer = ChannelConv(m.conv.kernel_size[0], bias=m.conv.bias is not None)
+        return Op(node, where, "leaf", inputs, layer, _conv_tensors(m.conv), m)
     if isinstance(m, nn.Conv2d):
         pad = same_pad(m, _shape(inputs[0])) if kind == "Conv2dSame" else None
         op = Op(node, where, "leaf", inputs, conv_layer(m, where, _shape(inputs[0])), _conv_tensors(m), m)
@@ -262,7 +278,9 @@ def _module_op(node: fx.Node, where: str, m: nn.Module) -> Op:
     if isinstance(m, nn.Linear):
         return Op(node, where, "linear", inputs, module=m, tensors={"weight": m.weight, "bias": m.bias})
     if isinstance(m, nn.Conv1d):
-        raise UnsupportedModuleError(f"{where}: a 1-D conv (as ECA's conv over the channels) has no place in an Arch; {SUPPORTED}")
+        raise UnsupportedModuleError(
+            f"{where}: a 1-D conv outside an ECA gate (timm's EcaModule imports whole) has no place in an Arch; {SUPPORTED}"
+        )
     if any(word in kind for word in _ATTENTION_MODULES):
         raise UnsupportedModuleError(f"{where}: self-attention has no place in an Arch; {SUPPORTED}")
     raise _refuse(where, f"a {kind} module budgetnet does not know")
@@ -279,6 +297,31 @@ def activation_of(m: nn.Module) -> str | None:
     if type(m) is nn.Identity:
         return "none"
     return None
+
+
+def _eca_op(node, where, m, inputs) -> Op:
+    """timm's ``EcaModule`` (Wang et al. 2020) as the gate it computes: the map pooled, ECA's
+    conv along the channels, the gating activation, times the map (``gate[gpool chconv(k) sigmoid]``)."""
+    if getattr(m, "conv2", None) is not None:
+        raise UnsupportedModuleError(
+            f"{where}: ECA with use_mlp=True (timm's experiment: a Conv1d to {m.conv.out_channels} channels, an "
+            "activation and a second Conv1d) has no place in an Arch; expected ECA's single conv along the channels "
+            f"(use_mlp=False); {SUPPORTED}"
+        )
+    conv = m.conv
+    kernel = conv.kernel_size[0]
+    if (conv.in_channels, conv.out_channels, conv.groups, conv.stride[0], conv.dilation[0], conv.padding_mode) != (
+        1, 1, 1, 1, 1, "zeros"
+    ) or conv.padding != ((kernel - 1) // 2,) or kernel % 2 == 0:
+        raise _refuse(where, f"ECA's conv {conv} is not one odd kernel over the channels with zero padding (k - 1) / 2")
+    gate = getattr(m, "gate", None)
+    activation = activation_of(gate) if gate is not None else None
+    if activation is None and gate is not None and type(gate).__module__.startswith("timm."):
+        activation = _TIMM_ACTIVATIONS.get(type(gate).__name__)
+    if activation is None:
+        raise _refuse(where, f"the gating activation {type(gate).__name__} of ECA; expected one budgetnet knows")
+    body = (GlobalPool(), ChannelConv(kernel, bias=conv.bias is not None), Act(activation))
+    return Op(node, where, "gate", inputs[:1], Gate(body), _conv_tensors(conv), m)
 
 
 def _norm_act_op(node, where, m, inputs, norm) -> Op:

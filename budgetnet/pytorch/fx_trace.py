@@ -1,6 +1,7 @@
-"""torch.fx tracing for the importer: the module traced in eval mode (budgetnet's SPP, timm's
-norm + activation modules, layer norms over channels and stochastic depth kept whole), every
-node's output shape propagated on the meta device, and where each node is, for messages.
+"""torch.fx tracing for the importer: the module traced in eval mode (budgetnet's SPP and
+channel conv, timm's norm + activation modules and ECA gates, layer norms over channels and
+stochastic depth kept whole), every node's output shape propagated on the meta device, and
+where each node is, for messages.
 :mod:`budgetnet.pytorch.fx_ops` reads each node as one operation.
 
 Example:
@@ -19,13 +20,13 @@ import torch
 from torch import fx, nn
 
 from budgetnet.errors import ArchError, UnsupportedModuleError
-from budgetnet.pytorch.modules import SpatialPyramidPool
+from budgetnet.pytorch.modules import ChannelConv, SpatialPyramidPool
 
 #: Modules traced as one node although torch.fx would trace into them (by class name: timm's
 #: and torchvision's own classes, whose forward fx cannot always trace).
 LEAF_CLASSES = (
     "BatchNormAct2d", "GroupNormAct", "GroupNorm1Act", "LayerNormAct2d", "LayerNorm2d", "GlobalResponseNorm",
-    "LearnableAffineBlock", "RmsNorm2d", "SimpleNorm2d", "DropPath", "StochasticDepth", "Conv2dSame",
+    "LearnableAffineBlock", "RmsNorm2d", "SimpleNorm2d", "DropPath", "StochasticDepth", "Conv2dSame", "EcaModule",
 )  # fmt: skip
 
 #: timm's modules that have no place in an Arch, by the start of their class name, with what
@@ -35,6 +36,7 @@ REFUSED_CLASSES = {
     "CondConv2d": "CondConv (a conv whose weights are mixed per image from several experts)",
     "EvoNorm2d": "EvoNorm (a norm with a sigmoid gate and a per-group standard deviation)",
     "BlurPool2d": "a blur pool (a fixed low-pass filter after reflect padding)",
+    "CecaModule": "circular ECA (a conv along the channels whose padding wraps around; ECA's zero padding is supported)",
 }
 
 
@@ -55,7 +57,7 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return (
-            isinstance(m, (SpatialPyramidPool, nn.Linear, nn.Conv2d, nn.BatchNorm2d))  # subclasses too (timm's)
+            isinstance(m, (SpatialPyramidPool, ChannelConv, nn.Linear, nn.Conv2d, nn.BatchNorm2d))  # subclasses too
             or type(m).__name__ in LEAF_CLASSES
             or refused_class(m) is not None
             or super().is_leaf_module(m, module_qualified_name)

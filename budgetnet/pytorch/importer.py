@@ -41,7 +41,8 @@ shortcut that equals the automatic one is stored as automatic, so a torchvision 
 imports equal to the same net written in the notation.
 
 Anything else raises :class:`~budgetnet.errors.UnsupportedModuleError` naming the feature in
-words and the module path: self-attention, upsampling, explicit padding, ECA's 1-D conv,
+words and the module path: self-attention, upsampling, explicit padding, a 1-D conv outside
+an ECA gate (timm's ``EcaModule`` imports as ``gate[gpool chconv(k) sigmoid]``), circular ECA,
 CondConv, EvoNorm, blur pools, data-dependent control flow (fx cannot trace it), regions that
 are not series-parallel and whose carried maps differ in size, and channel counts that do not
 chain. Convs, norms and pools whose output nothing reads (timm's DLA computes some) are

@@ -25,7 +25,8 @@ from torch import nn
 
 from budgetnet.graph.arch import FC, SPP, Arch, Conv, LayerShape, Pool, Residual as ResidualSpec
 from budgetnet.graph.layers import Act, Concat as ConcatSpec, DropPath as DropPathSpec, Gate as GateSpec
-from budgetnet.graph.layers import GlobalPool, Norm, Pad, Scale, Shuffle, Slice, activation_slope
+from budgetnet.graph.layers import ChannelConv as ChannelConvSpec, GlobalPool, Norm, Pad, Scale, Shuffle, Slice
+from budgetnet.graph.layers import activation_slope
 
 #: norm values :func:`feature_specs` takes: ``None`` keeps each conv's own, ``"batch"`` adds
 #: batch norm to every conv.
@@ -179,11 +180,27 @@ class ChannelSlice(nn.Module):
         return f"start={self.start}, stop={self.stop}"
 
 
+class ChannelConv(nn.Module):
+    """ECA's conv along the channels of each pixel of an NCHW map: a ``Conv1d`` with one input
+    and one output channel, zero padding ``(kernel_size - 1) // 2``, that slides over the
+    channels (``conv.weight`` has timm's ``EcaModule`` shape, ``(1, 1, kernel_size)``)."""
+
+    def __init__(self, kernel_size, bias=False):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=bias)
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        y = x.permute(0, 2, 3, 1).reshape(batch * height * width, 1, channels)
+        y = self.conv(y)
+        return y.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
 def init_weights(model):
     """Zero-mean Gaussian weights (std ``sqrt(2 / fan_in)``, the paper's Sec. 5) and zero
     biases; batch norms start at scale 1, shift 0."""
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
+        if isinstance(module, (nn.Conv2d, nn.Conv1d, nn.Linear)):
             nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / module.weight[0].numel()))
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -204,6 +221,7 @@ HELPERS = {
     "LayerScale": LayerScale,
     "DropPath": DropPath,
     "ChannelSlice": ChannelSlice,
+    "ChannelConv": ChannelConv,
 }
 #: Each activation's module; ``inplace`` is set only where the input is the layer's own
 #: (after its conv or norm, or after an add), never where a branch may share it.
@@ -315,6 +333,8 @@ def _layer_specs(info: LayerShape, norm: str | None) -> list[ModuleSpec]:
         return [ModuleSpec("nn.ZeroPad2d", ((layer.left, layer.right, layer.top, layer.bottom),))]
     if isinstance(layer, GlobalPool):
         return [ModuleSpec("nn.AdaptiveAvgPool2d" if layer.mode == "avg" else "nn.AdaptiveMaxPool2d", (1,))]
+    if isinstance(layer, ChannelConvSpec):
+        return [ModuleSpec("ChannelConv", (layer.kernel_size,), {"bias": True} if layer.bias else {}, _shape_text(info))]
     children = _children(info, norm)
     if isinstance(layer, ResidualSpec):
         body, shortcut = children[: len(layer.body)], children[len(layer.body) :]

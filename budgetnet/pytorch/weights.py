@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from budgetnet.errors import ArchError
-from budgetnet.graph.layers import Conv, Norm, Scale
+from budgetnet.graph.layers import ChannelConv, Conv, Norm, Scale
 from budgetnet.pytorch.fx_graph import Imported, import_module
 from budgetnet.pytorch.modules import built_layers
 
@@ -47,7 +47,8 @@ def load_weights(imported: Imported, model: nn.Module, share: bool = False) -> N
     Each leaf layer's tensors go to the modules the builder made for it: a conv's weight and
     bias (a bias before a batch norm folded into the norm's running mean, a missing one
     zero), a norm's scale, shift and statistics, a layer scale's multipliers (a pointwise
-    ``Linear`` of a channels-last block becomes a 1x1 conv's weight); then the Linear layers.
+    ``Linear`` of a channels-last block becomes a 1x1 conv's weight), the taps of a conv
+    along the channels (ECA's ``Conv1d``); then the Linear layers.
 
     ``share=True`` puts the source's tensors themselves into ``model`` (no copy: ``model``
     may be built on the meta device), for a model that only runs without gradients and must
@@ -96,6 +97,9 @@ def load_weights(imported: Imported, model: nn.Module, share: bool = False) -> N
                 put(modules[0], "gamma", tensors["gamma"])
                 if info.layer.shift:
                     put(modules[0], "beta", tensors["beta"])
+            elif isinstance(info.layer, ChannelConv):
+                put(modules[0].conv, "weight", tensors["weight"])
+                put(modules[0].conv, "bias", tensors.get("bias"))
         linears = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)]
         for index, (linear, (_, found_linear)) in enumerate(zip(linears, imported.linears)):
             weight = found_linear.weight

@@ -35,7 +35,7 @@ from budgetnet.graph.arch import Arch, Concat, Conv, Layer, LayerShape, Pool, Re
 from budgetnet.graph.layers import ELEMENTWISE, Gate
 from budgetnet.cost.budgets import check_tolerance
 from budgetnet.checks import is_int
-from budgetnet.cost.complexity import conv_macs, eqn1_term, format_count, layer_cost
+from budgetnet.cost.complexity import EQN1_KINDS, conv_macs, eqn1_term, format_count, layer_cost
 from budgetnet.errors import ArchError, LayerSpecError, RewriteError, ShapeError
 from budgetnet.graph.printing import format_layer
 from budgetnet.graph.shapes import infer_shapes
@@ -633,8 +633,9 @@ def _remember_span(key: tuple, value: tuple) -> None:
 
 
 def span_macs(infos: Iterable[LayerShape]) -> int:
-    """Eqn. (1) of some inferred layers, the convs inside blocks included."""
-    return sum(eqn1_term(inner) for info in infos for inner in info.walk() if inner.kind == "conv")
+    """Eqn. (1) of some inferred layers, the convs inside blocks included (ECA's convs along
+    the channels too)."""
+    return sum(eqn1_term(inner) for info in infos for inner in info.walk() if inner.kind in EQN1_KINDS)
 
 
 def _depth(infos: Iterable[LayerShape]) -> int:

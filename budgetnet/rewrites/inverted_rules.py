@@ -22,10 +22,12 @@ the output widths, strides, BN settings, activations, droppath rates, and the ga
 width as a function of the block's input (the SE reduction ratio): a squeeze equal to
 ``make_divisible(hidden / 4, 8)`` (MobileNetV3, torchvision) is recomputed from the new hidden
 width; any other (EfficientNet's ``max(1, in / 4)``) depends on the block's input width,
-which these rules never change, so it stays as written. Hidden widths are scaled together
-by one factor, solved so the stage's Eqn. (1) cost (from :mod:`budgetnet.cost.complexity`,
-on shapes from :func:`~budgetnet.rewrites.framework.local_shapes`) is closest to the old,
-and rounded to multiples of 8 (MobileNet's ``make_divisible``).
+which these rules never change, so it stays as written. An ECA gate (``gate[gpool chconv(k)
+sigmoid]``) has no width of its own: it gates the new hidden width as it is. Hidden widths
+are scaled together by one factor, solved so the stage's Eqn. (1) cost (from
+:mod:`budgetnet.cost.complexity`, on shapes from
+:func:`~budgetnet.rewrites.framework.local_shapes`) is closest to the old, and rounded to
+multiples of 8 (MobileNet's ``make_divisible``).
 
 Example:
     >>> from budgetnet.graph.zoo import ZOO
@@ -219,8 +221,10 @@ def _squeeze_conv(gate: Gate | None) -> Conv | None:
 def with_hidden(unit: MBConv, hidden: int, kernel_size: int | None = None) -> MBConv:
     """``unit`` with another hidden width (and depthwise kernel): the expansion, the
     depthwise conv and the gate's last conv take ``hidden``; the squeeze follows it only
-    under :func:`squeeze_follows_hidden`. A written "same" padding of the depthwise conv is
-    rewritten for the new kernel (an automatic one stays automatic).
+    under :func:`squeeze_follows_hidden`. A gate without a conv (ECA's ``gate[gpool chconv(k)
+    sigmoid]``) has no width of its own and stays as written: it gates whatever width it is
+    given. A written "same" padding of the depthwise conv is rewritten for the new kernel (an
+    automatic one stays automatic).
 
     Example:
         >>> unit = read_unit((Conv(1, 96, norm="batch"), Conv(3, 96, 2, 1, depthwise=True), Conv(1, 24, activation="none")))
@@ -238,9 +242,9 @@ def with_hidden(unit: MBConv, hidden: int, kernel_size: int | None = None) -> MB
     depthwise = derive(unit.depthwise, padding=padding, **changes)
     expand = derive(unit.expand, out_channels=hidden) if unit.expand else None
     gate = unit.gate
-    if gate is not None:
-        body = list(gate.body)
-        convs = [i for i, layer in enumerate(body) if isinstance(layer, Conv)]
+    body = list(gate.body) if gate is not None else []
+    convs = [i for i, layer in enumerate(body) if isinstance(layer, Conv)]
+    if convs:
         if squeeze_follows_hidden(unit):
             body[convs[0]] = derive(body[convs[0]], out_channels=make_divisible(hidden / 4))
         body[convs[-1]] = derive(body[convs[-1]], out_channels=hidden)

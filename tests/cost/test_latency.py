@@ -88,6 +88,17 @@ def test_table_key_describes_the_layer():
     assert dict(train.layer_keys(SMALL))["conv1"].endswith(" input")
 
 
+def test_table_times_an_eca_gate_and_a_conv_along_the_channels_as_layers_of_their_own():
+    arch = budgetnet.parse("(3,8) gate[gpool chconv(3) sigmoid] chconv(5) gap", input_shape=(1, 12, 12), num_classes=5)
+    table = LatencyTable("cpu", batch_size=2, cache_dir=False, repeats=1, warmup=0)
+    keys = dict(table.layer_keys(arch))
+    assert keys["gate1"] == "gate in=8x12x12 gate[gpool chconv(3) sigmoid]"
+    assert keys["chconv1"] == "chconv in=8x12x12 chconv(5)"
+    prediction = table.predict(arch)
+    assert [row.name for row in prediction.rows] == ["conv1", "gate1", "chconv1", "head"]
+    assert all(row.ms > 0 for row in prediction.rows)
+
+
 def test_table_is_cached_as_json_keyed_by_device_dtype_and_torch(tmp_path, monkeypatch):
     first = LatencyTable("cpu", cache_dir=tmp_path, repeats=1, warmup=0)
     first.predict(SMALL)

@@ -439,7 +439,7 @@ def test_bad_layer_value_messages_say_what_is_accepted():
         ({"format": "onnx", "input_shape": [3, 8, 8], "layers": []}, "arch JSON: format='onnx'; expected 'budgetnet.arch'"),
         ({"input_shape": [3, 8, 8], "layers": "conv"}, "arch JSON: layers='conv'; expected a list of layer objects"),
         ({"input_shape": [3, 8, 8], "layers": [{"type": "lstm"}]}, "arch JSON: layers[0]={'type': 'lstm'}; expected an"
-                                                                    " object with type one of ['act', 'concat', 'conv',"),
+                                                                    " object with type one of ['act', 'chconv', 'concat', 'conv',"),
         ({"input_shape": [3, 8, 8], "layers": [{"type": ["conv"]}]}, "layers[0]={'type': ['conv']}"),
         ({"input_shape": [3, 8, 8], "layers": [5]}, "layers[0]=5; expected an object"),
         ({"input_shape": [3, 8, 8], "layers": [{"type": "conv", "kernel_size": 3, "out_channels": 8, "dilation_rate": 2}]},

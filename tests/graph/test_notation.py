@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from budgetnet import FC, SPP, Arch, Conv, Flatten, Pool, parse
 from budgetnet.graph.arch import paper_head
+from budgetnet.graph.layers import ChannelConv
 from budgetnet.errors import NOTATION_EXCERPT, ArchError, BudgetNetError, NotationError, ShapeError
 from budgetnet.graph.notation import MAX_REPEAT
 from budgetnet.graph.printing import format_arch, format_layer
@@ -155,6 +156,7 @@ def pools(draw):
 
 
 convs = st.builds(Conv, st.integers(1, 5), st.integers(1, 300), st.integers(1, 3), st.none() | st.integers(0, 3))
+chconvs = st.builds(ChannelConv, st.sampled_from([1, 3, 5]), st.booleans())
 dropouts = st.just(0.5) | st.sampled_from([0.0, 0.25]) | st.floats(0.0, 1.0, exclude_max=True)
 fcs = st.lists(st.builds(FC, st.integers(1, 5000), dropouts), max_size=3)
 reducers = st.sampled_from([Flatten(), SPP((1,), "avg")]) | st.builds(
@@ -170,7 +172,7 @@ heads = (
 
 @st.composite
 def archs(draw):
-    features = draw(st.lists(convs | pools(), max_size=8))
+    features = draw(st.lists(convs | pools() | chconvs, max_size=8))
     input_shape = (draw(st.integers(1, 4)), draw(st.integers(6, 40)), draw(st.integers(6, 40)))
     classifier = draw(st.booleans())  # without one (nofc), the head's width is the class count
     try:

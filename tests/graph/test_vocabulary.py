@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import budgetnet
+from budgetnet.cost.memory import estimate_memory
 from budgetnet.errors import LayerSpecError, NotationError, ShapeError
 from budgetnet.graph.arch import Arch
 from budgetnet.graph.layers import (
     Act,
+    ChannelConv,
     Concat,
     Conv,
     DropPath,
@@ -51,6 +53,7 @@ ROUND_TRIPS = [
     "relux2 bnx2 (3,8)@mish (3,8)@tanh gap",
     "pad(0,1,0,1) (3,16)/2p0 gap",
     "(1x7,16)p(0,3)bn (7x1,16)bn@silu (1x3,8)/2 cat[(1x3,4) | (3x1,4)p(1,0)] gap",
+    "(3,16) gate[gpool chconv(5) sigmoid] chconv(3,bias=true) res[(3,16)bn gate[gpool chconv(3) hardsigmoid]] gap",
 ]
 
 
@@ -87,11 +90,14 @@ LEAVES = st.sampled_from(
         Conv((5, 3), 8, padding=(4, 2), dilation=2),  # fields 9 and 5: the map kept
         Pool(3, 1, 1, ceil_mode=True),
         Pool(3, 1, 1, "avg", count_include_pad=False),
+        ChannelConv(3),
+        ChannelConv(5, bias=True),
     ]
 )
 BLOCKS = st.sampled_from(
     [
         Gate((GlobalPool(), Conv(1, 2, activation="silu"), Conv(1, 8, activation="sigmoid"))),
+        Gate((GlobalPool(), ChannelConv(5), Act("sigmoid"))),
         Residual((Norm(), Act(), Conv(3, 8), DropPath(0.2)), activation="none"),
         Concat(((Slice(0, 4), Act()), (Slice(4, 8), Norm(), Conv(3, 4)))),
         Concat(((Slice(0, 4),), (Slice(4, 8), Conv(3, 4, norm="batch")))),
@@ -125,6 +131,10 @@ def test_random_nets_print_parse_and_json_round_trip(layers):
         ("scale(shift=yes) gap", 1, "shift='yes'; expected shift=true or shift=false"),
         ("(1x,8) gap", 1, "malformed conv; expected (KERNEL,FILTERS) like (3,256)"),
         ("(1x7,8)p(0) gap", 8, "unexpected 'p' after a layer"),
+        ("chconv gap", 1, "chconv kernel_size=None; expected a whole number"),
+        ("(3,8) chconv(4) gap", 7, "chconv: kernel_size=4 is invalid; expected an odd integer >= 1"),
+        ("chconv(3,bias=yes) gap", 1, "bias='yes'; expected bias=true or bias=false"),
+        ("chconv(3,shift=true) gap", 1, "unknown argument 'shift'; expected one of bias"),
     ],
 )
 def test_malformed_leaves_name_the_column(text, column, message):
@@ -155,6 +165,10 @@ def test_malformed_leaves_name_the_column(text, column, message):
         (lambda: Conv(3, 8, norm_eps=1e-3), "conv: norm_eps=0.001 is invalid; expected the defaults without norm='batch'"),
         (lambda: Pool(2, ceil_mode="yes"), "pool: ceil_mode='yes' is invalid; expected one of (False, True)"),
         (lambda: Gate(()), "gate: body=() is invalid; expected at least one layer"),
+        (lambda: ChannelConv(4), "chconv: kernel_size=4 is invalid; expected an odd integer >= 1"),
+        (lambda: ChannelConv(0), "chconv: kernel_size=0 is invalid; expected an integer >= 1"),
+        (lambda: ChannelConv(2.5), "chconv: kernel_size=2.5 is invalid; expected an integer >= 1"),
+        (lambda: ChannelConv(3, bias=1), "chconv: bias=1 is invalid; expected True or False"),
     ],
 )
 def test_bad_specs_name_the_field_and_value(make, message):
@@ -195,6 +209,31 @@ def test_gate_costs_its_convs_on_a_one_pixel_map_and_reports_the_multiply():
     assert report.conv_macs == 8 * 9 * 32 * 12 * 12 + 32 * 8 + 8 * 32
     assert report.mul_ops == 32 * 12 * 12  # one multiply per element of the gated map
     assert report.add_ops == 0
+
+
+def test_a_conv_along_the_channels_counts_k_taps_per_output_as_fvcore_counts_conv1d():
+    arch = parse("(3,32) gate[gpool chconv(5) sigmoid] chconv(3,bias=true) gap")
+    report = budgetnet.complexity(arch)
+    rows = {row.name: row for row in report.rows}
+    # by hand: ECA's conv has one input and one output channel and k taps per output element:
+    # k * C on the gate's 1x1 map, k * C * H * W on the 12x12 map; not C * C as a 1x1 conv would
+    assert rows["gate1.chconv1"].macs == 5 * 32 and rows["chconv1"].macs == 3 * 32 * 12 * 12
+    assert report.conv_macs == 8 * 9 * 32 * 12 * 12 + 5 * 32 + 3 * 32 * 12 * 12
+    assert budgetnet.conv_macs(arch) == report.conv_macs and rows["gate1"].macs == 5 * 32
+    assert (rows["gate1.chconv1"].params, rows["chconv1"].params) == (5, 3 + 1)  # the taps, and a bias
+    assert [info.out_shape for info in arch.walk() if info.kind == "chconv"] == [(32, 1, 1), (32, 12, 12)]
+    assert "5 along C" in report.table()
+    model = budgetnet.build(arch)
+    assert report.params == sum(p.numel() for p in model.parameters())
+    assert estimate_memory(arch, 1, "none").params == report.params
+    # fvcore counts torch's Conv1d(1, 1, k) on a length-C signal as k * C multiply-adds
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fvcore.nn import FlopCountAnalysis
+    analysis = FlopCountAnalysis(torch.nn.Conv1d(1, 1, 5, padding=2, bias=False), torch.zeros(1, 1, 32))
+    assert analysis.unsupported_ops_warnings(False).total() == 5 * 32
 
 
 def test_uneven_padding_is_a_layer_before_the_conv():
@@ -278,6 +317,27 @@ def test_built_layers_compute_what_torch_computes():
     assert torch.allclose(out, y, atol=1e-5)
 
 
+def test_the_eca_gate_and_a_conv_along_the_channels_compute_their_formulas():
+    # Wang et al. 2020 (ECA-Net): y = x * sigmoid(conv1d_k(mean over the map of x)) with zero
+    # padding (k - 1) / 2 along the channels; written here tap by tap, apart from budgetnet
+    torch.manual_seed(0)
+    model = budgetnet.build(parse("gate[gpool chconv(5) sigmoid] chconv(3,bias=true) gap")).eval()
+    gate_conv, conv = model.features[0].body[1].conv, model.features[1].conv
+    x = torch.randn(2, *SHAPE)
+
+    def along_channels(v, weight, bias=0.0):  # v: (N, C, H, W), weight: k taps
+        k, channels = len(weight), v.shape[1]
+        padded = torch.cat([v.new_zeros(v.shape[0], k // 2, *v.shape[2:]), v,
+                            v.new_zeros(v.shape[0], k // 2, *v.shape[2:])], dim=1)  # fmt: skip
+        return sum(weight[j] * padded[:, j : j + channels] for j in range(k)) + bias
+
+    with torch.no_grad():
+        pooled = x.mean(dim=(2, 3), keepdim=True)
+        y = x * torch.sigmoid(along_channels(pooled, gate_conv.weight.flatten()))
+        y = along_channels(y, conv.weight.flatten(), conv.bias)
+        assert torch.allclose(model.features(x), y, atol=1e-6)
+
+
 def test_the_response_norm_computes_convnext_v2s_formula():
     # Woo et al. 2023, Eqns. (1)-(3): G = per-channel L2 norm over the map, N = G / mean_c(G),
     # out = gamma * (x * N) + beta + x; written here channel by channel, apart from budgetnet
@@ -337,8 +397,8 @@ def test_an_activation_first_in_a_branch_does_not_change_the_shortcut():
 def test_the_standalone_export_builds_every_new_layer():
     arch = parse("(3,16)bn(eps=0.001) res[(1,32)bn@silu (3,32)dwbn@silu gate[gpool (1,4)@silu (1,32)@sigmoid] "
                  "(1,16)bn@none droppath(0.1)]@none cat[id | slice(0,8) (3,8)d2] shuffle(2) ln scale(1e-06) gn(4) "
-                 "leaky_relu(0.1) grn(eps=1e-06) rms simplenorm scale(0.5,shift=true) (1x3,32)p(0,1) 3/2p1(ceil) gpool "
-                 "(1,32)@hardswish flat "
+                 "leaky_relu(0.1) grn(eps=1e-06) rms simplenorm scale(0.5,shift=true) (1x3,32)p(0,1) 3/2p1(ceil) "
+                 "gate[gpool chconv(3) sigmoid] chconv(5,bias=true) gpool (1,32)@hardswish flat "
                  "fc(64,0.2)@hardswish")  # fmt: skip
     model = budgetnet.build(arch).eval()
     namespace: dict = {}

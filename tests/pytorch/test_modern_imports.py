@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import budgetnet
-from budgetnet.cost.complexity import eqn1_term
+from budgetnet.cost.complexity import EQN1_KINDS, eqn1_term
 from budgetnet.errors import UnsupportedModuleError
 from budgetnet.pytorch.fx_graph import import_module
 from budgetnet.pytorch.importer import import_torchvision
@@ -66,9 +66,10 @@ def _check_exact(model: nn.Module, shape=SHAPE) -> budgetnet.Arch:
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(1))
     by_module, by_operator = _fvcore_by_module(model, x[:1])
     # Eqn. (1), conv by conv, against fvcore's count of the module that each conv came from
-    # (a pointwise Linear on a channels-last map is a 1x1 conv here, counted as fvcore does)
-    convs = [record for record in imported.layers if record.layer.kind == "conv"]
-    for info, record in zip([info for info in arch.walk() if info.kind == "conv"], convs):
+    # (a pointwise Linear on a channels-last map is a 1x1 conv here, counted as fvcore does;
+    # ECA's conv along the channels is its gate's Conv1d)
+    convs = [record for record in imported.layers if record.layer.kind in EQN1_KINDS]
+    for info, record in zip([info for info in arch.walk() if info.kind in EQN1_KINDS], convs):
         if record.path is not None:
             assert eqn1_term(info) == by_module[record.path], record.name
     pointwise = by_operator.get("linear", 0) - budgetnet.complexity(arch).fc_macs
@@ -114,6 +115,7 @@ TIMM = [
     "cspresnet50", "ese_vovnet19b_dw", "hgnet_tiny", "mobileone_s0", "xception41", "legacy_xception", "fbnetc_100",
     "mnasnet_100", "tinynet_e", "densenet121", "tf_efficientnet_b0", "rexnet_100", "dla46_c", "res2net50_26w_4s",
     "dpn68", "convnextv2_atto", "inception_v3", "hgnetv2_b0", "convnext_atto_rms", "convnext_zepto_rms",
+    "eca_vovnet39b", "ecaresnet26t",
 ]  # fmt: skip
 
 
@@ -130,8 +132,6 @@ def test_timm_families_import_exactly(name, timm):
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("eca_vovnet39b", "'stages.0.blocks.0.attn.conv' (Conv1d): a 1-D conv (as ECA's conv over the channels) has no "
-                          "place in an Arch"),
         ("efficientnet_cc_b0_4e", "'blocks.4.0.conv_pw' (CondConv2d): CondConv (a conv whose weights are mixed per "
                                   "image from several experts) has no place in an Arch"),
         ("regnetz_b16_evos", "'stem.bn' (EvoNorm2dS0a): EvoNorm (a norm with a sigmoid gate and a per-group standard "
@@ -151,3 +151,68 @@ def test_legacy_xception_is_rebuilt_exactly_where_it_was_rebuilt_wrong(timm):
     # shortcut must not see; now the ReLU stays in the body and the logits agree
     arch = _check_exact(timm.create_model("legacy_xception"))
     assert "res[relu " in str(arch)
+
+
+# -- ECA (Wang et al. 2020): timm's EcaModule imports as gate[gpool chconv(k) sigmoid] -------------
+def _eca_net(timm, **eca):
+    from timm.layers.eca import EcaModule
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 32, 3, padding=1)
+            self.bn = nn.BatchNorm2d(32)
+            self.attn = EcaModule(**eca)
+            self.fc = nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = self.attn(torch.relu(self.bn(self.conv(x))))
+            return self.fc(x.mean((2, 3)))
+
+    return Net().eval()
+
+
+def test_a_hand_made_net_with_timms_eca_gate_imports_exactly(timm):
+    model = _eca_net(timm, kernel_size=5)
+    arch = _check_exact(model, (3, 12, 12))
+    assert str(arch) == "(3,32)p1bn gate[gpool chconv(5) sigmoid] gap"
+    # Eqn. (1) by hand: the 3x3 conv on 12x12, then ECA's 5 taps per channel on the pooled 1x1 map
+    assert budgetnet.conv_macs(arch) == 3 * 9 * 32 * 12 * 12 + 5 * 32
+    # its built model imports again as the same Arch (budgetnet's own conv along the channels)
+    built = budgetnet.build(arch, weights_from=model).eval()
+    assert budgetnet.Arch.from_module(built, (3, 12, 12)) == arch
+    # the logits depend on ECA's taps: the equal logits above checked that they were copied
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = built(x)
+        next(m for m in built.modules() if isinstance(m, nn.Conv1d)).weight.zero_()
+        assert not torch.allclose(built(x), before, rtol=1e-3, atol=0)
+    # timm's rule for the kernel from the channels: t = int((log2(32) + 1) / 2) = 3, odd, so 3
+    assert "chconv(3)" in str(budgetnet.Arch.from_module(_eca_net(timm, channels=32), (3, 12, 12)))
+
+
+def test_eca_variants_out_of_reach_are_refused_by_name(timm):
+    from timm.layers.eca import CecaModule
+
+    with pytest.raises(UnsupportedModuleError) as error:
+        budgetnet.Arch.from_module(_eca_net(timm, channels=32, use_mlp=True), (3, 12, 12))
+    assert str(error.value).startswith(
+        "'attn' (EcaModule): ECA with use_mlp=True (timm's experiment: a Conv1d to 8 channels, an activation and a "
+        "second Conv1d) has no place in an Arch; expected ECA's single conv along the channels (use_mlp=False)"
+    )
+    model = _eca_net(timm, kernel_size=3)
+    model.attn = CecaModule(kernel_size=3)
+    with pytest.raises(UnsupportedModuleError) as error:
+        budgetnet.Arch.from_module(model, (3, 12, 12))
+    assert str(error.value).startswith(
+        "'attn' (CecaModule): circular ECA (a conv along the channels whose padding wraps around; ECA's zero padding "
+        "is supported) has no place in an Arch"
+    )
+    # a Conv1d outside an ECA gate stays refused by name
+    model = _eca_net(timm, kernel_size=3)
+    model.attn = nn.Sequential(nn.Flatten(2), nn.Conv1d(32, 32, 3, padding=1), nn.Unflatten(2, (12, 12)))
+    with pytest.raises(UnsupportedModuleError) as error:
+        budgetnet.Arch.from_module(model, (3, 12, 12))
+    assert str(error.value).startswith(
+        "'attn.1' (Conv1d): a 1-D conv outside an ECA gate (timm's EcaModule imports whole) has no place in an Arch"
+    )

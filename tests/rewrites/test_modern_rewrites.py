@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import budgetnet
 from budgetnet.errors import RewriteError
-from budgetnet.graph.layers import Act, Conv, Gate, Norm, Residual
+from budgetnet.graph.layers import Act, ChannelConv, Conv, Gate, GlobalPool, Norm, Residual
 from budgetnet.graph.zoo import ZOO
 from budgetnet.rewrites import (
     BLOCK_FILTER,
@@ -125,6 +125,73 @@ def test_mbconv_filter_keeps_the_gate_rule_of_mobilenet_v3():
     # every BN keeps eps=0.001, momentum=0.01, every activation stays
     assert kinds(result.after)[0] <= kinds(arch)[0]
     assert all(c.norm_eps == 1e-3 for c in (i.layer for i in result.after.convs) if c.norm)
+
+
+# -- ECA gates (no width of their own) -------------------------------------------------------------
+ECA = "gate[gpool chconv(3) sigmoid]"
+ECA_GATE = Gate((GlobalPool(), ChannelConv(3), Act("sigmoid")))
+
+
+def eca_mbconv_macs(in_channels, hidden, out_channels, kernel, size_in, size_out):
+    """Eqn. (1) of one MBConv unit with an ECA gate, by hand: as :func:`mbconv_macs`, the gate's
+    conv along the channels counting its 3 taps per channel on 1x1 (3 * hidden), not a squeeze."""
+    return mbconv_macs(in_channels, hidden, out_channels, kernel, 0, size_in, size_out) + 3 * hidden
+
+
+def test_mbconv_rules_leave_an_eca_gate_as_it_is_and_count_its_conv():
+    arch = budgetnet.parse(
+        f"(3,16)/2bn@silu (1,48)bn@silu (5,48)/2p2dwbn@silu {ECA} (1,40)bn@none "
+        f"res[(1,160)bn@silu (5,160)dwbn@silu {ECA} (1,40)bn@none]x2 gap", input_shape=(3, 32, 32), num_classes=10
+    )  # fmt: skip
+    result = MBCONV_FILTER.rewrite(arch, MBCONV_FILTER.find(arch, start=1, kernel_size=3))
+    gates = [info.layer for info in result.after.walk() if isinstance(info.layer, Gate)]
+    assert gates == [ECA_GATE] * 3  # nothing in it to rescale: it gates the new hidden widths
+    units = mbconv_stages(result.after)[0].units
+    first, rest = units[0].hidden, units[1].hidden
+    assert [u.kernel_size for u in units] == [3] * 3 and [u.hidden for u in units] == [first, rest, rest]
+    assert first > 48 and rest > 160  # a 3x3 instead of a 5x5: wider, at the same cost
+    # maps: 16 after the stem, 8 after the strided depthwise conv
+    by_hand_old = eca_mbconv_macs(16, 48, 40, 5, 16, 8) + 2 * eca_mbconv_macs(40, 160, 40, 5, 8, 8)
+    by_hand_new = eca_mbconv_macs(16, first, 40, 3, 16, 8) + 2 * eca_mbconv_macs(40, rest, 40, 3, 8, 8)
+    stem = 3 * 9 * 16 * 16 * 16
+    assert budgetnet.complexity(arch).conv_macs == stem + by_hand_old
+    assert budgetnet.complexity(result.after).conv_macs == stem + by_hand_new
+    assert result.after_macs - result.before_macs == by_hand_new - by_hand_old
+    assert abs(by_hand_new / by_hand_old - 1) < 0.05
+    blocks = MBCONV_BLOCKS.rewrite(arch, MBCONV_BLOCKS.find(arch, start=1, blocks=2))
+    assert [info.layer for info in blocks.after.walk() if isinstance(info.layer, Gate)] == [ECA_GATE] * 2
+
+
+def test_variants_of_nets_with_eca_gates_in_residual_and_inverted_residual_blocks():
+    residual = budgetnet.parse(f"(3,32)bn res[(1,16)bn (3,16)bn (1,32)bn@none {ECA}]x2 2/2 "
+                               f"res[(1,32)bn (3,32)bn (1,64)bn@none {ECA}]x2 gap", input_shape=(3, 32, 32))  # fmt: skip
+    inverted = budgetnet.parse(
+        f"(3,16)/2bn@silu (1,64)bn@silu (3,64)/2p1dwbn@silu {ECA} (1,24)bn@none "
+        f"res[(1,96)bn@silu (3,96)dwbn@silu {ECA} (1,24)bn@none]x2 (1,48)bn@silu (5,48)/2p2dwbn@silu {ECA} "
+        f"(1,40)bn@none res[(1,160)bn@silu (5,160)dwbn@silu {ECA} (1,40)bn@none]x2 gap", input_shape=(3, 32, 32)
+    )  # fmt: skip
+    rows = records(budgetnet.variants(inverted, max_steps=2))
+    assert len(rows) > 10 and {"mbconv_filter", "mbconv_blocks"} <= {step for row in rows for step in row["path"]}
+    for row in rows:
+        after = budgetnet.parse(row["notation"], input_shape=(3, 32, 32))
+        assert {info.layer for info in after.walk() if isinstance(info.layer, Gate)} == {ECA_GATE}
+        assert 0.95 <= row["ratio"] <= 1.05
+    # the block rules take no gated block (as with squeeze-excitation) and each says why
+    index = 1
+    for rule in (BLOCK_FILTER, CARDINALITY_WIDTH):
+        site = Site(rule.name, 1, index, index + 1, budgetnet.rewrites.span_notation([residual.layers[index]]),
+                    kernel_size=5, groups=2)  # fmt: skip
+        assert "a body that is not all convs (a gate" in refused(rule, residual, site)
+    # every rule finds the sites it finds with squeeze-excitation gates in their place
+    se = budgetnet.parse(str(residual).replace(ECA + "]x2 2/2", "gate[gpool (1,8) (1,32)@sigmoid]]x2 2/2")
+                         .replace(ECA + "]x2 gap", "gate[gpool (1,16) (1,64)@sigmoid]]x2 gap"), input_shape=(3, 32, 32))
+    assert [info.layer.body[1].kind for info in se.walk() if info.kind == "gate"] == ["conv"] * 4
+    assert [info.layer for info in residual.walk() if info.kind == "gate"] == [ECA_GATE] * 4
+    for rule in RULES:
+        assert [site.label() for site in rule.sites(residual)] == [site.label() for site in rule.sites(se)], rule.name
+    for row in records(budgetnet.variants(residual, max_steps=2)):
+        after = budgetnet.parse(row["notation"], input_shape=(3, 32, 32))
+        assert [info.layer for info in after.walk() if info.kind == "gate"] == [ECA_GATE] * 4
 
 
 # -- MBConv: expansion ratio vs blocks per stage ---------------------------------------------------

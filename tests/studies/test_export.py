@@ -57,6 +57,38 @@ def test_standalone_module_matches_the_builder(tmp_path, notation, input_shape, 
     assert [c.padding[0] for c in convs] == [info.layer.padding for info in arch.convs]
 
 
+#: Run in a fresh Python where `import budgetnet` fails: the exported .py and a state dict; prints
+#: the logits of a seeded input.
+FRESH_LOGITS = """
+import sys
+sys.modules["budgetnet"] = None
+import importlib.util, torch
+spec = importlib.util.spec_from_file_location("net", sys.argv[1])
+net = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(net)
+model = net.Net().eval()
+model.load_state_dict(torch.load(sys.argv[2], weights_only=True))
+with torch.no_grad():
+    print(model(torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))).flatten().tolist())
+"""
+
+
+def test_an_exported_eca_gate_gives_the_builders_logits_in_a_fresh_python(tmp_path):
+    import subprocess
+    import sys
+
+    arch = budgetnet.parse("(3,16)bn gate[gpool chconv(5) sigmoid] chconv(3,bias=true) gap", input_shape=(3, 12, 12),
+                           num_classes=4)  # fmt: skip
+    built = budgetnet.build(arch).eval()
+    (tmp_path / "net.py").write_text(module_source(arch))
+    torch.save(built.state_dict(), tmp_path / "net.pt")
+    out = subprocess.run([sys.executable, "-c", FRESH_LOGITS, str(tmp_path / "net.py"), str(tmp_path / "net.pt")],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": ""}).stdout  # fmt: skip
+    with torch.no_grad():
+        expected = built(torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(0))).flatten()
+    assert torch.allclose(torch.tensor(json.loads(out)), expected, atol=1e-6)
+
+
 def make_study(tmp_path):
     """A study of hand-made trials: 0 complete, 1 pruned, 2 failed, 3 over budget, 4 running, 5 complete."""
     arch = budgetnet.parse("(3,8) 2/2 (2,16)x2 gap", input_shape=(1, 8, 8), num_classes=10)
