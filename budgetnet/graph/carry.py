@@ -52,13 +52,16 @@ def carry_regions(graph: nx.DiGraph, input_shape: tuple[int, int, int], new: New
     is for the series-parallel reading to refuse: its carried maps differ in size (which no
     concatenation takes), or it multiplies two computed maps.
     """
-    while True:
+    # each rewrite leaves its region series-parallel: fewer rewrites than nodes, or a fault
+    for _ in range(graph.number_of_nodes()):
         region = _next_region(graph)
         if region is None:
             return None
         reason = _rewrite(graph, *region, _shapes(graph, input_shape), new)
         if reason is not None:
             return region[1], reason
+    region = _next_region(graph)
+    return None if region is None else (region[1], "carrying its maps left it still not series-parallel")
 
 
 def _order(graph: nx.DiGraph) -> list:
@@ -163,7 +166,9 @@ def _rewrite(graph: nx.DiGraph, start, join, region: set, shapes: dict, new: New
     for index, unit in enumerate(units):
         node = unit[0]
         layer = graph.nodes[node]["layer"]
-        if isinstance(layer, Slice) and node != join:
+        # a slice read in place; not one that opens a block of the unit (a residual block
+        # on a slice reads it twice, and the block needs it as a map of its own)
+        if isinstance(layer, Slice) and node != join and (len(unit) == 1 or list(graph.successors(node)) == [unit[1]]):
             source, low = next(iter(graph.predecessors(node))), layer.start
             if source in virtual:  # a slice of a slice: of the first one's map
                 source, low = virtual[source][0], virtual[source][1] + low
