@@ -551,7 +551,9 @@ class ChannelConv:
     def __post_init__(self):
         check_int("chconv", "kernel_size", self.kernel_size, 1)
         if self.kernel_size % 2 == 0:
-            raise LayerSpecError("chconv", "kernel_size", self.kernel_size, "an odd integer >= 1 (a padding of (k - 1) / 2 each side)")
+            raise LayerSpecError(
+                "chconv", "kernel_size", self.kernel_size, "an odd integer >= 1 (a padding of (k - 1) / 2 each side)"
+            )
         if not isinstance(self.bias, bool):
             raise LayerSpecError("chconv", "bias", self.bias, "True or False")
 

@@ -173,16 +173,29 @@ def test_callback_true_stops_and_exceptions_propagate(arch, digits):
         fit(arch, digits, "quick", epochs=3, progress=False, callback=prune)
 
 
-def test_fit_learns_an_easy_task():
+def easy_task():
+    """160 noisy 8x8 images of two classes: class 1 has a bright top half."""
     generator = torch.Generator().manual_seed(0)
     labels = torch.arange(160) % 2
     images = torch.rand(160, 1, 8, 8, generator=generator) * 0.2
-    images[labels == 1, :, :4] += 0.8  # class 1: bright top half
-    data = from_tensors(images, labels, augment={"crop": False})
+    images[labels == 1, :, :4] += 0.8
+    return from_tensors(images, labels, augment={"crop": False})
+
+
+def test_fit_learns_an_easy_task():
+    data = easy_task()
     model = budgetnet.parse("(3,8) gap", input_shape=(1, 8, 8), num_classes=2)
     result = fit(model, data, "quick", epochs=4, batch_size=16, progress=False)
     assert result.val_accuracy >= 0.9
     assert evaluate(result.model, data, device="cpu")["accuracy"] >= 0.9
+
+
+def test_a_net_without_a_classifier_learns():
+    # SqueezeNet's end, 1000 maps pooled into the logits (notation nofc), resized to 2 classes
+    arch = budgetnet.parse("(3,8) (1,1000)@none gap nofc", input_shape=(1, 8, 8))
+    result = fit(arch, easy_task(), "quick", epochs=4, batch_size=16, progress=False)
+    assert str(result.model.arch) == "(3,8) + (1,2)@none gap nofc"
+    assert result.val_accuracy >= 0.9
 
 
 def test_step_schedule_reaches_the_optimizer(digits, arch):
