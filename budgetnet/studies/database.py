@@ -141,10 +141,17 @@ def _rdb_storage(url: str, arguments: dict) -> optuna.storages.RDBStorage:
         return _RetryingRDBStorage(url, **arguments)
 
 
+#: Seconds a call retries while another process holds an SQLite file's lock: SQLite answers
+#: "database is locked" at once, without waiting, when two transactions that both read want
+#: to write (two workers ending their trials together); the one refused has written nothing.
+LOCKED_RETRY_SECONDS = 60
+
+
 class _RetryingRDBStorage(optuna.storages.RDBStorage):
     """Optuna's RDBStorage whose calls retry a lost connection with back-off (0.5 s doubling
-    to 5 s) for ``retry_seconds`` (0 for SQLite: a file does not restart). A write whose
-    commit reached the server just as the connection broke may be made twice (rare)."""
+    to 5 s) for ``retry_seconds`` (0 for SQLite: a file does not restart), and a locked SQLite
+    file for :data:`LOCKED_RETRY_SECONDS`. A write whose commit reached the server just as the
+    connection broke may be made twice (rare)."""
 
     retry_seconds: float = 0
 
@@ -164,6 +171,17 @@ def _connection_lost(error: BaseException) -> bool:
     return False
 
 
+def _locked(error: BaseException) -> bool:
+    """True when SQLite refused the call because another connection holds the file's lock."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if "database is locked" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def _retrying(name: str):
     plain = getattr(optuna.storages.RDBStorage, name)
 
@@ -174,8 +192,10 @@ def _retrying(name: str):
                 return plain(self, *args, **kwargs)
             except Exception as error:
                 now = time.monotonic()
-                deadline = now + self.retry_seconds if deadline is None else deadline
-                if now >= deadline or not _connection_lost(error):
+                locked = _locked(error)
+                if deadline is None:
+                    deadline = now + max(self.retry_seconds, LOCKED_RETRY_SECONDS if locked else 0)
+                if now >= deadline or not (locked or _connection_lost(error)):
                     raise
                 time.sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 5.0)

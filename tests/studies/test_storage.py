@@ -302,5 +302,18 @@ def test_a_lost_database_connection_is_retried_for_the_given_seconds(monkeypatch
     with pytest.raises(optuna.exceptions.StorageInternalError):
         impatient.method(8)
     assert calls == [8]  # no retry with 0 seconds
+    # SQLite's lock held by another worker: retried even with 0 seconds for lost connections
+    calls.clear()
+    locked = []
+
+    def busy(self, study_id):
+        locked.append(study_id)
+        if len(locked) < 3:
+            raise optuna.exceptions.StorageInternalError("x") from OperationalError("x", {}, "database is locked")
+        return {"free": True}
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "get_study_user_attrs", busy)
+    impatient = type("Impatient", (), {"retry_seconds": 0, "method": storage_module._retrying("get_study_user_attrs")})()
+    assert impatient.method(9) == {"free": True} and locked == [9, 9, 9]
     assert storage_module._connection_lost(OperationalError("x", {}, "server closed the connection"))
     assert not storage_module._connection_lost(IntegrityError("x", {}, "duplicate key"))  # bad data: no retry
