@@ -12,6 +12,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
 from budgetnet.graph.layers import (
+    CHANNEL_OPS,
+    ELEMENTWISE,
     BLOCKS,
     DEFAULT_EPS,
     DEFAULT_MOMENTUM,
@@ -178,7 +180,7 @@ def format_arch(arch: Arch) -> str:
     print_head = arch.head != paper_head() or default_head(arch.input_shape) != paper_head() or not arch.features
     for layer, count in _runs(arch.layers):
         text = format_layer(layer) + (f"x{count}" if count > 1 else "")
-        if isinstance(layer, (Conv, Norm, Act, Scale, DropPath, Slice, Shuffle, Pad, ChannelConv)):
+        if isinstance(layer, (Conv, Pad, *ELEMENTWISE, *CHANNEL_OPS)):  # leaves joined by "+" in a stage
             stage.append(text)
             continue
         if stage:

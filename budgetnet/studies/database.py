@@ -156,30 +156,29 @@ class _RetryingRDBStorage(optuna.storages.RDBStorage):
     retry_seconds: float = 0
 
 
+def _causes(error: BaseException | None):
+    """``error`` and the errors behind it (``__cause__``, else ``__context__``), each once."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def _connection_lost(error: BaseException) -> bool:
     """True when a lost or refused connection is behind ``error`` (not bad data)."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, (OperationalError, InterfaceError)) or (
-            isinstance(error, DBAPIError) and error.connection_invalidated
-        ):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(
+        isinstance(cause, (OperationalError, InterfaceError))
+        or (isinstance(cause, DBAPIError) and cause.connection_invalidated)
+        for cause in _causes(error)
+    )
 
 
 def _locked(error: BaseException) -> bool:
     """True when SQLite refused the call because another connection holds the file's lock."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if "database is locked" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any("database is locked" in str(cause) for cause in _causes(error))
 
 
 def _retrying(name: str):
